@@ -1,0 +1,6 @@
+"""Devices: the Device contract and its drivers (simulated, and hardware in later modules)."""
+
+from .base import ChannelInfo, Device, DeviceChannels, DeviceError, voltage_channels
+from .sim import SimDevice
+
+__all__ = ["ChannelInfo", "Device", "DeviceChannels", "DeviceError", "voltage_channels", "SimDevice"]

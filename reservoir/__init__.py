@@ -1,0 +1,9 @@
+"""Substrates: the Substrate contract, the batched echo-state core and physical models."""
+
+from .base import Substrate, run_sequences
+from .esn import EchoStateCore, EchoStateNetwork
+from .potato import PotatoModel
+from .registry import SUBSTRATES, make_substrate
+
+__all__ = ["Substrate", "run_sequences", "EchoStateCore", "EchoStateNetwork", "PotatoModel",
+           "SUBSTRATES", "make_substrate"]

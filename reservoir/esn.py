@@ -1,0 +1,154 @@
+"""Batched leaky-integrator echo-state core.
+
+State update for a batch of ``B`` trials with ``N`` units, per step ``t``::
+
+    x[t] = (1 - a) * x[t-1] + a * tanh(W x[t-1] + W_in u[t] + b + noise[t])
+
+``a`` is the leak rate (a scalar, or one value per unit for substrates whose units relax at different
+rates), ``W`` the recurrent weights ``(N, N)``, ``W_in`` the input weights ``(N, n_inputs)``, ``b`` a bias
+``(N,)`` and ``noise`` white Gaussian state noise.  The input term is computed for all steps at once
+(one matrix product) and each step costs one ``(B, N) @ (N, N)`` product, so a batch of 64 trials costs
+little more than one.  The output is the state itself: ``n_outputs == N``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import sparse
+from scipy.sparse.linalg import eigs
+
+from .base import check_input
+
+
+def max_abs_eigenvalue(w: np.ndarray) -> float:
+    """Largest absolute eigenvalue of a square matrix (ARPACK for large ones)."""
+    n = w.shape[0]
+    if n <= 300:
+        return float(np.max(np.abs(np.linalg.eigvals(w))))
+    vals = eigs(sparse.csr_matrix(w), k=1, which="LM", return_eigenvectors=False, tol=1e-6,
+                maxiter=20 * n, v0=np.ones(n))
+    return float(np.abs(vals[0]))
+
+
+class EchoStateCore:
+    """The update rule above with given weights; used directly or by physical models.
+
+    Args:
+        w: recurrent weights ``(N, N)``.
+        w_in: input weights ``(N, n_inputs)``.
+        bias: ``(N,)``.
+        leak: leak rate ``a`` in (0, 1], scalar or ``(N,)``.
+        noise: standard deviation of the state noise (0 disables it).
+        dtype: ``"float32"`` (default, fastest) or ``"float64"``.
+        dt: sample period in seconds.
+    """
+
+    def __init__(self, w, w_in, bias, leak, noise: float = 0.0, dtype="float32", dt: float = 1.0):
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.float32, np.float64):
+            raise ValueError(f"dtype must be float32 or float64, got {dtype}")
+        self.w_t = np.ascontiguousarray(np.asarray(w).T, dtype=self.dtype)
+        self.w_in_t = np.ascontiguousarray(np.asarray(w_in).T, dtype=self.dtype)
+        self.bias = np.asarray(bias, dtype=self.dtype)
+        leak = np.asarray(leak, dtype=self.dtype)
+        if np.any(leak <= 0) or np.any(leak > 1):
+            raise ValueError("leak rate must lie in (0, 1]")
+        self.leak = leak
+        self.noise = float(noise)
+        self.dt = float(dt)
+        self.n_units = self.w_t.shape[0]
+        self.n_inputs = self.w_in_t.shape[0]
+        self.n_outputs = self.n_units
+        self._x: np.ndarray | None = None
+        self._rng = np.random.default_rng(0)
+
+    def reset(self, seed: int | None = None) -> None:
+        """Return to the rest state (zeros) and re-seed the noise stream."""
+        self._x = None
+        self._rng = np.random.default_rng(seed)
+
+    @property
+    def state(self) -> dict[str, np.ndarray]:
+        x = self._x if self._x is not None else np.zeros((0, self.n_units), self.dtype)
+        return {"x": x.copy()}
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        x = np.asarray(state["x"], dtype=self.dtype)
+        if x.ndim != 2 or x.shape[1] != self.n_units:
+            raise ValueError(f"state 'x' must be (batch, {self.n_units}), got {x.shape}")
+        self._x = x.copy() if len(x) else None
+
+    def run(self, u: np.ndarray) -> np.ndarray:
+        """Run ``u`` ``(batch, steps, n_inputs)`` from the current state; returns ``(batch, steps, N)``."""
+        u = check_input(u, self.n_inputs, self.dtype)
+        batch, steps, _ = u.shape
+        if self._x is None:
+            self._x = np.zeros((batch, self.n_units), self.dtype)
+        elif self._x.shape[0] != batch:
+            raise ValueError(f"state holds a batch of {self._x.shape[0]}, input has {batch}; "
+                             "call reset() before changing the batch size")
+        # time-major so each step reads and writes one contiguous (batch, N) block
+        drive = np.matmul(u.transpose(1, 0, 2), self.w_in_t)
+        drive += self.bias
+        if self.noise > 0:
+            drive += self.noise * self._rng.standard_normal(drive.shape, dtype=self.dtype)
+        out = np.empty((steps, batch, self.n_units), self.dtype)
+        a, keep = self.leak, (1 - self.leak)
+        pre = np.empty((batch, self.n_units), self.dtype)
+        x = self._x
+        for t in range(steps):
+            np.matmul(x, self.w_t, out=pre)
+            pre += drive[t]
+            np.tanh(pre, out=pre)
+            pre *= a
+            xt = out[t]
+            np.multiply(x, keep, out=xt)
+            xt += pre
+            x = xt
+        self._x = x.copy()
+        return out.transpose(1, 0, 2)
+
+
+class EchoStateNetwork(EchoStateCore):
+    """A randomly initialised echo-state network; weights are fixed by ``seed``.
+
+    Args:
+        n_inputs: input channels.
+        units: reservoir size ``N``.
+        spectral_radius: scale of ``W`` (largest |eigenvalue|); below 1 for fading memory.
+        input_scaling: input weights drawn uniform in ``[-input_scaling, input_scaling]``.
+        leak_rate: ``a`` in (0, 1].
+        bias_scaling: bias drawn uniform in ``[-bias_scaling, bias_scaling]``.
+        connectivity: fraction of non-zero recurrent weights (sparse Erdos-Renyi).
+        input_connectivity: fraction of non-zero input weights.
+        noise: state-noise standard deviation.
+        dtype: ``"float32"`` or ``"float64"``.
+        seed: seed of the weight draw.
+        dt: sample period in seconds (only bookkeeping for an abstract reservoir).
+    """
+
+    def __init__(self, n_inputs: int, units: int = 500, spectral_radius: float = 0.9,
+                 input_scaling: float = 1.0, leak_rate: float = 0.3, bias_scaling: float = 0.2,
+                 connectivity: float = 0.1, input_connectivity: float = 1.0, noise: float = 0.0,
+                 dtype="float32", seed: int = 0, dt: float = 1.0):
+        if n_inputs < 1 or units < 1:
+            raise ValueError("n_inputs and units must be positive")
+        if not 0 < connectivity <= 1 or not 0 < input_connectivity <= 1:
+            raise ValueError("connectivities must lie in (0, 1]")
+        rng = np.random.default_rng(seed)
+        w = sparse.random(units, units, density=connectivity, random_state=rng,
+                          data_rvs=lambda k: rng.uniform(-1, 1, k)).toarray()
+        rho = max_abs_eigenvalue(w)
+        if rho > 0:
+            w *= spectral_radius / rho
+        w_in = rng.uniform(-input_scaling, input_scaling, (units, n_inputs))
+        w_in *= rng.random((units, n_inputs)) < input_connectivity
+        bias = rng.uniform(-bias_scaling, bias_scaling, units)
+        super().__init__(w, w_in, bias, leak_rate, noise=noise, dtype=dtype, dt=dt)
+        self.params = dict(n_inputs=n_inputs, units=units, spectral_radius=spectral_radius,
+                           input_scaling=input_scaling, leak_rate=leak_rate, bias_scaling=bias_scaling,
+                           connectivity=connectivity, input_connectivity=input_connectivity,
+                           noise=noise, dtype=str(np.dtype(dtype)), seed=seed, dt=dt)
+
+    def describe(self) -> dict:
+        return {"model": "esn", **self.params}
