@@ -2,5 +2,7 @@
 
 from .base import ChannelInfo, Device, DeviceChannels, DeviceError, voltage_channels
 from .sim import SimDevice
+from .spec import DEVICE_KINDS, DeviceRequest, make_device
 
-__all__ = ["ChannelInfo", "Device", "DeviceChannels", "DeviceError", "voltage_channels", "SimDevice"]
+__all__ = ["ChannelInfo", "Device", "DeviceChannels", "DeviceError", "voltage_channels", "SimDevice",
+           "DEVICE_KINDS", "DeviceRequest", "make_device"]

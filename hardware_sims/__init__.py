@@ -1,0 +1,1 @@
+"""Emulators that speak real instrument wire protocols, backed by a simulated Substrate."""

@@ -1,0 +1,75 @@
+"""Device spec strings: how a protocol or ``prclab run --device`` names a device.
+
+A spec is ``KIND:ADDRESS``; the kinds and their address forms are:
+
+===============  ====================================  ==============================================
+kind             example                               device
+===============  ====================================  ==============================================
+``sim``          ``sim:potato``, ``sim:esn``           :class:`drivers.SimDevice` on that substrate
+===============  ====================================  ==============================================
+
+Hardware drivers register themselves in ``DEVICE_KINDS``.  With ``emulate=True`` a hardware kind
+starts its emulator from ``hardware_sims`` (backed by the request's substrate) and connects the real
+client library to it, so a protocol can be rehearsed before the hardware arrives.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from prclab import PrclabError
+from reservoir import Substrate, make_substrate
+
+from .base import Device
+from .sim import SimDevice
+
+
+@dataclass
+class DeviceRequest:
+    """What the protocol needs from a device.
+
+    Attributes:
+        n_stimulus: stimulus channels.
+        rate_hz: sample rate in hertz.
+        stimulus_range_V: ``(low, high)`` volts allowed on every stimulus channel.
+        substrate: name of the (simulated) substrate behind ``sim`` devices and emulators.
+        substrate_params: its model parameters.
+        emulate: start the hardware kind's emulator instead of opening real hardware.
+        seed: seed for simulated substrates.
+    """
+
+    n_stimulus: int
+    rate_hz: float
+    stimulus_range_V: tuple[float, float] = (-1.0, 1.0)
+    substrate: str = "potato"
+    substrate_params: dict = field(default_factory=dict)
+    emulate: bool = False
+    seed: int = 0
+
+    def build_substrate(self, name: str | None = None) -> Substrate:
+        """The request's substrate (or ``name``), with ``dt = 1 / rate_hz`` where the model has one."""
+        name = name or self.substrate
+        params = dict(self.substrate_params)
+        params.setdefault("dt", 1.0 / self.rate_hz)
+        return make_substrate(name, self.n_stimulus, **params)
+
+
+def _sim(address: str, request: DeviceRequest) -> Device:
+    substrate = request.build_substrate(address or None)
+    return SimDevice(substrate, request.rate_hz, stimulus_range_V=request.stimulus_range_V,
+                     seed=request.seed)
+
+
+DEVICE_KINDS: dict[str, Callable[[str, DeviceRequest], Device]] = {"sim": _sim}
+
+
+def make_device(spec: str, request: DeviceRequest) -> Device:
+    """Build the (unopened) device named by ``spec``; raises ``PrclabError`` for a bad spec."""
+    kind, _, address = spec.partition(":")
+    try:
+        factory = DEVICE_KINDS[kind]
+    except KeyError:
+        raise PrclabError(f"unknown device {spec!r}: kind {kind!r} is not one of "
+                          f"{', '.join(sorted(DEVICE_KINDS))}") from None
+    return factory(address, request)
