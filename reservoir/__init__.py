@@ -3,7 +3,7 @@
 from .base import Substrate, run_sequences
 from .esn import EchoStateCore, EchoStateNetwork
 from .potato import PotatoModel
-from .registry import SUBSTRATES, make_substrate
+from .registry import SUBSTRATES, make_substrate, substrate_entry
 
 __all__ = ["Substrate", "run_sequences", "EchoStateCore", "EchoStateNetwork", "PotatoModel",
-           "SUBSTRATES", "make_substrate"]
+           "SUBSTRATES", "make_substrate", "substrate_entry"]

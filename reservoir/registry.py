@@ -1,30 +1,51 @@
-"""Substrates by name, so protocols and the CLI can ask for ``esn`` or ``potato``."""
+"""Substrates by name, so protocols and the CLI can ask for ``esn``, ``potato``...
+
+Each entry names the model class, the constructor parameter that sets its size (``--units`` on the
+command line) and how many samples a task holds each feature frame for by default (1 for the abstract
+echo-state core, which steps once per frame; 10 for physical models sampled at 1 kHz, i.e. a 10 ms
+frame).
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from prclab import PrclabError
 
 from .esn import EchoStateNetwork
 from .potato import PotatoModel
 
-SUBSTRATES = {
-    "esn": EchoStateNetwork,
-    "potato": PotatoModel,
+
+@dataclass(frozen=True)
+class SubstrateEntry:
+    cls: type
+    size_param: str
+    samples_per_frame: int
+
+
+SUBSTRATES: dict[str, SubstrateEntry] = {
+    "esn": SubstrateEntry(EchoStateNetwork, "units", 1),
+    "potato": SubstrateEntry(PotatoModel, "nodes", 10),
 }
 
 
-def make_substrate(name: str, n_inputs: int, **params):
-    """Build substrate ``name`` with ``n_inputs`` input channels and model parameters ``params``.
-
-    Raises ``PrclabError`` for an unknown name or a parameter the model does not take.
-    """
+def substrate_entry(name: str) -> SubstrateEntry:
     try:
-        cls = SUBSTRATES[name]
+        return SUBSTRATES[name]
     except KeyError:
         raise PrclabError(f"unknown substrate {name!r}; known: {', '.join(sorted(SUBSTRATES))}") from None
+
+
+def make_substrate(name: str, n_inputs: int, size: int | None = None, **params):
+    """Build substrate ``name`` with ``n_inputs`` input channels and model parameters ``params``.
+
+    ``size`` (if given) sets the model's size parameter (units, nodes, neurons).  Raises ``PrclabError``
+    for an unknown name or a parameter the model does not take or accept.
+    """
+    entry = substrate_entry(name)
+    if size is not None:
+        params[entry.size_param] = int(size)
     try:
-        return cls(n_inputs=n_inputs, **params)
-    except TypeError as exc:
-        raise PrclabError(f"substrate {name!r}: {exc}") from None
-    except ValueError as exc:
+        return entry.cls(n_inputs=n_inputs, **params)
+    except (TypeError, ValueError) as exc:
         raise PrclabError(f"substrate {name!r}: {exc}") from None
