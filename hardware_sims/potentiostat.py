@@ -1,0 +1,273 @@
+"""A MethodSCRIPT potentiostat (EmStat Pico class) on a Linux pseudo-terminal, backed by a Substrate.
+
+The emulator opens a pty (raw mode; it keeps its own handle on the slave open so the port stays
+usable between clients) and serves it from one thread.  It interprets the subset of MethodSCRIPT that
+:mod:`drivers.potentiostat` sends:
+
+- ``t`` -> version reply (``t...`` line, then a line ending in ``*``); ``Z`` aborts a running script;
+- ``e`` + script lines + empty line -> runs the script.  Accepted commands: ``var``,
+  ``set_pgstat_chan``, ``set_pgstat_mode``, ``set_max_bandwidth``, ``set_range_minmax``, ``set_range``,
+  ``set_autoranging``, ``set_e``, ``cell_on``, ``cell_off``, ``meas_loop_ca p c E t_interval t_run``
+  with a ``pck_start`` / ``pck_add`` / ``pck_end`` body and ``endloop``, ``on_finished:``, ``#``
+  comments.  Anything else is answered with a ``!`` error line.
+
+Physics: the WE potential of every measurement point (volts) is the substrate's single input; the
+current is the substrate's output 0 read across a 10 kΩ sense resistor, ``i = gain_A * y[..., 0]`` with
+``gain_A = 1e-4`` A per unit output by default (a potato's ~10 mV gives ~1 µA).  The substrate runs once
+per script on the script's ``(1, points, 1)`` potentials, so streaming through the emulator equals
+``substrate.run`` on the same blocks.  Replies are paced in real time (``pace=True``) from the loop
+intervals: ``e``, then per loop ``M0000``, one data line ``Pda...;ba...,10`` per point, ``*``, and an
+empty line at the end.
+
+Faults, injected with :meth:`MethodScriptEmulator.inject`: ``unplug`` closes the pty now; ``stall``
+stops answering for good; ``garbage`` truncates one data line of the next script; ``drop`` leaves one
+data line of the next script out.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import threading
+import time
+import tty
+
+import numpy as np
+
+from reservoir import Substrate
+
+_PREFIX_EXP = {"a": -18, "f": -15, "p": -12, "n": -9, "u": -6, "m": -3, "": 0,
+               "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
+_LITERAL = re.compile(r"(-?\d+)([afpnumkMGTPE]?)\Z")
+_ENCODE_PREFIXES = sorted(((e, c or " ") for c, e in _PREFIX_EXP.items()))
+_OFFSET = 1 << 27
+FAULTS = ("unplug", "stall", "garbage", "drop")
+MAX_INPUT_LINE = 4096
+
+
+def encode_value(value: float) -> str:
+    """``value`` in MethodSCRIPT's ``HHHHHHHp`` form with the finest SI prefix that fits 7 hex digits."""
+    for exp, char in _ENCODE_PREFIXES:
+        mantissa = int(round(value / 10.0 ** exp))
+        if abs(mantissa) < _OFFSET:
+            return f"{mantissa + _OFFSET:07X}{char}"
+    raise ValueError(f"{value!r} does not fit MethodSCRIPT's value range")
+
+
+def _literal(token: str) -> float:
+    m = _LITERAL.match(token)
+    if m is None:
+        raise ValueError(f"bad number {token!r}")
+    return int(m.group(1)) * 10.0 ** _PREFIX_EXP[m.group(2)]
+
+
+class ScriptError(Exception):
+    """A script line the emulator (like the instrument) refuses; carries the 1-based line number."""
+
+    def __init__(self, line_no: int, what: str):
+        super().__init__(f"line {line_no}: {what}")
+        self.line_no = line_no
+
+
+def interpret(lines: list[str]) -> list[tuple[float, float, tuple[str, ...]]]:
+    """Parse a script body into measurement points ``[(potential_V, interval_s, packed_types)]``.
+
+    ``packed_types`` lists the data-package variable types in ``pck_add`` order (``"da"``, ``"ba"``).
+    Raises :class:`ScriptError` for anything outside the supported subset.
+    """
+    variables: dict[str, str] = {}
+    points: list[tuple[float, float, tuple[str, ...]]] = []
+    loop = None  # (E, interval, n_points, packed list, in_package)
+    for no, raw in enumerate(lines, start=2):  # line 1 is the "e"
+        words = raw.split("#", 1)[0].split()
+        if not words:
+            continue
+        cmd, args = words[0], words[1:]
+        try:
+            if loop is not None:
+                e, interval, n_points, packed, in_pck = loop
+                if cmd == "pck_start" and not args and not in_pck and not packed:
+                    loop = (e, interval, n_points, packed, True)
+                elif cmd == "pck_add" and len(args) == 1 and in_pck:
+                    packed.append(variables[args[0]])
+                elif cmd == "pck_end" and not args and in_pck:
+                    loop = (e, interval, n_points, packed, False)
+                elif cmd == "endloop" and not args and not in_pck:
+                    points += [(e, interval, tuple(packed))] * n_points
+                    loop = None
+                else:
+                    raise ValueError(f"{cmd!r} not allowed here")
+            elif cmd == "var" and len(args) == 1 and re.fullmatch(r"[a-z]", args[0]):
+                variables[args[0]] = ""
+            elif cmd in ("set_pgstat_chan", "set_pgstat_mode", "set_max_bandwidth") and len(args) == 1:
+                _literal(args[0])
+            elif cmd in ("set_range_minmax", "set_autoranging") and len(args) == 3 and \
+                    args[0] in ("da", "ba"):
+                _literal(args[1]), _literal(args[2])
+            elif cmd == "set_range" and len(args) == 2 and args[0] in ("da", "ba"):
+                _literal(args[1])
+            elif cmd == "set_e" and len(args) == 1:
+                _literal(args[0])
+            elif cmd in ("cell_on", "cell_off", "on_finished:") and not args:
+                pass
+            elif cmd == "meas_loop_ca" and len(args) == 5:
+                v_e, v_i = args[0], args[1]
+                if v_e not in variables or v_i not in variables or v_e == v_i:
+                    raise ValueError("undeclared variables")
+                variables[v_e], variables[v_i] = "da", "ba"
+                e, interval, run = (_literal(a) for a in args[2:])
+                if interval <= 0 or run < interval:
+                    raise ValueError("need 0 < t_interval <= t_run")
+                loop = (e, interval, int(round(run / interval)), [], False)
+            else:
+                raise ValueError(f"unknown command {cmd!r}")
+        except (ValueError, KeyError) as exc:
+            raise ScriptError(no, str(exc)) from None
+    if loop is not None:
+        raise ScriptError(len(lines) + 1, "missing endloop")
+    return points
+
+
+class MethodScriptEmulator:
+    """Serve MethodSCRIPT on a pty, answering with ``substrate``'s current.  Context manager.
+
+    Args:
+        substrate: a Substrate with one input (the WE potential, volts).
+        seed: passed to ``substrate.reset`` at :meth:`start`.
+        gain_A: amperes per unit of substrate output 0 (default: 10 kΩ sense resistor).
+        pace: deliver data lines in real time at the scripts' intervals.
+    """
+
+    def __init__(self, substrate: Substrate, seed: int = 0, gain_A: float = 1e-4, pace: bool = True):
+        if substrate.n_inputs != 1:
+            raise ValueError(f"a potentiostat drives one electrode; substrate has {substrate.n_inputs}")
+        self.substrate, self.seed, self.gain_A, self.pace = substrate, seed, float(gain_A), pace
+        self.port = ""
+        self.fault: str | None = None
+        self.scripts_run = 0
+        self._master = self._slave = -1
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._script: list[str] | None = None        # lines of the script being received
+        self._due: list[tuple[float, bytes]] = []    # scheduled reply chunks, in time order
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def start(self) -> "MethodScriptEmulator":
+        self.substrate.reset(self.seed)
+        self._master, self._slave = os.openpty()
+        tty.setraw(self._slave)
+        os.set_blocking(self._master, False)
+        self.port = os.ttyname(self._slave)
+        self._thread = threading.Thread(target=self._serve, name="methodscript-emulator", daemon=True)
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=2.0)
+        self._close_pty()
+
+    def __enter__(self) -> "MethodScriptEmulator":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def inject(self, fault: str) -> None:
+        """Inject ``fault`` (one of :data:`FAULTS`); ``unplug`` acts at once, the rest on the stream."""
+        if fault not in FAULTS:
+            raise ValueError(f"unknown fault {fault!r}; known: {', '.join(FAULTS)}")
+        with self._lock:
+            self.fault = fault
+        if fault == "unplug":
+            self._close_pty()
+
+    def _close_pty(self) -> None:
+        with self._lock:
+            for fd in (self._master, self._slave):
+                if fd >= 0:
+                    try:
+                        os.close(fd)
+                    except OSError:
+                        pass
+            self._master = self._slave = -1
+
+    # -- serving -------------------------------------------------------------------------------
+    def _serve(self) -> None:
+        inbuf, out = bytearray(), bytearray()
+        while not self._stop.is_set():
+            with self._lock:
+                fd, fault = self._master, self.fault
+            if fd < 0:
+                return
+            now = time.monotonic()
+            while self._due and self._due[0][0] <= now:
+                out += self._due.pop(0)[1]
+            wait = min(0.05, max(0.0, self._due[0][0] - now)) if self._due else 0.05
+            try:
+                readable, writable, _ = select.select([fd], [fd] if out else [], [], wait)
+                if readable:
+                    data = os.read(fd, 4096)
+                    if fault != "stall":
+                        inbuf += data
+                if writable and out and fault != "stall":
+                    del out[:os.write(fd, bytes(out))]
+            except (OSError, ValueError):
+                return  # pty closed (unplug or close)
+            while b"\n" in inbuf:
+                line, _, rest = bytes(inbuf).partition(b"\n")
+                inbuf[:] = rest
+                self._on_line(line.decode("ascii", "replace").rstrip("\r"))
+            if len(inbuf) > MAX_INPUT_LINE:
+                inbuf.clear()
+                self._reply("!0002: input line too long\n")
+
+    def _reply(self, text: str, at: float | None = None) -> None:
+        self._due.append((time.monotonic() if at is None else at, text.encode("ascii")))
+
+    def _on_line(self, line: str) -> None:
+        if self._script is not None:
+            if line:
+                self._script.append(line)
+            else:
+                body, self._script = self._script, None
+                self._run(body)
+        elif line == "e":
+            self._script = []
+        elif line == "t":
+            self._reply("tespico emulator (prclab)\nR1.3*\n")
+        elif line == "Z":
+            self._due.clear()
+        elif line:
+            self._reply(f"!0001: unknown command {line[:20]!r}\n")
+
+    def _run(self, body: list[str]) -> None:
+        try:
+            points = interpret(body)
+        except ScriptError as exc:
+            self._reply(f"e\n!4004: Line {exc.line_no}, Col 1\n\n")
+            return
+        self._reply("e\n")
+        if not points:
+            self._reply("\n")
+            return
+        potentials = np.array([p[0] for p in points], dtype=np.float64)
+        y = self.substrate.run(potentials[None, :, None])[0, :, 0]
+        currents = self.gain_A * np.asarray(y, dtype=np.float64)
+        with self._lock:
+            fault, self.fault = self.fault, (None if self.fault in ("garbage", "drop") else self.fault)
+        spoiled = len(points) // 2 if fault in ("garbage", "drop") else -1
+        t = time.monotonic()
+        for k, (e, interval, packed) in enumerate(points):
+            values = {"da": e, "ba": currents[k]}
+            data = "P" + ";".join(f"{v}{encode_value(values[v])}" + (",10" if v == "ba" else "")
+                                  for v in packed) + "\n"
+            if k == spoiled:
+                data = data[:9] + "\n" if fault == "garbage" else ""
+            t = t + interval if self.pace else t
+            self._reply("M0000\n" + data + "*\n", at=t)
+        self._reply("\n", at=t)
+        self.scripts_run += 1
