@@ -36,9 +36,13 @@ from __future__ import annotations
 import collections
 import re
 import time
+import urllib.parse
+import weakref
 
 import numpy as np
 import serial
+
+from prclab import PrclabError
 
 from .base import ChannelInfo, Device, DeviceChannels, DeviceError
 
@@ -71,8 +75,10 @@ def parse_data_line(line: str) -> dict[str, tuple[float, tuple[str, ...]]]:
 
     ``metadata`` holds the ``,``-separated hex fields after the value (``"10"``: status 0, ...).
     """
-    if not line.startswith("P") or len(line) < 11:
+    if not line.startswith("P"):
         raise ValueError("not a data line")
+    if len(line) < 11:
+        raise ValueError("truncated")
     out: dict[str, tuple[float, tuple[str, ...]]] = {}
     for field in line[1:].split(";"):
         m = _VARIABLE.match(field)
@@ -203,11 +209,14 @@ class MethodScript:
         lines += ["on_finished:", "cell_off", "", ""]
         return "\n".join(lines)
 
-    def collect(self, link: SerialLink, n: int) -> np.ndarray:
-        """Read one script's reply holding ``n`` samples; returns currents ``(n,)`` in amperes."""
-        first = link.readline()
-        if first != "e":
-            raise link.fail(f"script not accepted, reply {first[:60]!r}")
+    def collect(self, link: SerialLink, n: int, first: int = 0) -> np.ndarray:
+        """Read one script's reply holding ``n`` samples; returns currents ``(n,)`` in amperes.
+
+        ``first`` is the stream index of the script's first sample (for messages).
+        """
+        echo = link.readline()
+        if echo != "e":
+            raise link.fail(f"script not accepted, reply {echo[:60]!r}")
         currents = np.empty(n)
         depth, count, in_meas, got = 0, 0, False, 0
         while True:
@@ -217,7 +226,7 @@ class MethodScript:
             head = line[0]
             if head == "P":
                 if not in_meas or got:
-                    raise link.fail(f"data line outside a measurement loop at sample {count}")
+                    raise link.fail(f"data line outside a measurement loop at sample {first + count}")
                 try:
                     values = parse_data_line(line)
                 except ValueError as exc:
@@ -240,7 +249,7 @@ class MethodScript:
                 depth -= 1
                 if in_meas and depth == 0:
                     if not got:
-                        raise link.fail(f"missing data line for sample {count}")
+                        raise link.fail(f"missing data line for sample {first + count}")
                     in_meas = False
             elif line in ("+", "-"):
                 continue
@@ -384,7 +393,42 @@ class PotentiostatDevice(Device):
                 self._queue.append(np.zeros(min(short, self.samples_per_script)))
                 self._n_written += len(self._queue[-1])
             self._start_next()
-            currents = self.protocol.collect(self._link, self._in_flight)
+            first = self._n_read + len(self._pending)
+            currents = self.protocol.collect(self._link, self._in_flight, first)
             self._in_flight = 0
             self._pending = np.concatenate([self._pending, currents])
             self._start_next()
+
+
+def from_spec(address: str, request) -> PotentiostatDevice:
+    """Device for spec ``potentiostat:ADDRESS`` (``/dev/ttyACM0`` or ``/dev/ttyACM0?protocol=...``).
+
+    With ``request.emulate`` the address's port is not opened: a :mod:`hardware_sims.potentiostat`
+    emulator is started on the request's substrate (one input) and the device connects to its pty; the
+    emulator lives as long as the device object.
+    """
+    port, _, query = address.partition("?")
+    options = dict(urllib.parse.parse_qsl(query, keep_blank_values=True))
+    protocol = options.pop("protocol", "methodscript")
+    if options:
+        raise PrclabError(f"potentiostat:{address}: unknown option(s) {', '.join(sorted(options))}; "
+                          "known: protocol")
+    if protocol not in PROTOCOLS:
+        raise PrclabError(f"potentiostat:{address}: unknown protocol {protocol!r}; "
+                          f"known: {', '.join(PROTOCOLS)}")
+    if request.n_stimulus != 1:
+        raise PrclabError(f"potentiostat:{address}: a potentiostat has 1 stimulus channel, "
+                          f"the protocol needs {request.n_stimulus}")
+    if not port and not request.emulate:
+        raise PrclabError("potentiostat: no serial port given (e.g. potentiostat:/dev/ttyACM0)")
+    emulator = None
+    if request.emulate:
+        from hardware_sims.potentiostat import MethodScriptEmulator
+
+        emulator = MethodScriptEmulator(request.build_substrate(), seed=request.seed).start()
+        port = emulator.port
+    device = PotentiostatDevice(port, request.rate_hz, protocol=protocol,
+                                potential_range_V=request.stimulus_range_V)
+    if emulator is not None:
+        weakref.finalize(device, emulator.close)
+    return device

@@ -6,6 +6,8 @@ A spec is ``KIND:ADDRESS``; the kinds and their address forms are:
 kind             example                               device
 ===============  ====================================  ==============================================
 ``sim``          ``sim:potato``, ``sim:esn``           :class:`drivers.SimDevice` on that substrate
+`potentiostat`   ``potentiostat:/dev/ttyACM0``,        serial potentiostat (pyserial),
+                 ``...?protocol=methodscript``         :mod:`drivers.potentiostat`
 ===============  ====================================  ==============================================
 
 Hardware drivers register themselves in ``DEVICE_KINDS``.  With ``emulate=True`` a hardware kind
@@ -61,7 +63,14 @@ def _sim(address: str, request: DeviceRequest) -> Device:
                      seed=request.seed)
 
 
+def _potentiostat(address: str, request: DeviceRequest) -> Device:
+    from .potentiostat import from_spec  # imports pyserial only when asked for
+
+    return from_spec(address, request)
+
+
 DEVICE_KINDS: dict[str, Callable[[str, DeviceRequest], Device]] = {"sim": _sim}
+DEVICE_KINDS["potentiostat"] = _potentiostat
 
 
 def make_device(spec: str, request: DeviceRequest) -> Device:

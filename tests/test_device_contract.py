@@ -13,6 +13,7 @@ import pytest
 
 from drivers import Device, DeviceError, SimDevice
 from reservoir import EchoStateNetwork
+from test_potentiostat_emulated import emulated_potentiostat
 
 
 @contextlib.contextmanager
@@ -20,7 +21,8 @@ def sim_device():
     yield SimDevice(EchoStateNetwork(2, units=20, seed=1), rate_hz=1000.0)
 
 
-FACTORIES = [pytest.param(sim_device, id="sim")]
+FACTORIES = [pytest.param(sim_device, id="sim"),
+             pytest.param(emulated_potentiostat, id="potentiostat-methodscript")]
 
 
 @pytest.fixture(params=FACTORIES)
