@@ -116,7 +116,8 @@ class EchoStateNetwork(EchoStateCore):
         n_inputs: input channels.
         units: reservoir size ``N``.
         spectral_radius: scale of ``W`` (largest |eigenvalue|); below 1 for fading memory.
-        input_scaling: input weights drawn uniform in ``[-input_scaling, input_scaling]``.
+        input_scaling: input weights drawn uniform in ``[-input_scaling, input_scaling]``; the default 3
+            puts encoder output (volts within +-0.5 V) into the nonlinear range of tanh.
         leak_rate: ``a`` in (0, 1].
         bias_scaling: bias drawn uniform in ``[-bias_scaling, bias_scaling]``.
         connectivity: fraction of non-zero recurrent weights (sparse Erdos-Renyi).
@@ -128,7 +129,7 @@ class EchoStateNetwork(EchoStateCore):
     """
 
     def __init__(self, n_inputs: int, units: int = 500, spectral_radius: float = 0.9,
-                 input_scaling: float = 1.0, leak_rate: float = 0.3, bias_scaling: float = 0.2,
+                 input_scaling: float = 3.0, leak_rate: float = 0.3, bias_scaling: float = 0.2,
                  connectivity: float = 0.1, input_connectivity: float = 1.0, noise: float = 0.0,
                  dtype="float32", seed: int = 0, dt: float = 1.0):
         if n_inputs < 1 or units < 1:

@@ -1,0 +1,1 @@
+"""Protocols: datasets, encoders, protocol files, the runner and the recording format."""

@@ -1,0 +1,145 @@
+"""Encoders: task data -> electrode voltage waveforms.
+
+An encoder turns one dataset item into feature frames ``(frames, n_channels)`` (MFCCs for audio, the
+raw channels for sequences), standardises each channel with statistics fitted on the training items,
+squashes it smoothly into the stimulus range, and holds each frame for ``samples_per_frame`` samples::
+
+    v = centre + amplitude * half_range * tanh(z / 2),     z = (feature - mean_train) / std_train
+
+so every sample lies strictly inside ``[low_V, high_V]`` by construction (``amplitude <= 1``); the
+safety layer still checks every sample before a device sees it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from prclab import PrclabError
+
+from .datasets import LabelledSequences
+
+
+class Encoder:
+    """Base encoder: subclasses implement ``features(item) -> (frames, n_channels)``.
+
+    Args:
+        low_V, high_V: stimulus range, volts.
+        amplitude: fraction of the half range used, in (0, 1].
+        samples_per_frame: samples each feature frame is held for (zero-order hold).
+    """
+
+    kind = "base"
+
+    def __init__(self, low_V: float = -0.5, high_V: float = 0.5, amplitude: float = 0.9,
+                 samples_per_frame: int = 1):
+        if not low_V < high_V:
+            raise PrclabError(f"encoder: low_V ({low_V}) must be below high_V ({high_V})")
+        if not 0 < amplitude <= 1:
+            raise PrclabError(f"encoder: amplitude must lie in (0, 1], got {amplitude}")
+        if int(samples_per_frame) < 1:
+            raise PrclabError(f"encoder: samples_per_frame must be >= 1, got {samples_per_frame}")
+        self.low_V, self.high_V, self.amplitude = float(low_V), float(high_V), float(amplitude)
+        self.samples_per_frame = int(samples_per_frame)
+        self.mean_: np.ndarray | None = None
+        self.std_: np.ndarray | None = None
+
+    n_channels: int
+
+    def features(self, item: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def fit(self, data: LabelledSequences, index=None) -> "Encoder":
+        """Fit per-channel mean and std on ``data`` items ``index`` (the training items)."""
+        index = range(len(data)) if index is None else index
+        frames = np.concatenate([self.features(data.sequences[i]) for i in index])
+        self.mean_ = frames.mean(axis=0)
+        self.std_ = np.maximum(frames.std(axis=0), 1e-12)
+        return self
+
+    def frames_to_volts(self, frames: np.ndarray) -> np.ndarray:
+        """Standardised, squashed frames ``(frames, n_channels)`` -> volts, one row per frame."""
+        if self.mean_ is None:
+            raise RuntimeError("encoder is not fitted")
+        z = (frames - self.mean_) / self.std_
+        centre, half = (self.high_V + self.low_V) / 2, (self.high_V - self.low_V) / 2
+        return centre + self.amplitude * half * np.tanh(z / 2)
+
+    def encode(self, item: np.ndarray) -> np.ndarray:
+        """One item -> stimulus ``(frames * samples_per_frame, n_channels)`` in volts."""
+        return np.repeat(self.frames_to_volts(self.features(item)), self.samples_per_frame, axis=0)
+
+    def describe(self) -> dict:
+        return {"kind": self.kind, "low_V": self.low_V, "high_V": self.high_V,
+                "amplitude": self.amplitude, "samples_per_frame": self.samples_per_frame}
+
+
+class MFCCEncoder(Encoder):
+    """Audio -> mel-frequency cepstral coefficients per frame (``python_speech_features.mfcc``).
+
+    Args:
+        rate_hz: audio sample rate, hertz.
+        n_mfcc: coefficients per frame (channels).
+        window_s, hop_s: analysis window and frame step, seconds.
+        n_filters: mel filters.
+    """
+
+    kind = "mfcc"
+
+    def __init__(self, rate_hz: float = 8000.0, n_mfcc: int = 13, window_s: float = 0.025,
+                 hop_s: float = 0.01, n_filters: int = 26, **kwargs):
+        super().__init__(**kwargs)
+        if n_mfcc < 1 or n_filters < n_mfcc:
+            raise PrclabError(f"mfcc encoder: need 1 <= n_mfcc <= n_filters, got {n_mfcc}, {n_filters}")
+        self.rate_hz, self.n_mfcc, self.window_s, self.hop_s = float(rate_hz), int(n_mfcc), window_s, hop_s
+        self.n_filters = int(n_filters)
+        self.n_channels = self.n_mfcc
+        self.nfft = 1 << int(np.ceil(np.log2(window_s * rate_hz)))
+
+    def features(self, item: np.ndarray) -> np.ndarray:
+        from python_speech_features import mfcc
+
+        audio = np.asarray(item, dtype=np.float64)
+        if audio.ndim != 1:
+            raise PrclabError(f"mfcc encoder: expected mono audio, got shape {audio.shape}")
+        return mfcc(audio, samplerate=self.rate_hz, winlen=self.window_s, winstep=self.hop_s,
+                    numcep=self.n_mfcc, nfilt=self.n_filters, nfft=self.nfft)
+
+    def describe(self) -> dict:
+        return {**super().describe(), "rate_hz": self.rate_hz, "n_mfcc": self.n_mfcc,
+                "window_s": self.window_s, "hop_s": self.hop_s, "n_filters": self.n_filters}
+
+
+class SequenceEncoder(Encoder):
+    """Multichannel sequences ``(steps, channels)`` -> one electrode per channel, one frame per step."""
+
+    kind = "sequence"
+
+    def __init__(self, n_channels: int, **kwargs):
+        super().__init__(**kwargs)
+        self.n_channels = int(n_channels)
+
+    def features(self, item: np.ndarray) -> np.ndarray:
+        item = np.asarray(item, dtype=np.float64)
+        if item.ndim != 2 or item.shape[1] != self.n_channels:
+            raise PrclabError(f"sequence encoder: expected (steps, {self.n_channels}), got {item.shape}")
+        return item
+
+    def describe(self) -> dict:
+        return {**super().describe(), "n_channels": self.n_channels}
+
+
+def make_encoder(data: LabelledSequences, kind: str | None = None, **params) -> Encoder:
+    """The encoder for ``data``: ``mfcc`` for audio, ``sequence`` otherwise (or ``kind`` if given)."""
+    kind = kind or ("mfcc" if data.kind == "audio" else "sequence")
+    try:
+        if kind == "mfcc":
+            if data.kind != "audio":
+                raise PrclabError(f"encoder 'mfcc' needs audio, dataset {data.source} holds sequences")
+            return MFCCEncoder(rate_hz=data.rate_hz, **params)
+        if kind == "sequence":
+            if data.kind != "sequence":
+                raise PrclabError(f"encoder 'sequence' needs sequences, dataset {data.source} holds audio")
+            return SequenceEncoder(n_channels=data.sequences[0].shape[1], **params)
+    except TypeError as exc:
+        raise PrclabError(f"encoder {kind!r}: {exc}") from None
+    raise PrclabError(f"unknown encoder {kind!r}; known: mfcc, sequence")

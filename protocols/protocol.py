@@ -1,0 +1,181 @@
+"""Protocol files (TOML): what to play into which substrate, how, and how to read it out.
+
+A protocol file has these tables (``*`` marks required keys; everything else has the default shown)::
+
+    [protocol]
+    name = "spoken-digits"            # free text
+    sample_rate_hz = 1000.0           # * device sample rate, hertz
+    seed = 0                          # seeds trial order, simulated substrates and noise
+    repetitions = 1                   # times each dataset item is played
+    order = "random"                  # "random" (shuffled per repetition with seed) or "sequential"
+    block_samples = 250               # samples per device write/read block
+
+    [device]
+    spec = "sim:potato"               # device spec string (see drivers.spec); --device overrides
+
+    [substrate]                       # the simulated substrate behind sim devices and emulators
+    name = "potato"
+    params = { nodes = 200 }          # model parameters (reservoir docs)
+
+    [stimulus]
+    electrodes = 13                   # * stimulating electrodes; must equal the encoder's channels
+    low_V = -0.5                      # * stimulus range, volts
+    high_V = 0.5                      # *
+
+    [task]
+    dataset = "builtin:fsdd-subset"   # * a WAV folder or labelled-sequence .npz, relative to this file,
+                                      #   or builtin:fsdd-subset (the FSDD subset shipped with prclab)
+    max_items = 0                     # play only the first N items of each split (0: all)
+
+    [encoder]
+    kind = "mfcc"                     # mfcc (audio) or sequence; default from the dataset
+    amplitude = 0.9                   # fraction of the half range used
+    samples_per_frame = 10            # samples each feature frame is held for
+    # any other key is passed to the encoder (e.g. n_mfcc = 13, hop_s = 0.01)
+
+    [timing]
+    washout_s = 0.1                   # rest before each stimulus, seconds
+    rest_s = 0.2                      # rest after each stimulus, seconds
+
+    [readout]
+    features = "mean+last"            # feature spec (readouts.features)
+
+Unknown tables or keys are refused, naming the key and the file.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from prclab import PrclabError
+
+BUILTIN_DATASETS = {"fsdd-subset": Path(__file__).parent / "data" / "fsdd_subset"}
+
+_SCHEMA: dict[str, dict[str, tuple[type, object]]] = {
+    "protocol": {"name": (str, "protocol"), "sample_rate_hz": (float, None), "seed": (int, 0),
+                 "repetitions": (int, 1), "order": (str, "random"), "block_samples": (int, 250)},
+    "device": {"spec": (str, "sim:potato")},
+    "substrate": {"name": (str, "potato"), "params": (dict, {})},
+    "stimulus": {"electrodes": (int, None), "low_V": (float, None), "high_V": (float, None)},
+    "task": {"dataset": (str, None), "max_items": (int, 0)},
+    "encoder": {"kind": (str, ""), "amplitude": (float, 0.9), "samples_per_frame": (int, 10)},
+    "timing": {"washout_s": (float, 0.1), "rest_s": (float, 0.2)},
+    "readout": {"features": (str, "mean+last")},
+}
+_OPEN_TABLES = {"encoder"}  # tables whose extra keys are passed on (encoder parameters)
+
+
+@dataclass
+class Protocol:
+    """A validated protocol; ``values[table][key]`` holds every setting, ``text`` the file's text."""
+
+    values: dict
+    text: str
+    path: Path | None = None
+    encoder_extra: dict = field(default_factory=dict)
+
+    def __getitem__(self, table: str) -> dict:
+        return self.values[table]
+
+    @property
+    def rate_hz(self) -> float:
+        return self.values["protocol"]["sample_rate_hz"]
+
+    def dataset_path(self) -> Path:
+        """Resolve ``task.dataset``: builtin name, absolute path, or relative to the protocol file."""
+        ref = self.values["task"]["dataset"]
+        if ref.startswith("builtin:"):
+            name = ref.removeprefix("builtin:")
+            if name not in BUILTIN_DATASETS:
+                raise PrclabError(f"{self.where}: unknown builtin dataset {name!r}; known: "
+                                  f"{', '.join(BUILTIN_DATASETS)}")
+            return BUILTIN_DATASETS[name]
+        path = Path(ref).expanduser()
+        if not path.is_absolute() and self.path is not None:
+            path = self.path.parent / path
+        return path
+
+    @property
+    def where(self) -> str:
+        return str(self.path) if self.path else "protocol"
+
+    def encoder_params(self) -> dict:
+        enc = self.values["encoder"]
+        params = {"amplitude": enc["amplitude"], "samples_per_frame": enc["samples_per_frame"],
+                  "low_V": self.values["stimulus"]["low_V"], "high_V": self.values["stimulus"]["high_V"],
+                  **self.encoder_extra}
+        return params
+
+
+def load_protocol(path: str | Path) -> Protocol:
+    """Read and validate a protocol file; raises ``PrclabError`` naming the file and the problem."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise PrclabError(f"protocol file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PrclabError(f"protocol file {path}: cannot read ({exc})") from None
+    return parse_protocol(text, path)
+
+
+def parse_protocol(text: str, path: Path | None = None) -> Protocol:
+    """Validate protocol ``text``; see the module docstring for the format."""
+    where = str(path) if path else "protocol"
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise PrclabError(f"{where}: malformed TOML ({exc})") from None
+    unknown = set(raw) - set(_SCHEMA)
+    if unknown:
+        raise PrclabError(f"{where}: unknown table [{sorted(unknown)[0]}]; known: {', '.join(_SCHEMA)}")
+    values, extra = {}, {}
+    for table, keys in _SCHEMA.items():
+        given = raw.get(table, {})
+        if not isinstance(given, dict):
+            raise PrclabError(f"{where}: [{table}] must be a table")
+        for key in given:
+            if key not in keys and table not in _OPEN_TABLES:
+                raise PrclabError(f"{where}: unknown key {key!r} in [{table}]; known: {', '.join(keys)}")
+        values[table] = {}
+        for key, (typ, default) in keys.items():
+            if key not in given:
+                if default is None:
+                    raise PrclabError(f"{where}: missing required key {key!r} in [{table}]")
+                values[table][key] = default
+                continue
+            value = given[key]
+            if typ is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            if not isinstance(value, typ) or isinstance(value, bool) and typ is not bool:
+                raise PrclabError(f"{where}: [{table}] {key} must be {typ.__name__}, got {value!r}")
+            values[table][key] = value
+        if table in _OPEN_TABLES:
+            extra = {k: v for k, v in given.items() if k not in keys}
+    _check_values(values, where)
+    return Protocol(values, text, path, extra)
+
+
+def _check_values(v: dict, where: str) -> None:
+    def need(ok: bool, message: str) -> None:
+        if not ok:
+            raise PrclabError(f"{where}: {message}")
+
+    p = v["protocol"]
+    need(p["sample_rate_hz"] > 0, "[protocol] sample_rate_hz must be positive")
+    need(p["repetitions"] >= 1, "[protocol] repetitions must be >= 1")
+    need(p["order"] in ("random", "sequential"), "[protocol] order must be 'random' or 'sequential'")
+    need(p["block_samples"] >= 1, "[protocol] block_samples must be >= 1")
+    s = v["stimulus"]
+    need(s["electrodes"] >= 1, "[stimulus] electrodes must be >= 1")
+    need(s["low_V"] < s["high_V"], "[stimulus] low_V must be below high_V")
+    t = v["timing"]
+    need(t["washout_s"] >= 0 and t["rest_s"] >= 0, "[timing] washout_s and rest_s must be >= 0")
+    need(v["task"]["max_items"] >= 0, "[task] max_items must be >= 0")

@@ -1,0 +1,53 @@
+"""Per-trial feature vectors from responses ``(steps, channels)``.
+
+A feature spec is a ``+``-joined list of parts:
+
+- ``mean``: the mean over time of each channel;
+- ``last``: the last sample of each channel (what a fading-memory substrate remembers at the end);
+- ``bins:N``: the mean of each channel over ``N`` equal time bins.
+
+e.g. ``"mean+last"`` (the default) gives ``2 * channels`` features per trial.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from prclab import PrclabError
+
+
+def parse_feature_spec(spec: str) -> list[tuple[str, int]]:
+    """``"bins:4+last"`` -> ``[("bins", 4), ("last", 0)]``; raises ``PrclabError`` if malformed."""
+    parts = []
+    for part in spec.split("+"):
+        name, _, arg = part.strip().partition(":")
+        if name in ("mean", "last") and not arg:
+            parts.append((name, 0))
+        elif name == "bins" and arg.isdigit() and int(arg) >= 1:
+            parts.append((name, int(arg)))
+        else:
+            raise PrclabError(f"feature spec {spec!r}: unknown part {part!r} (use mean, last, bins:N)")
+    return parts
+
+
+def trial_features(responses: list[np.ndarray], spec: str = "mean+last") -> np.ndarray:
+    """Feature matrix ``(n_trials, n_features)`` from a list of ``(steps_i, channels)`` responses."""
+    parts = parse_feature_spec(spec)
+    rows = []
+    for r in responses:
+        r = np.asarray(r, dtype=np.float64)
+        if r.ndim != 2 or len(r) == 0:
+            raise PrclabError(f"features: each response must be a non-empty (steps, channels) array, "
+                              f"got {r.shape}")
+        feats = []
+        for name, arg in parts:
+            if name == "mean":
+                feats.append(r.mean(axis=0))
+            elif name == "last":
+                feats.append(r[-1])
+            else:
+                if len(r) < arg:  # too short for the bins: stretch by repetition first
+                    r = np.repeat(r, -(-arg // len(r)), axis=0)
+                feats.append(np.concatenate([b.mean(axis=0) for b in np.array_split(r, arg)]))
+        rows.append(np.concatenate(feats))
+    return np.stack(rows)
