@@ -1,0 +1,154 @@
+"""The ``prclab`` command line: demo, run, train, task.
+
+Errors a user can cause print one line (``prclab: error: ...``) and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import sys
+from pathlib import Path
+
+from prclab import PrclabError, __version__
+
+DEMO_PROTOCOL = Path(__file__).resolve().parent.parent / "protocols" / "examples" / "spoken_digits_demo.toml"
+
+
+def _progress_bar(total: int, desc: str, unit: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True,
+                disable=None)
+
+
+def _print_result(result: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(result))
+        return
+    print(f"test accuracy      {result['accuracy']:.3f}  ({result['n_test']} test / "
+          f"{result['n_train']} train, {result['n_classes']} classes, chance {result['chance']:.3f})")
+    print(f"baseline accuracy  {result['baseline_accuracy']:.3f}  (same readout on the encoded stimulus, "
+          f"no reservoir)")
+    for problem in result.get("problems", []):
+        print(f"warning: {problem}")
+
+
+def _device_for(protocol, spec: str | None, emulate: bool):
+    from drivers import DeviceRequest, make_device
+
+    s = protocol["stimulus"]
+    request = DeviceRequest(n_stimulus=s["electrodes"], rate_hz=protocol.rate_hz,
+                            stimulus_range_V=(s["low_V"], s["high_V"]),
+                            substrate=protocol["substrate"]["name"],
+                            substrate_params=protocol["substrate"]["params"], emulate=emulate,
+                            seed=protocol["protocol"]["seed"])
+    return make_device(spec or protocol["device"]["spec"], request)
+
+
+def _run(protocol_path, out, device_spec=None, emulate=False) -> dict:
+    from protocols.protocol import load_protocol
+    from protocols.runner import prepare, run_protocol
+    from readouts.recorded import train_on_recording
+
+    protocol = load_protocol(protocol_path)
+    device = _device_for(protocol, device_spec, emulate)
+    n_trials = len(prepare(protocol)[2])
+    with _progress_bar(n_trials, f"{protocol['protocol']['name']} on {device.name}", "trial") as bar:
+        run_protocol(protocol, device, out, progress=lambda trial: bar.update(1))
+    result = train_on_recording(out)
+    print(f"recording          {out}")
+    return result
+
+
+def cmd_demo(args) -> None:
+    from readouts.recorded import plot_confusion
+
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    folder = Path(args.out_dir) / f"demo-{stamp}"
+    folder.mkdir(parents=True, exist_ok=False)
+    result = _run(DEMO_PROTOCOL, folder / "recording.h5")
+    plot_confusion(result, folder / "confusion.png")
+    (folder / "result.json").write_text(json.dumps(result, indent=1))
+    _print_result(result, False)
+    print(f"run folder         {folder}  (recording.h5, confusion.png, result.json)")
+
+
+def cmd_run(args) -> None:
+    result = _run(args.protocol, args.out, args.device, args.emulate)
+    _print_result(result, args.json)
+
+
+def cmd_train(args) -> None:
+    from readouts.recorded import plot_confusion, train_on_recording
+
+    result = train_on_recording(args.recording, args.features)
+    if args.plot:
+        plot_confusion(result, args.plot)
+    _print_result(result, args.json)
+
+
+def cmd_task(args) -> None:
+    from protocols.datasets import load_dataset
+    from readouts.tasks import run_task
+
+    data = load_dataset(args.data)
+    with _progress_bar(len(data), f"{args.substrate} on {Path(args.data).name}", "seq") as bar:
+        result = run_task(data, args.substrate, size=args.units, seed=args.seed, features=args.features,
+                          progress=bar.update)
+    if not args.json:
+        print(f"substrate          {args.substrate} ({result['seconds']:.1f} s)")
+    _print_result(result, args.json)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="prclab", description="Physical reservoir computing lab toolkit.")
+    p.add_argument("--version", action="version", version=f"prclab {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("demo", help="spoken digits through a simulated potato (no hardware, no internet)")
+    d.add_argument("--out-dir", default="runs", help="where the run folder is created (default: runs)")
+    d.set_defaults(func=cmd_demo)
+
+    r = sub.add_parser("run", help="run a protocol file against a device and record it")
+    r.add_argument("protocol", help="protocol TOML file")
+    r.add_argument("--out", required=True, help="recording to create (HDF5)")
+    r.add_argument("--device", help="device spec, overrides the protocol's (e.g. sim:potato)")
+    r.add_argument("--emulate", action="store_true", help="start the device's emulator (rehearsal)")
+    r.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    r.set_defaults(func=cmd_run)
+
+    t = sub.add_parser("train", help="train and score a ridge readout on a recording")
+    t.add_argument("recording", help="recording file (HDF5)")
+    t.add_argument("--features", help="feature spec (default: the protocol's), e.g. mean+last, bins:4")
+    t.add_argument("--plot", help="write the confusion matrix to this PNG")
+    t.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    t.set_defaults(func=cmd_train)
+
+    k = sub.add_parser("task", help="whole pipeline on a dataset with a simulated substrate")
+    k.add_argument("--data", required=True, help="WAV folder ({label}_{speaker}_{index}.wav) or .npz")
+    k.add_argument("--substrate", default="esn", help="substrate name (esn, potato, ...)")
+    k.add_argument("--units", type=int, help="substrate size (units / nodes / neurons)")
+    k.add_argument("--seed", type=int, default=0)
+    k.add_argument("--features", default="mean+last", help="feature spec, e.g. mean+last, bins:4+last")
+    k.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    k.set_defaults(func=cmd_task)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except PrclabError as exc:
+        print(f"prclab: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("prclab: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

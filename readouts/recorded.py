@@ -1,0 +1,72 @@
+"""Train and score a readout on a recording: what ``prclab train`` and the end of ``prclab run`` print.
+
+Each trial's response over its stimulus window gives the reservoir features; the stimulus over the same
+window gives the no-reservoir baseline features.  Trials keep the split they were recorded with.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from prclab import PrclabError
+from protocols.recording import Recording, read_recording
+
+from .features import trial_features
+from .tasks import evaluate_features
+
+
+def train_on_recording(path, features: str | None = None) -> dict:
+    """Fit and score a RidgeClassifier on recording ``path``.
+
+    Args:
+        features: feature spec; defaults to the one the recording's protocol asked for.
+    Returns:
+        dict with ``accuracy``, ``baseline_accuracy``, ``chance``, ``n_train``, ``n_test``,
+        ``n_classes``, ``features``, ``problems`` (damaged trials skipped), and for plotting
+        ``labels``, ``predictions`` and ``classes`` of the test trials.
+    """
+    rec: Recording = read_recording(path)
+    if not rec.trials:
+        raise PrclabError(f"recording {path}: holds no intact trials")
+    features = features or rec.attrs.get("readout", {}).get("features", "mean+last")
+    windows = [t.stimulus_window for t in rec.trials]
+    labels = np.array([t.label for t in rec.trials])
+    split = np.array([t.split for t in rec.trials])
+    train, test = np.flatnonzero(split == "train"), np.flatnonzero(split == "test")
+    if len(test) == 0 or len(np.unique(labels[train])) < 2:
+        raise PrclabError(f"recording {path}: needs test trials and training trials of two or more "
+                          f"classes (has {len(train)} train, {len(test)} test)")
+    x = trial_features([r for _, r in windows], features)
+    accuracy, clf = evaluate_features(x, labels, train, test)
+    baseline, _ = evaluate_features(trial_features([s for s, _ in windows], features), labels, train, test)
+    counts = np.unique(labels[test], return_counts=True)[1]
+    return {"accuracy": accuracy, "baseline_accuracy": baseline,
+            "chance": float(counts.max() / counts.sum()), "n_train": int(len(train)),
+            "n_test": int(len(test)), "n_classes": int(len(np.unique(labels))), "features": features,
+            "problems": rec.problems, "labels": labels[test].tolist(),
+            "predictions": clf.predict(x[test]).tolist(), "classes": clf.classes_.tolist()}
+
+
+def plot_confusion(result: dict, path) -> None:
+    """Save the test confusion matrix of a ``train_on_recording`` result as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import confusion_matrix
+
+    classes = result["classes"]
+    cm = confusion_matrix(result["labels"], result["predictions"], labels=classes)
+    fig, ax = plt.subplots(figsize=(5.5, 4.8), dpi=120)
+    im = ax.imshow(cm, cmap="Blues")
+    ax.set_xticks(range(len(classes)), classes)
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for (i, j), v in np.ndenumerate(cm):
+        ax.text(j, i, str(v), ha="center", va="center", color="white" if v > cm.max() / 2 else "black")
+    ax.set_title(f"test accuracy {result['accuracy']:.3f} (baseline {result['baseline_accuracy']:.3f})")
+    fig.colorbar(im, ax=ax, label="trials")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
