@@ -128,6 +128,8 @@ class SerialLink:
         try:
             self._serial.write(text.encode("ascii"))
             self._serial.flush()
+        except serial.SerialTimeoutException:
+            raise self.fail(f"write timed out after {self.line_timeout_s:g} s (device stalled?)") from None
         except (serial.SerialException, OSError) as exc:
             raise self.fail(f"disconnected while writing ({exc})") from None
 

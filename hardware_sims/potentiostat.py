@@ -89,7 +89,7 @@ def interpret(lines: list[str]) -> list[tuple[float, float, tuple[str, ...]]]:
                 e, interval, n_points, packed, in_pck = loop
                 if cmd == "pck_start" and not args and not in_pck and not packed:
                     loop = (e, interval, n_points, packed, True)
-                elif cmd == "pck_add" and len(args) == 1 and in_pck:
+                elif cmd == "pck_add" and len(args) == 1 and in_pck and variables.get(args[0]):
                     packed.append(variables[args[0]])
                 elif cmd == "pck_end" and not args and in_pck:
                     loop = (e, interval, n_points, packed, False)
