@@ -85,12 +85,9 @@ def parse_data_line(line: str) -> dict[str, tuple[float, tuple[str, ...]]]:
         if m is None:
             raise ValueError(f"bad variable {field[:20]!r}")
         kind, hexdigits, prefix, meta = m.groups()
-        if prefix not in SI_PREFIX:
-            raise ValueError(f"bad SI prefix {prefix!r} in {field[:20]!r}")
         if kind in out:
             raise ValueError(f"variable {kind!r} twice")
-        out[kind] = ((int(hexdigits, 16) - _OFFSET) * 10.0 ** SI_PREFIX[prefix],
-                     tuple(meta.split(",")[1:]))
+        out[kind] = (decode_value(hexdigits + prefix), tuple(meta.split(",")[1:]))
     return out
 
 
