@@ -1,0 +1,106 @@
+"""Echo-state core speed on the full FSDD feature set, side by side with ReservoirPy.
+
+Features: every WAV in ``../shared/data/fsdd/recordings`` (3,000 utterances, 8 kHz) read with soundfile,
+13 MFCCs per 10 ms frame (25 ms window) from ``python_speech_features.mfcc``.  Both reservoirs get the same
+frames, the same size, leak rate 0.3 and spectral radius 0.9, and run every utterance from rest:
+
+- ReservoirPy 0.4: ``Reservoir(units, lr=0.3, sr=0.9).run(list_of_utterances)`` (its own batching of a
+  list: one utterance after another, sparse float64 weights, 10 % connectivity by default);
+- ours: ``reservoir.run_sequences(EchoStateNetwork(...), utterances, batch_size)`` — utterances sorted
+  by length, batched, padded to the longest in the batch, ``EchoStateCore.run`` per batch.
+
+Steps/s counts real frames (padding excluded) over wall time; each contender's best of ``--repeats``
+passes is reported.  Run from the repository root::
+
+    python benchmarks/bench_esn.py                 # 500 and 2000 units
+    python benchmarks/bench_esn.py --units 500 --subset 300 --repeats 1   # a quick look
+
+Skips with a message (exit 0) when ``../shared/data`` is absent or ReservoirPy is not installed (then
+only our figures are printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from reservoir import EchoStateNetwork, run_sequences  # noqa: E402
+
+FSDD = ROOT.parent / "shared" / "data" / "fsdd" / "recordings"
+
+
+def load_features(subset: int | None) -> list[np.ndarray]:
+    """MFCC frames ``(frames_i, 13)`` of each FSDD recording, in file-name order."""
+    import soundfile
+    from python_speech_features import mfcc
+
+    files = sorted(FSDD.glob("*.wav"))[:subset]
+    feats = []
+    for path in files:
+        audio, rate = soundfile.read(path, dtype="float64", always_2d=True)
+        feats.append(mfcc(audio[:, 0], rate, winlen=0.025, winstep=0.01, numcep=13))
+    return feats
+
+
+def best_rate(fn, n_frames: int, repeats: int) -> float:
+    """Frames per second of the fastest of ``repeats`` calls of ``fn()``."""
+    best = np.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return n_frames / best
+
+
+def reservoirpy_runner(units: int, feats: list[np.ndarray]):
+    """A zero-argument callable that runs ReservoirPy over ``feats``, or None without ReservoirPy."""
+    try:
+        from reservoirpy.nodes import Reservoir
+    except ImportError:
+        return None
+    res = Reservoir(units, lr=0.3, sr=0.9, seed=0)
+    res.initialize(feats[0])
+    return lambda: res.run(feats)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--units", type=int, nargs="+", default=[500, 2000])
+    ap.add_argument("--batch-size", type=int, default=64, help="run_sequences batch size")
+    ap.add_argument("--threads", type=int, default=None, help="EchoStateCore threads (default: cores)")
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--subset", type=int, default=None, help="only the first N utterances")
+    args = ap.parse_args(argv)
+    if not FSDD.is_dir():
+        print(f"skipped: FSDD recordings not found at {FSDD}")
+        return 0
+    start = time.perf_counter()
+    feats = load_features(args.subset)
+    n_frames = sum(len(f) for f in feats)
+    print(f"FSDD: {len(feats)} utterances, {n_frames} frames of 13 MFCCs "
+          f"({time.perf_counter() - start:.1f} s to extract)")
+    print(f"{'units':>6} {'reservoirpy steps/s':>20} {'ours f32 steps/s':>17} {'ratio':>6} "
+          f"{'ours f64 steps/s':>17} {'ratio':>6}")
+    for units in args.units:
+        rpy = reservoirpy_runner(units, feats)
+        rpy_rate = best_rate(rpy, n_frames, args.repeats) if rpy else np.nan
+        rates = []
+        for dtype in ("float32", "float64"):
+            esn = EchoStateNetwork(13, units=units, leak_rate=0.3, spectral_radius=0.9, dtype=dtype,
+                                   threads=args.threads)
+            rates.append(best_rate(lambda: run_sequences(esn, feats, batch_size=args.batch_size),
+                                   n_frames, args.repeats))
+        print(f"{units:>6} {rpy_rate:>20.0f} {rates[0]:>17.0f} {rates[0] / rpy_rate:>6.1f} "
+              f"{rates[1]:>17.0f} {rates[1] / rpy_rate:>6.1f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
