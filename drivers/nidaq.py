@@ -31,8 +31,10 @@ device closes itself (tasks cleared quietly) and must be reopened.
 from __future__ import annotations
 
 import collections
+import re
 import urllib.parse
 import uuid
+import weakref
 
 import grpc
 import nidaqmx
@@ -281,3 +283,37 @@ class NidaqDevice(Device):
 def _lines(device: str, kind: str, count: int) -> str:
     """Physical channel string ``Dev1/ai0`` or ``Dev1/ai0:3``."""
     return f"{device}/{kind}0" if count == 1 else f"{device}/{kind}0:{count - 1}"
+
+
+def from_spec(address: str, request) -> NidaqDevice:
+    """Device for spec ``nidaq:ADDRESS``: ``Dev1``, or ``Dev1?ai=4`` to record from 4 inputs.
+
+    The stimulus channels, rate and range come from ``request``.  With ``request.emulate`` no card is
+    touched: the device owns a :class:`hardware_sims.nidaq_grpc.NidaqEmulator` on the request's
+    substrate (inputs default to the substrate's outputs), started at ``open`` and stopped at ``close``.
+    Without it, ``ai`` defaults to 1 and the local NI-DAQmx driver is used.
+    """
+    name, _, query = address.partition("?")
+    name = name or "Dev1"
+    options = dict(urllib.parse.parse_qsl(query, keep_blank_values=True))
+    n_ai = options.pop("ai", None)
+    if options:
+        raise PrclabError(f"nidaq:{address}: unknown option(s) {', '.join(sorted(options))}; known: ai")
+    if not re.fullmatch(r"[A-Za-z][\w-]*", name):
+        raise PrclabError(f"nidaq:{address}: {name!r} is not an NI-DAQmx device name (e.g. Dev1)")
+    if n_ai is not None:
+        if not n_ai.isdigit() or int(n_ai) < 1:
+            raise PrclabError(f"nidaq:{address}: ai={n_ai!r} is not a positive channel count")
+        n_ai = int(n_ai)
+    emulator = None
+    if request.emulate:
+        from hardware_sims.nidaq_grpc import NidaqEmulator
+
+        substrate = request.build_substrate()
+        emulator = NidaqEmulator(substrate, device=name, seed=request.seed)
+        n_ai = n_ai or substrate.n_outputs
+    device = NidaqDevice(name, request.n_stimulus, n_ai or 1, request.rate_hz,
+                         stimulus_range_V=request.stimulus_range_V, emulator=emulator)
+    if emulator is not None:
+        weakref.finalize(device, emulator.close)
+    return device

@@ -8,6 +8,8 @@ kind             example                               device
 ``sim``          ``sim:potato``, ``sim:esn``           :class:`drivers.SimDevice` on that substrate
 `potentiostat`   ``potentiostat:/dev/ttyACM0``,        serial potentiostat (pyserial),
                  ``...?protocol=methodscript``         :mod:`drivers.potentiostat`
+``nidaq``        ``nidaq:Dev1``, ``nidaq:Dev1?ai=4``   NI DAQ card (nidaqmx, local or gRPC),
+                                                       :mod:`drivers.nidaq`
 ===============  ====================================  ==============================================
 
 Hardware drivers register themselves in ``DEVICE_KINDS``.  With ``emulate=True`` a hardware kind
@@ -71,6 +73,15 @@ def _potentiostat(address: str, request: DeviceRequest) -> Device:
 
 DEVICE_KINDS: dict[str, Callable[[str, DeviceRequest], Device]] = {"sim": _sim}
 DEVICE_KINDS["potentiostat"] = _potentiostat
+
+
+def _nidaq(address: str, request: DeviceRequest) -> Device:
+    from .nidaq import from_spec  # imports nidaqmx only when asked for
+
+    return from_spec(address, request)
+
+
+DEVICE_KINDS["nidaq"] = _nidaq
 
 
 def make_device(spec: str, request: DeviceRequest) -> Device:
