@@ -13,6 +13,7 @@ import pytest
 
 from drivers import Device, DeviceError, SimDevice
 from reservoir import EchoStateNetwork
+from test_nidaq_emulated import emulated_nidaq
 from test_potentiostat_emulated import emulated_potentiostat
 
 
@@ -22,7 +23,8 @@ def sim_device():
 
 
 FACTORIES = [pytest.param(sim_device, id="sim"),
-             pytest.param(emulated_potentiostat, id="potentiostat-methodscript")]
+             pytest.param(emulated_potentiostat, id="potentiostat-methodscript"),
+             pytest.param(emulated_nidaq, id="nidaq-grpc")]
 
 
 @pytest.fixture(params=FACTORIES)
