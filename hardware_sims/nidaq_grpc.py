@@ -155,10 +155,6 @@ class Task:
         return not self.running or self.position >= self.samps_per_chan
 
 
-def _enum(v):
-    return getattr(v, "value", v)
-
-
 @dataclass(frozen=True)
 class Attribute:
     """One entry of the attribute table: value type, getter ``(task, channel) -> value``, setter."""

@@ -177,8 +177,8 @@ def test_injected_fault_becomes_one_line_device_error_within_2_s(emulator, fault
         assert "\n" not in str(info.value)
         assert not dev.is_open
         dev.close()  # a no-op after the fault
-    emulator.inject(None)
-    assert not emulator.device.tasks or fault == "unplug"  # tasks cleared unless unreachable
+    if fault != "unplug":  # the driver cleared its tasks (an unplugged card cannot be reached)
+        assert not emulator.device.tasks
 
 
 def test_unreachable_server_is_one_line_error():
