@@ -1,0 +1,325 @@
+"""Characterise a substrate, simulated or recorded, with the standard reservoir-computing metrics.
+
+Every metric reads responses only, so it applies to anything that turns an input into a response:
+
+- **Linear memory capacity** (Jaeger 2001, GMD Report 152): drive with an i.i.d. input ``u(t)`` uniform
+  in ``[-1, 1]``; for each delay ``k = 0 .. max_delay`` fit a ridge readout from the response ``y(t)``
+  to ``u(t - k)`` on training samples and take the squared correlation ``r_k^2`` between target and
+  reconstruction on held-out samples.  ``MC = sum_k r_k^2`` (``<= n_outputs`` for an i.i.d. input).
+- **Nonlinear capacity** (Dambre, Verstraeten, Schrauwen & Massar 2012, Sci. Rep. 2:514): the same for
+  targets that are products of Legendre polynomials of delayed inputs, ``prod_k P_{d_k}(u(t - k))``
+  with ``sum_k d_k = degree`` (orthogonal for a uniform input), over all delays ``< nonlinear_window``;
+  the capacities of one degree are summed.  Degree 1 is the linear memory capacity.
+- **Finite-sample bias**: a readout that cannot reconstruct a target still scores ``r^2 ~ chi2(1) /
+  n_test`` on held-out data.  As in Dambre et al., estimates below a threshold are set to zero; here the
+  threshold is the ``1 - p_value`` quantile of that null distribution, so of thousands of summed
+  targets almost none adds noise to a total.
+- **Kernel rank** and **generalisation rank** (Legenstein & Maass 2007, Neural Netw. 20:323; Buesing,
+  Schrauwen & Legenstein 2010, Neural Comput. 22:1272): the numerical rank of the ``(m, n_outputs)``
+  matrix of responses at the end of ``m`` input streams that start from rest.  For the kernel rank the
+  streams are distinct random inputs (high is good: the substrate separates inputs); for the
+  generalisation rank they differ only in their first half and agree afterwards (low is good: the
+  substrate forgets what it should).  Singular values below ``rank_tol`` times the largest do not count.
+- **Consistency**: one random stimulus repeated ``repeats`` times, each repeat entered from a different
+  state (a distinct random prefix) with its own noise; the mean pairwise correlation of the responses
+  after a washout (1: the response is a function of the stimulus; near 0: it is not).
+
+Substrates with several inputs get the same scalar input on every input channel, scaled by
+``amplitude`` (default 0.5: volts +-0.5, the range the encoders drive every registered substrate with).
+Physical models are stepped ``hold`` samples per input value (the registry's ``samples_per_frame``, e.g.
+10 ms frames at 1 kHz); the response of a frame is its last sample, and delays count frames.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from itertools import combinations_with_replacement, islice
+
+import numpy as np
+from numpy.polynomial import legendre
+from scipy import stats
+
+from prclab import PrclabError
+from reservoir.registry import make_substrate, substrate_entry
+
+from .ridge import RidgeReadout
+
+#: ridge parameters tried (times the number of training samples, on standardised responses)
+RELATIVE_ALPHAS = 10.0 ** np.arange(-9, 1)
+#: targets fitted at once in the nonlinear scan (bounds memory: samples x chunk float64)
+TARGET_CHUNK = 512
+
+
+def random_input(rng: np.random.Generator, batch: int, frames: int) -> np.ndarray:
+    """i.i.d. uniform input in ``[-1, 1]``, shape ``(batch, frames)``."""
+    return rng.uniform(-1.0, 1.0, (batch, frames))
+
+
+def drive(substrate, u: np.ndarray, amplitude: float = 0.5, hold: int = 1, seed: int = 0) -> np.ndarray:
+    """Run the scalar inputs ``u`` through ``substrate`` from a fresh ``reset(seed)``.
+
+    Args:
+        u: ``(batch, frames)`` values in ``[-1, 1]``; each is multiplied by ``amplitude``, put on every
+            input channel and held for ``hold`` samples.
+    Returns:
+        ``(batch, frames, n_outputs)`` float64, the response at the last sample of each frame.
+    """
+    batch, frames = u.shape
+    stim = np.repeat(u * amplitude, hold, axis=1)[:, :, None]
+    stim = np.broadcast_to(stim, (batch, frames * hold, substrate.n_inputs))
+    substrate.reset(seed)
+    y = np.asarray(substrate.run(stim), dtype=np.float64)
+    return y[:, hold - 1::hold]
+
+
+# ----------------------------------------------------------------------------------------- capacities
+
+def capacity_threshold(n_test: int, p_value: float = 1e-4) -> float:
+    """Squared held-out correlation that a useless readout exceeds with probability ``p_value``."""
+    return float(stats.chi2.ppf(1.0 - p_value, df=1) / n_test)
+
+
+def legendre_targets(u: np.ndarray, t_index: np.ndarray, degree: int, window: int):
+    """Products of Legendre polynomials of delayed inputs, with total degree ``degree``.
+
+    Args:
+        u: ``(batch, frames)`` input in ``[-1, 1]``.
+        t_index: frames (each ``>= window - 1``) at which targets are taken.
+        window: delays ``0 .. window - 1`` are combined.
+    Yields:
+        ``(delays, target)`` per combination: ``delays`` a tuple of ``degree`` delays (repeated delays
+        raise that input's polynomial degree), ``target`` ``(batch * len(t_index),)``.
+    """
+    polys = {d: legendre.legval(u, [0] * d + [1]) for d in range(1, degree + 1)}
+    for delays in combinations_with_replacement(range(window), degree):
+        target = np.ones((u.shape[0], len(t_index)))
+        for k in sorted(set(delays)):
+            target *= polys[delays.count(k)][:, t_index - k]
+        yield delays, target.ravel()
+
+
+def _standardize(y_train: np.ndarray, y_test: np.ndarray):
+    """z-score response columns with training statistics; constant columns are dropped."""
+    mean, sd = y_train.mean(axis=0), y_train.std(axis=0)
+    keep = sd > 1e-12 * max(1.0, float(np.abs(mean).max(initial=0.0)))
+    if not np.any(keep):
+        raise PrclabError("characterise: every response channel is constant")
+    return (y_train[:, keep] - mean[keep]) / sd[keep], (y_test[:, keep] - mean[keep]) / sd[keep]
+
+
+def _squared_correlations(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Column-wise squared Pearson correlation of two ``(n, k)`` arrays (0 where one is constant)."""
+    p = pred - pred.mean(axis=0)
+    t = target - target.mean(axis=0)
+    denom = np.sqrt((p ** 2).sum(axis=0) * (t ** 2).sum(axis=0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.where(denom > 0, (p * t).sum(axis=0) / denom, 0.0)
+    return r ** 2
+
+
+def capacities(u: np.ndarray, y: np.ndarray, max_delay: int | None = None, degrees=(2, 3),
+               nonlinear_window: int = 15, washout: int = 100, train_fraction: float = 0.7,
+               p_value: float = 1e-4) -> dict:
+    """Linear memory capacity and nonlinear capacities from inputs and responses.
+
+    Args:
+        u: ``(batch, frames)`` i.i.d. uniform input in ``[-1, 1]`` (a 1-D array is a batch of one).
+        y: ``(batch, frames, n_outputs)`` responses, one row per input row (2-D: a batch of one).
+        max_delay: largest delay of the memory curve (frames); default ``min(2 n_outputs + 20, 300)``.
+        degrees: polynomial degrees (> 1) of the nonlinear scan; ``()`` skips it.
+        nonlinear_window: delays ``0 .. nonlinear_window - 1`` enter the nonlinear targets.
+        washout: leading frames of every row that are not used (transient from the initial state).
+        train_fraction: each row's first part trains the readout, the rest tests it.
+        p_value: false-positive rate per target of the bias threshold.
+    Returns:
+        dict: ``memory_capacity``, ``memory_curve`` (``r_k^2`` per delay, thresholded),
+        ``nonlinear_capacity`` (degree -> summed capacity), ``total_capacity`` (all degrees),
+        ``threshold``, ``alpha`` (ridge parameter used), ``n_train``, ``n_test``, ``n_features``.
+    """
+    u = np.atleast_2d(np.asarray(u, dtype=np.float64))
+    y = np.asarray(y, dtype=np.float64)
+    y = y[None] if y.ndim == 2 else y
+    if y.ndim != 3 or y.shape[:2] != u.shape:
+        raise PrclabError(f"characterise: response {y.shape} does not match input {u.shape}")
+    if not np.all(np.isfinite(u)) or not np.all(np.isfinite(y)):
+        raise PrclabError("characterise: input or response holds NaN or infinite values")
+    batch, frames, n_out = y.shape
+    if max_delay is None:
+        max_delay = min(2 * n_out + 20, 300)
+    start = max(washout, max_delay, nonlinear_window - 1 if degrees else 0)
+    usable = frames - start
+    n_train_row = int(round(usable * train_fraction))
+    if n_train_row < 2 * min(n_out, 50) or usable - n_train_row < 50:
+        raise PrclabError(f"characterise: {frames} frames per trial are too few for washout/delay "
+                          f"{start} and a train/test split (need about {start + 4 * n_out + 100})")
+    t_train = np.arange(start, start + n_train_row)
+    t_test = np.arange(start + n_train_row, frames)
+    x_train, x_test = _standardize(y[:, t_train].reshape(-1, n_out), y[:, t_test].reshape(-1, n_out))
+    n_train, n_test = len(x_train), len(x_test)
+    threshold = capacity_threshold(n_test, p_value)
+
+    def lagged(t_index):
+        return np.stack([u[:, t_index - k].ravel() for k in range(max_delay + 1)], axis=1)
+
+    readout = RidgeReadout(alphas=RELATIVE_ALPHAS * n_train).fit(x_train, lagged(t_train))
+    curve = _squared_correlations(readout.predict(x_test), lagged(t_test))
+    curve[curve < threshold] = 0.0
+    nonlinear = {}
+    fixed = RidgeReadout(alpha=readout.alpha_)
+    for degree in degrees:
+        if degree < 2:
+            raise PrclabError(f"characterise: nonlinear degrees must be 2 or more, got {degree}")
+        total = 0.0
+        pairs = zip(legendre_targets(u, t_train, degree, nonlinear_window),
+                    legendre_targets(u, t_test, degree, nonlinear_window))
+        while chunk := list(islice(pairs, TARGET_CHUNK)):
+            tr = np.stack([train for (_, train), _ in chunk], axis=1)
+            te = np.stack([test for _, (_, test) in chunk], axis=1)
+            r2 = _squared_correlations(fixed.fit(x_train, tr).predict(x_test), te)
+            total += float(r2[r2 >= threshold].sum())
+        nonlinear[degree] = total
+    mc = float(curve.sum())
+    return {"memory_capacity": mc, "memory_curve": curve.tolist(), "nonlinear_capacity": nonlinear,
+            "total_capacity": mc + sum(nonlinear.values()), "threshold": threshold,
+            "alpha": float(readout.alpha_), "n_train": n_train, "n_test": n_test,
+            "n_features": int(x_train.shape[1])}
+
+
+def characterize_recorded(stimulus: np.ndarray, response: np.ndarray, hold: int = 1, **options) -> dict:
+    """Capacities of a recorded trial driven with an i.i.d. uniform random input.
+
+    Args:
+        stimulus: ``(samples,)`` or ``(samples, n_stimulus)`` as sent (volts); with several channels the
+            first is used.  It is rescaled from its ``[min, max]`` to ``[-1, 1]``.
+        response: ``(samples, n_response)``, same clock as the stimulus.
+        hold: samples each input value was held for; the frame's first stimulus sample and last
+            response sample are used.
+        options: passed to ``capacities``.
+    Returns:
+        the ``capacities`` dict.  Kernel/generalisation rank and consistency need designed stimuli
+        and come only from ``characterize_substrate``.
+    """
+    s = np.asarray(stimulus, dtype=np.float64)
+    r = np.asarray(response, dtype=np.float64)
+    s = s[:, 0] if s.ndim == 2 else s
+    if s.ndim != 1 or r.ndim != 2 or len(s) != len(r):
+        raise PrclabError(f"characterise: stimulus {np.shape(stimulus)} and response "
+                          f"{np.shape(response)} must be (samples[, channels]) of equal length")
+    lo, hi = float(s.min(initial=0.0)), float(s.max(initial=0.0))
+    if hi <= lo:
+        raise PrclabError("characterise: the stimulus is constant; a random-input trial is needed")
+    frames = len(s) // hold
+    u = 2.0 * (s[:frames * hold:hold] - lo) / (hi - lo) - 1.0
+    y = r[hold - 1:frames * hold:hold]
+    return capacities(u[None], y[None], **options)
+
+
+# ----------------------------------------------------------------------------- ranks and consistency
+
+def numerical_rank(matrix: np.ndarray, rank_tol: float = 1e-2) -> int:
+    """Singular values of ``matrix`` above ``rank_tol`` times the largest."""
+    s = np.linalg.svd(np.asarray(matrix, dtype=np.float64), compute_uv=False)
+    return int(np.sum(s > rank_tol * s[0])) if len(s) and s[0] > 0 else 0
+
+
+def ranks(substrate, n_streams: int | None = None, frames: int = 100, amplitude: float = 0.5,
+          hold: int = 1, rank_tol: float = 1e-2, seed: int = 0) -> dict:
+    """Kernel rank and generalisation rank over ``n_streams`` streams of ``frames`` frames from rest.
+
+    ``n_streams`` defaults to ``n_outputs`` (so either rank can reach ``n_outputs``), at most 1000.
+    Returns ``kernel_rank``, ``generalization_rank``, ``n_streams``.
+    """
+    m = n_streams or min(substrate.n_outputs, 1000)
+    rng = np.random.default_rng(seed)
+    distinct = random_input(rng, m, frames)
+    early = frames // 2
+    shared_late = np.concatenate([random_input(rng, m, early),
+                                  np.broadcast_to(random_input(rng, 1, frames - early), (m, frames - early))],
+                                 axis=1)
+    both = np.concatenate([distinct, shared_late])
+    final = drive(substrate, both, amplitude, hold, seed)[:, -1]
+    return {"kernel_rank": numerical_rank(final[:m], rank_tol),
+            "generalization_rank": numerical_rank(final[m:], rank_tol), "n_streams": m}
+
+
+def consistency(substrate, repeats: int = 8, frames: int = 300, washout: int = 100,
+                amplitude: float = 0.5, hold: int = 1, seed: int = 0) -> float:
+    """Mean pairwise correlation of responses to one stimulus entered from ``repeats`` different states.
+
+    Each repeat first gets its own random prefix of ``washout`` frames (a different state and noise),
+    then the common random stimulus of ``frames`` frames; the first ``washout`` frames of the common
+    part are discarded too.  Each response is centred per channel over time and flattened
+    ``(frames - washout) * n_outputs``; the result is the mean correlation over pairs of repeats.
+    """
+    if repeats < 2 or frames <= washout:
+        raise PrclabError("characterise: consistency needs 2+ repeats and frames > washout")
+    rng = np.random.default_rng(seed)
+    stim = np.concatenate([random_input(rng, repeats, washout),
+                           np.broadcast_to(random_input(rng, 1, frames), (repeats, frames))], axis=1)
+    y = drive(substrate, stim, amplitude, hold, seed)[:, 2 * washout:]
+    z = (y - y.mean(axis=1, keepdims=True)).reshape(repeats, -1)
+    norms = np.linalg.norm(z, axis=1)
+    if np.any(norms == 0):
+        return 0.0
+    corr = (z @ z.T) / np.outer(norms, norms)
+    return float(corr[np.triu_indices(repeats, 1)].mean())
+
+
+# ------------------------------------------------------------------------------------ whole substrate
+
+def characterize_substrate(substrate, frames: int = 2000, batch: int = 4, amplitude: float = 0.5,
+                           hold: int = 1, seed: int = 0, **options) -> dict:
+    """All metrics of ``substrate``, driving it with generated input.
+
+    Args:
+        frames: frames per trial of the capacity run (``batch`` trials run at once and are pooled).
+        options: ``capacities`` options, plus ``rank_tol`` and ``n_streams`` for ``ranks``.
+    Returns:
+        the ``capacities`` dict plus ``kernel_rank``, ``generalization_rank``, ``n_streams``,
+        ``consistency`` and ``seconds`` (wall time of the whole characterisation).
+    """
+    t0 = time.perf_counter()
+    rank_options = {k: options.pop(k) for k in ("rank_tol", "n_streams") if k in options}
+    u = random_input(np.random.default_rng(seed), batch, frames)
+    result = capacities(u, drive(substrate, u, amplitude, hold, seed), **options)
+    result.update(ranks(substrate, amplitude=amplitude, hold=hold, seed=seed + 1, **rank_options))
+    result["consistency"] = consistency(substrate, amplitude=amplitude, hold=hold, seed=seed + 2)
+    result["seconds"] = time.perf_counter() - t0
+    return result
+
+
+def characterize_named(name: str, size: int | None = None, seed: int = 0, **options) -> dict:
+    """Build registered substrate ``name`` and characterise it (``characterize_substrate``).
+
+    The substrate gets its constructor's default number of inputs (1 if it has none) and is held
+    for the registry's ``samples_per_frame``.  Adds ``substrate`` (its ``describe()``) to the result.
+    """
+    entry = substrate_entry(name)
+    default_inputs = inspect.signature(entry.cls).parameters["n_inputs"].default
+    n_inputs = 1 if default_inputs is inspect.Parameter.empty else int(default_inputs)
+    substrate = make_substrate(name, n_inputs, size=size, seed=seed)
+    result = characterize_substrate(substrate, hold=entry.samples_per_frame, seed=seed, **options)
+    result["substrate"] = substrate.describe()
+    return result
+
+
+def plot_memory_curve(result: dict, path, title: str = "") -> None:
+    """Save the memory curve ``r_k^2`` over delay ``k`` of a result as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curve = np.asarray(result["memory_curve"])
+    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=120)
+    ax.plot(np.arange(len(curve)), curve, marker=".", lw=1)
+    ax.axhline(result["threshold"], color="grey", ls=":", lw=1, label="bias threshold")
+    ax.set_xlabel("delay k (frames)")
+    ax.set_ylabel("r² of u(t-k) reconstruction")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(f"{title}  MC = {result['memory_capacity']:.2f}".strip())
+    ax.legend(loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
