@@ -1,4 +1,4 @@
-"""The ``prclab`` command line: demo, run, train, task.
+"""The ``prclab`` command line: demo, run, train, task, characterize.
 
 Errors a user can cause print one line (``prclab: error: ...``) and exit with code 2.
 """
@@ -102,6 +102,17 @@ def cmd_task(args) -> None:
     _print_result(result, args.json)
 
 
+def cmd_characterize(args) -> None:
+    from readouts.characterize import characterize_named, format_result, plot_memory_curve
+
+    result = characterize_named(args.substrate, size=args.units, seed=args.seed)
+    if args.plot:
+        Path(args.plot).mkdir(parents=True, exist_ok=True)
+        result["plot"] = str(Path(args.plot) / f"memory_curve_{args.substrate}.png")
+        plot_memory_curve(result, result["plot"], title=args.substrate)
+    print(json.dumps(result) if args.json else format_result(result))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="prclab", description="Physical reservoir computing lab toolkit.")
     p.add_argument("--version", action="version", version=f"prclab {__version__}")
@@ -134,6 +145,14 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--features", default="mean+last", help="feature spec, e.g. mean+last, bins:4+last")
     k.add_argument("--json", action="store_true", help="print the result as one JSON object")
     k.set_defaults(func=cmd_task)
+
+    c = sub.add_parser("characterize", help="memory/nonlinear capacity, kernel rank, consistency of a substrate")
+    c.add_argument("--substrate", default="esn", help="substrate name (esn, potato, ...)")
+    c.add_argument("--units", type=int, help="substrate size (units / nodes / neurons)")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
+    c.add_argument("--plot", metavar="DIR", help="write the memory curve PNG into this folder")
+    c.set_defaults(func=cmd_characterize)
     return p
 
 

@@ -1,0 +1,121 @@
+"""Characterisation metrics: known answers on constructed responses, ESN sanity against the literature."""
+
+import json
+
+import numpy as np
+import pytest
+
+from prclab.cli import main
+from readouts.characterize import (capacities, characterize_named, characterize_recorded, consistency,
+                                   drive, random_input, ranks)
+from reservoir import SUBSTRATES, EchoStateNetwork
+
+
+def linear_regime_esn(units, **params):
+    """Sparse random tanh ESN in the near-linear regime memory studies use (no bias, small input)."""
+    settings = dict(spectral_radius=0.9, input_scaling=0.1, leak_rate=1.0, bias_scaling=0.0,
+                    dtype="float64", seed=3)
+    settings.update(params)
+    return EchoStateNetwork(1, units=units, **settings)
+
+
+def esn_capacities(esn, frames=1500, batch=4, **options):
+    u = random_input(np.random.default_rng(0), batch, frames)
+    return capacities(u, drive(esn, u, amplitude=1.0), **options)
+
+
+def test_memory_capacity_of_100_unit_esn_is_in_the_literature_range():
+    # Jaeger (2001, GMD Report 152) proves MC <= N for an i.i.d. input; random sparse tanh reservoirs
+    # with spectral radius ~0.9 and small input scaling stay well below it: Farkas, Bosak & Gergel
+    # (2016, Neural Networks 83:109, memory capacity over spectral radius and input scaling) report
+    # MC of roughly 20-40 for N = 100.
+    result = esn_capacities(linear_regime_esn(100), degrees=())
+    assert 15 < result["memory_capacity"] < 45
+    curve = np.array(result["memory_curve"])
+    assert curve[0] > 0.95 and curve[-1] == 0.0       # recent inputs recalled, memory fades
+
+
+def test_memoryless_substrate_recalls_only_the_present_input():
+    result = esn_capacities(linear_regime_esn(100, spectral_radius=0.0), degrees=())
+    curve = np.array(result["memory_curve"])
+    assert curve[0] > 0.95
+    assert curve[1:].sum() < 0.02
+    assert result["memory_capacity"] == pytest.approx(1.0, abs=0.05)
+
+
+def test_capacities_grow_with_reservoir_size():
+    results = [esn_capacities(linear_regime_esn(n), degrees=(2, 3), nonlinear_window=8)
+               for n in (20, 50, 100)]
+    mcs = [r["memory_capacity"] for r in results]
+    totals = [r["total_capacity"] for r in results]
+    assert mcs[0] < mcs[1] < mcs[2]
+    assert totals[0] < totals[1] < totals[2]
+    for n, r in zip((20, 50, 100), results):
+        assert r["total_capacity"] <= n + 1          # Dambre et al.: bounded by the state dimension
+
+
+def test_constructed_responses_give_their_capacities():
+    rng = np.random.default_rng(5)
+    u = random_input(rng, 2, 3000)
+    p2 = (3 * u ** 2 - 1) / 2
+    p3 = (5 * u ** 3 - 3 * u) / 2
+    y = np.zeros((2, 3000, 4))
+    y[:, :, 0] = u                                   # delay 0 exactly
+    y[:, 3:, 1] = u[:, :-3]                          # delay 3 exactly
+    y[:, :, 2] = p2                                  # degree 2: P2(u(t))
+    y[:, 2:, 3] = p3[:, :-2]                         # degree 3: P3(u(t-2))
+    result = capacities(u, y, nonlinear_window=5)
+    assert result["memory_capacity"] == pytest.approx(2.0, abs=1e-6)
+    assert np.flatnonzero(result["memory_curve"]).tolist() == [0, 3]
+    assert result["nonlinear_capacity"][2] == pytest.approx(1.0, abs=1e-6)
+    assert result["nonlinear_capacity"][3] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_threshold_removes_the_bias_of_an_unrelated_response():
+    rng = np.random.default_rng(6)
+    u = random_input(rng, 2, 2000)
+    noise = rng.standard_normal((2, 2000, 30))
+    result = capacities(u, noise, nonlinear_window=6)
+    assert result["total_capacity"] == 0.0
+
+
+def test_kernel_rank_exceeds_generalization_rank_and_noise_lowers_consistency():
+    esn = linear_regime_esn(50, input_scaling=1.0)
+    r = ranks(esn, frames=60)
+    assert r["n_streams"] == 50
+    assert r["generalization_rank"] < 5 < r["kernel_rank"] <= 50
+    assert consistency(esn, repeats=4, frames=200, washout=60) == pytest.approx(1.0, abs=1e-9)
+    noisy = linear_regime_esn(50, input_scaling=1.0, noise=0.3)
+    assert consistency(noisy, repeats=4, frames=200, washout=60) < 0.9
+
+
+def test_a_recorded_random_trial_gives_the_same_capacities_as_driving():
+    esn = linear_regime_esn(40)
+    hold = 3
+    u = random_input(np.random.default_rng(8), 1, 1500)
+    driven = capacities(u, drive(esn, u, amplitude=0.5, hold=hold), nonlinear_window=5)
+    stimulus_V = np.repeat(0.5 * u[0], hold)[:, None]
+    esn.reset(0)
+    response = esn.run(stimulus_V[None])[0]
+    recorded = characterize_recorded(stimulus_V, response, hold=hold, nonlinear_window=5)
+    assert recorded["memory_capacity"] == pytest.approx(driven["memory_capacity"], rel=1e-6)
+    # the recording is rescaled from its own min/max, slightly inside +-0.5 V: Legendre targets shift
+    assert recorded["nonlinear_capacity"] == pytest.approx(driven["nonlinear_capacity"], rel=1e-3)
+
+
+@pytest.mark.parametrize("name", sorted(SUBSTRATES))
+def test_every_registered_substrate_can_be_characterised(name):
+    result = characterize_named(name, size=30, frames=700, batch=2, nonlinear_window=4)
+    assert 0 < result["memory_capacity"] <= result["n_features"]
+    assert 1 <= result["generalization_rank"] <= result["kernel_rank"] <= result["n_streams"]
+    assert -1 <= result["consistency"] <= 1
+
+
+def test_cli_prints_json_and_writes_the_memory_curve(tmp_path, capsys):
+    assert main(["characterize", "--substrate", "esn", "--units", "30", "--json",
+                 "--plot", str(tmp_path)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["substrate"]["units"] == 30 and result["seconds"] > 0
+    assert (tmp_path / "memory_curve_esn.png").stat().st_size > 1000
+    assert main(["characterize", "--substrate", "no-such"]) == 2
+    assert "unknown substrate" in capsys.readouterr().err
