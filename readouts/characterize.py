@@ -150,9 +150,10 @@ def capacities(u: np.ndarray, y: np.ndarray, max_delay: int | None = None, degre
     start = max(washout, max_delay, nonlinear_window - 1 if degrees else 0)
     usable = frames - start
     n_train_row = int(round(usable * train_fraction))
-    if n_train_row < 2 * min(n_out, 50) or usable - n_train_row < 50:
-        raise PrclabError(f"characterise: {frames} frames per trial are too few for washout/delay "
-                          f"{start} and a train/test split (need about {start + 4 * n_out + 100})")
+    if batch * n_train_row < 2 * n_out or batch * (usable - n_train_row) < 100:
+        raise PrclabError(f"characterise: {batch} trial(s) of {frames} frames are too few: the first {start} "
+                          f"frames are washout/delay history, and {2 * n_out} training and 100 test "
+                          f"frames are needed after them")
     t_train = np.arange(start, start + n_train_row)
     t_test = np.arange(start + n_train_row, frames)
     x_train, x_test = _standardize(y[:, t_train].reshape(-1, n_out), y[:, t_test].reshape(-1, n_out))

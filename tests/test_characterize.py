@@ -119,3 +119,15 @@ def test_cli_prints_json_and_writes_the_memory_curve(tmp_path, capsys):
     assert (tmp_path / "memory_curve_esn.png").stat().st_size > 1000
     assert main(["characterize", "--substrate", "no-such"]) == 2
     assert "unknown substrate" in capsys.readouterr().err
+
+
+def test_unusable_inputs_raise_one_line_errors():
+    from prclab import PrclabError
+
+    u = random_input(np.random.default_rng(0), 1, 200)
+    with pytest.raises(PrclabError, match="too few"):
+        capacities(u, np.random.default_rng(1).standard_normal((1, 200, 5)))
+    with pytest.raises(PrclabError, match="does not match"):
+        capacities(u, np.zeros((1, 150, 5)))
+    with pytest.raises(PrclabError, match="constant"):
+        characterize_recorded(np.zeros(3000), np.ones((3000, 4)))
