@@ -14,9 +14,11 @@ Speed (measured by ``benchmarks/bench_esn.py``):
 
 - The input drive is written straight into the output buffer, which each step then overwrites with the
   new state, so a run allocates one ``(steps, B, N)`` array and two ``(B, N)`` scratch blocks.
-- float64 evaluates the formula literally (``np.tanh``).  float32 uses
-  ``tanh(p) = 1 - 2 / (exp(2 p) + 1)`` with the factor 2 folded into the weights: numpy's SIMD ``exp``
-  plus two cheap passes costs less than its ``tanh`` (absolute error ~1e-7, float32 rounding).
+- float64 evaluates the formula literally (``np.tanh``).  float32 on blocks of at least
+  ``FAST_TANH_MIN_ELEMENTS`` uses ``tanh(p) = 1 - 2 / (exp(2 p) + 1)`` with the factor 2 folded into the
+  weights: numpy's SIMD ``exp`` plus two cheap passes costs less than its ``tanh`` (absolute error
+  ~1e-7, float32 rounding); on smaller blocks (one trial of a physical model) the per-call overhead of
+  the extra passes dominates and ``np.tanh`` is used.
 - Batch rows are independent, so a batch is split into row blocks run by one Python thread each
   (``threads``, default one per CPU core), and BLAS is held to one thread while the steps run.  numpy
   releases the GIL in ``matmul`` and the element-wise passes, so the threads also parallelise the
@@ -40,6 +42,8 @@ from .base import check_input
 
 #: fewest batch rows worth a thread of their own (a smaller block loses more to GEMM efficiency)
 MIN_ROWS_PER_THREAD = 16
+#: smallest (rows x units) block where exp-based tanh beats np.tanh's fewer numpy calls per step
+FAST_TANH_MIN_ELEMENTS = 4096
 _blas_controller: ThreadpoolController | None = None
 
 
@@ -103,13 +107,8 @@ class EchoStateCore:
         if threads is not None and threads < 1:
             raise ValueError(f"threads must be positive, got {threads}")
         self.threads = threads
-        # float32 evaluates tanh(p) through exp(2p): keep 2W, 2W_in, 2b ready
-        self._fast = self.dtype == np.float32
-        scale = 2.0 if self._fast else 1.0
-        self._w_step = self.w_t * self.dtype.type(scale)
-        self._w_in_step = self.w_in_t * self.dtype.type(scale)
-        self._bias_step = self.bias * self.dtype.type(scale)
-        self._noise_step = scale * self.noise
+        # float32 blocks of FAST_TANH_MIN_ELEMENTS or more evaluate tanh(p) through exp(2p): keep 2W ready
+        self._w2_t = 2 * self.w_t if self.dtype == np.float32 else None
         self._x: np.ndarray | None = None
         self._rng = np.random.default_rng(0)
 
@@ -157,10 +156,10 @@ class EchoStateCore:
         # holds the input drive of every step, which the integration overwrites with the states
         # (one 2-D product: numpy's stacked matmul of a transposed view skips BLAS)
         u_tm = np.ascontiguousarray(u.transpose(1, 0, 2)).reshape(steps * batch, self.n_inputs)
-        out = np.matmul(u_tm, self._w_in_step).reshape(steps, batch, self.n_units)
-        out += self._bias_step
+        out = np.matmul(u_tm, self.w_in_t).reshape(steps, batch, self.n_units)
+        out += self.bias
         if self.noise > 0:
-            out += self._noise_step * self._rng.standard_normal(out.shape, dtype=self.dtype)
+            out += self.noise * self._rng.standard_normal(out.shape, dtype=self.dtype)
         # active[t]: rows still running at step t (a prefix, rows being sorted by decreasing length)
         active = None if lengths is None else np.count_nonzero(lengths[None, :] > np.arange(steps)[:, None],
                                                                axis=1)
@@ -181,10 +180,13 @@ class EchoStateCore:
     def _integrate_blocks(self, out: np.ndarray, active: np.ndarray | None) -> None:
         """Integrate ``out`` ``(steps, batch, N)`` in row blocks, one thread each, with equal work."""
         steps, batch, _ = out.shape
-        n_threads = min(self.threads or default_threads(), batch // MIN_ROWS_PER_THREAD)
-        if n_threads <= 1 or steps == 0:
+        n_threads = max(1, min(self.threads or default_threads(), batch // MIN_ROWS_PER_THREAD))
+        use_exp = self._w2_t is not None and batch * self.n_units >= n_threads * FAST_TANH_MIN_ELEMENTS
+        if use_exp:
+            out *= 2
+        if n_threads == 1 or steps == 0:
             with _single_threaded_blas():
-                self._integrate(out, self._x, active)
+                self._integrate(out, self._x, active, use_exp)
             return
         # rows i < active[t] run at step t, so row i runs for (active > i).sum() steps
         work = np.ones(batch) if active is None else np.count_nonzero(active[:, None] > np.arange(batch),
@@ -195,21 +197,22 @@ class EchoStateCore:
 
         def block(lo: int, hi: int) -> None:
             sub = None if active is None else np.clip(active - lo, 0, hi - lo)
-            self._integrate(out[:, lo:hi], self._x[lo:hi], sub)
+            self._integrate(out[:, lo:hi], self._x[lo:hi], sub, use_exp)
 
         with _single_threaded_blas(), ThreadPoolExecutor(len(edges) - 1) as pool:
             list(pool.map(block, edges[:-1], edges[1:]))
 
-    def _integrate(self, out: np.ndarray, x: np.ndarray, active: np.ndarray | None) -> None:
+    def _integrate(self, out: np.ndarray, x: np.ndarray, active: np.ndarray | None, use_exp: bool) -> None:
         """Overwrite the drive ``out`` ``(steps, rows, N)`` with the states reached from ``x`` ``(rows, N)``.
 
         ``active[t]`` (optional) rows run at step ``t``, a non-increasing prefix of the block.
+        ``use_exp``: ``out`` holds twice the drive and tanh goes through exp (see the module docstring).
         """
         a, keep = self.leak, 1 - self.leak
         scratch = np.empty(x.shape, self.dtype)
-        w = self._w_step
+        w = self._w2_t if use_exp else self.w_t
         n = len(x)
-        if not self._fast:
+        if not use_exp:
             for t in range(len(out)):
                 if active is not None:
                     n = active[t]

@@ -1,28 +1,40 @@
 """A potato (tuber tissue) between electrodes, built on the echo-state core.
 
 Physical picture: metal electrodes are pushed into the tuber; the tissue between them is an ionic
-conductor (cytoplasm and apoplast electrolyte, ~0.1-1 S/m) whose local potential relaxes slowly as ions
-redistribute across cell membranes.  The model discretises the tissue into ``N`` volume elements
-("nodes") at random positions inside an ellipsoid, and for node ``j`` with potential ``x_j``::
+conductor (cytoplasm and apoplast electrolyte; intact tuber ~0.02-0.1 S/m at low frequency, Angersbach,
+Heinz & Knorr 1999, Biotechnol. Prog. 15:753) whose local potential relaxes slowly as ions redistribute
+across cell membranes.  The model discretises the tissue into ``N`` volume elements ("nodes") at random
+positions inside an ellipsoid; for stimulating electrode ``e`` and node ``j`` with potential ``x_j``::
 
-    tau_j dx_j/dt = -x_j + tanh( sum_k W_jk x_k + sum_e G_je i_e(t) + b_j )
-    i_e(t)       = tanh(V_e(t) / V_sat)                        (electrode interface, saturating)
-    v_m(t)       = gain_V * sum_j H_mj x_j + drift + noise      (recording electrode m, volts)
+    R C_dl dv_e/dt = V_e(t) - v_e                          (double layer in series: DC is blocked)
+    i_e(t)         = tanh((V_e(t) - v_e(t)) / V_sat)       (interface current, saturating)
+    tau_j dx_j/dt  = -x_j + tanh( sum_k W_jk x_k + sum_e G_je i_e(t) + b_j )
+    v_m(t)         = gain_V * sum_j H_mj x_j + drift_m(t) + noise_m(t)   (recording electrode m, volts)
 
-- ``tau_j`` are ionic relaxation times drawn log-uniformly in ``[tau_fast_s, tau_slow_s]``
-  (default 5 ms to 200 ms: impedance spectra of potato tissue show a beta-dispersion relaxation in the
-  kHz range plus a much slower alpha-like electrode/tissue polarisation; the range is deliberately the
-  slow tail that matters for a 1 kHz reservoir).
+- The stimulating interface is the double-layer capacitance ``c_dl_F`` in series with the tissue's
+  access resistance ``r_access_ohm`` (``reservoir.electrodes.DoubleLayer``): a voltage step reaches the
+  tissue as ``exp(-t / tau_dl)`` with ``tau_dl = r_access_ohm * c_dl_F`` (default 2 kOhm x 100 uF =
+  0.2 s: 10-40 uF/cm^2 double layer on a ~5 cm^2 zinc or copper electrode, Merrill, Bikson & Jefferys
+  2005, J. Neurosci. Methods 141:171; ~1-5 kOhm spreading resistance of cm-sized electrodes in
+  0.02-0.1 S/m tissue).
+- The interface current saturates (``V_sat``, default 0.3 V): the limiting-current behaviour of a
+  metal/electrolyte interface driven beyond the linear Butler-Volmer region (Bard & Faulkner,
+  *Electrochemical Methods*, 2001, ch. 3).  It is applied to the voltage across the series resistance,
+  i.e. after the double layer (a static approximation of the coupled nonlinear interface).
+- ``tau_j`` are ionic relaxation times drawn log-uniformly in ``[tau_fast_s, tau_slow_s]`` (default
+  5 ms to 200 ms: impedance spectra of potato tissue show a beta-dispersion relaxation in the kHz range
+  plus a much slower alpha-like polarisation, Hayden, Moyse, Calder, Crawford & Setterfield 1969,
+  J. Exp. Bot. 20:177; the range is the slow tail that matters for a 1 kHz reservoir).
 - ``W`` couples nodes with a strength that falls as ``exp(-d / coupling_length_mm)`` with distance
   ``d``, normalised to ``spectral_radius``; ``G`` and ``H`` couple electrodes to nodes the same way.
-- The interface current saturates (``V_sat``, default 0.3 V), the limiting-current behaviour of a
-  metal/electrolyte interface driven beyond the linear Butler-Volmer region.
-- Recording electrodes add white measurement noise (``noise_V``) and a slow random-walk drift
-  (``drift_V_per_sqrt_s``), the electrode-potential wander seen in any biological electrochemical cell.
+- Recording electrodes add white measurement noise (``noise_V`` RMS per sample) and a 1/f drift
+  (``reservoir.electrodes.ElectrodeDrift``) whose RMS change over one second is
+  ``drift_V_per_sqrt_s`` (Huigen, Peper & Grimbergen 2002, Med. Biol. Eng. Comput. 40:332).
 
 Inputs are volts on ``n_inputs`` stimulating electrodes; outputs are volts on ``n_outputs`` recording
 electrodes.  Electrodes sit evenly on a ring in the tuber's mid-plane, stimulating and recording ones
-interleaved.
+interleaved.  The state (``state`` / ``load_state``) holds the node potentials ``x``, the double-layer
+voltages ``v_dl`` and the drift components ``drift``.
 """
 
 from __future__ import annotations
@@ -30,7 +42,9 @@ from __future__ import annotations
 import numpy as np
 
 from .base import check_input
+from .electrodes import DoubleLayer, ElectrodeDrift
 from .esn import EchoStateCore, max_abs_eigenvalue
+from .rng_state import rng_from_array, rng_to_array
 
 
 class PotatoModel:
@@ -47,25 +61,35 @@ class PotatoModel:
         spectral_radius: scale of the tissue-to-tissue coupling.
         gain_V: volts on a recording electrode per unit node potential.
         noise_V: white measurement noise (volts RMS per sample).
-        drift_V_per_sqrt_s: random-walk drift of each recording electrode.
+        drift_V_per_sqrt_s: 1/f drift of each recording electrode (RMS change over 1 s, volts).
+        c_dl_F: double-layer capacitance of a stimulating electrode (farads).
+        r_access_ohm: access resistance of the tissue in series with it (ohms).
         seed: seed of the geometry and weights.
         dtype: ``"float32"`` or ``"float64"``.
+        threads: worker threads of the echo-state core (does not change the results).
     """
 
     def __init__(self, n_inputs: int = 13, n_outputs: int = 16, nodes: int = 200, dt: float = 1e-3,
                  tau_fast_s: float = 5e-3, tau_slow_s: float = 0.2, v_sat: float = 0.3,
                  coupling_length_mm: float = 10.0, spectral_radius: float = 0.9,
                  gain_V: float = 0.01, noise_V: float = 20e-6, drift_V_per_sqrt_s: float = 5e-6,
-                 seed: int = 0, dtype="float32"):
+                 c_dl_F: float = 100e-6, r_access_ohm: float = 2e3, seed: int = 0, dtype="float32",
+                 threads: int | None = None):
         if min(n_inputs, n_outputs, nodes) < 1:
             raise ValueError("n_inputs, n_outputs and nodes must be positive")
         if not 0 < tau_fast_s <= tau_slow_s:
             raise ValueError("need 0 < tau_fast_s <= tau_slow_s")
+        if c_dl_F <= 0 or r_access_ohm <= 0 or v_sat <= 0:
+            raise ValueError("c_dl_F, r_access_ohm and v_sat must be positive")
+        if noise_V < 0:
+            raise ValueError(f"noise_V must be non-negative, got {noise_V}")
         self.params = dict(n_inputs=n_inputs, n_outputs=n_outputs, nodes=nodes, dt=dt,
                            tau_fast_s=tau_fast_s, tau_slow_s=tau_slow_s, v_sat=v_sat,
                            coupling_length_mm=coupling_length_mm, spectral_radius=spectral_radius,
                            gain_V=gain_V, noise_V=noise_V, drift_V_per_sqrt_s=drift_V_per_sqrt_s,
-                           seed=seed, dtype=str(np.dtype(dtype)))
+                           c_dl_F=c_dl_F, r_access_ohm=r_access_ohm, seed=seed,
+                           dtype=str(np.dtype(dtype)))
+        self.tau_dl_s = r_access_ohm * c_dl_F
         self.n_inputs, self.n_outputs, self.dt = n_inputs, n_outputs, float(dt)
         rng = np.random.default_rng(seed)
         # tuber: ellipsoid with semi-axes 35 x 25 x 25 mm; nodes uniform inside it
@@ -97,42 +121,40 @@ class PotatoModel:
         tau = np.exp(rng.uniform(np.log(tau_fast_s), np.log(tau_slow_s), nodes))
         leak = np.minimum(dt / tau, 1.0)
         bias = rng.normal(0, 0.1, nodes)
-        self.core = EchoStateCore(w, g, bias, leak, noise=0.0, dtype=dtype, dt=dt)
+        self.core = EchoStateCore(w, g, bias, leak, noise=0.0, dtype=dtype, dt=dt, threads=threads)
+        self.double_layer = DoubleLayer(n_inputs, self.tau_dl_s, dt)
+        self.drift = ElectrodeDrift(n_outputs, drift_V_per_sqrt_s, dt)
         self._rng = np.random.default_rng(0)
-        self._drift: np.ndarray | None = None
 
     def reset(self, seed: int | None = None) -> None:
         """Return to rest and re-seed measurement noise and drift."""
         self.core.reset(seed)
+        self.double_layer.reset()
+        self.drift.reset()
         self._rng = np.random.default_rng(None if seed is None else seed + 1)
-        self._drift = None
 
     @property
     def state(self) -> dict[str, np.ndarray]:
-        drift = self._drift if self._drift is not None else np.zeros((0, self.n_outputs))
-        return {**self.core.state, "drift": drift.copy()}
+        return {**self.core.state, "v_dl": self.double_layer.state, "drift": self.drift.state,
+                "rng": rng_to_array(self._rng)}
 
     def load_state(self, state: dict[str, np.ndarray]) -> None:
         self.core.load_state(state)
-        drift = np.asarray(state["drift"], dtype=float)
-        self._drift = drift.copy() if len(drift) else None
+        self.double_layer.load_state(state["v_dl"])
+        self.drift.load_state(state["drift"])
+        self._rng = rng_from_array(state["rng"])
 
     def run(self, u: np.ndarray) -> np.ndarray:
         """Electrode volts ``(batch, steps, n_inputs)`` -> recorded volts ``(batch, steps, n_outputs)``."""
-        u = check_input(u, self.n_inputs, self.core.dtype)
+        u = check_input(u, self.n_inputs, np.float64)
         batch, steps, _ = u.shape
-        current = np.tanh(u / self.params["v_sat"])
+        current = np.tanh(self.double_layer(u) / self.params["v_sat"])
         x = self.core.run(current)
         v = (x @ self.h_t).astype(np.float64) * self.params["gain_V"]
-        if self._drift is None:
-            self._drift = np.zeros((batch, self.n_outputs))
-        step_sd = self.params["drift_V_per_sqrt_s"] * np.sqrt(self.dt)
-        walk = np.cumsum(self._rng.normal(0, step_sd, (batch, steps, self.n_outputs)), axis=1)
-        walk += self._drift[:, None, :]
-        self._drift = walk[:, -1].copy()
-        v += walk
-        v += self._rng.normal(0, self.params["noise_V"], v.shape)
+        v += self.drift(batch, steps, self._rng)
+        if self.params["noise_V"] > 0:
+            v += self._rng.normal(0, self.params["noise_V"], v.shape)
         return v
 
     def describe(self) -> dict:
-        return {"model": "potato", **self.params}
+        return {"model": "potato", **self.params, "tau_dl_s": self.tau_dl_s}
