@@ -284,7 +284,8 @@ def characterize_substrate(substrate, frames: int = 2000, batch: int = 4, amplit
         options: ``capacities`` options, plus ``rank_tol`` and ``n_streams`` for ``ranks``.
     Returns:
         the ``capacities`` dict plus ``kernel_rank``, ``generalization_rank``, ``n_streams``,
-        ``consistency`` and ``seconds`` (wall time of the whole characterisation).
+        ``consistency``, ``frame_s`` (seconds per frame, ``hold * dt``) and ``seconds`` (wall time of
+        the whole characterisation).
     """
     t0 = time.perf_counter()
     rank_options = {k: options.pop(k) for k in ("rank_tol", "n_streams") if k in options}
@@ -292,6 +293,7 @@ def characterize_substrate(substrate, frames: int = 2000, batch: int = 4, amplit
     result = capacities(u, drive(substrate, u, amplitude, hold, seed), **options)
     result.update(ranks(substrate, amplitude=amplitude, hold=hold, seed=seed + 1, **rank_options))
     result["consistency"] = consistency(substrate, amplitude=amplitude, hold=hold, seed=seed + 2)
+    result["frame_s"] = hold * float(substrate.dt)
     result["seconds"] = time.perf_counter() - t0
     return result
 
@@ -322,7 +324,8 @@ def plot_memory_curve(result: dict, path, title: str = "") -> None:
     fig, ax = plt.subplots(figsize=(6, 3.6), dpi=120)
     ax.plot(np.arange(len(curve)), curve, marker=".", lw=1)
     ax.axhline(result["threshold"], color="grey", ls=":", lw=1, label="bias threshold")
-    ax.set_xlabel("delay k (frames)")
+    frame = f" of {result['frame_s']:g} s" if "frame_s" in result else ""
+    ax.set_xlabel(f"delay k (frames{frame})")
     ax.set_ylabel("r² of u(t-k) reconstruction")
     ax.set_ylim(-0.02, 1.02)
     ax.set_title(f"{title}  MC = {result['memory_capacity']:.2f}".strip())
