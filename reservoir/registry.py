@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from prclab import PrclabError
 
 from .esn import EchoStateNetwork
+from .hydrogel import HydrogelModel
 from .potato import PotatoModel
 
 
@@ -26,6 +27,7 @@ class SubstrateEntry:
 SUBSTRATES: dict[str, SubstrateEntry] = {
     "esn": SubstrateEntry(EchoStateNetwork, "units", 1),
     "potato": SubstrateEntry(PotatoModel, "nodes", 10),
+    "hydrogel": SubstrateEntry(HydrogelModel, "grid", 10),
 }
 
 
