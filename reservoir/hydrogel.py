@@ -128,8 +128,8 @@ class HydrogelModel:
                              f"limit cell^2/(4D) = {limit_s:.3g} s")
         self.params = dict(n_inputs=n_inputs, n_outputs=n_outputs, dt=dt, grid=grid, cell_um=cell_um,
                            thickness_um=thickness_um, diffusion_m2_per_s=diffusion_m2_per_s,
-                           tau_bind_s=tau_bind_s, c0_mM=c0_mM, g0_S=g0_S, n_sat=n_sat, transfer_ohm=transfer_ohm,
-                           coupling_length_um=coupling_length_um, noise_V=noise_V,
+                           tau_bind_s=tau_bind_s, c0_mM=c0_mM, g0_S=g0_S, n_sat=n_sat,
+                           transfer_ohm=transfer_ohm, coupling_length_um=coupling_length_um, noise_V=noise_V,
                            drift_V_per_sqrt_s=drift_V_per_sqrt_s, grid_step_s=grid_step_s, seed=seed)
         self.n_inputs, self.n_outputs, self.dt = n_inputs, n_outputs, float(dt)
         self.block = max(1, int(round(grid_step_s / dt)))   # samples per lattice step

@@ -14,6 +14,7 @@ from prclab import PrclabError
 
 from .esn import EchoStateNetwork
 from .hydrogel import HydrogelModel
+from .organoid import OrganoidModel
 from .potato import PotatoModel
 
 
@@ -28,6 +29,7 @@ SUBSTRATES: dict[str, SubstrateEntry] = {
     "esn": SubstrateEntry(EchoStateNetwork, "units", 1),
     "potato": SubstrateEntry(PotatoModel, "nodes", 10),
     "hydrogel": SubstrateEntry(HydrogelModel, "grid", 10),
+    "organoid": SubstrateEntry(OrganoidModel, "neurons", 10),
 }
 
 

@@ -1,0 +1,262 @@
+"""A brain organoid on a multi-electrode array: a spiking network with depressing synapses.
+
+Physical picture: a cortical organoid (human stem-cell derived neurons, ~80 % excitatory and ~20 %
+inhibitory) lies on a planar MEA.  Voltage pulses on stimulating electrodes excite the neurons next to
+them; recording electrodes pick up the spikes of the neurons within a few tens of micrometres.  Such
+cultures fire spontaneously and synchronise into network bursts every second or few (Trujillo et al. 2019,
+Cell Stem Cell 25:558; Wagenaar, Pine & Potter 2006, BMC Neurosci. 7:11), and an organoid on an MEA
+has served as a reservoir for speech recognition (Cai et al. 2023, Nat. Electron. 6:1032).
+
+Neurons (Izhikevich 2003, IEEE Trans. Neural Netw. 14:1569; ``v`` in mV, ``t`` in ms)::
+
+    dv/dt = 0.04 v^2 + 5 v + 140 - u + I          if v >= 30 mV:  v <- c,  u <- u + d
+    du/dt = a (b v - u)
+    I     = I_syn + I_stim + I_noise
+
+Excitatory cells are regular-spiking to chattering (``a=0.02, b=0.2, c=-65+15 r^2, d=8-6 r^2``),
+inhibitory ones fast-spiking to low-threshold (``a=0.02+0.08 r, b=0.25-0.05 r, c=-65, d=2``), ``r``
+uniform in [0, 1] per cell, as in Izhikevich's network.  ``v`` is stepped in two half steps per sample
+and clipped at the 30 mV spike peak.
+
+Synapses: neuron ``j`` at distance ``d`` connects to ``i`` with probability
+``connect_prob * exp(-d / connect_length_um)``; peak weights are uniform in ``[0, w_exc_mV]`` from
+excitatory and ``[-w_inh_mV, 0]`` from inhibitory cells (mV jump of ``v`` per presynaptic spike at
+full resources).  Every synapse of ``j`` depresses (Tsodyks & Markram 1997, PNAS 94:719): a spike
+releases the fraction ``U`` of the available resources ``x_j``, which recover with ``tau_rec``::
+
+    dx_j/dt = (1 - x_j) / tau_rec - U x_j delta(t - t_spike_j),     I_syn,i = sum_j W_ij U x_j s_j(t)
+
+(``U = 0.5``, ``tau_rec = 0.8 s``, their fits for cortical pyramidal synapses).  Depression is what ends
+a network burst and sets the seconds-long silence before the next (Tsodyks, Uziel & Markram 2000,
+J. Neurosci. 20:RC50).  ``I_noise`` is white (``noise_exc_mV`` / ``noise_inh_mV`` per sqrt(ms), Izhikevich's
+5 and 2), redrawn on every trial: spontaneous spikes, bursts and trial-to-trial variability.
+
+Geometry: neurons uniform over the array's footprint (``mea_rows x mea_cols`` electrodes at
+``pitch_um``; default 8 x 8 at 200 um as on common 60-electrode MEAs).  Stimulating electrodes are spread
+over the grid, recording electrodes are the others in order.  A stimulating electrode at voltage
+``V_e`` injects ``stim_mV_per_V * V_e * exp(-d / stim_length_um)`` (mV/ms) into each neuron: a 0.5 V
+pulse fires the cells within ~100 um directly and the network carries the response to distant
+electrodes ~10 ms later (MEA pulses of 0.2-0.9 V activate cells within ~100-200 um, Wagenaar, Pine &
+Potter 2004, J. Neurosci. Methods 138:27).  The model holds the voltage of each sample as one monophasic pulse (the
+electrode's double layer is far faster than a 1 ms sample).
+
+Outputs, per recording electrode and sample: ``output="spikes"``: the count of spikes of neurons
+within ``detect_radius_um`` (multi-unit threshold detection, what an MEA system streams);
+``output="lfp"``: a local field in volts, ``-lfp_uV_per_spike`` per spike weighted by
+``exp(-d / detect_radius_um)``, low-passed with ``lfp_tau_s``, plus white noise ``noise_V``.
+
+Defaults (1000 neurons, no input): network bursts about once a second holding ~60 % of all spikes,
+asynchronous firing between them.
+
+Everything is vectorised over batch and neurons; the only Python loop is over time samples.  The state
+(``v``, ``u``, ``x``, the pending synaptic input, the field filter and the noise generator) saves as
+plain arrays.  The network is a subsample: a real organoid has 10^5-10^6 cells.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import check_input
+from .electrodes import first_order
+from .rng_state import rng_from_array, rng_to_array
+
+SPIKE_PEAK_MV = 30.0
+NOISE_CHUNK_STEPS = 256   # noise is drawn this many samples at a time (memory: chunk x batch x N)
+
+
+class OrganoidModel:
+    """Simulated organoid on an MEA with ``n_inputs`` stimulating and ``n_outputs`` recording electrodes.
+
+    Args:
+        n_inputs: stimulating electrodes (input volts).
+        n_outputs: recording electrodes; ``n_inputs + n_outputs <= mea_rows * mea_cols``.
+        dt: sample period in seconds, 0.1 ms to 1 ms.
+        neurons: network size ``N``.
+        exc_fraction: fraction of excitatory neurons.
+        mea_rows, mea_cols, pitch_um: electrode grid.
+        connect_prob, connect_length_um: distance-dependent connection probability.
+        w_exc_mV, w_inh_mV: largest excitatory / inhibitory weight (mV per spike, full resources).
+        std_U, std_tau_rec_s: Tsodyks-Markram release fraction and recovery time (seconds).
+        noise_exc_mV, noise_inh_mV: white input noise (mV per sqrt(ms)).
+        stim_mV_per_V, stim_length_um: stimulation strength at the electrode and its reach.
+        detect_radius_um: recording radius of an electrode.
+        output: ``"spikes"`` (counts per sample) or ``"lfp"`` (volts).
+        lfp_uV_per_spike, lfp_tau_s, noise_V: local-field gain, low-pass time constant, white noise.
+        seed: seed of the network (positions, cell types, connections) and of the first noise stream.
+    """
+
+    def __init__(self, n_inputs: int = 4, n_outputs: int = 32, dt: float = 1e-3, neurons: int = 1000,
+                 exc_fraction: float = 0.8, mea_rows: int = 8, mea_cols: int = 8, pitch_um: float = 200.0,
+                 connect_prob: float = 0.5, connect_length_um: float = 200.0, w_exc_mV: float = 30.0,
+                 w_inh_mV: float = 20.0, std_U: float = 0.5, std_tau_rec_s: float = 0.8,
+                 noise_exc_mV: float = 3.0, noise_inh_mV: float = 2.0, stim_mV_per_V: float = 100.0,
+                 stim_length_um: float = 100.0, detect_radius_um: float = 80.0, output: str = "spikes",
+                 lfp_uV_per_spike: float = 20.0, lfp_tau_s: float = 0.01, noise_V: float = 5e-6,
+                 seed: int = 0):
+        if min(n_inputs, n_outputs, neurons, mea_rows, mea_cols) < 1:
+            raise ValueError("n_inputs, n_outputs, neurons and the MEA size must be positive")
+        if n_inputs + n_outputs > mea_rows * mea_cols:
+            raise ValueError(f"{n_inputs} + {n_outputs} electrodes do not fit a {mea_rows} x {mea_cols} MEA")
+        if not 1e-4 <= dt <= 1e-3:
+            raise ValueError(f"dt must lie in [0.1 ms, 1 ms] for the spiking model, got {dt} s")
+        if not 0 < exc_fraction <= 1 or not 0 < std_U <= 1:
+            raise ValueError("exc_fraction and std_U must lie in (0, 1]")
+        if output not in ("spikes", "lfp"):
+            raise ValueError(f"output must be 'spikes' or 'lfp', got {output!r}")
+        if min(pitch_um, connect_length_um, std_tau_rec_s, stim_length_um, detect_radius_um,
+               lfp_tau_s) <= 0:
+            raise ValueError("lengths and time constants must be positive")
+        if min(connect_prob, w_exc_mV, w_inh_mV, noise_exc_mV, noise_inh_mV, noise_V) < 0:
+            raise ValueError("probabilities, weights and noise levels must be non-negative")
+        self.params = dict(n_inputs=n_inputs, n_outputs=n_outputs, dt=dt, neurons=neurons,
+                           exc_fraction=exc_fraction, mea_rows=mea_rows, mea_cols=mea_cols,
+                           pitch_um=pitch_um, connect_prob=connect_prob,
+                           connect_length_um=connect_length_um, w_exc_mV=w_exc_mV, w_inh_mV=w_inh_mV,
+                           std_U=std_U, std_tau_rec_s=std_tau_rec_s, noise_exc_mV=noise_exc_mV,
+                           noise_inh_mV=noise_inh_mV, stim_mV_per_V=stim_mV_per_V,
+                           stim_length_um=stim_length_um, detect_radius_um=detect_radius_um,
+                           output=output, lfp_uV_per_spike=lfp_uV_per_spike, lfp_tau_s=lfp_tau_s,
+                           noise_V=noise_V, seed=seed)
+        self.n_inputs, self.n_outputs, self.dt = n_inputs, n_outputs, float(dt)
+        self.dt_ms = 1e3 * self.dt
+        rng = np.random.default_rng(seed)
+        n_exc = int(round(exc_fraction * neurons))
+        self.is_exc = np.arange(neurons) < n_exc
+        r = rng.random(neurons)
+        self.a = np.where(self.is_exc, 0.02, 0.02 + 0.08 * r)
+        self.b = np.where(self.is_exc, 0.2, 0.25 - 0.05 * r)
+        self.c = np.where(self.is_exc, -65 + 15 * r ** 2, -65.0)
+        self.d = np.where(self.is_exc, 8 - 6 * r ** 2, 2.0)
+        # electrodes on the grid; stimulating ones spread over it, recording ones the rest in order
+        gy, gx = np.divmod(np.arange(mea_rows * mea_cols), mea_cols)
+        grid_um = np.stack([gx, gy], axis=1) * pitch_um
+        stim_idx = np.round(np.linspace(0, mea_rows * mea_cols - 1, n_inputs + 2)[1:-1]).astype(int)
+        if n_inputs == 1:
+            stim_idx = np.array([(mea_rows // 2) * mea_cols + mea_cols // 2])
+        rec_idx = np.setdiff1d(np.arange(mea_rows * mea_cols), stim_idx)[:n_outputs]
+        self.stim_positions_um, self.rec_positions_um = grid_um[stim_idx], grid_um[rec_idx]
+        # neurons uniform over the footprint (half a pitch beyond the outer electrodes)
+        lo, hi = -pitch_um / 2, np.array([mea_cols - 0.5, mea_rows - 0.5]) * pitch_um
+        self.positions_um = rng.uniform(lo, hi, (neurons, 2))
+        dist = np.linalg.norm(self.positions_um[:, None] - self.positions_um[None], axis=2)
+        connected = rng.random((neurons, neurons)) < connect_prob * np.exp(-dist / connect_length_um)
+        np.fill_diagonal(connected, False)
+        w = rng.random((neurons, neurons)) * np.where(self.is_exc, w_exc_mV, -w_inh_mV)[None, :]
+        self.w_t = np.ascontiguousarray((w * connected).T)    # (pre, post), mV per spike
+        d_stim = np.linalg.norm(self.stim_positions_um[:, None] - self.positions_um[None], axis=2)
+        self.stim_gain = stim_mV_per_V * np.exp(-d_stim / stim_length_um)   # (n_inputs, N)
+        d_rec = np.linalg.norm(self.positions_um[:, None] - self.rec_positions_um[None], axis=2)
+        if output == "spikes":
+            self.readout = (d_rec <= detect_radius_um).astype(np.float64)    # (N, n_outputs)
+        else:
+            self.readout = -lfp_uV_per_spike * 1e-6 * np.exp(-d_rec / detect_radius_um)
+        # inputs are currents in mV/ms held over a sample: a spike's jump w arrives as w / dt_ms, and
+        # white noise of sigma mV per sqrt(ms) as sigma / sqrt(dt_ms)
+        self._w_current = self.w_t / self.dt_ms
+        self.noise_sd = np.where(self.is_exc, noise_exc_mV, noise_inh_mV) / np.sqrt(self.dt_ms)
+        self._recover = self.dt / std_tau_rec_s
+        self._lfp_r = float(np.exp(-self.dt / lfp_tau_s))
+        self.reset(seed)
+
+    def reset(self, seed: int | None = None) -> None:
+        """Neurons at rest (``v = c``, ``u = b v``), synapses recovered; re-seed the noise."""
+        self._v: np.ndarray | None = None
+        self._rng = np.random.default_rng(seed)
+
+    def _rest(self, batch: int) -> None:
+        self._v = np.tile(self.c, (batch, 1))
+        self._u = self.b * self._v
+        self._x = np.ones_like(self._v)
+        self._syn = np.zeros_like(self._v)
+        self._lfp = np.zeros((batch, self.n_outputs))
+
+    @property
+    def state(self) -> dict[str, np.ndarray]:
+        if self._v is None:
+            empty = np.zeros((0, len(self.c)))
+            return {"v": empty, "u": empty, "x": empty, "syn": empty,
+                    "lfp": np.zeros((0, self.n_outputs)), "rng": rng_to_array(self._rng)}
+        return {"v": self._v.copy(), "u": self._u.copy(), "x": self._x.copy(), "syn": self._syn.copy(),
+                "lfp": self._lfp.copy(), "rng": rng_to_array(self._rng)}
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        arrays = {k: np.asarray(state[k], dtype=np.float64) for k in ("v", "u", "x", "syn", "lfp")}
+        batch = len(arrays["v"])
+        for k in ("v", "u", "x", "syn"):
+            if arrays[k].shape != (batch, len(self.c)):
+                raise ValueError(f"organoid state {k!r} must be (batch, {len(self.c)}), got {arrays[k].shape}")
+        if arrays["lfp"].shape != (batch, self.n_outputs):
+            raise ValueError(f"organoid state 'lfp' must be (batch, {self.n_outputs})")
+        self._rng = rng_from_array(state["rng"])
+        if batch == 0:
+            self._v = None
+            return
+        self._v, self._u, self._x = arrays["v"].copy(), arrays["u"].copy(), arrays["x"].copy()
+        self._syn, self._lfp = arrays["syn"].copy(), arrays["lfp"].copy()
+
+    def run(self, u: np.ndarray) -> np.ndarray:
+        """Electrode volts ``(batch, steps, n_inputs)`` -> ``(batch, steps, n_outputs)`` counts or volts."""
+        u = check_input(u, self.n_inputs, np.float64)
+        batch, steps, _ = u.shape
+        if self._v is None:
+            self._rest(batch)
+        elif len(self._v) != batch:
+            raise ValueError(f"state holds a batch of {len(self._v)}, input has {batch}; "
+                             "call reset() before changing the batch size")
+        counts = np.empty((batch, steps, self.n_outputs))
+        for start in range(0, steps, NOISE_CHUNK_STEPS):
+            stop = min(steps, start + NOISE_CHUNK_STEPS)
+            drive = self._rng.standard_normal((stop - start, batch, len(self.c)))
+            drive *= self.noise_sd
+            drive += np.matmul(u[:, start:stop].transpose(1, 0, 2), self.stim_gain)
+            spikes = self._integrate(drive)
+            counts[:, start:stop] = np.matmul(spikes, self.readout).transpose(1, 0, 2)
+        if self.params["output"] == "spikes":
+            return counts
+        lfp = first_order(counts, self._lfp_r, 1.0 - self._lfp_r, self._lfp)
+        self._lfp = lfp[:, -1].copy()
+        if self.params["noise_V"] > 0:
+            lfp += self._rng.normal(0, self.params["noise_V"], lfp.shape)
+        return lfp
+
+    def _integrate(self, drive: np.ndarray) -> np.ndarray:
+        """Step the network through ``drive`` ``(steps, batch, N)`` (mV per sample); returns its spikes."""
+        v, u, x, syn = self._v, self._u, self._x, self._syn
+        u_keep, u_from_v, c, d = 1.0 - self.a * self.dt_ms, self.a * self.b * self.dt_ms, self.c, self.d
+        x_keep, x_gain = 1.0 - self._recover, self._recover
+        half = 0.5 * self.dt_ms
+        release = self.params["std_U"]
+        spikes = np.empty(drive.shape)
+        total = np.empty_like(v)
+        dv = np.empty_like(v)
+        for t in range(len(drive)):
+            np.add(drive[t], syn, out=total)
+            total += 140.0
+            total -= u
+            for _ in range(2):
+                np.multiply(v, 0.04 * half, out=dv)
+                dv += 5 * half
+                dv *= v
+                dv += half * total
+                v += dv
+                np.minimum(v, SPIKE_PEAK_MV, out=v)
+            u *= u_keep
+            u += u_from_v * v
+            fired = v >= SPIKE_PEAK_MV
+            spikes[t] = fired
+            np.copyto(v, c, where=fired)
+            u += d * spikes[t]
+            x *= x_keep
+            x += x_gain
+            cols = np.flatnonzero(fired.any(axis=0))      # neurons that fired in any trial: few
+            if len(cols) == 0:
+                syn[:] = 0.0
+                continue
+            efficacy = release * x[:, cols] * spikes[t][:, cols]   # resources released by the spikes
+            x[:, cols] -= efficacy
+            np.matmul(efficacy, self._w_current[cols], out=syn)  # arrives at the next sample
+        return spikes
+
+    def describe(self) -> dict:
+        return {"model": "organoid", **self.params}
