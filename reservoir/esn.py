@@ -39,6 +39,7 @@ from threadpoolctl import ThreadpoolController
 from scipy.sparse.linalg import eigs
 
 from .base import check_input
+from .rng_state import rng_from_array, rng_to_array
 
 #: fewest batch rows worth a thread of their own (a smaller block loses more to GEMM efficiency)
 MIN_ROWS_PER_THREAD = 16
@@ -119,14 +120,17 @@ class EchoStateCore:
 
     @property
     def state(self) -> dict[str, np.ndarray]:
+        """``x`` ``(batch, N)`` and the noise generator's position ``rng`` (see ``reservoir.rng_state``)."""
         x = self._x if self._x is not None else np.zeros((0, self.n_units), self.dtype)
-        return {"x": x.copy()}
+        return {"x": x.copy(), "rng": rng_to_array(self._rng)}
 
     def load_state(self, state: dict[str, np.ndarray]) -> None:
         x = np.asarray(state["x"], dtype=self.dtype)
         if x.ndim != 2 or x.shape[1] != self.n_units:
             raise ValueError(f"state 'x' must be (batch, {self.n_units}), got {x.shape}")
         self._x = x.copy() if len(x) else None
+        if "rng" in state:
+            self._rng = rng_from_array(state["rng"])
 
     def run(self, u: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
         """Run ``u`` ``(batch, steps, n_inputs)`` from the current state; returns ``(batch, steps, N)``.

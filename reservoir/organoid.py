@@ -37,8 +37,8 @@ over the grid, recording electrodes are the others in order.  A stimulating elec
 ``V_e`` injects ``stim_mV_per_V * V_e * exp(-d / stim_length_um)`` (mV/ms) into each neuron: a 0.5 V
 pulse fires the cells within ~100 um directly and the network carries the response to distant
 electrodes ~10 ms later (MEA pulses of 0.2-0.9 V activate cells within ~100-200 um, Wagenaar, Pine &
-Potter 2004, J. Neurosci. Methods 138:27).  The model holds the voltage of each sample as one monophasic pulse (the
-electrode's double layer is far faster than a 1 ms sample).
+Potter 2004, J. Neurosci. Methods 138:27).  The model holds the voltage of each sample as one
+monophasic pulse (the electrode's double layer is far faster than a 1 ms sample).
 
 Outputs, per recording electrode and sample: ``output="spikes"``: the count of spikes of neurons
 within ``detect_radius_um`` (multi-unit threshold detection, what an MEA system streams);
@@ -185,7 +185,8 @@ class OrganoidModel:
         batch = len(arrays["v"])
         for k in ("v", "u", "x", "syn"):
             if arrays[k].shape != (batch, len(self.c)):
-                raise ValueError(f"organoid state {k!r} must be (batch, {len(self.c)}), got {arrays[k].shape}")
+                raise ValueError(f"organoid state {k!r} must be (batch, {len(self.c)}), "
+                                 f"got {arrays[k].shape}")
         if arrays["lfp"].shape != (batch, self.n_outputs):
             raise ValueError(f"organoid state 'lfp' must be (batch, {self.n_outputs})")
         self._rng = rng_from_array(state["rng"])

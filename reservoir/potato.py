@@ -34,7 +34,8 @@ positions inside an ellipsoid; for stimulating electrode ``e`` and node ``j`` wi
 Inputs are volts on ``n_inputs`` stimulating electrodes; outputs are volts on ``n_outputs`` recording
 electrodes.  Electrodes sit evenly on a ring in the tuber's mid-plane, stimulating and recording ones
 interleaved.  The state (``state`` / ``load_state``) holds the node potentials ``x``, the double-layer
-voltages ``v_dl`` and the drift components ``drift``.
+voltages ``v_dl``, the drift components ``drift`` and the noise generators ``rng`` (the core's, unused
+while it has no state noise) and ``measurement_rng``.
 """
 
 from __future__ import annotations
@@ -136,13 +137,13 @@ class PotatoModel:
     @property
     def state(self) -> dict[str, np.ndarray]:
         return {**self.core.state, "v_dl": self.double_layer.state, "drift": self.drift.state,
-                "rng": rng_to_array(self._rng)}
+                "measurement_rng": rng_to_array(self._rng)}
 
     def load_state(self, state: dict[str, np.ndarray]) -> None:
         self.core.load_state(state)
         self.double_layer.load_state(state["v_dl"])
         self.drift.load_state(state["drift"])
-        self._rng = rng_from_array(state["rng"])
+        self._rng = rng_from_array(state["measurement_rng"])
 
     def run(self, u: np.ndarray) -> np.ndarray:
         """Electrode volts ``(batch, steps, n_inputs)`` -> recorded volts ``(batch, steps, n_outputs)``."""

@@ -1,0 +1,276 @@
+"""Physics and bookkeeping of the simulated substrates: ESN core, potato, hydrogel, organoid.
+
+Physics: the potato's double layer blocks DC with its documented time constant, the hydrogel's
+electrode conductance traces a pinched hysteresis loop that widens as the sweep slows towards its
+memory, the organoid fires first near the stimulating electrode and bursts on its own.  Bookkeeping:
+same seed -> same output, state saved with numpy.savez and loaded without pickle resumes exactly,
+a batch equals its trials run one by one.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+
+from reservoir import (EchoStateNetwork, HydrogelModel, OrganoidModel, PotatoModel, Substrate,
+                       make_substrate)
+
+
+def naive_esn(esn: EchoStateNetwork, u: np.ndarray) -> np.ndarray:
+    """Reference: the leaky tanh update, one trial and one step at a time, in float64."""
+    w = esn.w_t.T.astype(np.float64)
+    w_in = esn.w_in_t.T.astype(np.float64)
+    b, a = esn.bias.astype(np.float64), esn.leak.astype(np.float64)
+    out = np.zeros(u.shape[:2] + (w.shape[0],))
+    for i in range(u.shape[0]):
+        x = np.zeros(w.shape[0])
+        for t in range(u.shape[1]):
+            x = (1 - a) * x + a * np.tanh(w @ x + w_in @ u[i, t] + b)
+            out[i, t] = x
+    return out
+
+
+def small_models():
+    """One small instance of each substrate, with noise, keyed by name."""
+    return {
+        "esn": lambda: EchoStateNetwork(3, units=60, noise=0.01, seed=1),
+        "potato": lambda: PotatoModel(n_inputs=3, n_outputs=4, nodes=60, seed=1),
+        "hydrogel": lambda: HydrogelModel(n_inputs=3, n_outputs=4, grid=12, seed=1),
+        "organoid": lambda: OrganoidModel(n_inputs=3, n_outputs=8, neurons=200, seed=1),
+    }
+
+
+def drive(n_inputs: int, batch: int = 2, steps: int = 300, seed: int = 0) -> np.ndarray:
+    """Random pulses of up to 0.5 V, held 10 samples: ``(batch, steps, n_inputs)``."""
+    rng = np.random.default_rng(seed)
+    held = rng.uniform(-0.5, 0.5, (batch, steps // 10 + 1, n_inputs)).repeat(10, axis=1)
+    return held[:, :steps]
+
+
+# ---- ESN core --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_esn_float64_matches_naive_loop(threads):
+    esn = EchoStateNetwork(13, units=80, dtype="float64", input_scaling=2.0, threads=threads, seed=3)
+    u = np.random.default_rng(1).normal(0, 1, (40, 30, 13))
+    np.testing.assert_allclose(esn.run(u), naive_esn(esn, u), rtol=0, atol=1e-12)
+
+
+def test_esn_float32_fast_tanh_matches_naive_loop():
+    esn = EchoStateNetwork(13, units=200, dtype="float32", input_scaling=2.0, threads=2, seed=3)
+    u = np.random.default_rng(1).normal(0, 1, (64, 30, 13))   # 32 x 200 rows per thread: exp path
+    np.testing.assert_allclose(esn.run(u), naive_esn(esn, u), rtol=0, atol=2e-5)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_esn_lengths_equal_individual_runs(dtype):
+    rng = np.random.default_rng(2)
+    lengths = rng.integers(0, 40, 37)
+    lengths[5] = 40
+    u = rng.normal(0, 1, (37, 40, 5))
+    esn = EchoStateNetwork(5, units=50, dtype=dtype, threads=2)
+    y = esn.run(u, lengths=lengths)
+    final = esn.state["x"]
+    tol = 1e-12 if dtype == "float64" else 1e-5
+    for i, n in enumerate(lengths):
+        esn.reset()
+        alone = esn.run(u[i:i + 1, :n])[0]
+        np.testing.assert_allclose(y[i, :n], alone, atol=tol)
+        assert not y[i, n:].any()
+        np.testing.assert_allclose(final[i], alone[-1] if n else 0.0, atol=tol)
+
+
+# ---- potato ----------------------------------------------------------------------------------------
+
+def test_potato_step_response_decays_with_double_layer_time_constant():
+    # fast tissue and a small step: the recorded response follows the interface current
+    potato = PotatoModel(n_inputs=1, n_outputs=4, tau_fast_s=1e-3, tau_slow_s=1e-3, noise_V=0,
+                         drift_V_per_sqrt_s=0, c_dl_F=50e-6, r_access_ohm=2e3, dtype="float64")
+    assert potato.tau_dl_s == pytest.approx(0.1)
+    step = np.zeros((1, 1000, 1))
+    step[:, 100:] = 0.01
+    potato.reset(0)
+    y = potato.run(step)[0]
+    potato.reset(0)
+    rest = potato.run(np.zeros_like(step))[0]
+    response = np.abs(y - rest).sum(axis=1)
+    t = np.arange(len(response)) - 100
+    fit = (t > 150) & (t < 600)
+    slope = np.polyfit(t[fit] * potato.dt, np.log(response[fit]), 1)[0]
+    assert -1 / slope == pytest.approx(potato.tau_dl_s, rel=0.05)
+    # DC is blocked: ten time constants later nothing of the step is left
+    assert response[-1] < 1e-3 * response.max()
+
+
+def test_potato_interface_saturates():
+    potato = PotatoModel(n_inputs=1, n_outputs=4, noise_V=0, drift_V_per_sqrt_s=0, dtype="float64")
+    peaks = []
+    for volts in (0.05, 5.0, 50.0):
+        potato.reset(0)
+        rest = potato.run(np.zeros((1, 60, 1)))[0]
+        potato.reset(0)
+        peaks.append(np.abs(potato.run(np.full((1, 60, 1), volts))[0] - rest).max())
+    assert peaks[1] > 5 * peaks[0]                  # still growing at small drive
+    assert peaks[2] < 1.05 * peaks[1]               # saturated: 10x the volts, same response
+
+
+# ---- hydrogel --------------------------------------------------------------------------------------
+
+def triangle(period_s: float, cycles: int, dt: float, amplitude: float = 1.0) -> np.ndarray:
+    phase = (np.arange(int(round(period_s * cycles / dt))) * dt / period_s) % 1.0
+    return amplitude * np.where(phase < 0.25, 4 * phase, np.where(phase < 0.75, 2 - 4 * phase, 4 * phase - 4))
+
+
+def loop_area(v: np.ndarray, i: np.ndarray) -> float:
+    """Area of a pinched I-V loop: both lobes, each taken positive (they circulate oppositely)."""
+    dv, i_mid, v_mid = np.diff(v), (i[1:] + i[:-1]) / 2, (v[1:] + v[:-1]) / 2
+    return abs(np.sum((i_mid * dv)[v_mid > 0])) + abs(np.sum((i_mid * dv)[v_mid < 0]))
+
+
+def hydrogel_loop(period_s: float) -> tuple[np.ndarray, np.ndarray]:
+    gel = HydrogelModel(n_inputs=1, n_outputs=2, noise_V=0, drift_V_per_sqrt_s=0)
+    v = triangle(period_s, 3, gel.dt)
+    gel.reset(0)
+    gel.run(v[None, :, None])
+    last = len(v) // 3
+    return v[-last:], gel.interface_current_A[0, -last:, 0]
+
+
+def test_hydrogel_memristive_hysteresis_widens_with_slower_sweep():
+    areas = {}
+    for period in (0.5, 5.0):
+        v, i = hydrogel_loop(period)
+        areas[period] = loop_area(v, i)
+        # pinched at the origin: |i| <= g_max |v| with g_max = (1 + n_sat) g0
+        assert np.all(np.abs(i) <= (1 + 3.0) * 1e-6 * np.abs(v) * (1 + 1e-12))
+    assert areas[0.5] > 0
+    assert areas[5.0] > 5 * areas[0.5]                       # documented: 0.07 vs 0.66 uA V
+
+
+def test_hydrogel_is_slower_and_weaker_than_potato():
+    u = np.zeros((1, 3000, 1))
+    u[:, 100:] = 0.5
+    gel = HydrogelModel(n_inputs=1, n_outputs=4, noise_V=0, drift_V_per_sqrt_s=0)
+    gel.reset(0)
+    gel_volts = gel.run(u)[0]
+    current = gel.interface_current_A[0, :, 0]
+    # the conductance still creeps up seconds into a constant voltage (seconds-scale memory)
+    assert current[-1] > 1.2 * current[150]
+    potato = PotatoModel(n_inputs=1, n_outputs=4, noise_V=0, drift_V_per_sqrt_s=0)
+    potato.reset(0)
+    potato_volts = potato.run(u)[0]
+    potato.reset(0)
+    potato_volts -= potato.run(np.zeros_like(u))[0]
+    assert np.abs(gel_volts).max() < np.abs(potato_volts).max()
+
+
+# ---- organoid --------------------------------------------------------------------------------------
+
+def test_organoid_fires_first_near_the_stimulating_electrode():
+    org = OrganoidModel(n_inputs=1, n_outputs=63)
+    u = np.zeros((1, 5000, 1))
+    u[0, ::200, 0] = 0.5                                    # 0.5 V pulses at 5 Hz
+    org.reset(3)
+    y = org.run(u)[0]
+    dist = np.linalg.norm(org.rec_positions_um - org.stim_positions_um[0], axis=1)
+    window = np.zeros(len(y), bool)
+    for k in range(0, len(y), 200):
+        window[k:k + 10] = True                             # 10 ms after each pulse
+    near = y[window][:, dist <= 300].sum(axis=0).mean()
+    far = y[window][:, dist >= 800].sum(axis=0).mean()
+    assert near > 3 * far
+
+
+def test_organoid_bursts_spontaneously():
+    org = OrganoidModel(n_inputs=1, n_outputs=63)
+    org.reset(1)
+    counts = org.run(np.zeros((1, 5000, 1)))[0].sum(axis=1)
+    bins = counts.reshape(-1, 10).sum(axis=1)               # 10 ms bins of the whole array
+    burst = bins > 10 * max(np.median(bins), 1)
+    onsets = np.flatnonzero(burst[1:] & ~burst[:-1])
+    assert len(onsets) >= 3                                 # about one a second
+    assert bins[burst].sum() > 0.4 * bins.sum()             # and they hold much of the firing
+
+
+def test_organoid_trials_vary_with_seed():
+    org = OrganoidModel(n_inputs=2, n_outputs=8, neurons=300)
+    u = drive(2, batch=1, steps=1000)
+    org.reset(0)
+    a = org.run(u)
+    org.reset(1)
+    b = org.run(u)
+    assert a.sum() > 0 and not np.array_equal(a, b)
+
+
+# ---- every substrate ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", list(small_models()))
+def test_contract_and_description(name):
+    model = small_models()[name]()
+    assert isinstance(model, Substrate)
+    assert json.loads(json.dumps(model.describe()))["model"] == name
+
+
+@pytest.mark.parametrize("name", ["potato", "hydrogel", "organoid"])
+def test_registry_builds_each_model(name):
+    model = make_substrate(name, 13)
+    assert model.n_inputs == 13 and model.describe()["model"] == name
+
+
+@pytest.mark.parametrize("name", list(small_models()))
+def test_same_seed_same_output(name):
+    model = small_models()[name]()
+    u = drive(model.n_inputs)
+    model.reset(7)
+    a = model.run(u)
+    model.reset(7)
+    b = model.run(u)
+    np.testing.assert_array_equal(a, b)
+    assert np.std(a) > 0
+
+
+@pytest.mark.parametrize("name", list(small_models()))
+def test_state_round_trip_resumes_identically(name):
+    model = small_models()[name]()
+    u = drive(model.n_inputs, steps=400)
+    model.reset(5)
+    model.run(u[:, :155])
+    buf = io.BytesIO()
+    np.savez(buf, **model.state)
+    buf.seek(0)
+    with np.load(buf, allow_pickle=False) as saved:
+        state = {k: saved[k] for k in saved.files}
+    expected = model.run(u[:, 155:])
+    fresh = small_models()[name]()
+    fresh.reset(99)
+    fresh.load_state(state)
+    np.testing.assert_array_equal(fresh.run(u[:, 155:]), expected)
+
+
+def noise_free(name):
+    return {
+        "esn": lambda: EchoStateNetwork(3, units=60, dtype="float64", seed=1),
+        "potato": lambda: PotatoModel(n_inputs=3, n_outputs=4, nodes=60, noise_V=0, drift_V_per_sqrt_s=0,
+                                      dtype="float64", seed=1),
+        "hydrogel": lambda: HydrogelModel(n_inputs=3, n_outputs=4, grid=12, noise_V=0,
+                                          drift_V_per_sqrt_s=0),
+        "organoid": lambda: OrganoidModel(n_inputs=3, n_outputs=8, neurons=200, noise_exc_mV=0,
+                                          noise_inh_mV=0, seed=1),
+    }[name]()
+
+
+@pytest.mark.parametrize("name", list(small_models()))
+def test_batch_equals_individual_runs(name):
+    model = noise_free(name)
+    u = drive(model.n_inputs, batch=3, steps=400)
+    if name == "organoid":
+        u *= 4                                              # noise-free neurons need a real push
+    model.reset(0)
+    batched = model.run(u)
+    assert np.std(batched) > 0
+    for i in range(len(u)):
+        model.reset(0)
+        np.testing.assert_allclose(batched[i], model.run(u[i:i + 1])[0], rtol=1e-9, atol=1e-12)
