@@ -68,7 +68,8 @@ def max_abs_eigenvalue(w: np.ndarray) -> float:
     """Largest absolute eigenvalue of a square matrix (ARPACK for large ones)."""
     n = w.shape[0]
     if n <= 300:
-        return float(np.max(np.abs(np.linalg.eigvals(w))))
+        with _single_threaded_blas():   # multi-threaded LAPACK on a small matrix only waits on itself
+            return float(np.max(np.abs(np.linalg.eigvals(w))))
     vals = eigs(sparse.csr_matrix(w), k=1, which="LM", return_eigenvectors=False, tol=1e-6,
                 maxiter=20 * n, v0=np.ones(n))
     return float(np.abs(vals[0]))

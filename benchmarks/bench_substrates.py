@@ -1,0 +1,58 @@
+"""Simulation speed of the physical substrates against real time.
+
+Each model runs 5 s of random 0.5 V pulses (held 10 ms) sampled at 1 kHz, from rest, once for a single
+trial (what a live emulator streams) and once for a batch of trials (what replay and training use).
+Printed per model and batch: simulated samples per wall-clock second per trial (steps/s) and the
+real-time factor, i.e. simulated seconds of all trials per wall-clock second (best of ``--repeats``).
+
+    python benchmarks/bench_substrates.py
+    python benchmarks/bench_substrates.py --seconds 2 --batch 1 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from reservoir import HydrogelModel, OrganoidModel, PotatoModel  # noqa: E402
+
+MODELS = {
+    "potato 16 in + 16 out, 200 nodes": lambda: PotatoModel(n_inputs=16, n_outputs=16),
+    "hydrogel 16 in + 16 out, 24x24 lattice": lambda: HydrogelModel(n_inputs=16, n_outputs=16),
+    "organoid 16 in + 16 out, 1000 neurons": lambda: OrganoidModel(n_inputs=16, n_outputs=16),
+}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seconds", type=float, default=5.0, help="simulated seconds per trial")
+    ap.add_argument("--batch", type=int, nargs="+", default=[1, 64])
+    ap.add_argument("--repeats", type=int, default=2)
+    args = ap.parse_args(argv)
+    print(f"{'model':<40} {'batch':>5} {'steps/s per trial':>18} {'x real time':>12}")
+    for name, make in MODELS.items():
+        model = make()
+        steps = int(round(args.seconds / model.dt))
+        for batch in args.batch:
+            rng = np.random.default_rng(0)
+            u = rng.uniform(-0.5, 0.5, (batch, steps // 10 + 1, model.n_inputs)).repeat(10, axis=1)
+            u = np.ascontiguousarray(u[:, :steps])
+            best = np.inf
+            for rep in range(args.repeats):
+                model.reset(rep)
+                start = time.perf_counter()
+                model.run(u)
+                best = min(best, time.perf_counter() - start)
+            rate = steps / best
+            print(f"{name:<40} {batch:>5} {rate:>18.0f} {rate * batch * model.dt:>12.1f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
