@@ -16,11 +16,11 @@ from prclab import PrclabError, __version__
 DEMO_PROTOCOL = Path(__file__).resolve().parent.parent / "protocols" / "examples" / "spoken_digits_demo.toml"
 
 
-def _progress_bar(total: int, desc: str, unit: str):
+def _progress_bar(total: int, desc: str, unit: str, initial: int = 0):
     from tqdm import tqdm
 
     return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True,
-                disable=None)
+                disable=None, initial=initial)
 
 
 def _print_result(result: dict, as_json: bool) -> None:
@@ -47,16 +47,25 @@ def _device_for(protocol, spec: str | None, emulate: bool):
     return make_device(spec or protocol["device"]["spec"], request)
 
 
-def _run(protocol_path, out, device_spec=None, emulate=False) -> dict:
+def _run(protocol_path, out, device_spec=None, emulate=False, resume=False) -> dict:
     from protocols.protocol import load_protocol
+    from protocols.recording import read_recording
     from protocols.runner import prepare, run_protocol
     from readouts.recorded import train_on_recording
 
     protocol = load_protocol(protocol_path)
     device = _device_for(protocol, device_spec, emulate)
-    n_trials = len(prepare(protocol)[2])
-    with _progress_bar(n_trials, f"{protocol['protocol']['name']} on {device.name}", "trial") as bar:
-        run_protocol(protocol, device, out, progress=lambda trial: bar.update(1))
+    prepared = prepare(protocol)
+    done = len(read_recording(out).trials) if resume else 0
+    try:
+        with _progress_bar(len(prepared[2]), f"{protocol['protocol']['name']} on {device.name}", "trial",
+                           done) as bar:
+            run_protocol(protocol, device, out, progress=lambda trial: bar.update(1), resume=resume,
+                         prepared=prepared)
+    except KeyboardInterrupt:
+        print(f"prclab: stopped; {out} holds every finished trial; continue with: "
+              f"prclab run {protocol_path} --resume {out}", file=sys.stderr)
+        raise
     result = train_on_recording(out)
     print(f"recording          {out}")
     return result
@@ -76,7 +85,9 @@ def cmd_demo(args) -> None:
 
 
 def cmd_run(args) -> None:
-    result = _run(args.protocol, args.out, args.device, args.emulate)
+    if bool(args.out) == bool(args.resume):
+        raise PrclabError("run: give exactly one of --out NEW.h5 and --resume REC.h5")
+    result = _run(args.protocol, args.out or args.resume, args.device, args.emulate, bool(args.resume))
     _print_result(result, args.json)
 
 
@@ -124,7 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="run a protocol file against a device and record it")
     r.add_argument("protocol", help="protocol TOML file")
-    r.add_argument("--out", required=True, help="recording to create (HDF5)")
+    r.add_argument("--out", help="recording to create (HDF5)")
+    r.add_argument("--resume", metavar="REC.h5", help="continue the stopped run recorded in REC.h5")
     r.add_argument("--device", help="device spec, overrides the protocol's (e.g. sim:potato)")
     r.add_argument("--emulate", action="store_true", help="start the device's emulator (rehearsal)")
     r.add_argument("--json", action="store_true", help="print the result as one JSON object")

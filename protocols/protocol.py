@@ -40,6 +40,9 @@ A protocol file has these tables (``*`` marks required keys; everything else has
     [readout]
     features = "mean+last"            # feature spec (readouts.features)
 
+    [safety]                          # stimulation limits, per channel in [safety.channels.N]
+    material = "platinum"             #   (keys, defaults and sources: protocols.safety)
+
 Unknown tables or keys are refused, naming the key and the file.
 """
 
@@ -56,6 +59,8 @@ else:  # pragma: no cover
 
 from prclab import PrclabError
 
+from . import safety
+
 BUILTIN_DATASETS = {"fsdd-subset": Path(__file__).parent / "data" / "fsdd_subset"}
 
 _SCHEMA: dict[str, dict[str, tuple[type, object]]] = {
@@ -68,6 +73,7 @@ _SCHEMA: dict[str, dict[str, tuple[type, object]]] = {
     "encoder": {"kind": (str, ""), "amplitude": (float, 0.9), "samples_per_frame": (int, 10)},
     "timing": {"washout_s": (float, 0.1), "rest_s": (float, 0.2)},
     "readout": {"features": (str, "mean+last")},
+    "safety": safety.SCHEMA,
 }
 _OPEN_TABLES = {"encoder"}  # tables whose extra keys are passed on (encoder parameters)
 
@@ -179,3 +185,4 @@ def _check_values(v: dict, where: str) -> None:
     t = v["timing"]
     need(t["washout_s"] >= 0 and t["rest_s"] >= 0, "[timing] washout_s and rest_s must be >= 0")
     need(v["task"]["max_items"] >= 0, "[task] max_items must be >= 0")
+    safety.check_table(v["safety"], s["electrodes"], where)

@@ -5,6 +5,16 @@ executes it).  For each trial the runner marks the trial start in the device's r
 the trial waveform (washout, encoded stimulus, rest) in blocks of ``block_samples`` - write a block,
 read as many samples - then cuts the trial's response out of the stream at the mark's position (devices
 with latency report their marks later in the stream) and appends the trial to the recording, flushed.
+
+Safety (:mod:`protocols.safety`): ``prepare`` applies the protocol's start-of-run ramp to the compiled
+waveforms and refuses the protocol if any sample of any trial breaks a limit; the runner checks every
+block again with a :class:`~protocols.safety.SafetyMonitor` just before ``device.write``.
+
+Resume: the trial list is compiled deterministically from the protocol (order and encoder from its
+seed), so ``run_protocol(..., resume=True)`` reopens the recording, keeps its intact trials, and plays
+the rest.  A simulated device's substrate state is stored with every trial and restored before the
+first resumed trial, so the resumed responses equal an uninterrupted run's; a hardware substrate simply
+carries on from where it is.  Device timestamps restart with each session (``session`` trial attr).
 """
 
 from __future__ import annotations
@@ -22,6 +32,8 @@ from .datasets import LabelledSequences, load_dataset
 from .encoders import Encoder, make_encoder
 from .protocol import Protocol
 from .recording import RecordingWriter
+from .safety import SafetyLimits, SafetyMonitor, apply_ramp, resolve_limits, substrate_impedance_ohm, \
+    validate_trials
 
 
 @dataclass
@@ -49,7 +61,11 @@ class Trial:
 
 
 def prepare(protocol: Protocol) -> tuple[LabelledSequences, Encoder, list[Trial]]:
-    """Load the dataset, fit the encoder on its training items and compile the trials."""
+    """Load the dataset, fit the encoder on its training items and compile the trials.
+
+    Raises:
+        PrclabError: bad dataset or encoder; ``SafetyError`` if a compiled sample breaks a safety limit.
+    """
     data = load_dataset(protocol.dataset_path())
     split = data.split if data.split is not None else _random_split(data, protocol["protocol"]["seed"])
     data.split = split
@@ -65,7 +81,17 @@ def prepare(protocol: Protocol) -> tuple[LabelledSequences, Encoder, list[Trial]
     if encoder.n_channels != n_el:
         raise PrclabError(f"{protocol.where}: [stimulus] electrodes = {n_el} but the {encoder.kind} "
                           f"encoder makes {encoder.n_channels} channels")
-    return data, encoder, compile_trials(protocol, data, encoder)
+    trials = compile_trials(protocol, data, encoder)
+    validate_trials(trials, safety_limits(protocol))
+    return data, encoder, trials
+
+
+def safety_limits(protocol: Protocol) -> SafetyLimits:
+    """The protocol's ``[safety]`` limits resolved per stimulus channel (see :mod:`protocols.safety`)."""
+    s, sub = protocol["stimulus"], protocol["substrate"]
+    return resolve_limits(protocol["safety"], s["electrodes"], protocol.rate_hz, (s["low_V"], s["high_V"]),
+                          rest_level(s["low_V"], s["high_V"]),
+                          substrate_impedance_ohm(sub["name"], sub["params"]), protocol.where)
 
 
 def _random_split(data: LabelledSequences, seed: int) -> np.ndarray:
@@ -83,7 +109,8 @@ def rest_level(low: float, high: float) -> float:
 
 
 def compile_trials(protocol: Protocol, data: LabelledSequences, encoder: Encoder) -> list[Trial]:
-    """The run's trials in playing order (shuffled per repetition with the protocol seed if random)."""
+    """The run's trials in playing order (shuffled per repetition with the protocol seed if random),
+    with the protocol's start-of-run amplitude ramp applied."""
     p, t, s = protocol["protocol"], protocol["timing"], protocol["stimulus"]
     rate = p["sample_rate_hz"]
     n_wash, n_rest = int(round(t["washout_s"] * rate)), int(round(t["rest_s"] * rate))
@@ -99,6 +126,7 @@ def compile_trials(protocol: Protocol, data: LabelledSequences, encoder: Encoder
             wave[n_wash:n_wash + len(stim)] = stim
             trials.append(Trial(len(trials), int(item), rep, str(data.labels[item]), str(data.split[item]),
                                 str(data.ids[item]), wave, n_wash, n_wash + len(stim)))
+    apply_ramp([t.waveform for t in trials], safety_limits(protocol))
     return trials
 
 
@@ -134,8 +162,14 @@ class _ResponseStream:
 
 
 def run_trials(trials: list[Trial], device: Device, writer: RecordingWriter, block_samples: int,
-               progress: Callable[[Trial], None] | None = None) -> None:
-    """Play ``trials`` through the open ``device`` and append each to ``writer``."""
+               progress: Callable[[Trial], None] | None = None, monitor: SafetyMonitor | None = None,
+               substrate=None) -> None:
+    """Play ``trials`` through the open ``device`` and append each to ``writer``.
+
+    Args:
+        monitor: checks every block before ``device.write`` (a refused block is never written).
+        substrate: the simulated substrate behind ``device``, whose ``state`` is stored with each trial.
+    """
     stream = _ResponseStream(device)
     for trial in trials:
         label = f"trial:{trial.index}"
@@ -143,34 +177,59 @@ def run_trials(trials: list[Trial], device: Device, writer: RecordingWriter, blo
         wave = trial.waveform
         for a in range(0, len(wave), block_samples):
             block = wave[a:a + block_samples]
+            if monitor is not None:
+                monitor.check(block, lambda row, a=a, t=trial: (t.index, a + row))
             device.write(block)
             stream.read(len(block))
         begin = next((i for i, lab in reversed(device.events()) if lab == label), None)
         if begin is None:
             raise PrclabError(f"{device.name}: mark {label!r} never came back in the response stream")
         response, times = stream.cut(begin, len(wave))
-        writer.append(trial.index, wave, response, times, item=trial.item, item_id=trial.item_id,
-                      label=trial.label, split=trial.split, repetition=trial.repetition,
-                      stim_start=trial.stim_start, stim_stop=trial.stim_stop)
+        writer.append(trial.index, wave, response, times,
+                      state=None if substrate is None else substrate.state, item=trial.item,
+                      item_id=trial.item_id, label=trial.label, split=trial.split,
+                      repetition=trial.repetition, stim_start=trial.stim_start, stim_stop=trial.stim_stop)
         if progress is not None:
             progress(trial)
 
 
 def run_protocol(protocol: Protocol, device: Device, out: str | Path,
-                 progress: Callable[[Trial], None] | None = None, substrate: dict | None = None) -> Path:
-    """Run ``protocol`` on ``device`` (opened here) and write the recording ``out``; returns its path."""
-    data, encoder, trials = prepare(protocol)
+                 progress: Callable[[Trial], None] | None = None, substrate: dict | None = None,
+                 resume: bool = False, prepared: tuple | None = None) -> Path:
+    """Run ``protocol`` on ``device`` (opened here) and write the recording ``out``; returns its path.
+
+    Args:
+        resume: continue the run recorded in ``out`` (made with the same protocol text) after its last
+            intact trial, restoring a simulated substrate's state; ``progress`` is called for the
+            trials played now.
+        prepared: ``prepare(protocol)``'s result, if the caller already has it.
+    """
+    data, encoder, trials = prepared or prepare(protocol)
     if device.channels.rate_hz != protocol.rate_hz:
         raise PrclabError(f"{device.name}: runs at {device.channels.rate_hz} Hz, the protocol asks for "
                           f"{protocol.rate_hz} Hz")
     if len(device.channels.stimulus) != protocol["stimulus"]["electrodes"]:
         raise PrclabError(f"{device.name}: has {len(device.channels.stimulus)} stimulus channels, the "
                           f"protocol needs {protocol['stimulus']['electrodes']}")
-    metadata = {"protocol_text": protocol.text, "rate_hz": protocol.rate_hz,
-                "device": device.describe(), "encoder": encoder.describe(),
-                "substrate": substrate or device.describe().get("substrate", {}),
-                "readout": {"features": protocol["readout"]["features"]},
-                "dataset": data.source, "n_trials_planned": len(trials)}
-    with RecordingWriter(out, metadata) as writer, device:
-        run_trials(trials, device, writer, protocol["protocol"]["block_samples"], progress)
+    sim = getattr(device, "substrate", None)
+    monitor = SafetyMonitor(safety_limits(protocol))
+    if resume:
+        writer = RecordingWriter.resume(out, protocol.text)
+    else:
+        metadata = {"protocol_text": protocol.text, "rate_hz": protocol.rate_hz,
+                    "device": device.describe(), "encoder": encoder.describe(),
+                    "substrate": substrate or device.describe().get("substrate", {}),
+                    "readout": {"features": protocol["readout"]["features"]},
+                    "dataset": data.source, "n_trials_planned": len(trials)}
+        writer = RecordingWriter(out, metadata)
+    with writer, device:
+        done = writer.n_done
+        if done and sim is not None:
+            if writer.last_state is None:
+                raise PrclabError(f"recording {out}: holds no substrate state to resume the simulation from")
+            sim.load_state(writer.last_state)
+        for trial in trials[:done]:  # the safety monitor's state (slew, phase, DC window) at the resume point
+            monitor.check(trial.waveform, lambda row, t=trial: (t.index, row))
+        run_trials(trials[done:], device, writer, protocol["protocol"]["block_samples"], progress,
+                   monitor, sim)
     return Path(out)
