@@ -110,7 +110,10 @@ class EchoStateCore:
             raise ValueError(f"threads must be positive, got {threads}")
         self.threads = threads
         # float32 blocks of FAST_TANH_MIN_ELEMENTS or more evaluate tanh(p) through exp(2p): keep 2W ready
-        self._w2_t = 2 * self.w_t if self.dtype == np.float32 else None
+        if self.dtype == np.float32:
+            self._w2_t, self._w_in2_t, self._bias2 = 2 * self.w_t, 2 * self.w_in_t, 2 * self.bias
+        else:
+            self._w2_t = None
         self._x: np.ndarray | None = None
         self._rng = np.random.default_rng(0)
 
@@ -160,15 +163,18 @@ class EchoStateCore:
         # time-major, so each step reads and writes one contiguous (batch, N) block; the buffer first
         # holds the input drive of every step, which the integration overwrites with the states
         # (one 2-D product: numpy's stacked matmul of a transposed view skips BLAS)
+        n_threads = max(1, min(self.threads or default_threads(), batch // MIN_ROWS_PER_THREAD))
+        use_exp = self._w2_t is not None and batch * self.n_units >= n_threads * FAST_TANH_MIN_ELEMENTS
+        w_in, bias, scale = (self._w_in2_t, self._bias2, 2.0) if use_exp else (self.w_in_t, self.bias, 1.0)
         u_tm = np.ascontiguousarray(u.transpose(1, 0, 2)).reshape(steps * batch, self.n_inputs)
-        out = np.matmul(u_tm, self.w_in_t).reshape(steps, batch, self.n_units)
-        out += self.bias
+        out = np.matmul(u_tm, w_in).reshape(steps, batch, self.n_units)
+        out += bias
         if self.noise > 0:
-            out += self.noise * self._rng.standard_normal(out.shape, dtype=self.dtype)
+            out += (scale * self.noise) * self._rng.standard_normal(out.shape, dtype=self.dtype)
         # active[t]: rows still running at step t (a prefix, rows being sorted by decreasing length)
         active = None if lengths is None else np.count_nonzero(lengths[None, :] > np.arange(steps)[:, None],
                                                                axis=1)
-        self._integrate_blocks(out, active)
+        self._integrate_blocks(out, active, n_threads, use_exp)
         if lengths is None:
             if steps:
                 self._x = out[-1].copy()
@@ -182,13 +188,10 @@ class EchoStateCore:
                 out, self._x = out[:, inverse], self._x[inverse]
         return out.transpose(1, 0, 2)
 
-    def _integrate_blocks(self, out: np.ndarray, active: np.ndarray | None) -> None:
-        """Integrate ``out`` ``(steps, batch, N)`` in row blocks, one thread each, with equal work."""
+    def _integrate_blocks(self, out: np.ndarray, active: np.ndarray | None, n_threads: int,
+                          use_exp: bool) -> None:
+        """Integrate ``out`` ``(steps, batch, N)`` in ``n_threads`` row blocks of equal work."""
         steps, batch, _ = out.shape
-        n_threads = max(1, min(self.threads or default_threads(), batch // MIN_ROWS_PER_THREAD))
-        use_exp = self._w2_t is not None and batch * self.n_units >= n_threads * FAST_TANH_MIN_ELEMENTS
-        if use_exp:
-            out *= 2
         if n_threads == 1 or steps == 0:
             with _single_threaded_blas():
                 self._integrate(out, self._x, active, use_exp)

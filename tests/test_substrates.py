@@ -195,6 +195,18 @@ def test_organoid_bursts_spontaneously():
     assert bins[burst].sum() > 0.4 * bins.sum()             # and they hold much of the firing
 
 
+def test_organoid_local_field_dips_with_nearby_spikes():
+    spiking = OrganoidModel(n_inputs=1, n_outputs=16, neurons=400)
+    field = OrganoidModel(n_inputs=1, n_outputs=16, neurons=400, output="lfp", noise_V=0)
+    u = np.zeros((1, 3000, 1))
+    spiking.reset(2)
+    field.reset(2)
+    counts, lfp = spiking.run(u)[0], field.run(u)[0]   # same seed: the same spikes underneath
+    assert np.all(lfp <= 0) and lfp.min() < -1e-6          # volts, negative-going
+    busy = counts.sum(axis=1) > np.percentile(counts.sum(axis=1), 95)
+    assert lfp[busy].mean() < 3 * lfp[~busy].mean()
+
+
 def test_organoid_trials_vary_with_seed():
     org = OrganoidModel(n_inputs=2, n_outputs=8, neurons=300)
     u = drive(2, batch=1, steps=1000)
