@@ -93,6 +93,7 @@ def main(argv=None) -> int:
     ap.add_argument("--chunk", type=int, default=512, help="utterances per packed run() call")
     ap.add_argument("--threads", type=int, default=None, help="EchoStateCore threads (default: cores)")
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--dtypes", nargs="+", default=["float32", "float64"], choices=["float32", "float64"])
     ap.add_argument("--subset", type=int, default=None, help="only the first N utterances")
     args = ap.parse_args(argv)
     if not FSDD.is_dir():
@@ -109,7 +110,7 @@ def main(argv=None) -> int:
         rpy_rate = best_rate(rpy, n_frames, args.repeats) if rpy else np.nan
         print(f"{units:>6}  {'ReservoirPy 0.4 Reservoir.run(list), float64':<42} {rpy_rate:>9.0f} {1:>14.1f}",
               flush=True)
-        for dtype in ("float32", "float64"):
+        for dtype in args.dtypes:
             esn = EchoStateNetwork(13, units=units, leak_rate=0.3, spectral_radius=0.9, dtype=dtype,
                                    threads=args.threads)
             contenders = {

@@ -220,6 +220,16 @@ class EchoStateCore:
         scratch = np.empty(x.shape, self.dtype)
         w = self._w2_t if use_exp else self.w_t
         n = len(x)
+        if not use_exp and active is None:   # the common small-batch case, without per-step slicing
+            for xt in out:
+                np.matmul(x, w, out=scratch)
+                scratch += xt
+                np.tanh(scratch, out=scratch)
+                scratch *= a
+                np.multiply(x, keep, out=xt)
+                xt += scratch
+                x = xt
+            return
         if not use_exp:
             for t in range(len(out)):
                 if active is not None:

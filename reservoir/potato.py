@@ -21,6 +21,10 @@ positions inside an ellipsoid; for stimulating electrode ``e`` and node ``j`` wi
   metal/electrolyte interface driven beyond the linear Butler-Volmer region (Bard & Faulkner,
   *Electrochemical Methods*, 2001, ch. 3).  It is applied to the voltage across the series resistance,
   i.e. after the double layer (a static approximation of the coupled nonlinear interface).
+- The tissue is integrated every ``tissue_step_s`` (default ``tau_fast_s / 2.5`` rounded down to whole
+  samples: 2 ms) on the interface current averaged over that step; nothing in it is faster than
+  ``tau_fast_s``, and one step per sample would only cost time.  Each sample reports the tissue's
+  last finished step.
 - ``tau_j`` are ionic relaxation times drawn log-uniformly in ``[tau_fast_s, tau_slow_s]`` (default
   5 ms to 200 ms: impedance spectra of potato tissue show a beta-dispersion relaxation in the kHz range
   plus a much slower alpha-like polarisation, Hayden, Moyse, Calder, Crawford & Setterfield 1969,
@@ -65,6 +69,8 @@ class PotatoModel:
         drift_V_per_sqrt_s: 1/f drift of each recording electrode (RMS change over 1 s, volts).
         c_dl_F: double-layer capacitance of a stimulating electrode (farads).
         r_access_ohm: access resistance of the tissue in series with it (ohms).
+        tissue_step_s: step of the tissue integration, a multiple of ``dt`` (default: the largest one
+            up to ``tau_fast_s / 2.5``, i.e. 2 ms for the defaults; ``dt`` reproduces a per-sample step).
         seed: seed of the geometry and weights.
         dtype: ``"float32"`` or ``"float64"``.
         threads: worker threads of the echo-state core (does not change the results).
@@ -74,8 +80,8 @@ class PotatoModel:
                  tau_fast_s: float = 5e-3, tau_slow_s: float = 0.2, v_sat: float = 0.3,
                  coupling_length_mm: float = 10.0, spectral_radius: float = 0.9,
                  gain_V: float = 0.01, noise_V: float = 20e-6, drift_V_per_sqrt_s: float = 5e-6,
-                 c_dl_F: float = 100e-6, r_access_ohm: float = 2e3, seed: int = 0, dtype="float32",
-                 threads: int | None = None):
+                 c_dl_F: float = 100e-6, r_access_ohm: float = 2e3, tissue_step_s: float | None = None,
+                 seed: int = 0, dtype="float32", threads: int | None = None):
         if min(n_inputs, n_outputs, nodes) < 1:
             raise ValueError("n_inputs, n_outputs and nodes must be positive")
         if not 0 < tau_fast_s <= tau_slow_s:
@@ -88,8 +94,13 @@ class PotatoModel:
                            tau_fast_s=tau_fast_s, tau_slow_s=tau_slow_s, v_sat=v_sat,
                            coupling_length_mm=coupling_length_mm, spectral_radius=spectral_radius,
                            gain_V=gain_V, noise_V=noise_V, drift_V_per_sqrt_s=drift_V_per_sqrt_s,
-                           c_dl_F=c_dl_F, r_access_ohm=r_access_ohm, seed=seed,
-                           dtype=str(np.dtype(dtype)))
+                           c_dl_F=c_dl_F, r_access_ohm=r_access_ohm, tissue_step_s=tissue_step_s,
+                           seed=seed, dtype=str(np.dtype(dtype)))
+        if tissue_step_s is None:
+            tissue_step_s = tau_fast_s / 2.5
+        if tissue_step_s <= 0:
+            raise ValueError(f"tissue_step_s must be positive, got {tissue_step_s}")
+        self.substeps = max(1, int(np.floor(tissue_step_s / dt + 1e-9)))   # samples per tissue step
         self.tau_dl_s = r_access_ohm * c_dl_F
         self.n_inputs, self.n_outputs, self.dt = n_inputs, n_outputs, float(dt)
         rng = np.random.default_rng(seed)
@@ -120,12 +131,13 @@ class PotatoModel:
         h = kernel(ring[~is_input], pts)
         self.h_t = np.ascontiguousarray((h / h.sum(axis=1, keepdims=True)).T, dtype=dtype)
         tau = np.exp(rng.uniform(np.log(tau_fast_s), np.log(tau_slow_s), nodes))
-        leak = np.minimum(dt / tau, 1.0)
+        leak = np.minimum(self.substeps * dt / tau, 1.0)
         bias = rng.normal(0, 0.1, nodes)
-        self.core = EchoStateCore(w, g, bias, leak, noise=0.0, dtype=dtype, dt=dt, threads=threads)
+        self.core = EchoStateCore(w, g, bias, leak, noise=0.0, dtype=dtype, dt=self.substeps * dt,
+                                  threads=threads)
         self.double_layer = DoubleLayer(n_inputs, self.tau_dl_s, dt)
         self.drift = ElectrodeDrift(n_outputs, drift_V_per_sqrt_s, dt)
-        self._rng = np.random.default_rng(0)
+        self.reset(0)
 
     def reset(self, seed: int | None = None) -> None:
         """Return to rest and re-seed measurement noise and drift."""
@@ -133,29 +145,60 @@ class PotatoModel:
         self.double_layer.reset()
         self.drift.reset()
         self._rng = np.random.default_rng(None if seed is None else seed + 1)
+        self._pending = np.zeros((0, 0, self.n_inputs))    # interface current of an unfinished step
+        self._held = np.zeros((0, self.n_outputs))         # tissue output of the last finished step
 
     @property
     def state(self) -> dict[str, np.ndarray]:
         return {**self.core.state, "v_dl": self.double_layer.state, "drift": self.drift.state,
-                "measurement_rng": rng_to_array(self._rng)}
+                "measurement_rng": rng_to_array(self._rng), "pending_current": self._pending.copy(),
+                "held_V": self._held.copy()}
 
     def load_state(self, state: dict[str, np.ndarray]) -> None:
         self.core.load_state(state)
         self.double_layer.load_state(state["v_dl"])
         self.drift.load_state(state["drift"])
         self._rng = rng_from_array(state["measurement_rng"])
+        pending = np.asarray(state["pending_current"], dtype=np.float64)
+        held = np.asarray(state["held_V"], dtype=np.float64)
+        if (pending.ndim != 3 or pending.shape[1] >= self.substeps or pending.shape[2] != self.n_inputs
+                or held.shape != (len(pending), self.n_outputs)):
+            raise ValueError("potato state: pending_current must be (batch, < substeps, n_inputs) and "
+                             "held_V (batch, n_outputs)")
+        self._pending, self._held = pending.copy(), held.copy()
 
     def run(self, u: np.ndarray) -> np.ndarray:
         """Electrode volts ``(batch, steps, n_inputs)`` -> recorded volts ``(batch, steps, n_outputs)``."""
         u = check_input(u, self.n_inputs, np.float64)
         batch, steps, _ = u.shape
         current = np.tanh(self.double_layer(u) / self.params["v_sat"])
-        x = self.core.run(current)
-        v = (x @ self.h_t).astype(np.float64) * self.params["gain_V"]
+        if len(self._held) != batch:
+            self._pending = np.zeros((batch, 0, self.n_inputs))
+            self._held = np.zeros((batch, self.n_outputs))
+        v = self._tissue(current)
         v += self.drift(batch, steps, self._rng)
         if self.params["noise_V"] > 0:
             v += self._rng.normal(0, self.params["noise_V"], v.shape)
         return v
 
+    def _tissue(self, current: np.ndarray) -> np.ndarray:
+        """Interface currents ``(batch, steps, n_inputs)`` -> tissue volts at the recording electrodes.
+
+        The tissue steps once per ``substeps`` samples on the mean current of those samples; each
+        sample reads the output of the last finished tissue step (a causal hold of at most
+        ``substeps - 1`` samples).  Samples of an unfinished step wait in ``_pending``.
+        """
+        batch, steps, _ = current.shape
+        k, done = self.substeps, self._pending.shape[1]
+        joined = np.concatenate([self._pending, current], axis=1)
+        n_windows = joined.shape[1] // k
+        windows = joined[:, :n_windows * k].reshape(batch, n_windows, k, self.n_inputs).mean(axis=2)
+        self._pending = joined[:, n_windows * k:].copy()
+        x = self.core.run(windows)
+        tissue_v = np.concatenate([self._held[:, None], (x @ self.h_t) * self.params["gain_V"]], axis=1)
+        self._held = tissue_v[:, -1].astype(np.float64)
+        # sample j of this block ends at joined index done + j + 1: the last finished step is that // k
+        return tissue_v[:, (done + np.arange(1, steps + 1)) // k].astype(np.float64)
+
     def describe(self) -> dict:
-        return {"model": "potato", **self.params, "tau_dl_s": self.tau_dl_s}
+        return {"model": "potato", **self.params, "tau_dl_s": self.tau_dl_s, "substeps": self.substeps}
