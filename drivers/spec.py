@@ -10,6 +10,7 @@ kind             example                               device
                  ``...?protocol=methodscript``         :mod:`drivers.potentiostat`
 ``nidaq``        ``nidaq:Dev1``, ``nidaq:Dev1?ai=4``   NI DAQ card (nidaqmx, local or gRPC),
                                                        :mod:`drivers.nidaq`
+``replay``       ``replay:run.h5``                     a recording played back, :mod:`drivers.replay`
 ===============  ====================================  ==============================================
 
 Hardware drivers register themselves in ``DEVICE_KINDS``.  With ``emulate=True`` a hardware kind
@@ -82,6 +83,15 @@ def _nidaq(address: str, request: DeviceRequest) -> Device:
 
 
 DEVICE_KINDS["nidaq"] = _nidaq
+
+
+def _replay(address: str, request: DeviceRequest) -> Device:
+    from .replay import from_spec  # a recording played back: ``replay:REC.h5``
+
+    return from_spec(address, request)
+
+
+DEVICE_KINDS["replay"] = _replay
 
 
 def make_device(spec: str, request: DeviceRequest) -> Device:

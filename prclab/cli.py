@@ -1,4 +1,4 @@
-"""The ``prclab`` command line: demo, run, train, task, characterize.
+"""The ``prclab`` command line: demo, run, train, replay, task, characterize.
 
 Errors a user can cause print one line (``prclab: error: ...``) and exit with code 2.
 """
@@ -100,6 +100,23 @@ def cmd_train(args) -> None:
     _print_result(result, args.json)
 
 
+def cmd_replay(args) -> None:
+    from protocols.replay import compare_recordings, plot_comparison, replay_recording
+
+    replay_recording(args.recording, args.substrate, args.out)
+    result = compare_recordings(args.recording, args.out)
+    result["plot"] = args.plot or str(Path(args.out).with_suffix(".png"))
+    plot_comparison(result, result["plot"])
+    del result["example"]
+    if args.json:
+        print(json.dumps(result))
+        return
+    print(f"replayed           {result['n_trials']} trials of {args.recording} into {args.substrate}: "
+          f"{args.out}")
+    print(f"response match     mean NRMSE {result['mean_nrmse']:.3g}, mean correlation "
+          f"{result['mean_correlation']:.3g} over {result['n_channels']} channels  (plot {result['plot']})")
+
+
 def cmd_task(args) -> None:
     from protocols.datasets import load_dataset
     from readouts.tasks import run_task
@@ -148,6 +165,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--plot", help="write the confusion matrix to this PNG")
     t.add_argument("--json", action="store_true", help="print the result as one JSON object")
     t.set_defaults(func=cmd_train)
+
+    rp = sub.add_parser("replay", help="re-drive a simulated substrate with a recording's stimuli")
+    rp.add_argument("recording", help="recording file (HDF5)")
+    rp.add_argument("--substrate", required=True, help="simulated substrate (esn, potato, ...)")
+    rp.add_argument("--out", required=True, help="recording to create from the simulation (HDF5)")
+    rp.add_argument("--plot", help="comparison PNG (default: next to --out)")
+    rp.add_argument("--json", action="store_true", help="print the comparison as one JSON object")
+    rp.set_defaults(func=cmd_replay)
 
     k = sub.add_parser("task", help="whole pipeline on a dataset with a simulated substrate")
     k.add_argument("--data", required=True, help="WAV folder ({label}_{speaker}_{index}.wav) or .npz")

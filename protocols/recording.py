@@ -258,7 +258,9 @@ def read_recording(path: str | Path) -> Recording:
 
     A truncated file (shorter than the end-of-file address its superblock stores) is read through a
     temporary copy padded with zeros to that length: trials whose bytes were lost fail their checksum
-    and are named, the others are recovered.
+    and are named, the others are recovered.  A crash truncates the end of the file, where the trials in
+    flight lie; a cut deep enough to reach the trial index (the group's B-tree and name heap, written
+    early in the file) leaves nothing to find the trials by, and is refused naming the file.
     """
     path = Path(path)
     if not path.exists():
@@ -275,7 +277,11 @@ def read_recording(path: str | Path) -> Recording:
             lost = stored - path.stat().st_size
             with open(padded, "r+b") as fh:
                 fh.truncate(stored)
-            rec = read_recording(padded)
+            try:
+                rec = read_recording(padded)
+            except PrclabError as exc:
+                raise PrclabError(f"{str(exc).replace(str(padded), str(path))} (file truncated: {lost} "
+                                  f"bytes missing at the end)") from None
         rec.path = path
         rec.problems.insert(0, f"file truncated: {lost} bytes missing at the end")
         return rec

@@ -15,6 +15,7 @@ from drivers import Device, DeviceError, SimDevice
 from reservoir import EchoStateNetwork
 from test_nidaq_emulated import emulated_nidaq
 from test_potentiostat_emulated import emulated_potentiostat
+from test_replay import replay_of_a_sim_recording
 
 
 @contextlib.contextmanager
@@ -24,7 +25,8 @@ def sim_device():
 
 FACTORIES = [pytest.param(sim_device, id="sim"),
              pytest.param(emulated_potentiostat, id="potentiostat-methodscript"),
-             pytest.param(emulated_nidaq, id="nidaq-grpc")]
+             pytest.param(emulated_nidaq, id="nidaq-grpc"),
+             pytest.param(replay_of_a_sim_recording, id="replay")]
 
 
 @pytest.fixture(params=FACTORIES)

@@ -1,0 +1,132 @@
+"""Replay in simulation: re-drive a simulated substrate with a recording's stimuli, and compare responses.
+
+``replay_recording`` plays every intact trial's recorded stimulus, in index order and in the protocol's
+blocks, into a simulated substrate (a :class:`drivers.SimDevice`, seeded with the protocol's seed) and
+writes a new recording in the same format, so ``prclab train`` works on it as on the original.  The
+recorded stimulus already passed the safety layer when it was recorded and a simulation cannot be hurt,
+so it is played as it is.  ``compare_recordings`` sets two recordings' responses side by side, trial by
+trial, per channel: NRMSE (RMS difference over the first recording's standard deviation) and Pearson
+correlation; ``plot_comparison`` draws them.
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import numpy as np
+
+from drivers import SimDevice
+from drivers.spec import DeviceRequest
+from prclab import PrclabError
+
+from .protocol import parse_protocol
+from .recording import RecordingWriter, read_recording
+from .runner import Trial, run_trials
+
+
+def replay_recording(path: str | Path, substrate: str, out: str | Path, params: dict | None = None) -> dict:
+    """Drive simulated ``substrate`` with the stimuli recorded in ``path``; write recording ``out``.
+
+    Args:
+        params: model parameters; default: the protocol's ``[substrate] params`` when ``substrate`` is
+            the protocol's substrate, else the model's defaults with as many recording electrodes as the
+            recording has response channels (where the model takes ``n_outputs``).
+    Returns:
+        dict with ``out``, ``n_trials`` replayed and ``problems`` (damaged trials left out).
+    """
+    rec = read_recording(path)
+    if not rec.trials:
+        raise PrclabError(f"recording {path}: holds no intact trials to replay")
+    protocol = parse_protocol(str(rec.attrs.get("protocol_text", "")), Path(path))
+    n_stim, n_resp = rec.trials[0].stimulus.shape[1], rec.trials[0].response.shape[1]
+    if params is None:
+        params = dict(protocol["substrate"]["params"]) if substrate == protocol["substrate"]["name"] else \
+            ({"n_outputs": n_resp} if "n_outputs" in _model_parameters(substrate) else {})
+    s = protocol["stimulus"]
+    request = DeviceRequest(n_stimulus=n_stim, rate_hz=protocol.rate_hz,
+                            stimulus_range_V=(s["low_V"], s["high_V"]), substrate=substrate,
+                            substrate_params=params, seed=protocol["protocol"]["seed"])
+    model = request.build_substrate()
+    device = SimDevice(model, protocol.rate_hz, stimulus_range_V=request.stimulus_range_V,
+                       seed=request.seed)
+    trials = [Trial(t.index, t.item, t.repetition, t.label, t.split, t.item_id, t.stimulus, t.stim_start,
+                    t.stim_stop) for t in sorted(rec.trials, key=lambda t: t.index)]
+    keep = ("protocol_text", "rate_hz", "encoder", "readout", "dataset", "n_trials_planned")
+    metadata = {k: rec.attrs[k] for k in keep if k in rec.attrs}
+    metadata.update({"device": device.describe(), "substrate": model.describe(),
+                     "replayed_from": str(path)})
+    with RecordingWriter(out, metadata) as writer, device:
+        run_trials(trials, device, writer, protocol["protocol"]["block_samples"], substrate=model)
+    return {"out": str(out), "n_trials": len(trials), "problems": rec.problems}
+
+
+def _model_parameters(name: str) -> set[str]:
+    from reservoir import substrate_entry
+
+    return set(inspect.signature(substrate_entry(name).cls.__init__).parameters)
+
+
+def compare_recordings(recorded: str | Path, simulated: str | Path) -> dict:
+    """Per-channel NRMSE and correlation of ``simulated``'s responses against ``recorded``'s.
+
+    Trials are matched by index; channels by position, over the channels both have.
+    Returns:
+        dict with ``nrmse`` and ``correlation`` (lists, one per compared channel), their means
+        ``mean_nrmse`` and ``mean_correlation``, ``n_trials``, ``n_channels``, and for plotting
+        ``example`` (recorded and simulated response of the first common trial, as lists).
+    """
+    a, b = read_recording(recorded), read_recording(simulated)
+    ta, tb = {t.index: t for t in a.trials}, {t.index: t for t in b.trials}
+    common = sorted(set(ta) & set(tb))
+    if not common:
+        raise PrclabError(f"recordings {recorded} and {simulated} have no intact trial in common")
+    c = min(ta[common[0]].response.shape[1], tb[common[0]].response.shape[1])
+    ya = np.concatenate([ta[i].response[:, :c] for i in common])
+    yb = np.concatenate([tb[i].response[:, :c] for i in common])
+    if ya.shape != yb.shape:
+        raise PrclabError(f"recordings {recorded} and {simulated}: trials differ in length")
+    err = np.sqrt(np.mean((yb - ya) ** 2, axis=0))
+    std_a, std_b = ya.std(axis=0), yb.std(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        nrmse = np.where(std_a > 0, err / std_a, np.where(err == 0, 0.0, np.inf))
+        cov = ((ya - ya.mean(axis=0)) * (yb - yb.mean(axis=0))).mean(axis=0)
+        corr = np.where((std_a > 0) & (std_b > 0), cov / (std_a * std_b), np.nan)
+    first = common[0]
+    return {"recorded": str(recorded), "simulated": str(simulated), "n_trials": len(common),
+            "n_channels": c, "nrmse": nrmse.tolist(), "correlation": corr.tolist(),
+            "mean_nrmse": float(np.mean(nrmse)), "mean_correlation": float(np.nanmean(corr))
+            if np.isfinite(corr).any() else float("nan"),
+            "example": {"trial": first, "recorded": ta[first].response[:, :c].tolist(),
+                        "simulated": tb[first].response[:, :c].tolist()}}
+
+
+def plot_comparison(result: dict, path: str | Path) -> None:
+    """PNG: per-channel NRMSE and correlation bars, and the first common trial of the best-correlated
+    channel, recorded against simulated."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    nrmse, corr = np.asarray(result["nrmse"]), np.asarray(result["correlation"], dtype=float)
+    ch = np.arange(len(nrmse))
+    fig, ax = plt.subplots(3, 1, figsize=(8, 7.5), dpi=110)
+    ax[0].bar(ch, np.where(np.isfinite(nrmse), nrmse, 0))
+    ax[0].set_ylabel("NRMSE")
+    ax[0].set_title(f"simulated vs recorded over {result['n_trials']} trials: mean NRMSE "
+                    f"{result['mean_nrmse']:.3g}, mean correlation {result['mean_correlation']:.3g}")
+    ax[1].bar(ch, np.nan_to_num(corr))
+    ax[1].set_ylabel("correlation")
+    ax[1].set_xlabel("response channel")
+    ax[1].set_ylim(-1, 1)
+    best = int(np.nanargmax(corr)) if np.isfinite(corr).any() else 0
+    ex = result["example"]
+    ax[2].plot(np.asarray(ex["recorded"])[:, best], label="recorded")
+    ax[2].plot(np.asarray(ex["simulated"])[:, best], label="simulated", alpha=0.8)
+    ax[2].set_xlabel(f"sample (trial {ex['trial']}, channel {best})")
+    ax[2].set_ylabel("response")
+    ax[2].legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
