@@ -51,7 +51,7 @@ def trial_digest(stimulus: np.ndarray, response: np.ndarray, timestamps: np.ndar
     """sha256 hex digest of the three arrays' float64 little-endian bytes."""
     h = hashlib.sha256()
     for a in (stimulus, response, timestamps):
-        h.update(np.ascontiguousarray(a, dtype="<f8").tobytes())
+        h.update(np.ascontiguousarray(a, dtype="<f8"))  # the buffer itself, no bytes copy
     return h.hexdigest()
 
 
@@ -215,7 +215,7 @@ def _state_digest(state: dict[str, np.ndarray]) -> str:
     for key in sorted(state):
         a = np.ascontiguousarray(state[key])
         h.update(f"{key}:{a.dtype.str}:{a.shape}".encode())
-        h.update(a.tobytes())
+        h.update(a.view(np.uint8) if a.size else b"")
     return h.hexdigest()
 
 

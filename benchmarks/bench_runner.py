@@ -1,0 +1,135 @@
+"""Runner throughput end to end against a null substrate: encode, safety, device, record.
+
+A null substrate returns zeros at no cost, so what is measured is the software: compiling the trials
+(encoder, ramp, compile-time safety validation), the runner (safety monitor on every block, the Device
+write/read path of a SimDevice, trial alignment) and the recording (HDF5 write, sha256, flush and fsync
+per trial).  Figure: channel-samples per second = samples x (stimulus + response channels) / seconds.
+The goal is >= 20 million per second (a 1024-channel MEA at 20 kHz).
+
+    python benchmarks/bench_runner.py                      # 16 stimulus + 1024 response channels, 20 kHz
+    python benchmarks/bench_runner.py --response 64 --trials 40
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from drivers import SimDevice
+from protocols.protocol import load_protocol
+from protocols.runner import prepare, run_protocol
+
+
+class NullSubstrate:
+    """A Substrate whose response is zeros: a view of one preallocated C-ordered zero buffer, so no
+    work per sample (a broadcast view would not do: its zero strides make numpy concatenate it into
+    Fortran order, and every later step would pay for a reordering copy no real substrate causes)."""
+
+    def __init__(self, n_inputs: int, n_outputs: int, dt: float):
+        self.n_inputs, self.n_outputs, self.dt = n_inputs, n_outputs, dt
+        self._zero = np.zeros((1, 0, n_outputs))
+
+    def reset(self, seed=None) -> None:
+        pass
+
+    def run(self, u: np.ndarray) -> np.ndarray:
+        batch, steps = u.shape[:2]
+        if self._zero.shape[0] < batch or self._zero.shape[1] < steps:
+            self._zero = np.zeros((batch, steps, self.n_outputs))
+        return self._zero[:batch, :steps]
+
+    @property
+    def state(self) -> dict:
+        return {}
+
+    def load_state(self, state: dict) -> None:
+        pass
+
+    def describe(self) -> dict:
+        return {"model": "null", "n_outputs": self.n_outputs}
+
+
+PROTOCOL = """
+[protocol]
+name = "bench"
+sample_rate_hz = {rate}
+seed = 0
+order = "random"
+block_samples = {block}
+
+[substrate]
+name = "esn"
+
+[stimulus]
+electrodes = {stim}
+low_V = -0.5
+high_V = 0.5
+
+[task]
+dataset = "bench.npz"
+
+[encoder]
+samples_per_frame = {spf}
+
+[timing]
+washout_s = 0.0
+rest_s = 0.0
+
+[safety]
+material = "platinum"
+impedance_ohm = 1e4
+max_current_A = 1e-4
+max_slew_V_per_s = 1e5
+electrode_area_cm2 = 1.0
+ramp_s = 0.1
+"""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--stimulus", type=int, default=16, help="stimulus channels")
+    ap.add_argument("--response", type=int, default=1024, help="response channels")
+    ap.add_argument("--rate", type=float, default=20000.0, help="sample rate, hertz")
+    ap.add_argument("--trial-s", type=float, default=1.0, help="seconds per trial")
+    ap.add_argument("--trials", type=int, default=20)
+    ap.add_argument("--block", type=int, default=2000, help="samples per device block")
+    ap.add_argument("--dir", help="where the recording is written (default: a temporary folder)")
+    args = ap.parse_args()
+
+    spf = 100
+    frames = int(args.trial_s * args.rate) // spf
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+        tmp = Path(tmp)
+        rng = np.random.default_rng(0)
+        n = args.trials
+        np.savez(tmp / "bench.npz", X=rng.normal(size=(n, frames, args.stimulus)),
+                 lengths=np.full(n, frames), y=np.array(["a", "b"])[np.arange(n) % 2],
+                 split=np.where(np.arange(n) < n * 3 // 4, "train", "test"))
+        (tmp / "bench.toml").write_text(PROTOCOL.format(rate=args.rate, block=args.block, stim=args.stimulus,
+                                                        spf=spf))
+        protocol = load_protocol(tmp / "bench.toml")
+        device = SimDevice(NullSubstrate(args.stimulus, args.response, 1 / args.rate), args.rate,
+                           stimulus_range_V=(-0.5, 0.5))
+        t0 = time.perf_counter()
+        prepared = prepare(protocol)
+        t1 = time.perf_counter()
+        run_protocol(protocol, device, tmp / "rec.h5", prepared=prepared)
+        t2 = time.perf_counter()
+        samples = sum(len(t.waveform) for t in prepared[2])
+        size = (tmp / "rec.h5").stat().st_size
+    ch = args.stimulus + args.response
+    total = samples * ch
+    print(f"runner, null substrate: {n} trials x {args.trial_s:g} s at {args.rate:g} Hz, "
+          f"{args.stimulus} stimulus + {args.response} response channels, blocks of {args.block}")
+    print(f"  compile (encode + ramp + safety validation) {t1 - t0:6.2f} s")
+    print(f"  run (safety monitor, device, record + fsync) {t2 - t1:6.2f} s   recording {size / 1e6:.0f} MB")
+    print(f"  end to end: {total / (t2 - t0) / 1e6:.1f} million channel-samples/s "
+          f"({samples / (t2 - t0) / 1e3:.0f} k samples/s x {ch} channels; goal >= 20 million)")
+
+
+if __name__ == "__main__":
+    main()
