@@ -286,3 +286,16 @@ def test_batch_equals_individual_runs(name):
     for i in range(len(u)):
         model.reset(0)
         np.testing.assert_allclose(batched[i], model.run(u[i:i + 1])[0], rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", list(small_models()))
+def test_streaming_in_odd_blocks_equals_one_run(name):
+    model = noise_free(name)
+    u = drive(model.n_inputs, batch=2, steps=400)
+    if name == "organoid":
+        u *= 4
+    model.reset(0)
+    whole = model.run(u)
+    model.reset(0)
+    parts = [model.run(u[:, a:b]) for a, b in ((0, 1), (1, 156), (156, 157), (157, 400))]
+    np.testing.assert_allclose(np.concatenate(parts, axis=1), whole, rtol=1e-9, atol=1e-12)
