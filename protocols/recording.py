@@ -47,12 +47,17 @@ FORMAT = "prclab-recording"
 FORMAT_VERSION = 1
 
 
-def trial_digest(stimulus: np.ndarray, response: np.ndarray, timestamps: np.ndarray) -> str:
-    """sha256 hex digest of the three arrays' float64 little-endian bytes."""
+def trial_digest(stimulus: np.ndarray, response, timestamps: np.ndarray) -> str:
+    """sha256 hex digest of the three arrays' float64 little-endian bytes (``response`` may be given as
+    a list of row blocks: the digest is that of their concatenation)."""
     h = hashlib.sha256()
-    for a in (stimulus, response, timestamps):
-        h.update(np.ascontiguousarray(a, dtype="<f8"))  # the buffer itself, no bytes copy
+    for part in (stimulus, *_blocks(response), timestamps):
+        h.update(np.ascontiguousarray(part, dtype="<f8"))  # the buffer itself, no bytes copy
     return h.hexdigest()
+
+
+def _blocks(a) -> list[np.ndarray]:
+    return list(a) if isinstance(a, (list, tuple)) else [a]
 
 
 @dataclass
@@ -161,12 +166,22 @@ class RecordingWriter:
 
     def append(self, index: int, stimulus: np.ndarray, response: np.ndarray, timestamps: np.ndarray,
                state: dict[str, np.ndarray] | None = None, **attrs) -> None:
-        """Write one finished trial (and the substrate ``state`` after it), flush and fsync it."""
+        """Write one finished trial (and the substrate ``state`` after it), flush and fsync it.
+
+        ``response`` is ``(n, n_response)`` or a list of row blocks of it (written without joining).
+        """
         name = f"{index:06d}"
         try:
             g = self._trials.create_group(name)
             g.create_dataset("stimulus", data=np.asarray(stimulus, dtype=np.float64))
-            g.create_dataset("response", data=np.asarray(response, dtype=np.float64))
+            blocks = [np.asarray(b, dtype=np.float64) for b in _blocks(response)] or [np.zeros((0, 0))]
+            ds = g.create_dataset("response", shape=(sum(len(b) for b in blocks), *blocks[0].shape[1:]),
+                                  dtype=np.float64)
+            row = 0
+            for b in blocks:  # block by block: no concatenated copy of the trial's response
+                if len(b):
+                    ds[row:row + len(b)] = b
+                row += len(b)
             g.create_dataset("timestamps", data=np.asarray(timestamps, dtype=np.float64))
             if state is not None:
                 sg = g.create_group("state")

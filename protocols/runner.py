@@ -146,19 +146,30 @@ class _ResponseStream:
         self.times.append(times)
         self.end += len(samples)
 
-    def cut(self, begin: int, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """Samples ``[begin, begin + n)`` of the stream, reading more if needed; drops older ones."""
+    def cut(self, begin: int, n: int) -> tuple[list[np.ndarray], np.ndarray]:
+        """Samples ``[begin, begin + n)`` of the stream as a list of views of the blocks read (no copy),
+        and their times ``(n,)``, reading more if needed; drops older samples."""
         if begin + n > self.end:
             self.read(begin + n - self.end)
-        samples, times = np.concatenate(self.samples), np.concatenate(self.times)
         a = begin - self.start
         if a < 0:
             raise PrclabError(f"{self.device.name}: trial mark at sample {begin} lies before the "
                               f"retained stream (starts at {self.start})")
-        out = samples[a:a + n], times[a:a + n]
-        self.samples, self.times = [samples[a + n:]], [times[a + n:]]
+        out, times, keep, keep_t = [], [], [], []
+        pos = 0  # stream index of the current block, relative to self.start
+        for samples, t in zip(self.samples, self.times):
+            lo, hi = max(a - pos, 0), min(a + n - pos, len(samples))
+            if lo < hi:
+                out.append(samples[lo:hi])
+                times.append(t[lo:hi])
+            if hi < len(samples):
+                rest = max(hi, 0)
+                keep.append(samples[rest:])
+                keep_t.append(t[rest:])
+            pos += len(samples)
+        self.samples, self.times = keep, keep_t
         self.start = begin + n
-        return out
+        return out, np.concatenate(times)
 
 
 def run_trials(trials: list[Trial], device: Device, writer: RecordingWriter, block_samples: int,
@@ -184,7 +195,7 @@ def run_trials(trials: list[Trial], device: Device, writer: RecordingWriter, blo
         begin = next((i for i, lab in reversed(device.events()) if lab == label), None)
         if begin is None:
             raise PrclabError(f"{device.name}: mark {label!r} never came back in the response stream")
-        response, times = stream.cut(begin, len(wave))
+        response, times = stream.cut(begin, len(wave))  # response: the trial's blocks, uncopied
         writer.append(trial.index, wave, response, times,
                       state=None if substrate is None else substrate.state, item=trial.item,
                       item_id=trial.item_id, label=trial.label, split=trial.split,
