@@ -333,17 +333,24 @@ class SafetyMonitor:
             problems.append((int(row), int(c), message(float(values[row, c]), int(c))))
 
     def _phase_charge(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Charge of the phase each sample belongs to, up to and including it, ``(n, c)`` coulombs."""
-        n = len(x)
+        """Charge of the phase each sample belongs to, up to and including it, ``(n, c)`` coulombs.
+
+        With ``q`` the running charge of the block (non-decreasing), a phase's charge at row ``r`` is
+        ``q[r]`` minus ``q`` just before the phase began; as ``q`` never decreases, that base is the
+        running maximum of ``q``-before over the rows where a phase begins (no index gathering).
+        """
         sign = np.sign(x)
-        q = np.cumsum(np.abs(x) * self._inv_z, axis=0)
-        before = np.vstack([np.zeros((1, x.shape[1])), q[:-1]])     # charge before each row
-        prev_sign = np.vstack([self.phase_sign[None], sign[:-1]])
-        start = np.where(sign != prev_sign, np.arange(n)[:, None], -1)
-        np.maximum.accumulate(start, axis=0, out=start)
-        cols = np.arange(x.shape[1])
-        base = np.where(start >= 0, before[np.maximum(start, 0), cols], -self.phase_q)
-        return q - base, sign[-1].copy()
+        qa = np.abs(x) * self._inv_z
+        q = np.cumsum(qa, axis=0)
+        base = np.full_like(q, -np.inf)
+        new = np.empty(x.shape, bool)
+        new[0] = sign[0] != self.phase_sign
+        np.not_equal(sign[1:], sign[:-1], out=new[1:])
+        np.subtract(q, qa, out=base, where=new)                      # q before the row, at phase starts
+        base[0] = np.where(new[0], 0.0, -self.phase_q)               # a phase running on from the last block
+        np.maximum.accumulate(base, axis=0, out=base)
+        q -= base
+        return q, sign[-1].copy()
 
     def _net_charge(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Net charge after each sample ``(n, c)`` and the same ``dc_window`` samples earlier."""
