@@ -120,6 +120,9 @@ def plot_comparison(result: dict, path: str | Path) -> None:
     ax[1].set_ylabel("correlation")
     ax[1].set_xlabel("response channel")
     ax[1].set_ylim(-1, 1)
+    if len(ch) <= 32:
+        for axis in ax[:2]:
+            axis.set_xticks(ch)
     best = int(np.nanargmax(corr)) if np.isfinite(corr).any() else 0
     ex = result["example"]
     ax[2].plot(np.asarray(ex["recorded"])[:, best], label="recorded")

@@ -82,7 +82,7 @@ def prepare(protocol: Protocol) -> tuple[LabelledSequences, Encoder, list[Trial]
         raise PrclabError(f"{protocol.where}: [stimulus] electrodes = {n_el} but the {encoder.kind} "
                           f"encoder makes {encoder.n_channels} channels")
     trials = compile_trials(protocol, data, encoder)
-    validate_trials(trials, safety_limits(protocol))
+    validate_trials(trials, safety_limits(protocol), protocol.where)
     return data, encoder, trials
 
 

@@ -372,12 +372,16 @@ class SafetyMonitor:
         self.net_q = net[-1].copy()
 
 
-def validate_trials(trials, limits: SafetyLimits) -> None:
+def validate_trials(trials, limits: SafetyLimits, where: str = "protocol") -> None:
     """Check every sample of the compiled ``trials`` (in playing order) before anything runs.
 
     Raises:
-        SafetyError: naming the first offending trial, channel and sample (index within the trial).
+        SafetyError: naming ``where`` (the protocol file) and the first offending trial, channel and
+            sample (index within the trial); nothing has been sent to any device.
     """
     monitor = SafetyMonitor(limits)
-    for trial in trials:
-        monitor.check(trial.waveform, lambda row, t=trial: (t.index, row))
+    try:
+        for trial in trials:
+            monitor.check(trial.waveform, lambda row, t=trial: (t.index, row))
+    except SafetyError as exc:
+        raise SafetyError(f"{where}: refused, nothing was run: {exc}") from None
