@@ -38,8 +38,9 @@ positions inside an ellipsoid; for stimulating electrode ``e`` and node ``j`` wi
 Inputs are volts on ``n_inputs`` stimulating electrodes; outputs are volts on ``n_outputs`` recording
 electrodes.  Electrodes sit evenly on a ring in the tuber's mid-plane, stimulating and recording ones
 interleaved.  The state (``state`` / ``load_state``) holds the node potentials ``x``, the double-layer
-voltages ``v_dl``, the drift components ``drift`` and the noise generators ``rng`` (the core's, unused
-while it has no state noise) and ``measurement_rng``.
+voltages ``v_dl``, the drift components ``drift``, the noise generators ``rng`` (the core's, unused
+while it has no state noise) and ``measurement_rng``, the interface current of an unfinished tissue
+step ``pending_current`` and the output of the last finished one ``held_V``.
 """
 
 from __future__ import annotations
