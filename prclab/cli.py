@@ -1,4 +1,4 @@
-"""The ``prclab`` command line: demo, run, train, replay, task, characterize.
+"""The ``prclab`` command line: demo, run, train, replay, task, characterize, report.
 
 Errors a user can cause print one line (``prclab: error: ...``) and exit with code 2.
 """
@@ -118,16 +118,17 @@ def cmd_replay(args) -> None:
 
 
 def cmd_task(args) -> None:
-    from protocols.datasets import load_dataset
-    from readouts.tasks import run_task
+    from readouts.tasks import format_task_result, run_tasks
 
-    data = load_dataset(args.data)
-    with _progress_bar(len(data), f"{args.substrate} on {Path(args.data).name}", "seq") as bar:
-        result = run_task(data, args.substrate, size=args.units, seed=args.seed, features=args.features,
-                          progress=bar.update)
-    if not args.json:
-        print(f"substrate          {args.substrate} ({result['seconds']:.1f} s)")
-    _print_result(result, args.json)
+    result = run_tasks(args.data, args.task, args.substrate, size=args.units, seed=args.seed, seeds=args.seeds,
+                       features=args.features, split=args.split, progress_bar=_progress_bar)
+    print(json.dumps(result) if args.json else format_task_result(result))
+
+
+def cmd_report(args) -> None:
+    from readouts.report import write_report
+
+    print(f"report             {write_report(args.source, args.out)}")
 
 
 def cmd_characterize(args) -> None:
@@ -175,13 +176,22 @@ def build_parser() -> argparse.ArgumentParser:
     rp.set_defaults(func=cmd_replay)
 
     k = sub.add_parser("task", help="whole pipeline on a dataset with a simulated substrate")
-    k.add_argument("--data", required=True, help="WAV folder ({label}_{speaker}_{index}.wav) or .npz")
+    k.add_argument("--data", help="WAV folder ({label}_{speaker}_{index}.wav) or .npz")
+    k.add_argument("--task", choices=["narma10", "mackey-glass"], help="time-series regression instead of --data")
+    k.add_argument("--seeds", type=int, default=1, help="runs with seeds --seed.. (mean ± std of the scores)")
+    k.add_argument("--split", choices=["official", "speaker"], default="official",
+                   help="official train/test split, or leave one speaker out (speaker = seed mod speakers)")
     k.add_argument("--substrate", default="esn", help="substrate name (esn, potato, ...)")
     k.add_argument("--units", type=int, help="substrate size (units / nodes / neurons)")
     k.add_argument("--seed", type=int, default=0)
     k.add_argument("--features", default="mean+last", help="feature spec, e.g. mean+last, bins:4+last")
     k.add_argument("--json", action="store_true", help="print the result as one JSON object")
     k.set_defaults(func=cmd_task)
+
+    o = sub.add_parser("report", help="PNG figures and a Markdown summary of a recording or a result JSON")
+    o.add_argument("source", help="recording (REC.h5) or result (RESULT.json from --json)")
+    o.add_argument("--out", required=True, help="folder for the figures and summary.md")
+    o.set_defaults(func=cmd_report)
 
     c = sub.add_parser("characterize", help="memory/nonlinear capacity, kernel rank, consistency of a substrate")
     c.add_argument("--substrate", default="esn", help="substrate name (esn, potato, ...)")

@@ -170,3 +170,96 @@ def test_loading_something_else_names_the_problem(tmp_path):
     RidgeReadout().fit(*regression_data()).save(tmp_path / "r.npz")
     with pytest.raises(PrclabError, match="holds a RidgeReadout, not a RidgeClassifier"):
         RidgeClassifier.load(tmp_path / "r.npz")
+
+
+# --------------------------------------------------------------------------------- tasks and the CLI
+
+from prclab.cli import main  # noqa: E402
+from protocols.datasets import load_dataset  # noqa: E402
+from readouts.tasks import train_test_index  # noqa: E402
+from readouts.timeseries import mackey_glass, narma10, run_regression_task, task_series  # noqa: E402
+
+from conftest import FSDD_SUBSET, shared_data  # noqa: E402
+
+
+def test_narma10_follows_its_recurrence():
+    u, y = narma10(500, seed=3)
+    assert u.min() >= 0 and u.max() <= 0.5 and np.all(np.isfinite(y))
+    for t in (20, 137, 498):
+        expected = 0.3 * y[t] + 0.05 * y[t] * y[t - 9:t + 1].sum() + 1.5 * u[t - 9] * u[t] + 0.1
+        assert y[t + 1] == pytest.approx(expected, rel=1e-12)
+    assert np.array_equal(narma10(500, seed=3)[1], y)
+    u_task, y_task = task_series("narma10", 100, seed=3)
+    assert np.array_equal(y_task[:-1], y[1:100])  # target at step t is y(t + 1)
+
+
+def test_mackey_glass_converges_and_stays_on_its_attractor():
+    coarse = mackey_glass(60, dt=0.1, discard=0.0)
+    fine = mackey_glass(60, dt=0.05, discard=0.0)
+    np.testing.assert_allclose(coarse, fine, atol=1e-4)  # 4th-order steps: halving dt changes little
+    x = mackey_glass(2000)
+    assert 0.2 < x.min() < 0.6 and 1.1 < x.max() < 1.45 and x.std() > 0.15
+
+
+def test_narma10_reservoir_beats_the_delay_line_baseline():
+    result = run_regression_task("narma10", "esn", size=200, n_train=2000, n_test=500)
+    assert result["nrmse"] < 0.6 * result["baseline_nrmse"]
+    assert result["baseline_nrmse"] < 0.8  # the delay line does explain part of NARMA-10
+
+
+def test_speaker_split_leaves_each_speaker_out_once():
+    data = load_dataset(FSDD_SUBSET)
+    speakers = np.unique(data.groups)
+    held = []
+    for seed in range(len(speakers)):
+        train, test = train_test_index(data, seed, split="speaker")
+        assert len(np.unique(data.groups[test])) == 1
+        assert data.groups[test][0] not in data.groups[train]
+        assert len(train) + len(test) == len(data)
+        held.append(data.groups[test][0])
+    assert sorted(held) == sorted(speakers)
+
+
+def test_speaker_split_needs_speakers(toy_npz):
+    with pytest.raises(PrclabError, match="speaker split needs speakers"):
+        train_test_index(load_dataset(toy_npz), split="speaker")
+
+
+def test_cli_task_over_seeds_with_speaker_split(capsys):
+    assert main(["task", "--data", str(FSDD_SUBSET), "--units", "100", "--seeds", "2", "--split", "speaker",
+                 "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["seeds"] == [0, 1] and len(set(result["held_out_per_seed"])) == 2
+    assert result["accuracy_mean"] == pytest.approx(np.mean(result["accuracy_per_seed"]))
+    assert result["accuracy_std"] == pytest.approx(np.std(result["accuracy_per_seed"]))
+    assert result["baseline_mean"] == pytest.approx(np.mean(result["baseline_per_seed"]))
+    assert result["n_test"] == 70 and result["accuracy_mean"] > result["chance"]
+    assert len(result["alpha_curve"]["accuracy"]) == len(result["alpha_curve"]["alphas"])
+
+
+def test_cli_regression_task_prints_mean_and_std(capsys):
+    assert main(["task", "--task", "mackey-glass", "--units", "50", "--seeds", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "test NRMSE" in out and "±" in out and "ridge on the last 10 inputs" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["task"], "exactly one of --data"),
+    (["task", "--task", "narma10", "--data", "x.npz"], "exactly one of --data"),
+    (["task", "--task", "narma10", "--seeds", "0"], "--seeds must be 1 or more"),
+])
+def test_cli_task_argument_errors(argv, message, capsys):
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_fsdd_speaker_independent_split_esn_500():
+    result = run_task_named(shared_data("fsdd/recordings"), split="speaker")
+    assert result["n_test"] == 500 and result["accuracy"] > result["chance"] + 0.3
+
+
+def run_task_named(path, **options):
+    from readouts.tasks import run_task
+
+    return run_task(load_dataset(path), "esn", size=500, **options)

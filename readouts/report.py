@@ -1,0 +1,256 @@
+"""Reports: PNG figures and a short Markdown summary of a recording or of a result JSON.
+
+``write_report(source, out)`` is what ``prclab report`` runs.  From a recording (``.h5``) it trains the
+readout (``readouts.recorded.train_on_recording``) and draws the test confusion matrix, the stimulus and
+response of a few trials as heat maps, and test accuracy against the ridge parameter.  From a result
+JSON (``prclab task|train|characterize --json``) it draws whatever the result holds: confusion matrix,
+accuracy against the ridge parameter, scores per seed, a regression's test prediction, a memory-capacity
+curve.  ``summary.md`` lists the numbers and links the figures.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from prclab import PrclabError
+
+#: trials drawn in the response heat map
+HEATMAP_TRIALS = 4
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_trials(trials, path, n: int = HEATMAP_TRIALS) -> None:
+    """Stimulus (top) and response (bottom) heat maps, channels over time, of the first trial of each of
+    up to ``n`` labels (``protocols.recording.TrialRecord`` list)."""
+    plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
+    chosen, seen = [], set()
+    for t in trials:
+        if t.label not in seen:
+            chosen.append(t)
+            seen.add(t.label)
+        if len(chosen) == n:
+            break
+    responses = np.concatenate([t.response for t in chosen])
+    lo, hi = np.percentile(responses, [1, 99])
+    stim_lim = max(float(np.abs(np.concatenate([t.stimulus for t in chosen])).max()), 1e-12)
+    fig, axes = plt.subplots(2, len(chosen), figsize=(3.2 * len(chosen) + 1.2, 5.2), dpi=120, squeeze=False,
+                             gridspec_kw={"height_ratios": [1, 2.2]})
+    for col, t in enumerate(chosen):
+        seconds = t.timestamps - t.timestamps[0]
+        extent = [0.0, float(seconds[-1]) if len(seconds) > 1 else 1.0]
+        im_s = axes[0, col].imshow(t.stimulus.T, aspect="auto", cmap="RdBu_r", vmin=-stim_lim, vmax=stim_lim,
+                                   extent=extent + [t.stimulus.shape[1] - 0.5, -0.5], interpolation="nearest")
+        im_r = axes[1, col].imshow(t.response.T, aspect="auto", cmap="viridis", vmin=lo, vmax=hi,
+                                   extent=extent + [t.response.shape[1] - 0.5, -0.5], interpolation="nearest")
+        for ax in axes[:, col]:
+            for edge in (t.stim_start, t.stim_stop - 1):
+                ax.axvline(seconds[min(edge, len(seconds) - 1)], color="white", lw=0.8, ls="--")
+        axes[0, col].set_title(f"trial {t.index}: label {t.label}", fontsize=10)
+        for ax in axes[:, col]:
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True, nbins=6))
+        axes[1, col].set_xlabel("time in trial (s)")
+    axes[0, 0].set_ylabel("stimulus\nelectrode")
+    axes[1, 0].set_ylabel("response channel")
+    fig.colorbar(im_s, ax=axes[0, :].tolist(), label="stimulus (V)", fraction=0.03, pad=0.02)
+    fig.colorbar(im_r, ax=axes[1, :].tolist(), label="response", fraction=0.03, pad=0.02)
+    fig.suptitle("stimulus and response per trial (dashed: stimulus window)", fontsize=11)
+    fig.savefig(path, bbox_inches="tight")
+    plt.close(fig)
+
+
+def plot_alpha_curve(curve: dict, path, chosen: float | None = None) -> None:
+    """Test accuracy of reservoir and baseline readouts against the ridge parameter (per training trial)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.8), dpi=120)
+    ax.semilogx(curve["alphas"], curve["accuracy"], marker="o", label="reservoir")
+    if "baseline" in curve:
+        ax.semilogx(curve["alphas"], curve["baseline"], marker="s", ls="--", color="grey",
+                    label="baseline (no reservoir)")
+    if chosen is not None:
+        ax.axvline(chosen, color="C3", lw=1, ls=":", label=f"chosen by leave-one-out ({chosen:g})")
+    ax.set_xlabel("ridge parameter per training trial")
+    ax.set_ylabel("test accuracy")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_seeds(result: dict, metric: str, path) -> None:
+    """Reservoir and baseline score of every seed, with the mean ± std band."""
+    plt = _pyplot()
+    seeds = result["seeds"]
+    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=120)
+    for key, label, colour, marker in ((f"{metric}_per_seed", "reservoir", "C0", "o"),
+                                       ("baseline_per_seed", "baseline", "grey", "s")):
+        values = np.asarray(result[key])
+        ax.plot(seeds, values, marker=marker, ls="none", color=colour,
+                label=f"{label}: {values.mean():.3f} ± {values.std():.3f}")
+        ax.axhspan(values.mean() - values.std(), values.mean() + values.std(), color=colour, alpha=0.15)
+    ax.set_xticks(seeds)
+    ax.set_xlabel("seed")
+    ax.set_ylabel(f"test {metric}" if metric == "accuracy" else "test NRMSE")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_prediction(result: dict, path) -> None:
+    """Target and readout prediction over the first test steps of a regression result."""
+    plt = _pyplot()
+    target, pred = np.asarray(result["test_target"]), np.asarray(result["test_prediction"])
+    fig, ax = plt.subplots(figsize=(7, 3.4), dpi=120)
+    ax.plot(target, color="black", lw=1.2, label="target")
+    ax.plot(pred, color="C1", lw=1, label=f"readout (NRMSE {result['nrmse']:.3f})")
+    ax.set_xlabel("test step")
+    ax.set_ylabel(result["task"])
+    ax.legend(fontsize=8, loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _recording_figures(path: Path, out: Path) -> tuple[dict, list[tuple[str, str]]]:
+    from protocols.recording import read_recording
+
+    from .features import trial_features
+    from .recorded import plot_confusion, train_on_recording
+    from .ridge import RidgeClassifier
+
+    result = train_on_recording(path)
+    rec = read_recording(path)
+    figures = []
+    plot_confusion(result, out / "confusion.png")
+    figures.append(("confusion.png", "test confusion matrix"))
+    plot_trials(rec.trials, out / "trials.png")
+    figures.append(("trials.png", "stimulus and response of one trial per label"))
+    windows = [t.stimulus_window for t in rec.trials]
+    labels = np.array([t.label for t in rec.trials])
+    split = np.array([t.split for t in rec.trials])
+    train, test = split == "train", split == "test"
+    curve = {}
+    for key, arrays in (("accuracy", [r for _, r in windows]), ("baseline", [s for s, _ in windows])):
+        x = trial_features(arrays, result["features"])
+        clf = RidgeClassifier().fit(x[train], labels[train])
+        curve["alphas"] = list(clf.alphas)
+        curve[key] = clf.score_path(x[test], labels[test], clf.alphas).tolist()
+        if key == "accuracy":
+            result["alpha"] = float(clf.alpha_)
+    result["alpha_curve"] = curve
+    plot_alpha_curve(curve, out / "ridge_parameter.png", result["alpha"])
+    figures.append(("ridge_parameter.png", "test accuracy against the ridge parameter"))
+    result["source_kind"] = f"recording of {len(rec.trials)} trials"
+    return result, figures
+
+
+def _result_figures(result: dict, out: Path) -> list[tuple[str, str]]:
+    from .characterize import plot_memory_curve
+    from .recorded import plot_confusion
+
+    figures = []
+    if {"labels", "predictions", "classes", "accuracy", "baseline_accuracy"} <= set(result):
+        plot_confusion(result, out / "confusion.png")
+        seed = f" (seed {result['seed']})" if "seed" in result else ""
+        figures.append(("confusion.png", f"test confusion matrix{seed}"))
+    if "alpha_curve" in result:
+        plot_alpha_curve(result["alpha_curve"], out / "ridge_parameter.png", result.get("alpha"))
+        figures.append(("ridge_parameter.png", "test accuracy against the ridge parameter"))
+    if "seeds" in result:
+        metric = "nrmse" if "nrmse" in result else "accuracy"
+        plot_seeds(result, metric, out / "seeds.png")
+        figures.append(("seeds.png", "score per seed, reservoir and baseline"))
+    if "test_prediction" in result:
+        plot_prediction(result, out / "prediction.png")
+        figures.append(("prediction.png", "regression target and prediction on test steps"))
+    if "memory_curve" in result:
+        plot_memory_curve(result, out / "memory_curve.png", title=str(result.get("substrate", {}).get("model", "")))
+        figures.append(("memory_curve.png", "memory-capacity curve"))
+    return figures
+
+
+def _summary_lines(result: dict) -> list[str]:
+    rows = []
+
+    def row(name, key, fmt="{:.3f}"):
+        if key in result and isinstance(result[key], (int, float)):
+            rows.append(f"| {name} | {fmt.format(result[key])} |")
+
+    if "seeds" in result:
+        metric = "nrmse" if "nrmse" in result else "accuracy"
+        rows.append(f"| test {metric} (mean ± std over {len(result['seeds'])} seeds) | "
+                    f"{result[metric + '_mean']:.3f} ± {result[metric + '_std']:.3f} |")
+        rows.append(f"| baseline (mean ± std) | {result['baseline_mean']:.3f} ± {result['baseline_std']:.3f} |")
+    else:
+        row("test accuracy", "accuracy")
+        row("baseline accuracy (no reservoir)", "baseline_accuracy")
+        row("test NRMSE", "nrmse")
+        row("baseline NRMSE (no reservoir)", "baseline_nrmse")
+    row("chance", "chance")
+    row("ridge parameter (per training trial)", "alpha", "{:g}")
+    row("training items", "n_train", "{:d}")
+    row("test items", "n_test", "{:d}")
+    row("memory capacity", "memory_capacity", "{:.2f}")
+    row("total capacity", "total_capacity", "{:.2f}")
+    row("kernel rank", "kernel_rank", "{:d}")
+    row("generalization rank", "generalization_rank", "{:d}")
+    row("consistency", "consistency")
+    if not rows:
+        return []
+    return ["| quantity | value |", "|---|---|", *rows]
+
+
+def write_report(source, out) -> Path:
+    """Write figures and ``summary.md`` for ``source`` (a recording ``.h5`` or a result ``.json``) into
+    folder ``out`` (created); returns the path of ``summary.md``."""
+    source, out = Path(source), Path(out)
+    if not source.is_file():
+        raise PrclabError(f"report: {source} is not a file")
+    out.mkdir(parents=True, exist_ok=True)
+    if source.suffix.lower() == ".json":
+        try:
+            result = json.loads(source.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise PrclabError(f"report: {source} is not a JSON result ({exc})") from None
+        if not isinstance(result, dict):
+            raise PrclabError(f"report: {source} holds no result object")
+        figures = _result_figures(result, out)
+        kind = "result"
+    elif source.suffix.lower() in (".h5", ".hdf5"):
+        result, figures = _recording_figures(source, out)
+        kind = result["source_kind"]
+    else:
+        raise PrclabError(f"report: {source}: expected a recording (.h5) or a result (.json)")
+    lines = [f"# prclab report: {source.name}", "", f"Source: `{source}` ({kind})."]
+    for key in ("dataset", "task", "split", "held_out", "features"):
+        if key in result:
+            lines.append(f"{key.replace('_', ' ').capitalize()}: `{result[key]}`.")
+    if isinstance(result.get("substrate"), str):
+        lines.append(f"Substrate: `{result['substrate']}`.")
+    table = _summary_lines(result)
+    lines += ["", *table] if table else []
+    for problem in result.get("problems", []):
+        lines.append(f"\nWarning: {problem}")
+    if not figures and not table:
+        raise PrclabError(f"report: {source} holds no result prclab can draw or summarise")
+    for name, caption in figures:
+        lines += ["", f"## {caption[0].upper() + caption[1:]}", "", f"![{caption}]({name})"]
+    summary = out / "summary.md"
+    summary.write_text("\n".join(lines) + "\n")
+    return summary

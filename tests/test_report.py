@@ -1,0 +1,68 @@
+"""prclab report: figures and summary from a recording and from result JSONs."""
+
+from __future__ import annotations
+
+import json
+
+import matplotlib.image as mpimg
+import pytest
+
+from prclab.cli import main
+from readouts.report import write_report
+
+from conftest import FSDD_SUBSET
+from test_spine import write_protocol
+
+
+def assert_drawn(path, min_size=(300, 300)):
+    """A PNG that holds a picture: big enough and not one flat colour."""
+    image = mpimg.imread(path)
+    assert image.shape[0] >= min_size[0] and image.shape[1] >= min_size[1]
+    assert image[..., :3].std() > 0.05
+
+
+def test_report_from_a_recording(tmp_path, toy_npz, capsys):
+    rec = tmp_path / "rec.h5"
+    assert main(["run", str(write_protocol(tmp_path, toy_npz)), "--out", str(rec)]) == 0
+    assert main(["report", str(rec), "--out", str(tmp_path / "rep")]) == 0
+    assert "summary.md" in capsys.readouterr().out
+    for name in ("confusion.png", "trials.png", "ridge_parameter.png"):
+        assert_drawn(tmp_path / "rep" / name)
+    summary = (tmp_path / "rep" / "summary.md").read_text()
+    assert "| test accuracy |" in summary and "![test confusion matrix](confusion.png)" in summary
+
+
+def test_report_from_task_json_over_seeds(tmp_path, capsys):
+    assert main(["task", "--data", str(FSDD_SUBSET), "--units", "60", "--seeds", "2", "--json"]) == 0
+    result_path = tmp_path / "result.json"
+    result_path.write_text(capsys.readouterr().out)
+    result = json.loads(result_path.read_text())
+    summary = write_report(result_path, tmp_path / "rep").read_text()
+    for name in ("confusion.png", "ridge_parameter.png", "seeds.png"):
+        assert_drawn(tmp_path / "rep" / name)
+    assert f"{result['accuracy_mean']:.3f} ± {result['accuracy_std']:.3f}" in summary
+
+
+def test_report_from_characterisation_and_regression(tmp_path, capsys):
+    assert main(["characterize", "--units", "40", "--json"]) == 0
+    (tmp_path / "char.json").write_text(capsys.readouterr().out)
+    summary = write_report(tmp_path / "char.json", tmp_path / "c").read_text()
+    assert_drawn(tmp_path / "c" / "memory_curve.png")
+    assert "| memory capacity |" in summary
+    assert main(["task", "--task", "narma10", "--units", "40", "--json"]) == 0
+    (tmp_path / "narma.json").write_text(capsys.readouterr().out)
+    summary = write_report(tmp_path / "narma.json", tmp_path / "n").read_text()
+    assert_drawn(tmp_path / "n" / "prediction.png")
+    assert "| test NRMSE |" in summary
+
+
+@pytest.mark.parametrize("content, suffix, message", [
+    ("{not json", ".json", "not a JSON result"),
+    ('{"nothing": 1}', ".json", "holds no result prclab can draw"),
+    ("x", ".txt", "expected a recording"),
+])
+def test_report_errors_name_the_problem(tmp_path, content, suffix, message, capsys):
+    path = tmp_path / f"bad{suffix}"
+    path.write_text(content)
+    assert main(["report", str(path), "--out", str(tmp_path / "r")]) == 2
+    assert message in capsys.readouterr().err
