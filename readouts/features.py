@@ -6,7 +6,12 @@ A feature spec is a ``+``-joined list of parts:
 - ``last``: the last sample of each channel (what a fading-memory substrate remembers at the end);
 - ``bins:N``: the mean of each channel over ``N`` equal time bins.
 
-e.g. ``"mean+last"`` (the default) gives ``2 * channels`` features per trial.
+e.g. ``"mean+last"`` (the default) gives ``2 * channels`` features per trial.  The spec comes from the
+protocol (``[readout] features``) or the command line (``--features``).
+
+Features are not scaled here: the readouts standardise each feature with statistics of the training
+trials only (``RidgeReadout(standardize=True)``, the default of ``RidgeClassifier``), folded into the
+fitted coefficients, so test data never informs the scaling.
 """
 
 from __future__ import annotations
