@@ -255,11 +255,9 @@ def test_cli_task_argument_errors(argv, message, capsys):
 
 @pytest.mark.slow
 def test_fsdd_speaker_independent_split_esn_500():
-    result = run_task_named(shared_data("fsdd/recordings"), split="speaker")
-    assert result["n_test"] == 500 and result["accuracy"] > result["chance"] + 0.3
-
-
-def run_task_named(path, **options):
+    """Holding out george (seed 0) measured 0.566 against a 0.466 baseline; unseen voices are hard."""
     from readouts.tasks import run_task
 
-    return run_task(load_dataset(path), "esn", size=500, **options)
+    result = run_task(load_dataset(shared_data("fsdd/recordings")), "esn", size=500, split="speaker")
+    assert result["held_out"] == "george" and result["n_test"] == 500
+    assert result["accuracy"] > max(result["baseline_accuracy"], result["chance"] + 0.3)
