@@ -193,15 +193,16 @@ def _summary_lines(result: dict) -> list[str]:
             rows.append(f"| {name} | {fmt.format(result[key])} |")
 
     if "seeds" in result:
-        metric = "nrmse" if "nrmse" in result else "accuracy"
+        metric, f = ("nrmse", "{:.3g}") if "nrmse" in result else ("accuracy", "{:.3f}")
         rows.append(f"| test {metric} (mean ± std over {len(result['seeds'])} seeds) | "
-                    f"{result[metric + '_mean']:.3f} ± {result[metric + '_std']:.3f} |")
-        rows.append(f"| baseline (mean ± std) | {result['baseline_mean']:.3f} ± {result['baseline_std']:.3f} |")
+                    f"{f.format(result[metric + '_mean'])} ± {f.format(result[metric + '_std'])} |")
+        rows.append(f"| baseline (mean ± std) | {f.format(result['baseline_mean'])} ± "
+                    f"{f.format(result['baseline_std'])} |")
     else:
         row("test accuracy", "accuracy")
         row("baseline accuracy (no reservoir)", "baseline_accuracy")
-        row("test NRMSE", "nrmse")
-        row("baseline NRMSE (no reservoir)", "baseline_nrmse")
+        row("test NRMSE", "nrmse", "{:.3g}")
+        row("baseline NRMSE (no reservoir)", "baseline_nrmse", "{:.3g}")
     row("chance", "chance")
     row("ridge parameter (per training trial)", "alpha", "{:g}")
     row("training items", "n_train", "{:d}")

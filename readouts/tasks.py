@@ -192,14 +192,18 @@ def format_task_result(result: dict) -> str:
     else:
         lines.append(f"split              {result['split']} ({result['n_test']} test / {result['n_train']} "
                      f"train, {result['n_classes']} classes, chance {result['chance']:.3f})")
+        if "held_out" in result:
+            held = result.get("held_out_per_seed", [result["held_out"]])
+            lines.append(f"held-out speaker   {', '.join(held)}")
+    f = "{:.3g}" if regression else "{:.3f}"  # one-step Mackey-Glass NRMSE is ~1e-4
     if "seeds" in result:
-        lines.append(f"test {name:<13} {result[metric + '_mean']:.3f} ± {result[metric + '_std']:.3f}  "
+        lines.append(f"test {name:<13} {f.format(result[metric + '_mean'])} ± {f.format(result[metric + '_std'])}  "
                      f"(mean ± std over {len(result['seeds'])} seeds: "
-                     f"{', '.join(f'{v:.3f}' for v in result[metric + '_per_seed'])})")
-        lines.append(f"baseline {name:<9} {result['baseline_mean']:.3f} ± {result['baseline_std']:.3f}  "
+                     f"{', '.join(f.format(v) for v in result[metric + '_per_seed'])})")
+        lines.append(f"baseline {name:<9} {f.format(result['baseline_mean'])} ± {f.format(result['baseline_std'])}  "
                      f"({baseline_note})")
     else:
         base_key = "baseline_nrmse" if regression else "baseline_accuracy"
-        lines.append(f"test {name:<13} {result[metric]:.3f}")
-        lines.append(f"baseline {name:<9} {result[base_key]:.3f}  ({baseline_note})")
+        lines.append(f"test {name:<13} {f.format(result[metric])}")
+        lines.append(f"baseline {name:<9} {f.format(result[base_key])}  ({baseline_note})")
     return "\n".join(lines)
