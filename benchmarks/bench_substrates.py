@@ -1,7 +1,8 @@
 """Simulation speed of the physical substrates against real time.
 
-Each model runs 5 s of random 0.5 V pulses (held 10 ms) sampled at 1 kHz, from rest, once for a single
-trial (what a live emulator streams) and once for a batch of trials (what replay and training use).
+Each model runs 2 s (``--seconds``) of random 0.5 V pulses (held 10 ms) sampled at 1 kHz, from rest,
+once for a single trial (what a live emulator streams) and once for a batch of trials (what replay and
+training use).
 Printed per model and batch: simulated samples per wall-clock second per trial (steps/s) and the
 real-time factor, i.e. simulated seconds of all trials per wall-clock second (best of ``--repeats``).
 
@@ -31,7 +32,7 @@ MODELS = {
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--seconds", type=float, default=5.0, help="simulated seconds per trial")
+    ap.add_argument("--seconds", type=float, default=2.0, help="simulated seconds per trial")
     ap.add_argument("--batch", type=int, nargs="+", default=[1, 64])
     ap.add_argument("--repeats", type=int, default=2)
     args = ap.parse_args(argv)
