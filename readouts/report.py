@@ -204,7 +204,8 @@ def _summary_lines(result: dict) -> list[str]:
         row("test NRMSE", "nrmse", "{:.3g}")
         row("baseline NRMSE (no reservoir)", "baseline_nrmse", "{:.3g}")
     row("chance", "chance")
-    row("ridge parameter (per training trial)", "alpha", "{:g}")
+    row("ridge parameter (per training trial" + (f", seed {result['seeds'][0]})" if "seeds" in result else ")"),
+        "alpha", "{:g}")
     row("training items", "n_train", "{:d}")
     row("test items", "n_test", "{:d}")
     row("memory capacity", "memory_capacity", "{:.2f}")
@@ -241,7 +242,9 @@ def write_report(source, out) -> Path:
     lines = [f"# prclab report: {source.name}", "", f"Source: `{source}` ({kind})."]
     for key in ("dataset", "task", "split", "held_out", "features"):
         if key in result:
-            lines.append(f"{key.replace('_', ' ').capitalize()}: `{result[key]}`.")
+            value = result.get(f"{key}_per_seed", result[key])
+            value = ", ".join(value) if isinstance(value, list) else value
+            lines.append(f"{key.replace('_', ' ').capitalize()}: `{value}`.")
     if isinstance(result.get("substrate"), str):
         lines.append(f"Substrate: `{result['substrate']}`.")
     table = _summary_lines(result)
