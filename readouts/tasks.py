@@ -165,6 +165,8 @@ def run_tasks(data_path=None, task: str | None = None, substrate: str = "esn", s
         raise PrclabError(f"task: --seeds must be 1 or more, got {seeds}")
     results = []
     if task is not None:
+        if split != "official":
+            raise PrclabError(f"task: --split {split} applies to --data, not to the time-series task {task}")
         for s in range(seed, seed + seeds):
             results.append({"seed": s, **run_regression_task(task, substrate, size=size, seed=s)})
         return results[0] if seeds == 1 else aggregate_seeds(results, "nrmse", "baseline_nrmse")

@@ -247,6 +247,7 @@ def test_cli_regression_task_prints_mean_and_std(capsys):
     (["task"], "exactly one of --data"),
     (["task", "--task", "narma10", "--data", "x.npz"], "exactly one of --data"),
     (["task", "--task", "narma10", "--seeds", "0"], "--seeds must be 1 or more"),
+    (["task", "--task", "narma10", "--split", "speaker"], "applies to --data"),
 ])
 def test_cli_task_argument_errors(argv, message, capsys):
     assert main(argv) == 2
