@@ -8,6 +8,11 @@ squashes it smoothly into the stimulus range, and holds each frame for ``samples
 
 so every sample lies strictly inside ``[low_V, high_V]`` by construction (``amplitude <= 1``); the
 safety layer still checks every sample before a device sees it.
+
+With ``multiplex=True`` the frame's features are played one after another on a single electrode
+(time multiplexing, as in single-node delay-based reservoirs, Appeltant et al. 2011, Nat. Commun.
+2:468): a frame of ``F`` features becomes ``F * samples_per_frame`` samples on one channel, so a
+one-electrode device such as a potentiostat can take MFCC frames.
 """
 
 from __future__ import annotations
@@ -20,18 +25,19 @@ from .datasets import LabelledSequences
 
 
 class Encoder:
-    """Base encoder: subclasses implement ``features(item) -> (frames, n_channels)``.
+    """Base encoder: subclasses set ``n_features`` and implement ``features(item) -> (frames, n_features)``.
 
     Args:
         low_V, high_V: stimulus range, volts.
         amplitude: fraction of the half range used, in (0, 1].
         samples_per_frame: samples each feature frame is held for (zero-order hold).
+        multiplex: play each frame's features one after another on a single electrode.
     """
 
     kind = "base"
 
     def __init__(self, low_V: float = -0.5, high_V: float = 0.5, amplitude: float = 0.9,
-                 samples_per_frame: int = 1):
+                 samples_per_frame: int = 1, multiplex: bool = False):
         if not low_V < high_V:
             raise PrclabError(f"encoder: low_V ({low_V}) must be below high_V ({high_V})")
         if not 0 < amplitude <= 1:
@@ -40,10 +46,16 @@ class Encoder:
             raise PrclabError(f"encoder: samples_per_frame must be >= 1, got {samples_per_frame}")
         self.low_V, self.high_V, self.amplitude = float(low_V), float(high_V), float(amplitude)
         self.samples_per_frame = int(samples_per_frame)
+        self.multiplex = bool(multiplex)
         self.mean_: np.ndarray | None = None
         self.std_: np.ndarray | None = None
 
-    n_channels: int
+    n_features: int
+
+    @property
+    def n_channels(self) -> int:
+        """Stimulus channels (electrodes) the encoded waveform has."""
+        return 1 if self.multiplex else self.n_features
 
     def features(self, item: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -57,7 +69,7 @@ class Encoder:
         return self
 
     def frames_to_volts(self, frames: np.ndarray) -> np.ndarray:
-        """Standardised, squashed frames ``(frames, n_channels)`` -> volts, one row per frame."""
+        """Standardised, squashed frames ``(frames, n_features)`` -> volts, one row per frame."""
         if self.mean_ is None:
             raise RuntimeError("encoder is not fitted")
         z = (frames - self.mean_) / self.std_
@@ -65,12 +77,19 @@ class Encoder:
         return centre + self.amplitude * half * np.tanh(z / 2)
 
     def encode(self, item: np.ndarray) -> np.ndarray:
-        """One item -> stimulus ``(frames * samples_per_frame, n_channels)`` in volts."""
-        return np.repeat(self.frames_to_volts(self.features(item)), self.samples_per_frame, axis=0)
+        """One item -> stimulus ``(steps, n_channels)`` in volts.
+
+        ``steps`` is ``frames * samples_per_frame``, times ``n_features`` when multiplexed.
+        """
+        volts = self.frames_to_volts(self.features(item))
+        if self.multiplex:
+            volts = volts.reshape(-1, 1)
+        return np.repeat(volts, self.samples_per_frame, axis=0)
 
     def describe(self) -> dict:
         return {"kind": self.kind, "low_V": self.low_V, "high_V": self.high_V,
-                "amplitude": self.amplitude, "samples_per_frame": self.samples_per_frame}
+                "amplitude": self.amplitude, "samples_per_frame": self.samples_per_frame,
+                "multiplex": self.multiplex}
 
 
 class MFCCEncoder(Encoder):
@@ -92,7 +111,7 @@ class MFCCEncoder(Encoder):
             raise PrclabError(f"mfcc encoder: need 1 <= n_mfcc <= n_filters, got {n_mfcc}, {n_filters}")
         self.rate_hz, self.n_mfcc, self.window_s, self.hop_s = float(rate_hz), int(n_mfcc), window_s, hop_s
         self.n_filters = int(n_filters)
-        self.n_channels = self.n_mfcc
+        self.n_features = self.n_mfcc
         self.nfft = 1 << int(np.ceil(np.log2(window_s * rate_hz)))
 
     def features(self, item: np.ndarray) -> np.ndarray:
@@ -116,16 +135,16 @@ class SequenceEncoder(Encoder):
 
     def __init__(self, n_channels: int, **kwargs):
         super().__init__(**kwargs)
-        self.n_channels = int(n_channels)
+        self.n_features = int(n_channels)
 
     def features(self, item: np.ndarray) -> np.ndarray:
         item = np.asarray(item, dtype=np.float64)
-        if item.ndim != 2 or item.shape[1] != self.n_channels:
-            raise PrclabError(f"sequence encoder: expected (steps, {self.n_channels}), got {item.shape}")
+        if item.ndim != 2 or item.shape[1] != self.n_features:
+            raise PrclabError(f"sequence encoder: expected (steps, {self.n_features}), got {item.shape}")
         return item
 
     def describe(self) -> dict:
-        return {**super().describe(), "n_channels": self.n_channels}
+        return {**super().describe(), "n_channels": self.n_features}
 
 
 def make_encoder(data: LabelledSequences, kind: str | None = None, **params) -> Encoder:

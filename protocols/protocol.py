@@ -25,12 +25,13 @@ A protocol file has these tables (``*`` marks required keys; everything else has
     [task]
     dataset = "builtin:fsdd-subset"   # * a WAV folder or labelled-sequence .npz, relative to this file,
                                       #   or builtin:fsdd-subset (the FSDD subset shipped with prclab)
-    max_items = 0                     # play only the first N items of each split (0: all)
+    max_items = 0                     # play only N items of each split, spread over the labels (0: all)
 
     [encoder]
     kind = "mfcc"                     # mfcc (audio) or sequence; default from the dataset
     amplitude = 0.9                   # fraction of the half range used
     samples_per_frame = 10            # samples each feature frame is held for
+    multiplex = false                 # play a frame's features in turn on one electrode (potentiostat)
     # any other key is passed to the encoder (e.g. n_mfcc = 13, hop_s = 0.01)
 
     [timing]

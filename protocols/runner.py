@@ -70,7 +70,7 @@ def prepare(protocol: Protocol) -> tuple[LabelledSequences, Encoder, list[Trial]
     split = data.split if data.split is not None else _random_split(data, protocol["protocol"]["seed"])
     data.split = split
     max_items = protocol["task"]["max_items"]
-    keep = np.concatenate([np.flatnonzero(split == s)[:max_items or None] for s in ("train", "test")])
+    keep = np.concatenate([_first_items(data.labels, split == s, max_items) for s in ("train", "test")])
     data = data.subset(np.sort(keep))
     train = np.flatnonzero(data.split == "train")
     if len(train) == 0 or len(np.unique(data.labels[train])) < 2:
@@ -84,6 +84,19 @@ def prepare(protocol: Protocol) -> tuple[LabelledSequences, Encoder, list[Trial]
     trials = compile_trials(protocol, data, encoder)
     validate_trials(trials, safety_limits(protocol), protocol.where)
     return data, encoder, trials
+
+
+def _first_items(labels: np.ndarray, mask: np.ndarray, n: int) -> np.ndarray:
+    """Indices of the first ``n`` items in ``mask``, taken round-robin over the labels (all if n = 0)."""
+    idx = np.flatnonzero(mask)
+    if n == 0 or n >= len(idx):
+        return idx
+    # rank of each item within its label, then order by (rank, position): 1st of each label, 2nd, ...
+    rank = np.zeros(len(idx), int)
+    for label in np.unique(labels[idx]):
+        sel = labels[idx] == label
+        rank[sel] = np.arange(sel.sum())
+    return idx[np.lexsort((idx, rank))[:n]]
 
 
 def safety_limits(protocol: Protocol) -> SafetyLimits:

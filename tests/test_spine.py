@@ -159,3 +159,29 @@ def test_console_script_exit_code_without_traceback(tmp_path):
                            str(tmp_path / "x.h5")], capture_output=True, text=True)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "malformed TOML" in proc.stderr
+
+
+def test_multiplexed_encoder_plays_every_feature_on_one_electrode(toy_npz):
+    from protocols.encoders import make_encoder
+
+    data = load_dataset(toy_npz)
+    plain = make_encoder(data, samples_per_frame=3).fit(data)
+    muxed = make_encoder(data, samples_per_frame=3, multiplex=True).fit(data)
+    item = data.sequences[0]
+    a, b = plain.encode(item), muxed.encode(item)
+    assert a.shape == (3 * len(item), 2) and b.shape == (6 * len(item), 1)
+    # frame 0's two features, each held for 3 samples, then frame 1's ...
+    np.testing.assert_array_equal(b[:6, 0], np.repeat(a[0], 3))
+    np.testing.assert_array_equal(b[6:12, 0], np.repeat(a[3], 3))
+
+
+def test_max_items_spreads_over_the_labels(tmp_path, toy_npz):
+    from protocols.runner import prepare
+
+    proto = write_protocol(tmp_path, toy_npz, PROTOCOL.replace('dataset = "{dataset}"',
+                                                               'dataset = "{dataset}"\nmax_items = 6'))
+    data, _, trials = prepare(load_protocol(proto))
+    assert len(trials) == 12
+    for split in ("train", "test"):
+        labels = data.labels[data.split == split]
+        assert sorted(np.unique(labels, return_counts=True)[1]) == [2, 2, 2]
