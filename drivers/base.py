@@ -75,6 +75,9 @@ class Device(abc.ABC):
     """
 
     name = "device"
+    #: the hardware_sims emulator behind this device in a rehearsal (``--emulate``), else None;
+    #: tests and rehearsals inject faults through its ``inject(fault)``
+    emulator = None
 
     def __init__(self, channels: DeviceChannels):
         self.channels = channels

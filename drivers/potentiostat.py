@@ -429,5 +429,6 @@ def from_spec(address: str, request) -> PotentiostatDevice:
     device = PotentiostatDevice(port, request.rate_hz, protocol=protocol,
                                 potential_range_V=request.stimulus_range_V)
     if emulator is not None:
+        device.emulator = emulator  # for fault injection in rehearsals and tests
         weakref.finalize(device, emulator.close)
     return device
