@@ -26,6 +26,7 @@ A protocol file has these tables (``*`` marks required keys; everything else has
     dataset = "builtin:fsdd-subset"   # * a WAV folder or labelled-sequence .npz, relative to this file,
                                       #   or builtin:fsdd-subset (the FSDD subset shipped with prclab)
     max_items = 0                     # play only N items of each split, spread over the labels (0: all)
+    labels = []                       # play only items with these labels, e.g. ["0", "1", "2"] (all if empty)
 
     [encoder]
     kind = "mfcc"                     # mfcc (audio) or sequence; default from the dataset
@@ -70,7 +71,7 @@ _SCHEMA: dict[str, dict[str, tuple[type, object]]] = {
     "device": {"spec": (str, "sim:potato")},
     "substrate": {"name": (str, "potato"), "params": (dict, {})},
     "stimulus": {"electrodes": (int, None), "low_V": (float, None), "high_V": (float, None)},
-    "task": {"dataset": (str, None), "max_items": (int, 0)},
+    "task": {"dataset": (str, None), "max_items": (int, 0), "labels": (list, [])},
     "encoder": {"kind": (str, ""), "amplitude": (float, 0.9), "samples_per_frame": (int, 10)},
     "timing": {"washout_s": (float, 0.1), "rest_s": (float, 0.2)},
     "readout": {"features": (str, "mean+last")},
@@ -186,4 +187,5 @@ def _check_values(v: dict, where: str) -> None:
     t = v["timing"]
     need(t["washout_s"] >= 0 and t["rest_s"] >= 0, "[timing] washout_s and rest_s must be >= 0")
     need(v["task"]["max_items"] >= 0, "[task] max_items must be >= 0")
+    need(all(isinstance(x, str) for x in v["task"]["labels"]), "[task] labels must be strings")
     safety.check_table(v["safety"], s["electrodes"], where)

@@ -69,7 +69,13 @@ def prepare(protocol: Protocol) -> tuple[LabelledSequences, Encoder, list[Trial]
     data = load_dataset(protocol.dataset_path())
     split = data.split if data.split is not None else _random_split(data, protocol["protocol"]["seed"])
     data.split = split
-    max_items = protocol["task"]["max_items"]
+    max_items, labels = protocol["task"]["max_items"], protocol["task"]["labels"]
+    if labels:
+        missing = sorted(set(labels) - set(data.labels))
+        if missing:
+            raise PrclabError(f"{protocol.where}: [task] labels {missing} are not in the dataset "
+                              f"(it has {', '.join(map(str, data.classes))})")
+        split = np.where(np.isin(data.labels, labels), split, "unused")
     keep = np.concatenate([_first_items(data.labels, split == s, max_items) for s in ("train", "test")])
     data = data.subset(np.sort(keep))
     train = np.flatnonzero(data.split == "train")
