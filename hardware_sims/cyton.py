@@ -1,0 +1,305 @@
+"""An OpenBCI Cyton (8-channel ADS1299 board) on a Linux pseudo-terminal, backed by a Substrate.
+
+The emulator opens a pty (raw mode; it keeps its own handle on the slave open, else the client's reads
+fail) and serves it from one thread.  It speaks the Cyton serial protocol as brainflow's own
+``CYTON_BOARD`` driver uses it (brainflow ``src/board_controller/openbci/openbci_serial_board.cpp``,
+``cyton.cpp``):
+
+- ``v`` (soft reset) -> stops streaming, answers a banner ending in ``$$$``;
+- ``d`` (default channel settings) -> all gains back to 24, answers ``updating channel settings to
+  default$$$`` and then stays silent (brainflow reads until 1 s of silence, so ``prepare_session``
+  takes about 1 s);
+- ``x<ch><power><gain><input><bias><srb2><srb1>X`` (channel settings, ``ch`` in ``1``-``8``) -> sets
+  that channel's gain code ``0``-``6`` (1, 2, 4, 6, 8, 12, 24), answers ``Success: Channel set for
+  <ch>$$$`` (``Failure: ...$$$`` if malformed) when not streaming;
+- ``b`` starts the stream, ``s`` stops it; other single-letter commands are ignored, as the firmware
+  ignores unknown ones.
+
+Stream packets (33 bytes): ``0xA0``, sample counter (one byte, wraps at 256), 8 channels x 24-bit
+big-endian two's complement, 6 aux bytes (zero: no accelerometer reading), stop byte ``0xC0``; sent in
+real time at 250 Hz, paced by ``time.monotonic`` (a late thread catches up with a burst, it never
+slips).
+
+Physics: sample ``k`` is the substrate's output while stimulus row ``k`` is applied.  Stimulus reaches
+the emulator over its side channel :meth:`CytonEmulator.apply` (a Cyton has no stimulus output; on a
+real MEA a separate stimulator drives the electrodes) and is consumed one row per packet in the order
+written; while none is queued the electrodes are held at 0 V.  The first 8 substrate outputs, times ``volts_per_output``, are the electrode
+potentials; missing channels read 0 V.  They become counts at :data:`MICROVOLTS_PER_COUNT` x 24 /
+gain µV per count, rounded and clipped to 24 bits.
+
+Faults, injected with :meth:`CytonEmulator.inject`: ``unplug`` closes the pty now; ``stall`` stops
+sending bytes for good (commands are still read and ignored); ``garbage`` replaces the next
+:data:`SPOILED_PACKETS` packets by random bytes and packets with bad stop bytes; ``drop`` leaves the
+next :data:`SPOILED_PACKETS` packets out.  Both one-shot faults leave a gap in the sample counter.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import select
+import threading
+import time
+import tty
+
+import numpy as np
+
+from reservoir import Substrate
+
+RATE_HZ = 250.0
+N_CHANNELS = 8
+PACKET_BYTES = 33
+START_BYTE, STOP_BYTE = 0xA0, 0xC0
+GAINS = (1, 2, 4, 6, 8, 12, 24)
+"""ADS1299 programmable gains by channel-setting code ``0``-``6``."""
+MICROVOLTS_PER_COUNT = 4.5 / (2 ** 23 - 1) / 24 * 1e6
+"""µV per count at the default gain 24 (4.5 V reference over 2^23 - 1 counts)."""
+COUNT_MIN, COUNT_MAX = -(2 ** 23), 2 ** 23 - 1
+BANNER = (b"OpenBCI V3 8-16 channel\nOn Board ADS1299 Device ID: 0x3E\nLIS3DH Device ID: 0x33\n"
+          b"Firmware: v3.1.2 (prclab emulator)\n$$$")
+FAULTS = ("unplug", "stall", "garbage", "drop")
+SPOILED_PACKETS = 5
+"""Packets lost to one ``garbage`` or ``drop`` fault."""
+MAX_INPUT_BYTES = 4096
+"""Input held while waiting for the end of a channel-setting command; more is discarded."""
+
+
+def volts_to_counts(volts: np.ndarray, gains: np.ndarray) -> np.ndarray:
+    """Electrode potentials ``(k, 8)`` in volts to ADS1299 counts ``(k, 8)`` int32 at ``gains`` ``(8,)``."""
+    counts = np.rint(np.asarray(volts, dtype=np.float64) * 1e6 / (MICROVOLTS_PER_COUNT * 24 / gains))
+    return np.clip(counts, COUNT_MIN, COUNT_MAX).astype(np.int32)
+
+
+def encode_packets(counts: np.ndarray, first_counter: int) -> bytes:
+    """Cyton stream packets for ``counts`` ``(k, 8)``, sample counters from ``first_counter`` (mod 256)."""
+    k = len(counts)
+    packets = np.zeros((k, PACKET_BYTES), dtype=np.uint8)
+    packets[:, 0] = START_BYTE
+    packets[:, 1] = (first_counter + np.arange(k)) % 256
+    raw = counts.astype(np.int64) & 0xFFFFFF
+    packets[:, 2:2 + 3 * N_CHANNELS].reshape(k, N_CHANNELS, 3)[:] = np.stack(
+        [raw >> 16, raw >> 8, raw], axis=-1) & 0xFF
+    packets[:, -1] = STOP_BYTE
+    return packets.tobytes()
+
+
+class CytonEmulator:
+    """Serve the Cyton protocol on a pty, streaming ``substrate``'s outputs.  Context manager.
+
+    Args:
+        substrate: any Substrate with ``dt = 1 / 250`` s; its inputs are the stimulus channels.
+        seed: passed to ``substrate.reset`` at :meth:`start`; also seeds the ``garbage`` bytes.
+        volts_per_output: volts per unit of substrate output.
+        record: keep what was sent, for tests: ``sent_counts`` ``(k, 8)`` int32 and ``sent_stimulus``
+            ``(k, n_inputs)`` volts, one row per packet generated (dropped packets included).
+    """
+
+    def __init__(self, substrate: Substrate, seed: int = 0, volts_per_output: float = 1.0,
+                 record: bool = False):
+        if abs(substrate.dt * RATE_HZ - 1) > 1e-9:
+            raise ValueError(f"a Cyton samples at {RATE_HZ:g} Hz; substrate dt is {substrate.dt!r} s")
+        self.substrate, self.seed = substrate, seed
+        self.volts_per_output, self.record = float(volts_per_output), record
+        self.port = ""
+        self.fault: str | None = None
+        self.packets_sent = 0
+        self._counts_log: list[np.ndarray] = []
+        self._stim_log: list[np.ndarray] = []
+        self._master = self._slave = -1
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._stimulus: collections.deque[np.ndarray] = collections.deque()
+        self._rng = np.random.default_rng(seed)
+        self._reset_board()
+
+    def _reset_board(self) -> None:
+        self._gains = np.full(N_CHANNELS, 24.0)
+        self._streaming = False
+        self._counter = 0
+        self._t0 = 0.0
+        self._generated = 0
+        self._spoil = 0
+        self._spoil_kind: str | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def start(self) -> "CytonEmulator":
+        self.substrate.reset(self.seed)
+        self._master, self._slave = os.openpty()
+        tty.setraw(self._master)
+        tty.setraw(self._slave)
+        os.set_blocking(self._master, False)
+        self.port = os.ttyname(self._slave)
+        self._thread = threading.Thread(target=self._serve, name="cyton-emulator", daemon=True)
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=2.0)
+        self._close_pty()
+
+    def __enter__(self) -> "CytonEmulator":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def inject(self, fault: str) -> None:
+        """Inject ``fault`` (one of :data:`FAULTS`); ``unplug`` acts at once, the rest on the stream."""
+        if fault not in FAULTS:
+            raise ValueError(f"unknown fault {fault!r}; known: {', '.join(FAULTS)}")
+        with self._lock:
+            self.fault = fault
+            if fault in ("garbage", "drop"):
+                self._spoil, self._spoil_kind = SPOILED_PACKETS, fault
+        if fault == "unplug":
+            self._close_pty()
+
+    def apply(self, block: np.ndarray) -> None:
+        """Queue stimulus ``block`` ``(n, n_inputs)`` volts: the side channel a real stimulator is."""
+        block = np.asarray(block, dtype=np.float64)
+        if block.ndim != 2 or block.shape[1] != self.substrate.n_inputs:
+            raise ValueError(f"stimulus block must be (n, {self.substrate.n_inputs}), got {block.shape}")
+        with self._lock:
+            self._stimulus.append(block.copy())
+
+    @property
+    def sent_counts(self) -> np.ndarray:
+        """Counts generated so far ``(k, 8)`` int32 (needs ``record=True``)."""
+        with self._lock:
+            return np.concatenate(self._counts_log) if self._counts_log else \
+                np.zeros((0, N_CHANNELS), np.int32)
+
+    @property
+    def sent_stimulus(self) -> np.ndarray:
+        """Stimulus applied so far ``(k, n_inputs)`` volts, one row per packet (needs ``record=True``)."""
+        with self._lock:
+            return np.concatenate(self._stim_log) if self._stim_log else \
+                np.zeros((0, self.substrate.n_inputs))
+
+    def _close_pty(self) -> None:
+        with self._lock:
+            for fd in (self._master, self._slave):
+                if fd >= 0:
+                    try:
+                        os.close(fd)
+                    except OSError:
+                        pass
+            self._master = self._slave = -1
+
+    # -- serving -------------------------------------------------------------------------------
+    def _serve(self) -> None:
+        inbuf, out = bytearray(), bytearray()
+        while not self._stop.is_set():
+            with self._lock:
+                fd, stalled = self._master, self.fault == "stall"
+            if fd < 0:
+                return
+            if self._streaming and not stalled:
+                out += self._due_packets()
+            wait = 0.05
+            if self._streaming and not stalled:
+                wait = max(0.0, self._t0 + (self._generated + 1) / RATE_HZ - time.monotonic())
+            try:
+                readable, writable, _ = select.select([fd], [fd] if out and not stalled else [], [],
+                                                      min(wait, 0.05))
+                if readable:
+                    data = os.read(fd, 4096)
+                    if not stalled:
+                        inbuf += data
+                if writable:
+                    del out[:os.write(fd, bytes(out))]
+            except (OSError, ValueError):
+                return  # pty closed (unplug or close)
+            out += self._on_input(inbuf)
+
+    def _on_input(self, inbuf: bytearray) -> bytes:
+        """Consume complete commands from ``inbuf``; returns the replies."""
+        replies = bytearray()
+        while inbuf:
+            c = chr(inbuf[0])
+            if c == "x":
+                if len(inbuf) < 9:
+                    if len(inbuf) > MAX_INPUT_BYTES:
+                        inbuf.clear()
+                    break
+                replies += self._channel_setting(bytes(inbuf[:9]).decode("ascii", "replace"))
+                del inbuf[:9]
+                continue
+            del inbuf[:1]
+            if c == "v":
+                self._reset_board()
+                replies += BANNER
+            elif c == "d":
+                self._gains[:] = 24.0
+                replies += b"updating channel settings to default$$$"
+            elif c == "b" and not self._streaming:
+                self._streaming, self._t0, self._generated = True, time.monotonic(), 0
+            elif c == "s":
+                self._streaming = False
+        return bytes(replies)
+
+    def _channel_setting(self, cmd: str) -> bytes:
+        ok = (cmd[8] == "X" and cmd[1] in "12345678" and cmd[2] in "01" and cmd[3] in "0123456"
+              and cmd[4] in "01234567" and all(b in "01" for b in cmd[5:8]))
+        if ok:
+            self._gains[int(cmd[1]) - 1] = GAINS[int(cmd[3])]
+        if self._streaming:
+            return b""
+        return (f"Success: Channel set for {cmd[1]}$$$" if ok else
+                "Failure: too few chars$$$").encode("ascii")
+
+    def _take_stimulus(self, k: int) -> np.ndarray:
+        """The next ``k`` stimulus rows ``(k, n_inputs)``; zeros where none is queued."""
+        u = np.zeros((k, self.substrate.n_inputs))
+        filled = 0
+        with self._lock:
+            while filled < k and self._stimulus:
+                block = self._stimulus[0]
+                take = min(k - filled, len(block))
+                u[filled:filled + take] = block[:take]
+                filled += take
+                if take == len(block):
+                    self._stimulus.popleft()
+                else:
+                    self._stimulus[0] = block[take:]
+        return u
+
+    def _due_packets(self) -> bytes:
+        """Generate every packet due by now: run the substrate on their stimulus and encode them."""
+        k = int((time.monotonic() - self._t0) * RATE_HZ) - self._generated
+        if k <= 0:
+            return b""
+        u = self._take_stimulus(k)
+        y = np.asarray(self.substrate.run(u[None])[0], dtype=np.float64)[:, :N_CHANNELS]
+        volts = np.zeros((k, N_CHANNELS))
+        volts[:, :y.shape[1]] = y * self.volts_per_output
+        counts = volts_to_counts(volts, self._gains)
+        wire = encode_packets(counts, self._counter)
+        with self._lock:
+            spoil, kind = min(self._spoil, k), self._spoil_kind
+            self._spoil -= spoil
+            if self.record:
+                self._counts_log.append(counts)
+                self._stim_log.append(u)
+        self._counter = (self._counter + k) % 256
+        self._generated += k
+        self.packets_sent += k - spoil
+        if spoil:
+            wire = self._spoiled(wire, spoil, kind)
+        return wire
+
+    def _spoiled(self, wire: bytes, n: int, kind: str) -> bytes:
+        """``wire`` with its first ``n`` packets dropped, or replaced by garbage: random bytes for
+        all but the last two, which keep their bytes but end in a bad stop byte."""
+        head, tail = wire[:n * PACKET_BYTES], wire[n * PACKET_BYTES:]
+        if kind == "drop":
+            return tail
+        bad = bytearray(head)
+        n_random = max(n - 2, 0) * PACKET_BYTES
+        bad[:n_random] = self._rng.integers(0, 256, n_random, dtype=np.uint8).tobytes()
+        for p in range(max(n - 2, 0), n):
+            bad[p * PACKET_BYTES + PACKET_BYTES - 1] = 0xFF
+        return bytes(bad) + tail
