@@ -11,6 +11,10 @@ kind             example                               device
 ``nidaq``        ``nidaq:Dev1``, ``nidaq:Dev1?ai=4``   NI DAQ card (nidaqmx, local or gRPC),
                                                        :mod:`drivers.nidaq`
 ``replay``       ``replay:run.h5``                     a recording played back, :mod:`drivers.replay`
+``brainflow``    ``brainflow:cyton:/dev/ttyUSB0``,     OpenBCI Cyton via brainflow: ExG in volts,
+                 ``brainflow:synthetic``,              markers, no stimulus output; playback needs
+                 ``brainflow:playback:F.csv``          ``?master=BOARD``,
+                                                       :mod:`drivers.brainflow_board`
 ===============  ====================================  ==============================================
 
 Hardware drivers register themselves in ``DEVICE_KINDS``.  With ``emulate=True`` a hardware kind
@@ -92,6 +96,15 @@ def _replay(address: str, request: DeviceRequest) -> Device:
 
 
 DEVICE_KINDS["replay"] = _replay
+
+
+def _brainflow(address: str, request: DeviceRequest) -> Device:
+    from .brainflow_board import from_spec  # imports brainflow only when asked for
+
+    return from_spec(address, request)
+
+
+DEVICE_KINDS["brainflow"] = _brainflow
 
 
 def make_device(spec: str, request: DeviceRequest) -> Device:
