@@ -13,6 +13,7 @@ import pytest
 
 from drivers import Device, DeviceError, SimDevice
 from reservoir import EchoStateNetwork
+from test_brainflow_emulated import emulated_cyton, synthetic_board
 from test_nidaq_emulated import emulated_nidaq
 from test_potentiostat_emulated import emulated_potentiostat
 from test_replay import replay_of_a_sim_recording
@@ -26,7 +27,9 @@ def sim_device():
 FACTORIES = [pytest.param(sim_device, id="sim"),
              pytest.param(emulated_potentiostat, id="potentiostat-methodscript"),
              pytest.param(emulated_nidaq, id="nidaq-grpc"),
-             pytest.param(replay_of_a_sim_recording, id="replay")]
+             pytest.param(replay_of_a_sim_recording, id="replay"),
+             pytest.param(emulated_cyton, id="brainflow-cyton"),
+             pytest.param(synthetic_board, id="brainflow-synthetic")]
 
 
 @pytest.fixture(params=FACTORIES)
