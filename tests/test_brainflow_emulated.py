@@ -106,6 +106,34 @@ def test_data_equals_what_the_emulator_sent_and_markers_align():
 
 
 @pytest.mark.slow
+def test_channel_gain_commands_scale_both_sides():
+    """``x1030110X`` sets channel 1 to gain 6: brainflow rescales it, the emulator encodes at gain 6."""
+    with CytonEmulator(_substrate(), seed=3, volts_per_output=0.1, record=True) as emu:
+        params = BrainFlowInputParams()
+        params.serial_port = emu.port
+        board = BoardShim(BoardIds.CYTON_BOARD, params)
+        board.prepare_session()
+        try:
+            assert board.config_board("x1030110X") == "Success: Channel set for 1$$$"
+            board.start_stream()
+            time.sleep(0.3)
+            board.stop_stream()
+            data = board.get_board_data()
+        finally:
+            board.release_session()
+        sent, stimulus = emu.sent_counts, emu.sent_stimulus
+    n = data.shape[1]
+    assert n >= 50
+    exg = data[BoardShim.get_exg_channels(BoardIds.CYTON_BOARD)].T * 1e-6
+    np.testing.assert_allclose(exg[:, 0], sent[:n, 0] * MICROVOLTS_PER_COUNT * 4e-6, rtol=1e-12)
+    np.testing.assert_allclose(exg[:, 1], sent[:n, 1] * MICROVOLTS_PER_COUNT * 1e-6, rtol=1e-12)
+    reference = _substrate()
+    reference.reset(3)
+    volts = 0.1 * reference.run(stimulus[None])[0, :n, :2]
+    np.testing.assert_allclose(exg[:, :2], volts, atol=4 * MICROVOLTS_PER_COUNT * 1e-6)
+
+
+@pytest.mark.slow
 def test_spec_string_starts_the_emulator_and_applies_the_stimulus():
     request = DeviceRequest(n_stimulus=2, rate_hz=RATE_HZ, stimulus_range_V=(-0.5, 0.5),
                             substrate="esn", substrate_params={"units": 20}, emulate=True, seed=1)
