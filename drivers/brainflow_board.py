@@ -58,6 +58,11 @@ def board_name(board_id: int) -> str:
         return f"board{board_id}"
 
 
+def described_board(board_id: int, params: BrainFlowInputParams) -> int:
+    """The board whose channel layout and rate ``board_id``'s data has (the master of a playback)."""
+    return params.master_board if board_id in _DESCRIBED_BY_MASTER else board_id
+
+
 def board_id_of(name: str) -> int:
     """Board id for ``name`` (``cyton``, ``synthetic``, ``playback``, any ``BoardIds`` name or number).
 
@@ -102,8 +107,7 @@ class BrainflowDevice(Device):
         self.params = params if params is not None else BrainFlowInputParams()
         self.address = self.params.serial_port or self.params.file or self.params.ip_address
         self.label = " ".join(filter(None, ("brainflow", board_name(self.board_id), self.address)))
-        data_board = self.params.master_board if self.board_id in _DESCRIBED_BY_MASTER else \
-            self.board_id
+        data_board = described_board(self.board_id, self.params)
         try:
             self._rows = {"exg": BoardShim.get_exg_channels(data_board),
                           "time": BoardShim.get_timestamp_channel(data_board),
@@ -112,7 +116,7 @@ class BrainflowDevice(Device):
             rate = BoardShim.get_sampling_rate(data_board)
         except BrainFlowError as exc:
             raise DeviceError(f"{self.label}: no board description for board id {data_board} "
-                              f"({exc}; a playback board needs master_board)") from None
+                              f"({_one_line(exc)}; a playback board needs master_board)") from None
         channels = DeviceChannels(
             stimulus=stimulus if stimulus is not None else voltage_channels("stim", 1, -1.0, 1.0),
             response=voltage_channels("exg", len(self._rows["exg"]), *response_range_V),
@@ -146,12 +150,14 @@ class BrainflowDevice(Device):
         self._reset_stream()
         self.gaps = []
         self.recorded_stimulus = []
-        board = BoardShim(self.board_id, self.params)
+        board = None
         try:
+            board = BoardShim(self.board_id, self.params)
             board.prepare_session()
             board.start_stream(self.buffer_samples)
         except BrainFlowError as exc:
-            _release(board)
+            if board is not None:
+                _release(board)
             raise DeviceError(f"{self.label}: cannot start the session ({_one_line(exc)})") from None
         self._board = board
         self._last_progress = time.monotonic()
@@ -185,7 +191,7 @@ class BrainflowDevice(Device):
     def _read(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         if n == 0:
             return np.zeros((0, len(self.channels.response))), np.zeros(0)
-        if n > self.buffer_samples:
+        if n >= self.buffer_samples:
             raise DeviceError(f"{self.label}: cannot read {n} samples at once "
                               f"(ring buffer holds {self.buffer_samples})")
         try:
@@ -223,10 +229,10 @@ class BrainflowDevice(Device):
             now = time.monotonic()
             if count > self._buffered:
                 self._buffered, self._last_progress = count, now
-            if count >= n:
-                return
             if count >= self.buffer_samples:
                 raise self._abandon("ring buffer overflowed: samples were lost (read more often)")
+            if count >= n:
+                return
             if now - self._last_progress > self.stall_s:
                 raise self._abandon(self._stall_message())
             time.sleep(min(0.01, (n - count) * period))
@@ -326,8 +332,11 @@ def from_spec(address: str, request) -> BrainflowDevice:
         value = options.pop(key)
         setattr(params, key, int(value) if key in ("ip_port", "ip_protocol", "timeout") and
                 value.lstrip("-").isdigit() else value)
-    rate = BoardShim.get_sampling_rate(params.master_board if board_id in _DESCRIBED_BY_MASTER
-                                       else board_id)
+    try:
+        rate = BoardShim.get_sampling_rate(described_board(board_id, params))
+    except BrainFlowError as exc:
+        raise PrclabError(f"{spec}: brainflow has no description of board "
+                          f"{described_board(board_id, params)} ({_one_line(exc)})") from None
     if rate != request.rate_hz:
         raise PrclabError(f"{spec}: the board samples at {rate:g} Hz, the protocol asks for "
                           f"{request.rate_hz:g} Hz")

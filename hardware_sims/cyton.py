@@ -27,7 +27,7 @@ written; while none is queued the electrodes are held at 0 V.  The first 8 subst
 potentials; missing channels read 0 V.  They become counts at :data:`MICROVOLTS_PER_COUNT` x 24 /
 gain µV per count, rounded and clipped to 24 bits.
 
-Faults, injected with :meth:`CytonEmulator.inject`: ``unplug`` closes the pty now; ``stall`` stops
+Faults, injected with :meth:`CytonEmulator.inject`: ``unplug`` closes the pty (both sides); ``stall`` stops
 sending bytes for good (commands are still read and ignored); ``garbage`` replaces the next
 :data:`SPOILED_PACKETS` packets by random bytes and packets with bad stop bytes; ``drop`` leaves the
 next :data:`SPOILED_PACKETS` packets out.  Both one-shot faults leave a gap in the sample counter.
@@ -60,8 +60,8 @@ BANNER = (b"OpenBCI V3 8-16 channel\nOn Board ADS1299 Device ID: 0x3E\nLIS3DH De
 FAULTS = ("unplug", "stall", "garbage", "drop")
 SPOILED_PACKETS = 5
 """Packets lost to one ``garbage`` or ``drop`` fault."""
-MAX_INPUT_BYTES = 4096
-"""Input held while waiting for the end of a channel-setting command; more is discarded."""
+MAX_OUTPUT_BYTES = 1 << 16
+"""Unsent output kept when the client stops reading; older bytes are lost, as in a UART overflow."""
 
 
 def volts_to_counts(volts: np.ndarray, gains: np.ndarray) -> np.ndarray:
@@ -147,15 +147,13 @@ class CytonEmulator:
         self.close()
 
     def inject(self, fault: str) -> None:
-        """Inject ``fault`` (one of :data:`FAULTS`); ``unplug`` acts at once, the rest on the stream."""
+        """Inject ``fault`` (one of :data:`FAULTS`); the serving thread acts on it within 50 ms."""
         if fault not in FAULTS:
             raise ValueError(f"unknown fault {fault!r}; known: {', '.join(FAULTS)}")
         with self._lock:
             self.fault = fault
             if fault in ("garbage", "drop"):
                 self._spoil, self._spoil_kind = SPOILED_PACKETS, fault
-        if fault == "unplug":
-            self._close_pty()
 
     def apply(self, block: np.ndarray) -> None:
         """Queue stimulus ``block`` ``(n, n_inputs)`` volts: the side channel a real stimulator is."""
@@ -194,9 +192,12 @@ class CytonEmulator:
         inbuf, out = bytearray(), bytearray()
         while not self._stop.is_set():
             with self._lock:
-                fd, stalled = self._master, self.fault == "stall"
-            if fd < 0:
+                fd, fault = self._master, self.fault
+            if fault == "unplug":  # closed here, so no other thread's fd can take its number meanwhile
+                self._close_pty()
+            if fd < 0 or fault == "unplug":
                 return
+            stalled = fault == "stall"
             if self._streaming and not stalled:
                 out += self._due_packets()
             wait = 0.05
@@ -214,6 +215,7 @@ class CytonEmulator:
             except (OSError, ValueError):
                 return  # pty closed (unplug or close)
             out += self._on_input(inbuf)
+            del out[:max(0, len(out) - MAX_OUTPUT_BYTES)]
 
     def _on_input(self, inbuf: bytearray) -> bytes:
         """Consume complete commands from ``inbuf``; returns the replies."""
@@ -221,9 +223,7 @@ class CytonEmulator:
         while inbuf:
             c = chr(inbuf[0])
             if c == "x":
-                if len(inbuf) < 9:
-                    if len(inbuf) > MAX_INPUT_BYTES:
-                        inbuf.clear()
+                if len(inbuf) < 9:  # wait for the rest of the channel-setting command
                     break
                 replies += self._channel_setting(bytes(inbuf[:9]).decode("ascii", "replace"))
                 del inbuf[:9]
