@@ -17,7 +17,7 @@ This is how stimulus and response are aligned: the board and the stimulus run on
 Stimulus side: these boards have no analog output.  The stimulus channels are the protocol's, and
 ``write`` hands each (range-checked) block to ``stimulator``, a callable that applies it — in a
 rehearsal the emulator's side channel (:meth:`hardware_sims.cyton.CytonEmulator.apply`), which drives
-its substrate.  **On a real board nothing is applied**: without a stimulator, blocks are only kept in
+its substrate in real time (write ahead of reading, or blocks may be separated by held samples).  **On a real board nothing is applied**: without a stimulator, blocks are only kept in
 ``recorded_stimulus``; on a real MEA stimulation goes through a separate stimulator, which the lab
 triggers and aligns through the markers.
 

@@ -23,12 +23,15 @@ slips).
 Physics: sample ``k`` is the substrate's output while stimulus row ``k`` is applied.  Stimulus reaches
 the emulator over its side channel :meth:`CytonEmulator.apply` (a Cyton has no stimulus output; on a
 real MEA a separate stimulator drives the electrodes) and is consumed one row per packet in the order
-written; while none is queued the electrodes are held at 0 V.  The first 8 substrate outputs, times ``volts_per_output``, are the electrode
-potentials; missing channels read 0 V.  They become counts at :data:`MICROVOLTS_PER_COUNT` x 24 /
-gain µV per count, rounded and clipped to 24 bits.
+written.  The stream runs in real time whatever the client does: while no stimulus is queued the
+electrodes are held at 0 V, so a client that writes each block only after reading the previous one's
+response may leave a one-sample hole between blocks now and then; writing ahead avoids it.  The first
+8 substrate outputs, times ``volts_per_output``, are the electrode potentials; missing channels read
+0 V.  They become counts at :data:`MICROVOLTS_PER_COUNT` x 24 / gain µV per count, rounded and clipped
+to 24 bits.
 
-Faults, injected with :meth:`CytonEmulator.inject`: ``unplug`` closes the pty (both sides); ``stall`` stops
-sending bytes for good (commands are still read and ignored); ``garbage`` replaces the next
+Faults, injected with :meth:`CytonEmulator.inject`: ``unplug`` closes the pty (both sides); ``stall``
+stops sending bytes for good (commands are still read and ignored); ``garbage`` replaces the next
 :data:`SPOILED_PACKETS` packets by random bytes and packets with bad stop bytes; ``drop`` leaves the
 next :data:`SPOILED_PACKETS` packets out.  Both one-shot faults leave a gap in the sample counter.
 """
