@@ -37,7 +37,8 @@ import weakref
 from typing import Callable
 
 import numpy as np
-from brainflow.board_shim import BoardIds, BoardShim, BrainFlowError, BrainFlowInputParams
+from brainflow.board_shim import BoardIds, BoardShim, BrainFlowError, BrainFlowInputParams, LogLevels
+from brainflow.exit_codes import BrainFlowExitCodes
 
 from prclab import PrclabError
 
@@ -48,6 +49,10 @@ VOLTS_PER_MICROVOLT = 1e-6
 CYTON_RANGE_V = 4.5 / 24
 """ADS1299 full scale at the default gain 24: +-0.1875 V."""
 _DESCRIBED_BY_MASTER = (BoardIds.PLAYBACK_FILE_BOARD, BoardIds.STREAMING_BOARD)
+_HINTS = {BrainFlowExitCodes.UNABLE_TO_OPEN_PORT_ERROR: "port missing, busy or not permitted",
+          BrainFlowExitCodes.BOARD_NOT_READY_ERROR: "no handshake reply: board off or wrong port?",
+          BrainFlowExitCodes.SER_PORT_ERROR: "cannot configure the serial port"}
+"""One-line hints for brainflow's exit codes, standing in for its (silenced) log lines."""
 
 
 def board_name(board_id: int) -> str:
@@ -92,6 +97,8 @@ class BrainflowDevice(Device):
         check_counter: check the counter; default everywhere except the playback board.
         response_range_V: nominal ``(low, high)`` of every response channel, volts.
         buffer_samples: brainflow ring-buffer size; overflowing it (not reading for that long) fails.
+        quiet: silence brainflow's own logger (process-wide) at ``open``: its info and error lines would
+            break the one-line error reports; the errors raised here carry the exit code and a hint.
     """
 
     name = "brainflow"
@@ -100,7 +107,8 @@ class BrainflowDevice(Device):
                  stimulus: tuple[ChannelInfo, ...] | None = None,
                  stimulator: Callable[[np.ndarray], None] | None = None, stall_s: float = 1.0,
                  on_gap: str = "raise", check_counter: bool | None = None,
-                 response_range_V=(-CYTON_RANGE_V, CYTON_RANGE_V), buffer_samples: int = 450_000):
+                 response_range_V=(-CYTON_RANGE_V, CYTON_RANGE_V), buffer_samples: int = 450_000,
+                 quiet: bool = True):
         if on_gap not in ("raise", "record"):
             raise DeviceError(f"brainflow: on_gap must be 'raise' or 'record', not {on_gap!r}")
         self.board_id = int(board_id)
@@ -127,6 +135,7 @@ class BrainflowDevice(Device):
         self.check_counter = self.board_id != BoardIds.PLAYBACK_FILE_BOARD if check_counter is None \
             else bool(check_counter)
         self.buffer_samples = int(buffer_samples)
+        self.quiet = quiet
         self.marker_values: dict[str, float] = {}
         self._labels: dict[float, str] = {}
         self.recorded_stimulus: list[np.ndarray] = []
@@ -150,6 +159,8 @@ class BrainflowDevice(Device):
         self._reset_stream()
         self.gaps = []
         self.recorded_stimulus = []
+        if self.quiet:
+            BoardShim.set_log_level(LogLevels.LEVEL_OFF)
         board = None
         try:
             board = BoardShim(self.board_id, self.params)
@@ -281,8 +292,11 @@ def _release(board: BoardShim) -> None:
 
 
 def _one_line(exc: Exception) -> str:
+    """``exc`` as one line, with a hint for brainflow's exit code where there is one."""
     text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    text = text.splitlines()[0] if text else type(exc).__name__
+    hint = _HINTS.get(getattr(exc, "exit_code", None))
+    return f"{text}: {hint}" if hint else text
 
 
 _PARAM_OPTIONS = ("mac_address", "ip_address", "ip_port", "ip_protocol", "other_info", "timeout",

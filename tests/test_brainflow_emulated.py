@@ -189,14 +189,15 @@ def test_playback_board_replays_a_file_without_its_markers(tmp_path):
         events = dev.events()
     np.testing.assert_allclose(samples[:, 0], np.arange(50) * 1.5e-6)
     assert events == []  # brainflow does not replay recorded markers
-    assert abs(t[-1] - 49 / RATE_HZ) < 0.05  # paced by the recorded timestamps
+    assert 0.15 < t[-1] < 0.5  # paced by the recorded timestamps (49 / 250 = 0.196 s), not instant
 
 
 # -- faults --------------------------------------------------------------------------------------
 def test_missing_port_is_one_line_error():
     params = BrainFlowInputParams()
     params.serial_port = "/dev/ttyNOPE9"
-    with pytest.raises(DeviceError, match=r"brainflow cyton /dev/ttyNOPE9: cannot start") as info:
+    with pytest.raises(DeviceError, match=r"brainflow cyton /dev/ttyNOPE9: cannot start .*"
+                                          r"UNABLE_TO_OPEN_PORT.*port missing") as info:
         BrainflowDevice(BoardIds.CYTON_BOARD, params).open()
     assert "\n" not in str(info.value)
 
