@@ -108,7 +108,10 @@ def test_a_recorded_random_trial_gives_the_same_capacities_as_driving():
 def test_every_registered_substrate_can_be_characterised(name):
     result = characterize_named(name, size=30, frames=700, batch=2, nonlinear_window=4)
     assert 0 < result["memory_capacity"] <= result["n_features"]
-    assert 1 <= result["generalization_rank"] <= result["kernel_rank"] <= result["n_streams"]
+    # no order between the two ranks here: in a noisy substrate (the organoid) a shared late input can
+    # trigger synchronised bursts whose size varies from trial to trial and lifts the generalisation rank
+    assert 1 <= result["kernel_rank"] <= result["n_streams"]
+    assert 1 <= result["generalization_rank"] <= result["n_streams"]
     assert -1 <= result["consistency"] <= 1
 
 
