@@ -57,9 +57,13 @@ class DeviceRequest:
     seed: int = 0
 
     def build_substrate(self, name: str | None = None) -> Substrate:
-        """The request's substrate (or ``name``), with ``dt = 1 / rate_hz`` where the model has one."""
+        """The request's substrate, with ``dt = 1 / rate_hz`` where the model has one.
+
+        ``name`` (e.g. from ``sim:NAME``) picks another model; the request's parameters then apply only
+        if it is the request's own substrate, since they belong to that model.
+        """
         name = name or self.substrate
-        params = dict(self.substrate_params)
+        params = dict(self.substrate_params) if name == self.substrate else {}
         params.setdefault("dt", 1.0 / self.rate_hz)
         return make_substrate(name, self.n_stimulus, **params)
 

@@ -51,6 +51,7 @@ rest_s = 0.02
 
 DEVICES = {
     # spec, stimulus electrodes, multiplexed encoder, rate
+    "brainflow": ("brainflow:cyton:", 2, "false", 250.0),
     "nidaq": ("nidaq:Dev1", 2, "false", 1000.0),
     "potentiostat": ("potentiostat:", 1, "true", 1000.0),
 }

@@ -52,3 +52,18 @@ def test_nidaq_rehearsal_beats_its_baseline(tmp_path, capsys):
     result = rehearse(protocol, "nidaq:Dev1", tmp_path, capsys)
     assert result["n_classes"] == 3 and result["n_test"] == 24
     assert result["accuracy"] > result["baseline_accuracy"]
+
+
+@pytest.mark.slow
+def test_brainflow_cyton_rehearsal_beats_its_baseline(tmp_path, capsys):
+    # the Cyton streams in real time at 250 Hz only (10 ms MFCC frames held for 3 samples, 12 ms) and
+    # records 8 channels: the emulated substrate is a 100-unit ESN of which the first 8 units are read
+    protocol = cut_down("spoken_digits_demo.toml", tmp_path, '["0", "1", "2"]', 30,
+                        **{"rest_s = 1.0": "rest_s = 0.2", "sample_rate_hz = 1000.0": "sample_rate_hz = 250.0",
+                           "samples_per_frame = 10": "samples_per_frame = 3",
+                           'name = "potato"': 'name = "esn"',
+                           "params = { n_outputs = 64, nodes = 400, tau_slow_s = 1.0, coupling_length_mm = 4.0 }":
+                           "params = { units = 100, leak_rate = 0.1 }"})
+    result = rehearse(protocol, "brainflow:cyton:", tmp_path, capsys)
+    assert result["n_classes"] == 3 and result["n_test"] == 30
+    assert result["accuracy"] > result["baseline_accuracy"]
