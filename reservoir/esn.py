@@ -10,24 +10,24 @@ rates), ``W`` the recurrent weights ``(N, N)``, ``W_in`` the input weights ``(N,
 (one matrix product) and each step costs one ``(B, N) @ (N, N)`` product, so a batch of 64 trials costs
 little more than one.  The output is the state itself: ``n_outputs == N``.
 
-Speed (measured by ``benchmarks/bench_esn.py``):
+Speed (measured by ``benchmarks/bench_esn.py``; figures from numpy 2.4 / scipy 1.17 on 2 cores):
 
 - The input drive is written straight into the output buffer, which each step then overwrites with the
-  new state, so a run allocates one ``(steps, B, N)`` array and one ``(B, N)`` scratch block.
-- ``W`` is used dense even when sparse: scipy's sparse x dense product ran at ~2.5 GFLOP/s of useful
-  work against 65-140 GFLOP/s for the dense BLAS product, more than the 10x that 10 % connectivity
-  saves (``(256, 2000) @ (2000, 2000)``: 26 ms sparse, 14 ms dense).
-- float64 evaluates the formula literally (``np.tanh``).  float32 on blocks of at least
-  ``FAST_TANH_MIN_ELEMENTS`` uses ``tanh(p) = 1 - 2 / (exp(2 p) + 1)`` with the factor 2 folded into the
-  weights: numpy's SIMD ``exp`` plus two cheap passes costs less than its ``tanh`` (absolute error
-  ~1e-7, float32 rounding); on smaller blocks (one trial of a physical model) the per-call overhead of
-  the extra passes dominates and ``np.tanh`` is used.
+  new state, so a run allocates one ``(steps, B, N)`` array and small per-step blocks.
+- A sparse ``W`` (at most ``SPARSE_MAX_DENSITY`` non-zeros) on a batch of at least ``MIN_SPARSE_ROWS``
+  rows per thread is kept as CSR and stepped in unit-major layout, ``x`` as ``(N, rows)``: scipy's
+  CSR x dense product then runs over contiguous rows of ``x`` and, at 10 % connectivity, takes 0.7 ms
+  where the dense BLAS product takes 1.3 ms (``N = 500``, 256 rows, one core).  Each step reads its
+  drive and writes its state through a transposed view, so the output layout is the same on both paths.
+  (The other order, ``x @ W.T`` with ``x`` as ``(rows, N)``, makes scipy copy ``x`` and ran at
+  ~2.5 GFLOP/s, slower than dense.)  A dense ``W`` or a small batch uses the dense BLAS product.
+- ``tanh`` is numpy's own (SIMD for float32 since numpy 2; an ``exp``-based rewrite no longer wins).
 - Batch rows are independent, so a batch is split into row blocks run by one Python thread each
-  (``threads``, default one per CPU core), and BLAS is held to one thread while the steps run.  numpy
-  releases the GIL in ``matmul`` and the element-wise passes, so the threads also parallelise the
-  ``tanh`` work that a multi-threaded BLAS leaves serial.  A multi-threaded BLAS on these small
-  per-step products also stalls badly (measured: 20 ms instead of 0.3 ms per product) whenever another
-  process holds one of the cores, which a one-thread BLAS per worker does not.
+  (``threads``, default one per CPU core), and BLAS is held to one thread for the whole run.  numpy and
+  scipy's sparse product release the GIL, so the threads also parallelise the element-wise work that a
+  multi-threaded BLAS leaves serial.  A multi-threaded BLAS on these small per-step products also stalls
+  badly (measured: 20 ms instead of 0.3 ms per product) whenever another process holds one of the cores,
+  and its idle workers keep spinning after a call, taking a core from the integration threads.
 - ``run(u, lengths)`` steps each row of a padded batch only for its own length.
 """
 
@@ -46,8 +46,10 @@ from .rng_state import rng_from_array, rng_to_array
 
 #: fewest batch rows worth a thread of their own (a smaller block loses more to GEMM efficiency)
 MIN_ROWS_PER_THREAD = 16
-#: smallest (rows x units) block where exp-based tanh beats np.tanh's fewer numpy calls per step
-FAST_TANH_MIN_ELEMENTS = 4096
+#: largest fraction of non-zero recurrent weights stepped as a sparse (CSR) product
+SPARSE_MAX_DENSITY = 0.2
+#: fewest batch rows per thread for the sparse path (below it the dense product's lower call cost wins)
+MIN_SPARSE_ROWS = 16
 _blas_controller: ThreadpoolController | None = None
 
 
@@ -112,11 +114,8 @@ class EchoStateCore:
         if threads is not None and threads < 1:
             raise ValueError(f"threads must be positive, got {threads}")
         self.threads = threads
-        # float32 blocks of FAST_TANH_MIN_ELEMENTS or more evaluate tanh(p) through exp(2p): keep 2W ready
-        if self.dtype == np.float32:
-            self._w2_t, self._w_in2_t, self._bias2 = 2 * self.w_t, 2 * self.w_in_t, 2 * self.bias
-        else:
-            self._w2_t = None
+        density = np.count_nonzero(self.w_t) / max(1, self.w_t.size)
+        self._w_csr = sparse.csr_array(self.w_t.T) if density <= SPARSE_MAX_DENSITY else None
         self._x: np.ndarray | None = None
         self._rng = np.random.default_rng(0)
 
@@ -167,17 +166,20 @@ class EchoStateCore:
         # holds the input drive of every step, which the integration overwrites with the states
         # (one 2-D product: numpy's stacked matmul of a transposed view skips BLAS)
         n_threads = max(1, min(self.threads or default_threads(), batch // MIN_ROWS_PER_THREAD))
-        use_exp = self._w2_t is not None and batch * self.n_units >= n_threads * FAST_TANH_MIN_ELEMENTS
-        w_in, bias, scale = (self._w_in2_t, self._bias2, 2.0) if use_exp else (self.w_in_t, self.bias, 1.0)
+        use_sparse = self._w_csr is not None and batch >= n_threads * MIN_SPARSE_ROWS
         u_tm = np.ascontiguousarray(u.transpose(1, 0, 2)).reshape(steps * batch, self.n_inputs)
-        out = np.matmul(u_tm, w_in).reshape(steps, batch, self.n_units)
-        out += bias
-        if self.noise > 0:
-            out += (scale * self.noise) * self._rng.standard_normal(out.shape, dtype=self.dtype)
         # active[t]: rows still running at step t (a prefix, rows being sorted by decreasing length)
         active = None if lengths is None else np.count_nonzero(lengths[None, :] > np.arange(steps)[:, None],
                                                                axis=1)
-        self._integrate_blocks(out, active, n_threads, use_exp)
+        # the drive product too runs on a one-thread BLAS: a multi-threaded one leaves its workers
+        # spinning after the call, and they took a core from the integration threads (measured: the
+        # integration of a freshly driven chunk ran at 55-60 % of its speed on a copy of the same data)
+        with _single_threaded_blas():
+            out = np.matmul(u_tm, self.w_in_t).reshape(steps, batch, self.n_units)
+            out += self.bias
+            if self.noise > 0:
+                out += self.noise * self._rng.standard_normal(out.shape, dtype=self.dtype)
+            self._integrate_blocks(out, active, n_threads, use_sparse)
         if lengths is None:
             if steps:
                 self._x = out[-1].copy()
@@ -192,12 +194,13 @@ class EchoStateCore:
         return out.transpose(1, 0, 2)
 
     def _integrate_blocks(self, out: np.ndarray, active: np.ndarray | None, n_threads: int,
-                          use_exp: bool) -> None:
-        """Integrate ``out`` ``(steps, batch, N)`` in ``n_threads`` row blocks of equal work."""
+                          use_sparse: bool) -> None:
+        """Integrate ``out`` ``(steps, batch, N)`` in ``n_threads`` row blocks of equal work (the caller
+        holds BLAS to one thread)."""
+        integrate = self._integrate_sparse if use_sparse else self._integrate_dense
         steps, batch, _ = out.shape
         if n_threads == 1 or steps == 0:
-            with _single_threaded_blas():
-                self._integrate(out, self._x, active, use_exp)
+            integrate(out, self._x, active)
             return
         # rows i < active[t] run at step t, so row i runs for (active > i).sum() steps
         work = np.ones(batch) if active is None else np.count_nonzero(active[:, None] > np.arange(batch),
@@ -208,22 +211,19 @@ class EchoStateCore:
 
         def block(lo: int, hi: int) -> None:
             sub = None if active is None else np.clip(active - lo, 0, hi - lo)
-            self._integrate(out[:, lo:hi], self._x[lo:hi], sub, use_exp)
+            integrate(out[:, lo:hi], self._x[lo:hi], sub)
 
-        with _single_threaded_blas(), ThreadPoolExecutor(len(edges) - 1) as pool:
+        with ThreadPoolExecutor(len(edges) - 1) as pool:
             list(pool.map(block, edges[:-1], edges[1:]))
 
-    def _integrate(self, out: np.ndarray, x: np.ndarray, active: np.ndarray | None, use_exp: bool) -> None:
+    def _integrate_dense(self, out: np.ndarray, x: np.ndarray, active: np.ndarray | None) -> None:
         """Overwrite the drive ``out`` ``(steps, rows, N)`` with the states reached from ``x`` ``(rows, N)``.
 
         ``active[t]`` (optional) rows run at step ``t``, a non-increasing prefix of the block.
-        ``use_exp``: ``out`` holds twice the drive and tanh goes through exp (see the module docstring).
         """
-        a, keep = self.leak, 1 - self.leak
+        a, keep, w = self.leak, 1 - self.leak, self.w_t
         scratch = np.empty(x.shape, self.dtype)
-        w = self._w2_t if use_exp else self.w_t
-        n = len(x)
-        if not use_exp and active is None:   # the common small-batch case, without per-step slicing
+        if active is None:   # the common small-batch case, without per-step slicing
             for xt in out:
                 np.matmul(x, w, out=scratch)
                 scratch += xt
@@ -233,38 +233,40 @@ class EchoStateCore:
                 xt += scratch
                 x = xt
             return
-        if not use_exp:
-            for t in range(len(out)):
-                if active is not None:
-                    n = active[t]
-                    if n == 0:
-                        break
-                pre, xp, xt = scratch[:n], x[:n], out[t, :n]
-                np.matmul(xp, w, out=pre)
-                pre += xt
-                np.tanh(pre, out=pre)
-                pre *= a
-                np.multiply(xp, keep, out=xt)
-                xt += pre
-                x = out[t]
-            return
-        minus_2a = -2 * a
-        with np.errstate(over="ignore"):  # exp(2p) -> inf is fine: tanh(p) -> 1
-            for t in range(len(out)):
-                if active is not None:
-                    n = active[t]
-                    if n == 0:
-                        break
-                pre, xp, xt = scratch[:n], x[:n], out[t, :n]
-                np.matmul(xp, w, out=pre)
-                pre += xt
-                np.exp(pre, out=pre)
-                pre += 1
-                np.divide(minus_2a, pre, out=pre)   # a * tanh(p) - a
-                np.multiply(xp, keep, out=xt)
-                xt += pre
-                xt += a
-                x = out[t]
+        for t, n in enumerate(active):
+            if n == 0:
+                break
+            pre, xp, xt = scratch[:n], x[:n], out[t, :n]
+            np.matmul(xp, w, out=pre)
+            pre += xt
+            np.tanh(pre, out=pre)
+            pre *= a
+            np.multiply(xp, keep, out=xt)
+            xt += pre
+            x = out[t]
+
+    def _integrate_sparse(self, out: np.ndarray, x: np.ndarray, active: np.ndarray | None) -> None:
+        """``_integrate_dense`` with the CSR weights and the state held unit-major, ``(N, rows)``."""
+        a = self.leak.reshape(-1, 1) if self.leak.ndim else self.leak   # per unit: broadcast over rows
+        keep = 1 - a
+        n_units, rows = x.shape[1], x.shape[0]
+        # two flat buffers, so the state of the n active rows is always a contiguous (N, n) block
+        buffers = (np.empty(n_units * rows, self.dtype), np.empty(n_units * rows, self.dtype))
+        x_um = buffers[0].reshape(n_units, rows)
+        x_um[...] = x.T
+        for t in range(len(out)):
+            n = rows if active is None else active[t]
+            if n == 0:
+                break
+            pre = self._w_csr @ x_um[:, :n]
+            pre += out[t, :n].T
+            np.tanh(pre, out=pre)
+            pre *= a
+            new = buffers[(t + 1) % 2][:n_units * n].reshape(n_units, n)
+            np.multiply(x_um[:, :n], keep, out=new)
+            new += pre
+            out[t, :n] = new.T
+            x_um = new
 
 
 class EchoStateNetwork(EchoStateCore):

@@ -24,6 +24,25 @@ def test_matches_the_update_rule_in_float64():
     np.testing.assert_allclose(esn.run(u), reference_run(esn, u), rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("connectivity", [0.1, 1.0], ids=["sparse-csr-path", "dense-blas-path"])
+def test_large_threaded_batches_with_lengths_match_the_update_rule(connectivity):
+    """Batches big enough for worker threads (and, at 10 % connectivity, for the CSR path)."""
+    esn = EchoStateNetwork(3, units=40, dtype="float64", connectivity=connectivity, seed=4, threads=2)
+    assert (esn._w_csr is not None) == (connectivity < 0.2)
+    rng = np.random.default_rng(3)
+    u = rng.uniform(-0.5, 0.5, (70, 30, 3))
+    np.testing.assert_allclose(esn.run(u), reference_run(esn, u), rtol=1e-12, atol=1e-12)
+    lengths = rng.integers(0, 31, 70)
+    padded = u * (np.arange(30)[None, :, None] < lengths[:, None, None])
+    esn.reset()
+    out = esn.run(padded, lengths=lengths)
+    expected = reference_run(esn, padded)
+    for i, n in enumerate(lengths):
+        np.testing.assert_allclose(out[i, :n], expected[i, :n], rtol=1e-12, atol=1e-12)
+        assert not out[i, n:].any()
+        np.testing.assert_allclose(esn.state["x"][i], expected[i, n - 1] if n else 0, atol=1e-12)
+
+
 def test_is_a_substrate_and_has_the_requested_spectral_radius():
     esn = EchoStateNetwork(2, units=100, spectral_radius=0.8, dtype="float64")
     assert isinstance(esn, Substrate)
