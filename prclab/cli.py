@@ -27,6 +27,8 @@ def _print_result(result: dict, as_json: bool) -> None:
     if as_json:
         print(json.dumps(result))
         return
+    if "recording" in result:
+        print(f"recording          {result['recording']}")
     print(f"test accuracy      {result['accuracy']:.3f}  ({result['n_test']} test / "
           f"{result['n_train']} train, {result['n_classes']} classes, chance {result['chance']:.3f})")
     print(f"baseline accuracy  {result['baseline_accuracy']:.3f}  (same readout on the encoded stimulus, "
@@ -67,7 +69,7 @@ def _run(protocol_path, out, device_spec=None, emulate=False, resume=False) -> d
               f"prclab run {protocol_path} --resume {out}", file=sys.stderr)
         raise
     result = train_on_recording(out)
-    print(f"recording          {out}")
+    result["recording"] = str(out)
     return result
 
 

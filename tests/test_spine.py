@@ -61,7 +61,8 @@ def test_run_records_every_trial_and_train_reproduces_the_run(tmp_path, toy_npz,
     proto = write_protocol(tmp_path, toy_npz)
     out = tmp_path / "rec.h5"
     assert main(["run", str(proto), "--out", str(out), "--json"]) == 0
-    run_result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    run_result = json.loads(capsys.readouterr().out)   # --json: stdout is one JSON object, nothing else
+    assert run_result["recording"] == str(out)
     with h5py.File(out, "r") as f:  # plain h5py
         assert len(f["trials"]) == 60
         assert "[protocol]" in f.attrs["protocol_text"]
