@@ -41,13 +41,13 @@ from __future__ import annotations
 import collections
 import os
 import select
-import threading
 import time
-import tty
 
 import numpy as np
 
 from reservoir import Substrate
+
+from .pty_port import PtyEmulator
 
 RATE_HZ = 250.0
 N_CHANNELS = 8
@@ -60,7 +60,6 @@ MICROVOLTS_PER_COUNT = 4.5 / (2 ** 23 - 1) / 24 * 1e6
 COUNT_MIN, COUNT_MAX = -(2 ** 23), 2 ** 23 - 1
 BANNER = (b"OpenBCI V3 8-16 channel\nOn Board ADS1299 Device ID: 0x3E\nLIS3DH Device ID: 0x33\n"
           b"Firmware: v3.1.2 (prclab emulator)\n$$$")
-FAULTS = ("unplug", "stall", "garbage", "drop")
 SPOILED_PACKETS = 5
 """Packets lost to one ``garbage`` or ``drop`` fault."""
 MAX_OUTPUT_BYTES = 1 << 16
@@ -86,7 +85,7 @@ def encode_packets(counts: np.ndarray, first_counter: int) -> bytes:
     return packets.tobytes()
 
 
-class CytonEmulator:
+class CytonEmulator(PtyEmulator):
     """Serve the Cyton protocol on a pty, streaming ``substrate``'s outputs.  Context manager.
 
     Args:
@@ -97,21 +96,17 @@ class CytonEmulator:
             ``(k, n_inputs)`` volts, one row per packet generated (dropped packets included).
     """
 
+    thread_name = "cyton-emulator"
+
     def __init__(self, substrate: Substrate, seed: int = 0, volts_per_output: float = 1.0,
                  record: bool = False):
         if abs(substrate.dt * RATE_HZ - 1) > 1e-9:
             raise ValueError(f"a Cyton samples at {RATE_HZ:g} Hz; substrate dt is {substrate.dt!r} s")
-        self.substrate, self.seed = substrate, seed
+        super().__init__(substrate, seed)
         self.volts_per_output, self.record = float(volts_per_output), record
-        self.port = ""
-        self.fault: str | None = None
         self.packets_sent = 0
         self._counts_log: list[np.ndarray] = []
         self._stim_log: list[np.ndarray] = []
-        self._master = self._slave = -1
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._stimulus: collections.deque[np.ndarray] = collections.deque()
         self._rng = np.random.default_rng(seed)
         self._reset_board()
@@ -125,38 +120,9 @@ class CytonEmulator:
         self._spoil = 0
         self._spoil_kind: str | None = None
 
-    # -- lifecycle -----------------------------------------------------------------------------
-    def start(self) -> "CytonEmulator":
-        self.substrate.reset(self.seed)
-        self._master, self._slave = os.openpty()
-        tty.setraw(self._master)
-        tty.setraw(self._slave)
-        os.set_blocking(self._master, False)
-        self.port = os.ttyname(self._slave)
-        self._thread = threading.Thread(target=self._serve, name="cyton-emulator", daemon=True)
-        self._thread.start()
-        return self
-
-    def close(self) -> None:
-        self._stop.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=2.0)
-        self._close_pty()
-
-    def __enter__(self) -> "CytonEmulator":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def inject(self, fault: str) -> None:
-        """Inject ``fault`` (one of :data:`FAULTS`); the serving thread acts on it within 50 ms."""
-        if fault not in FAULTS:
-            raise ValueError(f"unknown fault {fault!r}; known: {', '.join(FAULTS)}")
-        with self._lock:
-            self.fault = fault
-            if fault in ("garbage", "drop"):
-                self._spoil, self._spoil_kind = SPOILED_PACKETS, fault
+    def _on_fault(self, fault: str) -> None:
+        if fault in ("garbage", "drop"):
+            self._spoil, self._spoil_kind = SPOILED_PACKETS, fault
 
     def apply(self, block: np.ndarray) -> None:
         """Queue stimulus ``block`` ``(n, n_inputs)`` volts: the side channel a real stimulator is."""
@@ -179,16 +145,6 @@ class CytonEmulator:
         with self._lock:
             return np.concatenate(self._stim_log) if self._stim_log else \
                 np.zeros((0, self.substrate.n_inputs))
-
-    def _close_pty(self) -> None:
-        with self._lock:
-            for fd in (self._master, self._slave):
-                if fd >= 0:
-                    try:
-                        os.close(fd)
-                    except OSError:
-                        pass
-            self._master = self._slave = -1
 
     # -- serving -------------------------------------------------------------------------------
     def _serve(self) -> None:

@@ -51,7 +51,8 @@ from nidaqmx.error_codes import DAQmxErrors as Err
 
 from reservoir import Substrate
 
-FAULTS = ("unplug", "stall", "garbage", "drop")
+from . import FAULTS
+
 DRIVER_VERSION = (24, 5, 0)
 """NI-DAQmx version reported through the system-information attributes."""
 MAX_MESSAGE_BYTES = 64 << 20

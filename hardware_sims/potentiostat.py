@@ -19,9 +19,9 @@ per script on the script's ``(1, points, 1)`` potentials, so streaming through t
 intervals: ``e``, then per loop ``M0000``, one data line ``Pda...;ba...,10`` per point, ``*``, and an
 empty line at the end.
 
-Faults, injected with :meth:`MethodScriptEmulator.inject`: ``unplug`` closes the pty now; ``stall``
-stops answering for good; ``garbage`` truncates one data line of the next script; ``drop`` leaves one
-data line of the next script out.
+Faults, injected with :meth:`MethodScriptEmulator.inject` (see :mod:`hardware_sims.pty_port`):
+``unplug`` closes the pty within 50 ms; ``stall`` stops answering for good; ``garbage`` truncates one
+data line of the next script; ``drop`` leaves one data line of the next script out.
 """
 
 from __future__ import annotations
@@ -29,20 +29,19 @@ from __future__ import annotations
 import os
 import re
 import select
-import threading
 import time
-import tty
 
 import numpy as np
 
 from reservoir import Substrate
+
+from .pty_port import PtyEmulator
 
 _PREFIX_EXP = {"a": -18, "f": -15, "p": -12, "n": -9, "u": -6, "m": -3, "": 0,
                "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
 _LITERAL = re.compile(r"(-?\d+)([afpnumkMGTPE]?)\Z")
 _ENCODE_PREFIXES = sorted(((e, c or " ") for c, e in _PREFIX_EXP.items()))
 _OFFSET = 1 << 27
-FAULTS = ("unplug", "stall", "garbage", "drop")
 MAX_INPUT_LINE = 4096
 
 
@@ -129,7 +128,7 @@ def interpret(lines: list[str]) -> list[tuple[float, float, tuple[str, ...]]]:
     return points
 
 
-class MethodScriptEmulator:
+class MethodScriptEmulator(PtyEmulator):
     """Serve MethodSCRIPT on a pty, answering with ``substrate``'s current.  Context manager.
 
     Args:
@@ -139,61 +138,16 @@ class MethodScriptEmulator:
         pace: deliver data lines in real time at the scripts' intervals.
     """
 
+    thread_name = "methodscript-emulator"
+
     def __init__(self, substrate: Substrate, seed: int = 0, gain_A: float = 1e-4, pace: bool = True):
         if substrate.n_inputs != 1:
             raise ValueError(f"a potentiostat drives one electrode; substrate has {substrate.n_inputs}")
-        self.substrate, self.seed, self.gain_A, self.pace = substrate, seed, float(gain_A), pace
-        self.port = ""
-        self.fault: str | None = None
+        super().__init__(substrate, seed)
+        self.gain_A, self.pace = float(gain_A), pace
         self.scripts_run = 0
-        self._master = self._slave = -1
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._script: list[str] | None = None        # lines of the script being received
         self._due: list[tuple[float, bytes]] = []    # scheduled reply chunks, in time order
-
-    # -- lifecycle -----------------------------------------------------------------------------
-    def start(self) -> "MethodScriptEmulator":
-        self.substrate.reset(self.seed)
-        self._master, self._slave = os.openpty()
-        tty.setraw(self._slave)
-        os.set_blocking(self._master, False)
-        self.port = os.ttyname(self._slave)
-        self._thread = threading.Thread(target=self._serve, name="methodscript-emulator", daemon=True)
-        self._thread.start()
-        return self
-
-    def close(self) -> None:
-        self._stop.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=2.0)
-        self._close_pty()
-
-    def __enter__(self) -> "MethodScriptEmulator":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def inject(self, fault: str) -> None:
-        """Inject ``fault`` (one of :data:`FAULTS`); ``unplug`` acts at once, the rest on the stream."""
-        if fault not in FAULTS:
-            raise ValueError(f"unknown fault {fault!r}; known: {', '.join(FAULTS)}")
-        with self._lock:
-            self.fault = fault
-        if fault == "unplug":
-            self._close_pty()
-
-    def _close_pty(self) -> None:
-        with self._lock:
-            for fd in (self._master, self._slave):
-                if fd >= 0:
-                    try:
-                        os.close(fd)
-                    except OSError:
-                        pass
-            self._master = self._slave = -1
 
     # -- serving -------------------------------------------------------------------------------
     def _serve(self) -> None:
@@ -201,6 +155,9 @@ class MethodScriptEmulator:
         while not self._stop.is_set():
             with self._lock:
                 fd, fault = self._master, self.fault
+            if fault == "unplug":
+                self._close_pty()
+                return
             if fd < 0:
                 return
             now = time.monotonic()

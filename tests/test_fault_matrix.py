@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 from drivers import DeviceError, DeviceRequest, make_device
+from hardware_sims import FAULTS
 from protocols.protocol import parse_protocol
 from protocols.recording import read_recording
 from protocols.runner import run_protocol
 
-FAULTS = ("unplug", "stall", "garbage", "drop")
 
 PROTOCOL = """
 [protocol]
