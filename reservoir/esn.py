@@ -162,24 +162,33 @@ class EchoStateCore:
             if np.any(np.diff(lengths) > 0):
                 order = np.argsort(-lengths, kind="stable")
                 u, lengths, self._x = u[order], lengths[order], self._x[order]
-        # time-major, so each step reads and writes one contiguous (batch, N) block; the buffer first
-        # holds the input drive of every step, which the integration overwrites with the states
-        # (one 2-D product: numpy's stacked matmul of a transposed view skips BLAS)
+        # time-major, so each step reads and writes one contiguous (batch, N) block; each worker first
+        # writes the input drive of its rows for every step into the output buffer, which its
+        # integration then overwrites with the states
         n_threads = max(1, min(self.threads or default_threads(), batch // MIN_ROWS_PER_THREAD))
         use_sparse = self._w_csr is not None and batch >= n_threads * MIN_SPARSE_ROWS
-        u_tm = np.ascontiguousarray(u.transpose(1, 0, 2)).reshape(steps * batch, self.n_inputs)
+        u_tm = np.ascontiguousarray(u.transpose(1, 0, 2))
+        out = np.empty((steps, batch, self.n_units), self.dtype)
+        # drawn here, in one piece, so the noise does not depend on the number of threads
+        noise = self.noise * self._rng.standard_normal(out.shape, dtype=self.dtype) if self.noise > 0 else None
         # active[t]: rows still running at step t (a prefix, rows being sorted by decreasing length)
         active = None if lengths is None else np.count_nonzero(lengths[None, :] > np.arange(steps)[:, None],
                                                                axis=1)
-        # the drive product too runs on a one-thread BLAS: a multi-threaded one leaves its workers
-        # spinning after the call, and they took a core from the integration threads (measured: the
-        # integration of a freshly driven chunk ran at 55-60 % of its speed on a copy of the same data)
+        integrate = self._integrate_sparse if use_sparse else self._integrate_dense
+
+        def rows(lo: int, hi: int) -> None:
+            block = out[:, lo:hi]
+            np.matmul(u_tm[:, lo:hi], self.w_in_t, out=block)
+            block += self.bias
+            if noise is not None:
+                block += noise[:, lo:hi]
+            integrate(block, self._x[lo:hi], None if active is None else np.clip(active - lo, 0, hi - lo))
+
+        # one-thread BLAS for the whole run: a multi-threaded one leaves its workers spinning after
+        # each call, and they took a core from the integration threads (measured: the integration of a
+        # freshly driven chunk ran at 55-60 % of its speed on a copy of the same data)
         with _single_threaded_blas():
-            out = np.matmul(u_tm, self.w_in_t).reshape(steps, batch, self.n_units)
-            out += self.bias
-            if self.noise > 0:
-                out += self.noise * self._rng.standard_normal(out.shape, dtype=self.dtype)
-            self._integrate_blocks(out, active, n_threads, use_sparse)
+            self._in_row_blocks(rows, batch, active, n_threads if steps else 1)
         if lengths is None:
             if steps:
                 self._x = out[-1].copy()
@@ -193,14 +202,11 @@ class EchoStateCore:
                 out, self._x = out[:, inverse], self._x[inverse]
         return out.transpose(1, 0, 2)
 
-    def _integrate_blocks(self, out: np.ndarray, active: np.ndarray | None, n_threads: int,
-                          use_sparse: bool) -> None:
-        """Integrate ``out`` ``(steps, batch, N)`` in ``n_threads`` row blocks of equal work (the caller
-        holds BLAS to one thread)."""
-        integrate = self._integrate_sparse if use_sparse else self._integrate_dense
-        steps, batch, _ = out.shape
-        if n_threads == 1 or steps == 0:
-            integrate(out, self._x, active)
+    @staticmethod
+    def _in_row_blocks(work_on, batch: int, active: np.ndarray | None, n_threads: int) -> None:
+        """Call ``work_on(lo, hi)`` for ``n_threads`` row blocks of equal work, one thread each."""
+        if n_threads == 1:
+            work_on(0, batch)
             return
         # rows i < active[t] run at step t, so row i runs for (active > i).sum() steps
         work = np.ones(batch) if active is None else np.count_nonzero(active[:, None] > np.arange(batch),
@@ -208,13 +214,8 @@ class EchoStateCore:
         cum = np.concatenate([[0], np.cumsum(work)])
         edges = np.searchsorted(cum, np.linspace(0, cum[-1], n_threads + 1)[1:-1])
         edges = np.unique(np.concatenate([[0], edges, [batch]]))
-
-        def block(lo: int, hi: int) -> None:
-            sub = None if active is None else np.clip(active - lo, 0, hi - lo)
-            integrate(out[:, lo:hi], self._x[lo:hi], sub)
-
         with ThreadPoolExecutor(len(edges) - 1) as pool:
-            list(pool.map(block, edges[:-1], edges[1:]))
+            list(pool.map(work_on, edges[:-1], edges[1:]))
 
     def _integrate_dense(self, out: np.ndarray, x: np.ndarray, active: np.ndarray | None) -> None:
         """Overwrite the drive ``out`` ``(steps, rows, N)`` with the states reached from ``x`` ``(rows, N)``.
