@@ -6,9 +6,10 @@ frames, the same size, leak rate 0.3 and spectral radius 0.9, and run every utte
 
 - ReservoirPy 0.4: ``Reservoir(units, lr=0.3, sr=0.9).run(list_of_utterances)`` (its own batching of a
   list: one utterance after another, sparse float64 weights, 10 % connectivity by default);
-- ours, ``packed``: utterances sorted by decreasing length, cut into chunks of ``--chunk``, each chunk
-  zero-padded and run by one ``EchoStateCore.run(u, lengths)`` call, which steps each row only for its
-  own length (no compute on padding);
+- ours, ``packed``: utterances sorted by decreasing length, cut into buckets of at most ``--chunk``
+  whose shortest member is at least half their longest, each bucket zero-padded and run by one
+  ``EchoStateCore.run(u, lengths)`` call, which steps each row only for its own length (no compute on
+  padding; the bound on padding keeps the output buffers small);
 - ours, ``run_sequences``: ``reservoir.run_sequences(esn, utterances, batch_size)``, the generic path
   for any substrate (batches of similar length padded to their longest member, padding computed).
 
@@ -62,16 +63,25 @@ def best_rate(fn, n_frames: int, repeats: int) -> float:
     return n_frames / best
 
 
+def length_buckets(lengths: list[int], chunk: int, min_ratio: float = 0.5) -> list[list[int]]:
+    """Indices sorted by decreasing length, cut into buckets of at most ``chunk`` whose shortest member
+    is at least ``min_ratio`` times their longest (so padding stays under ``1 / min_ratio`` per row)."""
+    buckets: list[list[int]] = []
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        if not buckets or len(buckets[-1]) == chunk or lengths[i] < min_ratio * lengths[buckets[-1][0]]:
+            buckets.append([])
+        buckets[-1].append(i)
+    return buckets
+
+
 def run_packed(esn: EchoStateNetwork, feats: list[np.ndarray], chunk: int) -> None:
-    """Run every utterance from rest through ``esn``, ``chunk`` at a time, with ``lengths``."""
-    order = sorted(range(len(feats)), key=lambda i: -len(feats[i]))
-    for start in range(0, len(order), chunk):
-        idx = order[start:start + chunk]
+    """Run every utterance from rest through ``esn``, one length bucket at a time, with ``lengths``."""
+    for b, idx in enumerate(length_buckets([len(f) for f in feats], chunk)):
         lengths = np.array([len(feats[i]) for i in idx])
         u = np.zeros((len(idx), lengths[0], feats[idx[0]].shape[1]))
         for row, i in enumerate(idx):
             u[row, :lengths[row]] = feats[i]
-        esn.reset(start)
+        esn.reset(b)
         esn.run(u, lengths=lengths)
 
 
