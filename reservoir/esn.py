@@ -12,13 +12,15 @@ little more than one.  The output is the state itself: ``n_outputs == N``.
 
 Speed (measured by ``benchmarks/bench_esn.py``; figures from numpy 2.4 / scipy 1.17 on 2 cores):
 
-- The input drive is written straight into the output buffer, which each step then overwrites with the
-  new state, so a run allocates one ``(steps, B, N)`` array and small per-step blocks.
+- A run allocates one ``(steps, B, N)`` output array and small per-step blocks.  The bias is the weight
+  of an extra input held at 1, so ``W_in u + b`` is one product.
 - A sparse ``W`` (at most ``SPARSE_MAX_DENSITY`` non-zeros) on a batch of at least ``MIN_SPARSE_ROWS``
   rows per thread is kept as CSR and stepped in unit-major layout, ``x`` as ``(N, rows)``: scipy's
   CSR x dense product then runs over contiguous rows of ``x`` and, at 10 % connectivity, takes 0.7 ms
-  where the dense BLAS product takes 1.3 ms (``N = 500``, 256 rows, one core).  Each step reads its
-  drive and writes its state through a transposed view, so the output layout is the same on both paths.
+  where the dense BLAS product takes 1.3 ms (``N = 500``, 256 rows, one core).  Each step forms its
+  input drive unit-major in the pre-activation buffer (one small product) and writes its state through
+  a transposed view, so the output layout is the same on both paths.  (Forming the drive of all steps
+  first, as the dense path does, and reading it transposed each step was 7-20 % slower overall.)
   (The other order, ``x @ W.T`` with ``x`` as ``(rows, N)``, makes scipy copy ``x`` and ran at
   ~2.5 GFLOP/s, slower than dense.)  A dense ``W`` or a small batch uses the dense BLAS product.
 - ``tanh`` is numpy's own (SIMD for float32 since numpy 2; an ``exp``-based rewrite no longer wins).
@@ -102,6 +104,8 @@ class EchoStateCore:
         self.w_t = np.ascontiguousarray(np.asarray(w).T, dtype=self.dtype)
         self.w_in_t = np.ascontiguousarray(np.asarray(w_in).T, dtype=self.dtype)
         self.bias = np.asarray(bias, dtype=self.dtype)
+        # the bias as the weight of an extra input held at 1, so one product gives W_in u + b
+        self._w_in_b_t = np.ascontiguousarray(np.vstack([self.w_in_t, self.bias[None]]))
         leak = np.asarray(leak, dtype=self.dtype)
         if np.any(leak <= 0) or np.any(leak > 1):
             raise ValueError("leak rate must lie in (0, 1]")
@@ -162,27 +166,31 @@ class EchoStateCore:
             if np.any(np.diff(lengths) > 0):
                 order = np.argsort(-lengths, kind="stable")
                 u, lengths, self._x = u[order], lengths[order], self._x[order]
-        # time-major, so each step reads and writes one contiguous (batch, N) block; each worker first
+        # time-major, so each step writes one contiguous (batch, N) block.  Dense path: each worker first
         # writes the input drive of its rows for every step into the output buffer, which its
-        # integration then overwrites with the states
+        # integration then overwrites with the states; sparse path: see _integrate_sparse
         n_threads = max(1, min(self.threads or default_threads(), batch // MIN_ROWS_PER_THREAD))
         use_sparse = self._w_csr is not None and batch >= n_threads * MIN_SPARSE_ROWS
-        u_tm = np.ascontiguousarray(u.transpose(1, 0, 2))
+        u_tm = np.ones((steps, batch, self.n_inputs + 1), self.dtype)   # last input: 1, for the bias
+        u_tm[:, :, :-1] = u.transpose(1, 0, 2)
         out = np.empty((steps, batch, self.n_units), self.dtype)
         # drawn here, in one piece, so the noise does not depend on the number of threads
         noise = self.noise * self._rng.standard_normal(out.shape, dtype=self.dtype) if self.noise > 0 else None
         # active[t]: rows still running at step t (a prefix, rows being sorted by decreasing length)
         active = None if lengths is None else np.count_nonzero(lengths[None, :] > np.arange(steps)[:, None],
                                                                axis=1)
-        integrate = self._integrate_sparse if use_sparse else self._integrate_dense
 
         def rows(lo: int, hi: int) -> None:
-            block = out[:, lo:hi]
-            np.matmul(u_tm[:, lo:hi], self.w_in_t, out=block)
-            block += self.bias
-            if noise is not None:
-                block += noise[:, lo:hi]
-            integrate(block, self._x[lo:hi], None if active is None else np.clip(active - lo, 0, hi - lo))
+            sub = None if active is None else np.clip(active - lo, 0, hi - lo)
+            block_noise = None if noise is None else noise[:, lo:hi]
+            if use_sparse:
+                self._integrate_sparse(u_tm[:, lo:hi], block_noise, out[:, lo:hi], self._x[lo:hi], sub)
+            else:
+                block = out[:, lo:hi]
+                np.matmul(u_tm[:, lo:hi], self._w_in_b_t, out=block)
+                if block_noise is not None:
+                    block += block_noise
+                self._integrate_dense(block, self._x[lo:hi], sub)
 
         # one-thread BLAS for the whole run: a multi-threaded one leaves its workers spinning after
         # each call, and they took a core from the integration threads (measured: the integration of a
@@ -246,21 +254,31 @@ class EchoStateCore:
             xt += pre
             x = out[t]
 
-    def _integrate_sparse(self, out: np.ndarray, x: np.ndarray, active: np.ndarray | None) -> None:
-        """``_integrate_dense`` with the CSR weights and the state held unit-major, ``(N, rows)``."""
+    def _integrate_sparse(self, u_tm: np.ndarray, noise: np.ndarray | None, out: np.ndarray, x: np.ndarray,
+                          active: np.ndarray | None) -> None:
+        """Write into ``out`` ``(steps, rows, N)`` the states reached from ``x`` ``(rows, N)`` under the
+        inputs ``u_tm`` ``(steps, rows, n_inputs + 1)`` (last input 1) and ``noise`` (same shape as ``out``
+        or None), with the CSR weights and the state held unit-major, ``(N, rows)``; ``active`` as in
+        ``_integrate_dense``.  Each step forms its own drive, unit-major, in the pre-activation buffer."""
         a = self.leak.reshape(-1, 1) if self.leak.ndim else self.leak   # per unit: broadcast over rows
         keep = 1 - a
         n_units, rows = x.shape[1], x.shape[0]
-        # two flat buffers, so the state of the n active rows is always a contiguous (N, n) block
+        u_um = np.ascontiguousarray(u_tm.transpose(0, 2, 1))   # (steps, n_inputs + 1, rows)
+        w_in_b = np.ascontiguousarray(self._w_in_b_t.T)         # (N, n_inputs + 1)
+        # flat buffers, so the state of the n active rows is always a contiguous (N, n) block
         buffers = (np.empty(n_units * rows, self.dtype), np.empty(n_units * rows, self.dtype))
+        pre_buffer = np.empty(n_units * rows, self.dtype)
         x_um = buffers[0].reshape(n_units, rows)
         x_um[...] = x.T
         for t in range(len(out)):
             n = rows if active is None else active[t]
             if n == 0:
                 break
-            pre = self._w_csr @ x_um[:, :n]
-            pre += out[t, :n].T
+            pre = pre_buffer[:n_units * n].reshape(n_units, n)
+            np.matmul(w_in_b, u_um[t, :, :n], out=pre)
+            if noise is not None:
+                pre += noise[t, :n].T
+            pre += self._w_csr @ x_um[:, :n]
             np.tanh(pre, out=pre)
             pre *= a
             new = buffers[(t + 1) % 2][:n_units * n].reshape(n_units, n)

@@ -43,6 +43,23 @@ def test_large_threaded_batches_with_lengths_match_the_update_rule(connectivity)
         np.testing.assert_allclose(esn.state["x"][i], expected[i, n - 1] if n else 0, atol=1e-12)
 
 
+def test_noisy_states_do_not_depend_on_threads_or_on_the_product_path(monkeypatch):
+    import reservoir.esn as esn_module
+
+    u = np.random.default_rng(4).normal(0, 0.3, (40, 20, 2))
+
+    def noisy_run(threads, noise=0.05):
+        esn = EchoStateNetwork(2, units=60, noise=noise, seed=6, threads=threads)
+        esn.reset(9)
+        return esn.run(u)
+
+    sparse_two = noisy_run(2)
+    assert np.abs(sparse_two - noisy_run(2, noise=0.0)).mean() > 1e-3   # the noise is there
+    np.testing.assert_allclose(noisy_run(1), sparse_two, atol=1e-5)
+    monkeypatch.setattr(esn_module, "MIN_SPARSE_ROWS", 10 ** 6)   # force the dense BLAS path
+    np.testing.assert_allclose(noisy_run(2), sparse_two, atol=1e-5)
+
+
 def test_is_a_substrate_and_has_the_requested_spectral_radius():
     esn = EchoStateNetwork(2, units=100, spectral_radius=0.8, dtype="float64")
     assert isinstance(esn, Substrate)
