@@ -6,9 +6,9 @@ State update for a batch of ``B`` trials with ``N`` units, per step ``t``::
 
 ``a`` is the leak rate (a scalar, or one value per unit for substrates whose units relax at different
 rates), ``W`` the recurrent weights ``(N, N)``, ``W_in`` the input weights ``(N, n_inputs)``, ``b`` a bias
-``(N,)`` and ``noise`` white Gaussian state noise.  The input term is computed for all steps at once
-(one matrix product) and each step costs one ``(B, N) @ (N, N)`` product, so a batch of 64 trials costs
-little more than one.  The output is the state itself: ``n_outputs == N``.
+``(N,)`` and ``noise`` white Gaussian state noise.  Each step costs one product of ``W`` with the
+states of the whole batch (dense BLAS or sparse CSR, see below), so a batch of 64 trials costs little
+more than one.  The output is the state itself: ``n_outputs == N``.
 
 Speed (measured by ``benchmarks/bench_esn.py``; figures from numpy 2.4 / scipy 1.17 on 2 cores):
 
@@ -19,10 +19,11 @@ Speed (measured by ``benchmarks/bench_esn.py``; figures from numpy 2.4 / scipy 1
   CSR x dense product then runs over contiguous rows of ``x`` and, at 10 % connectivity, takes 0.7 ms
   where the dense BLAS product takes 1.3 ms (``N = 500``, 256 rows, one core).  Each step forms its
   input drive unit-major in the pre-activation buffer (one small product) and writes its state through
-  a transposed view, so the output layout is the same on both paths.  (Forming the drive of all steps
-  first, as the dense path does, and reading it transposed each step was 7-20 % slower overall.)
-  (The other order, ``x @ W.T`` with ``x`` as ``(rows, N)``, makes scipy copy ``x`` and ran at
-  ~2.5 GFLOP/s, slower than dense.)  A dense ``W`` or a small batch uses the dense BLAS product.
+  a transposed view, so the output layout is the same on both paths.  Forming the drive of all steps
+  first, as the dense path does, and reading it transposed each step was 7-20 % slower overall; the
+  other order, ``x @ W.T`` with ``x`` as ``(rows, N)``, makes scipy copy ``x`` and ran at ~2.5 GFLOP/s,
+  slower than dense.  A dense ``W`` or a small batch uses the dense BLAS product, the drive of all
+  steps written first into the output buffer, which the integration then overwrites.
 - ``tanh`` is numpy's own (SIMD for float32 since numpy 2; an ``exp``-based rewrite no longer wins).
 - Batch rows are independent, so a batch is split into row blocks run by one Python thread each
   (``threads``, default one per CPU core), and BLAS is held to one thread for the whole run.  numpy and
