@@ -30,9 +30,20 @@ def _pyplot():
     return plt
 
 
-def plot_trials(trials, path, n: int = HEATMAP_TRIALS) -> None:
+def response_unit(attrs: dict) -> str:
+    """The unit all response channels share, from a recording's device description ("" if they differ
+    or the description is missing or malformed)."""
+    device = attrs.get("device")
+    channels = device.get("response") if isinstance(device, dict) else None
+    if not isinstance(channels, list):
+        return ""
+    units = {c.get("unit") for c in channels if isinstance(c, dict)}
+    return units.pop() if len(units) == 1 and isinstance(next(iter(units)), str) else ""
+
+
+def plot_trials(trials, path, n: int = HEATMAP_TRIALS, unit: str = "") -> None:
     """Stimulus (top) and response (bottom) heat maps, channels over time, of the first trial of each of
-    up to ``n`` labels (``protocols.recording.TrialRecord`` list)."""
+    up to ``n`` labels (``protocols.recording.TrialRecord`` list); ``unit`` labels the response scale."""
     plt = _pyplot()
     from matplotlib.ticker import MaxNLocator
 
@@ -65,7 +76,8 @@ def plot_trials(trials, path, n: int = HEATMAP_TRIALS) -> None:
     axes[0, 0].set_ylabel("stimulus\nelectrode")
     axes[1, 0].set_ylabel("response channel")
     fig.colorbar(im_s, ax=axes[0, :].tolist(), label="stimulus (V)", fraction=0.03, pad=0.02)
-    fig.colorbar(im_r, ax=axes[1, :].tolist(), label="response", fraction=0.03, pad=0.02)
+    fig.colorbar(im_r, ax=axes[1, :].tolist(), label=f"response ({unit})" if unit else "response",
+                 fraction=0.03, pad=0.02)
     fig.suptitle("stimulus and response per trial (dashed: stimulus window)", fontsize=11)
     fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
@@ -139,7 +151,7 @@ def _recording_figures(path: Path, out: Path) -> tuple[dict, list[tuple[str, str
     figures = []
     plot_confusion(result, out / "confusion.png")
     figures.append(("confusion.png", "test confusion matrix"))
-    plot_trials(rec.trials, out / "trials.png")
+    plot_trials(rec.trials, out / "trials.png", unit=response_unit(rec.attrs))
     figures.append(("trials.png", "stimulus and response of one trial per label"))
     windows = [t.stimulus_window for t in rec.trials]
     labels = np.array([t.label for t in rec.trials])

@@ -8,7 +8,8 @@ import matplotlib.image as mpimg
 import pytest
 
 from prclab.cli import main
-from readouts.report import write_report
+from protocols.recording import read_recording
+from readouts.report import response_unit, write_report
 
 from conftest import FSDD_SUBSET
 from test_spine import write_protocol
@@ -30,6 +31,14 @@ def test_report_from_a_recording(tmp_path, toy_npz, capsys):
         assert_drawn(tmp_path / "rep" / name)
     summary = (tmp_path / "rep" / "summary.md").read_text()
     assert "| test accuracy |" in summary and "![test confusion matrix](confusion.png)" in summary
+    assert response_unit(read_recording(rec).attrs) == "V"   # labels the response heat maps
+
+
+def test_response_unit_needs_one_unit_from_a_well_formed_description():
+    assert response_unit({"device": {"response": [{"unit": "A"}, {"unit": "A"}]}}) == "A"
+    assert response_unit({"device": {"response": [{"unit": "A"}, {"unit": "V"}]}}) == ""
+    for attrs in ({}, {"device": "text"}, {"device": {"response": 3}}, {"device": {"response": [1, {}]}}):
+        assert response_unit(attrs) == ""
 
 
 def test_report_from_task_json_over_seeds(tmp_path, capsys):
