@@ -504,22 +504,22 @@ class NidaqServicer(pb_grpc.NiDAQmxServicer):
         return pb.CreateTaskResponse(status=0, task=session_pb2.Session(name=task.name),
                                      new_session_initialized=new)
 
-    @_rpc
-    def CreateAIVoltageChan(self, request, context):
+    def _add_voltage_channels(self, request, kind: str, terminal_config: int) -> None:
+        """The shared body of CreateAIVoltageChan and CreateAOVoltageChan."""
         with self.lock:
-            self.device.add_channels(self.device.task(request.task), "ai", request.physical_channel,
+            self.device.add_channels(self.device.task(request.task), kind, request.physical_channel,
                                      request.name_to_assign_to_channel, request.min_val,
                                      request.max_val, request.units_raw, request.custom_scale_name,
-                                     request.terminal_config_raw)
+                                     terminal_config)
+
+    @_rpc
+    def CreateAIVoltageChan(self, request, context):
+        self._add_voltage_channels(request, "ai", request.terminal_config_raw)
         return pb.CreateAIVoltageChanResponse(status=0)
 
     @_rpc
     def CreateAOVoltageChan(self, request, context):
-        with self.lock:
-            self.device.add_channels(self.device.task(request.task), "ao", request.physical_channel,
-                                     request.name_to_assign_to_channel, request.min_val,
-                                     request.max_val, request.units_raw, request.custom_scale_name,
-                                     TerminalConfiguration.DEFAULT.value)
+        self._add_voltage_channels(request, "ao", TerminalConfiguration.DEFAULT.value)
         return pb.CreateAOVoltageChanResponse(status=0)
 
     @_rpc

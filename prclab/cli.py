@@ -144,6 +144,13 @@ def cmd_characterize(args) -> None:
     print(json.dumps(result) if args.json else format_result(result))
 
 
+def _add_substrate_arguments(parser) -> None:
+    """--substrate, --units, --seed: a simulated substrate by name, size and seed (task, characterize)."""
+    parser.add_argument("--substrate", default="esn", help="substrate name (esn, potato, ...)")
+    parser.add_argument("--units", type=int, help="substrate size (units / nodes / neurons)")
+    parser.add_argument("--seed", type=int, default=0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="prclab", description="Physical reservoir computing lab toolkit.")
     p.add_argument("--version", action="version", version=f"prclab {__version__}")
@@ -183,9 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--seeds", type=int, default=1, help="runs with seeds --seed.. (mean ± std of the scores)")
     k.add_argument("--split", choices=["official", "speaker"], default="official",
                    help="official train/test split, or leave one speaker out (speaker = seed mod speakers)")
-    k.add_argument("--substrate", default="esn", help="substrate name (esn, potato, ...)")
-    k.add_argument("--units", type=int, help="substrate size (units / nodes / neurons)")
-    k.add_argument("--seed", type=int, default=0)
+    _add_substrate_arguments(k)
     k.add_argument("--features", default="mean+last", help="feature spec, e.g. mean+last, bins:4+last")
     k.add_argument("--json", action="store_true", help="print the result as one JSON object")
     k.set_defaults(func=cmd_task)
@@ -196,9 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     o.set_defaults(func=cmd_report)
 
     c = sub.add_parser("characterize", help="memory/nonlinear capacity, kernel rank, consistency of a substrate")
-    c.add_argument("--substrate", default="esn", help="substrate name (esn, potato, ...)")
-    c.add_argument("--units", type=int, help="substrate size (units / nodes / neurons)")
-    c.add_argument("--seed", type=int, default=0)
+    _add_substrate_arguments(c)
     c.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     c.add_argument("--plot", metavar="DIR", help="write the memory curve PNG into this folder")
     c.set_defaults(func=cmd_characterize)

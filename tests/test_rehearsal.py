@@ -40,33 +40,22 @@ def rehearse(protocol: Path, spec: str, tmp_path: Path, capsys) -> dict:
     return result
 
 
-@pytest.mark.slow
-def test_potentiostat_rehearsal_beats_its_baseline(tmp_path, capsys):
-    protocol = cut_down("spoken_digits_one_electrode.toml", tmp_path, '["0", "1", "2"]', 24)
-    result = rehearse(protocol, "potentiostat:", tmp_path, capsys)
-    assert result["n_classes"] == 3 and result["n_test"] == 24
-    assert result["accuracy"] > result["baseline_accuracy"]
+# the Cyton streams in real time at 250 Hz only (10 ms MFCC frames held for 3 samples, 12 ms) and
+# records 8 channels: its emulated substrate is a 100-unit ESN of which the first 8 units are read
+CYTON = {"rest_s = 1.0": "rest_s = 0.2", "sample_rate_hz = 1000.0": "sample_rate_hz = 250.0",
+         "samples_per_frame = 10": "samples_per_frame = 3", 'name = "potato"': 'name = "esn"',
+         "params = { n_outputs = 64, nodes = 400, tau_slow_s = 1.0, coupling_length_mm = 4.0 }":
+         "params = { units = 100, leak_rate = 0.1 }"}
 
 
 @pytest.mark.slow
-def test_nidaq_rehearsal_beats_its_baseline(tmp_path, capsys):
-    protocol = cut_down("spoken_digits_demo.toml", tmp_path, '["0", "1", "2"]', 24,
-                        **{"rest_s = 1.0": "rest_s = 0.3"}, **MEAN_LAST)
-    result = rehearse(protocol, "nidaq:Dev1", tmp_path, capsys)
-    assert result["n_classes"] == 3 and result["n_test"] == 24
-    assert result["accuracy"] > result["baseline_accuracy"]
-
-
-@pytest.mark.slow
-def test_brainflow_cyton_rehearsal_beats_its_baseline(tmp_path, capsys):
-    # the Cyton streams in real time at 250 Hz only (10 ms MFCC frames held for 3 samples, 12 ms) and
-    # records 8 channels: the emulated substrate is a 100-unit ESN of which the first 8 units are read
-    protocol = cut_down("spoken_digits_demo.toml", tmp_path, '["0", "1", "2"]', 30,
-                        **{"rest_s = 1.0": "rest_s = 0.2", "sample_rate_hz = 1000.0": "sample_rate_hz = 250.0",
-                           "samples_per_frame = 10": "samples_per_frame = 3",
-                           'name = "potato"': 'name = "esn"',
-                           "params = { n_outputs = 64, nodes = 400, tau_slow_s = 1.0, coupling_length_mm = 4.0 }":
-                           "params = { units = 100, leak_rate = 0.1 }"}, **MEAN_LAST)
-    result = rehearse(protocol, "brainflow:cyton:", tmp_path, capsys)
-    assert result["n_classes"] == 3 and result["n_test"] == 30
+@pytest.mark.parametrize("spec, example, n_test, replace", [
+    ("potentiostat:", "spoken_digits_one_electrode.toml", 24, {}),
+    ("nidaq:Dev1", "spoken_digits_demo.toml", 24, {"rest_s = 1.0": "rest_s = 0.3", **MEAN_LAST}),
+    ("brainflow:cyton:", "spoken_digits_demo.toml", 30, {**CYTON, **MEAN_LAST}),
+], ids=["potentiostat", "nidaq", "brainflow-cyton"])
+def test_rehearsal_beats_its_baseline(spec, example, n_test, replace, tmp_path, capsys):
+    protocol = cut_down(example, tmp_path, '["0", "1", "2"]', n_test, **replace)
+    result = rehearse(protocol, spec, tmp_path, capsys)
+    assert result["n_classes"] == 3 and result["n_test"] == n_test
     assert result["accuracy"] > result["baseline_accuracy"]
