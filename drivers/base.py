@@ -15,6 +15,16 @@ Every device is a context manager (``open()`` / ``close()``) with:
 
 A stimulus sample outside its channel's range is refused with :class:`DeviceError` before anything is
 sent: the device's own range check is the last line of defence behind the protocol's safety layer.
+
+Safe stop: every stimulus output has a declared **rest level** (``rest_V``, by default 0 V where the
+range allows it, else the range's centre) and a slew limit (``max_slew_V_per_s``, by default none);
+``set_rest`` declares them (the runner passes the protocol's safety limits).  ``rest(reason)`` drives
+every output from the last value applied to its rest level along a ramp of linear steps that respects
+the slew limit (at least ``REST_RAMP_S``), drops stimulus queued but not yet played, and returns a
+report ``{"stopped": reason, "outputs_at_rest": bool, ...}`` (also kept as ``last_stop``).  ``close()``
+rests first, so every way out of ``with device:`` - normal end, Ctrl-C, SIGTERM, an exception - leaves
+the outputs at rest; a driver whose stream fails drives its outputs to rest before it abandons the
+session, where the hardware still answers (each driver's docstring says what happens where it cannot).
 """
 
 from __future__ import annotations
@@ -63,6 +73,35 @@ class DeviceChannels:
         return np.array([c.high for c in self.stimulus])
 
 
+REST_RAMP_S = 0.01
+"""Shortest ramp to rest, seconds (used alone where no slew limit is declared)."""
+
+
+def rest_level(low: float, high: float) -> float:
+    """The voltage an output rests at: 0 V if its range allows it, else the range's centre."""
+    return 0.0 if low <= 0.0 <= high else (low + high) / 2
+
+
+def rest_ramp(start_V, rest_V, max_slew_V_per_s, step_hz: float, min_s: float = REST_RAMP_S) -> np.ndarray:
+    """Linear steps from ``start_V`` ``(c,)`` to ``rest_V`` ``(c,)``, one per ``1 / step_hz`` seconds.
+
+    Returns ``(k, c)`` volts, ``k >= 1``, excluding the start and ending exactly at rest; each step
+    changes each channel by at most ``max_slew_V_per_s / step_hz`` (``inf``: no limit, the ramp then
+    lasts ``min_s``).
+    """
+    start = np.asarray(start_V, dtype=np.float64)
+    rest = np.broadcast_to(np.asarray(rest_V, dtype=np.float64), start.shape)
+    slew = np.broadcast_to(np.asarray(max_slew_V_per_s, dtype=np.float64), start.shape)
+    span = np.abs(rest - start)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        need = np.where(span > 0, span * step_hz / slew, 0.0)
+    k = int(max(1, np.ceil(min_s * step_hz - 1e-9), np.ceil(np.max(need, initial=0.0) - 1e-9)))
+    frac = np.arange(1, k + 1)[:, None] / k
+    ramp = start + (rest - start) * frac
+    ramp[-1] = rest
+    return ramp
+
+
 def voltage_channels(prefix: str, count: int, low: float, high: float, unit: str = "V"):
     """``count`` channels named ``{prefix}{i}`` with a common unit and range."""
     return tuple(ChannelInfo(f"{prefix}{i}", unit, float(low), float(high)) for i in range(count))
@@ -83,19 +122,88 @@ class Device(abc.ABC):
         self.channels = channels
         self.is_open = False
         self._events: list[tuple[int, str]] = []
+        self.rest_V = np.array([rest_level(c.low, c.high) for c in channels.stimulus])
+        self.max_slew_V_per_s = np.full(len(channels.stimulus), np.inf)
+        #: the last value applied to each stimulus output (the rest level at open)
+        self.output_V = self.rest_V.copy()
+        #: report of the latest drive to rest (``rest``), None before the first
+        self.last_stop: dict | None = None
+        self._rested = True
+
+    # -- rest --------------------------------------------------------------------------------------
+    def set_rest(self, rest_V, max_slew_V_per_s=np.inf) -> None:
+        """Declare each output's rest level (volts, scalar or ``(n_stimulus,)``) and slew limit."""
+        n = len(self.channels.stimulus)
+        rest = np.broadcast_to(np.asarray(rest_V, dtype=np.float64), (n,)).copy()
+        slew = np.broadcast_to(np.asarray(max_slew_V_per_s, dtype=np.float64), (n,)).copy()
+        if not (np.isfinite(rest).all() and (rest >= self.channels.stimulus_low).all()
+                and (rest <= self.channels.stimulus_high).all()):
+            raise DeviceError(f"{self.name}: rest level {rest.tolist()} V outside the stimulus range")
+        if not (slew > 0).all() or np.isnan(slew).any():
+            raise DeviceError(f"{self.name}: slew limit {slew.tolist()} V/s must be positive")
+        self.rest_V, self.max_slew_V_per_s = rest, slew
+        if not self.is_open:
+            self.output_V = rest.copy()
+
+    def rest(self, reason: str = "stop") -> dict:
+        """Drive every output to its rest level along a slew-limited ramp; returns the report.
+
+        Idempotent: a device already at rest (or closed) returns the latest report (with ``reason``
+        if none was made).  Never raises for a device fault: the report says what was reached.
+        """
+        if not self.is_open or self._rested:
+            if self.last_stop is None or (self.is_open and self.last_stop.get("stopped") != reason):
+                self.last_stop = self._stop_report(reason, True, "outputs already at rest")
+            return self.last_stop
+        self._rested = True
+        start = self.output_V.copy()
+        try:
+            detail = self._rest(start) or "ramped to rest"
+            ok = True
+        except DeviceError as exc:
+            detail, ok = str(exc), False
+        self.last_stop = self._stop_report(reason, ok, detail, start)
+        return self.last_stop
+
+    def _stop_report(self, reason: str, ok: bool, detail: str, start=None) -> dict:
+        report = {"stopped": str(reason), "outputs_at_rest": bool(ok), "rest_V": self.rest_V.tolist(),
+                  "detail": detail}
+        if start is not None:
+            report["from_V"] = np.asarray(start, dtype=np.float64).tolist()
+        return report
+
+    def _ramp(self, start, step_hz: float | None = None) -> np.ndarray:
+        """The ramp ``(k, n_stimulus)`` from ``start`` to ``rest_V`` at ``step_hz`` (default: the rate)."""
+        return rest_ramp(start, self.rest_V, self.max_slew_V_per_s, step_hz or self.channels.rate_hz)
+
+    def _rest(self, start_V: np.ndarray) -> str | None:
+        """Drive the outputs from ``start_V`` to ``rest_V`` (ramped); raise DeviceError if it cannot.
+
+        The default, for devices without a physical output (simulations, replays): the outputs are
+        taken to be at rest; a simulated substrate simply stops being driven.
+        """
+        self.output_V = self.rest_V.copy()
+        return "no physical output; nothing left driven"
 
     # -- lifecycle -------------------------------------------------------------------------------
     def open(self) -> "Device":
         if not self.is_open:
             self._events = []
+            self.output_V = self.rest_V.copy()
+            self.last_stop = None
             self._open()
             self.is_open = True
+            self._rested = True
         return self
 
     def close(self) -> None:
+        """Drive the outputs to rest (see :meth:`rest`), then release the device."""
         if self.is_open:
-            self.is_open = False
-            self._close()
+            try:
+                self.rest("close")
+            finally:
+                self.is_open = False
+                self._close()
 
     def __enter__(self) -> "Device":
         return self.open()
@@ -118,6 +226,8 @@ class Device(abc.ABC):
             ch = self.channels.stimulus[col]
             raise DeviceError(f"{self.name}: stimulus sample {row} on {ch.name} is {block[row, col]!r} "
                               f"{ch.unit}, outside [{ch.low}, {ch.high}]; nothing was sent")
+        if len(block):
+            self._rested = False
         self._write(block)
 
     def read(self, n: int) -> tuple[np.ndarray, np.ndarray]:

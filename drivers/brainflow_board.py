@@ -21,8 +21,17 @@ its substrate in real time (write ahead of reading, or blocks may be separated b
 ``recorded_stimulus``; on a real MEA stimulation goes through a separate stimulator, which the lab
 triggers and aligns through the markers.
 
-Board notes: the Cyton handshake (``prepare_session``) takes about 1 s and a silent port fails it after
-about 6 s (brainflow's own timeouts).  The playback board needs ``master_board`` (the board that
+Safe stop: with a stimulator, ``rest`` appends a slew-limited ramp from the last row written to the
+rest level, and ``hold`` (given with the stimulator) keeps the stimulator at the rest level whenever no
+stimulus is queued - between blocks and after the stop; on a real board nothing is driven here.
+
+Sample counters: a Cyton restarts its counter at 0 when streaming starts, so the first sample read is
+checked too (a fault before the first read is a gap from 0); other boards' first counter is taken as
+it comes.
+
+Board notes: the Cyton handshake (``prepare_session``) takes about 1 s; brainflow itself gives up on a
+silent port only after about 6 s, so ``open`` waits at most ``open_timeout_s`` (2 s) for it and then
+fails naming the board (brainflow's attempt is released in the background when it ends).  The playback board needs ``master_board`` (the board that
 recorded the file) and does **not** replay recorded markers: brainflow overwrites the marker channel
 with live ones, so events are only those marked during the playback.
 """
@@ -97,6 +106,9 @@ class BrainflowDevice(Device):
         check_counter: check the counter; default everywhere except the playback board.
         response_range_V: nominal ``(low, high)`` of every response channel, volts.
         buffer_samples: brainflow ring-buffer size; overflowing it (not reading for that long) fails.
+        hold: callable setting the level ``(n_stimulus,)`` volts the stimulator holds while no stimulus
+            is queued (the rest level); with ``stimulator`` only.
+        open_timeout_s: longest ``open`` waits for brainflow's session to start, seconds.
         quiet: silence brainflow's own logger (process-wide) at ``open``: its info and error lines would
             break the one-line error reports; the errors raised here carry the exit code and a hint.
     """
@@ -108,7 +120,8 @@ class BrainflowDevice(Device):
                  stimulator: Callable[[np.ndarray], None] | None = None, stall_s: float = 1.0,
                  on_gap: str = "raise", check_counter: bool | None = None,
                  response_range_V=(-CYTON_RANGE_V, CYTON_RANGE_V), buffer_samples: int = 450_000,
-                 quiet: bool = True):
+                 quiet: bool = True, hold: Callable[[np.ndarray], None] | None = None,
+                 open_timeout_s: float = 2.0):
         if on_gap not in ("raise", "record"):
             raise DeviceError(f"brainflow: on_gap must be 'raise' or 'record', not {on_gap!r}")
         self.board_id = int(board_id)
@@ -130,7 +143,10 @@ class BrainflowDevice(Device):
             response=voltage_channels("exg", len(self._rows["exg"]), *response_range_V),
             rate_hz=float(rate))
         super().__init__(channels)
-        self.stimulator = stimulator
+        self.stimulator, self.hold = stimulator, hold
+        self.open_timeout_s = float(open_timeout_s)
+        self.owned_emulator = None  # an emulator this device starts at open and closes at close
+        self._first_counter = 0 if self.board_id == BoardIds.CYTON_BOARD else None
         self.stall_s, self.on_gap = float(stall_s), on_gap
         self.check_counter = self.board_id != BoardIds.PLAYBACK_FILE_BOARD if check_counter is None \
             else bool(check_counter)
@@ -147,7 +163,9 @@ class BrainflowDevice(Device):
     def _reset_stream(self) -> None:
         self._n_read = self._n_written = 0
         self._t0: float | None = None
-        self._last_counter: int | None = None
+        # a Cyton counts from 0 after ``b``: "before the first sample" is 255
+        self._last_counter: int | None = None if getattr(self, "_first_counter", None) is None \
+            else (self._first_counter - 1) % 256
         self._buffered = 0                      # samples left in brainflow's buffer after the last read
         self._last_progress = time.monotonic()  # when the buffer last grew
 
@@ -161,23 +179,59 @@ class BrainflowDevice(Device):
         self.recorded_stimulus = []
         if self.quiet:
             BoardShim.set_log_level(LogLevels.LEVEL_OFF)
-        board = None
+        emulator = self.owned_emulator
         try:
-            board = BoardShim(self.board_id, self.params)
-            board.prepare_session()
-            board.start_stream(self.buffer_samples)
-        except BrainFlowError as exc:
-            if board is not None:
-                _release(board)
-            raise DeviceError(f"{self.label}: cannot start the session ({_one_line(exc)})") from None
-        self._board = board
+            if emulator is not None:
+                self.params.serial_port = self.address = emulator.start().port
+                self.label = " ".join(("brainflow", board_name(self.board_id), self.address))
+            self._board = self._start_session()
+        except BaseException:
+            if emulator is not None:  # a failed open leaves no emulator thread or pty behind
+                emulator.close()
+            raise
+        if self.hold is not None:
+            self.hold(self.rest_V)
         self._last_progress = time.monotonic()
+
+    def _start_session(self) -> BoardShim:
+        """``prepare_session`` + ``start_stream`` on a helper thread, waited for ``open_timeout_s``."""
+        outcome: dict = {}
+        abandoned = threading.Event()
+
+        def start() -> None:
+            board = None
+            try:
+                board = BoardShim(self.board_id, self.params)
+                board.prepare_session()
+                board.start_stream(self.buffer_samples)
+                outcome["board"] = board
+            except BrainFlowError as exc:
+                outcome["error"] = exc
+                if board is not None:
+                    _release(board)
+            if abandoned.is_set() and "board" in outcome:
+                _release(outcome["board"])
+
+        worker = threading.Thread(target=start, name="brainflow-open", daemon=True)
+        worker.start()
+        worker.join(self.open_timeout_s)
+        if worker.is_alive():
+            abandoned.set()
+            self._releasing = worker  # the next open waits for brainflow to let go of the port
+            raise DeviceError(f"{self.label}: no session within {self.open_timeout_s:g} s "
+                              "(board silent: off, stalled or wrong port?)")
+        if "error" in outcome:
+            raise DeviceError(f"{self.label}: cannot start the session "
+                              f"({_one_line(outcome['error'])})") from None
+        return outcome["board"]
 
     def _close(self) -> None:
         board, self._board = self._board, None
         if board is not None:
             _release(board)
         self._reset_stream()
+        if self.owned_emulator is not None:
+            self.owned_emulator.close()
 
     def _write(self, block: np.ndarray) -> None:
         if self.stimulator is not None:
@@ -185,6 +239,22 @@ class BrainflowDevice(Device):
         else:
             self.recorded_stimulus.append(block.copy())
         self._n_written += len(block)
+        if len(block):
+            self.output_V = block[-1].copy()
+
+    def _rest(self, start_V: np.ndarray) -> str:
+        if self.stimulator is None:
+            return "no stimulus output: blocks were only recorded"
+        ramp = self._ramp(start_V)
+        self.stimulator(ramp)
+        # the stimulator plays in real time: wait for what was queued before the ramp (at most the
+        # block in flight: written, not yet read back) and the ramp to play out before letting go
+        queued = max(0, self._n_written - self._n_read)
+        time.sleep(min(queued + len(ramp) + 2, 10 * self.channels.rate_hz) / self.channels.rate_hz)
+        if self.hold is not None:
+            self.hold(self.rest_V)
+        self.output_V = self.rest_V.copy()
+        return f"ramp of {len(ramp)} samples to rest handed to the stimulator, which then holds rest"
 
     def _stimulus_position(self) -> int:
         return self._n_written
@@ -270,8 +340,11 @@ class BrainflowDevice(Device):
         self._last_counter = int(seq[-1])
 
     def _abandon(self, fault: str) -> DeviceError:
-        """After a fault the stream is unusable: mark the device closed, release the session in the
-        background (stopping brainflow's reader can take a second), and return the error to raise."""
+        """After a fault the stream is unusable: drive the stimulator to rest, mark the device closed,
+        release the session in the background (stopping brainflow's reader can take a second), and
+        return the error to raise."""
+        if self.is_open:
+            self.rest(f"device fault: {fault}")
         board, self._board = self._board, None
         self.is_open = False
         self._reset_stream()
@@ -279,6 +352,8 @@ class BrainflowDevice(Device):
             self._releasing = threading.Thread(target=_release, args=(board,),
                                                name="brainflow-release", daemon=True)
             self._releasing.start()
+        if self.owned_emulator is not None:
+            self.owned_emulator.close()
         return DeviceError(f"{self.label}: {fault}")
 
 
@@ -315,7 +390,8 @@ def from_spec(address: str, request) -> BrainflowDevice:
 
     With ``request.emulate`` and ``cyton``, the port is not opened: a :mod:`hardware_sims.cyton` emulator
     is started on the request's substrate and brainflow's own Cyton driver connects to its pty; the
-    device applies stimulus through the emulator and the emulator lives as long as the device object.
+    device applies stimulus through the emulator, which it starts at each ``open`` and closes at
+    ``close``, after a fault, or when the open fails.
     The synthetic and playback boards are simulations already and run as they are.
     """
     board_part, _, rest = address.partition(":")
@@ -358,8 +434,8 @@ def from_spec(address: str, request) -> BrainflowDevice:
     if request.emulate and board_id == BoardIds.CYTON_BOARD:
         from hardware_sims.cyton import CytonEmulator
 
-        emulator = CytonEmulator(request.build_substrate(), seed=request.seed).start()
-        params.serial_port = emulator.port
+        emulator = CytonEmulator(request.build_substrate(), seed=request.seed)
+        params.serial_port = ""
     elif request.emulate and board_id not in (BoardIds.SYNTHETIC_BOARD, BoardIds.PLAYBACK_FILE_BOARD):
         raise PrclabError(f"{spec}: no emulator for brainflow board {board_name(board_id)!r}; "
                           "rehearse with brainflow:cyton, brainflow:synthetic or brainflow:playback")
@@ -367,8 +443,10 @@ def from_spec(address: str, request) -> BrainflowDevice:
         raise PrclabError(f"{spec}: no serial port given (e.g. brainflow:cyton:/dev/ttyUSB0)")
     stimulus = voltage_channels("stim", request.n_stimulus, *request.stimulus_range_V)
     device = BrainflowDevice(board_id, params, stimulus=stimulus,
-                             stimulator=emulator.apply if emulator is not None else None)
+                             stimulator=emulator.apply if emulator is not None else None,
+                             hold=emulator.hold if emulator is not None else None)
     if emulator is not None:
         device.emulator = emulator  # for fault injection in rehearsals and tests
+        device.owned_emulator = emulator  # started at open, closed at close and on a failed open
         weakref.finalize(device, emulator.close)
     return device

@@ -8,7 +8,7 @@ Two tasks, as NI's synchronised AO+AI example sets them up:
   AO sample ``k`` is applied on the clock edge that takes AI sample ``k``.
 
 Streaming is in blocks: ``write`` only queues stimulus on the host; each ``read(n)`` takes the next
-``n`` queued stimulus samples (padded with 0 V when fewer are queued, which advances the stimulus
+``n`` queued stimulus samples (padded with the rest level when fewer are queued, which advances the stimulus
 position as a running output would), configures both tasks for a finite ``n``-sample run if ``n``
 changed, writes the block with ``AnalogMultiChannelWriter(auto_start=False)``, starts AO (armed) then
 AI (which fires the trigger), reads the response with ``AnalogMultiChannelReader.read_many_sample``
@@ -23,6 +23,18 @@ Device Server (or :mod:`hardware_sims.nidaq_grpc`); every RPC then carries a dea
 own timeout plus ``read_timeout_s``, else ``rpc_timeout_s``), so a server that stops answering cannot
 hang the caller.  Without it, the tasks run on the local NI-DAQmx driver and a real card.
 
+Safe stop (``rest``, also on ``close`` and before a fault abandons the session): a finite block still
+playing is first completed (its remaining AI samples read and discarded, so the outputs end exactly at
+its last sample), the streaming tasks are cleared (AO lines then hold their voltage, as on a real card),
+and a fresh on-demand AO task on the same lines writes a slew-limited ramp of single samples to the rest
+level, software-timed at most :data:`REST_STEP_HZ` steps per second (each step waits out its interval,
+so the slew between applied values never exceeds the limit), then clears.  The on-demand task does not
+depend on the AI clock or on a broken stream, so it works after a stalled, garbled or short read.  When
+the card cannot be reached at all (unplugged: every call fails with DAQmx -201003) nothing can be
+driven: the report says ``outputs_at_rest: false``, and the lines do whatever the hardware does without
+a host (the emulator holds the last voltage; a real USB card loses power and its outputs fall to about
+0 V - not a ramp).
+
 Every failure of the client — ``DaqError`` (with its DAQmx code), gRPC errors, a missing driver, a
 short or non-finite read — becomes a one-line :class:`DeviceError` ``nidaq:Dev1: ...``; after one, the
 device closes itself (tasks cleared quietly) and must be reopened.
@@ -32,6 +44,7 @@ from __future__ import annotations
 
 import collections
 import re
+import time
 import urllib.parse
 import uuid
 import weakref
@@ -48,6 +61,10 @@ from prclab import PrclabError
 
 from .base import Device, DeviceChannels, DeviceError, voltage_channels
 
+REST_STEP_HZ = 500.0
+"""Most on-demand ramp steps per second when driving the outputs to rest (software timing)."""
+REST_STEP_TIMEOUT_S = 1.0
+"""Deadline of each on-demand write of the ramp to rest, seconds."""
 MAX_VALUES_PER_CALL = 1 << 18
 """Most float64 values in one write or read RPC (2 MiB, under gRPC's 4 MiB default limit)."""
 GRPC_CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 4 * 8 * MAX_VALUES_PER_CALL),
@@ -117,9 +134,12 @@ class NidaqDevice(Device):
         self.emulator = emulator
         self.read_chunk = max(1, min(int(max_block_s * rate_hz), MAX_VALUES_PER_CALL // n_response))
         self.write_chunk = max(1, MAX_VALUES_PER_CALL // n_stimulus)
-        self._ao = self._ai = self._channel = None
+        self._ao = self._ai = self._channel = self._rpc_channel = None
+        self._in_flight = False  # a finite block started and not yet completed
         self._writer: AnalogMultiChannelWriter | None = None
         self._reader: AnalogMultiChannelReader | None = None
+        self.rest_log: list[np.ndarray] = []  # values written by the latest drives to rest
+        self._block_last = np.zeros(n_stimulus)
         self._reset_stream()
 
     def _reset_stream(self) -> None:
@@ -140,7 +160,8 @@ class NidaqDevice(Device):
                     task.close()
                 except (nidaqmx.errors.Error, grpc.RpcError):
                     pass
-        self._ao = self._ai = self._writer = self._reader = None
+        self._ao = self._ai = self._writer = self._reader = self._rpc_channel = None
+        self._in_flight = False
         channel, self._channel = self._channel, None
         if channel is not None:
             channel.close()
@@ -168,6 +189,75 @@ class NidaqDevice(Device):
                 "streaming": "finite AO+AI block per read, AO clock and start trigger from AI"}
 
     # -- tasks -------------------------------------------------------------------------------------
+    # -- rest ---------------------------------------------------------------------------------------
+    def _rest(self, start_V: np.ndarray) -> str:
+        """Complete a block in flight, clear the streaming tasks, ramp on a fresh on-demand AO task."""
+        try:
+            return self._drive_to_rest()
+        except (nidaqmx.errors.Error, grpc.RpcError, AssertionError) as exc:
+            code = getattr(exc, "error_code", None) or getattr(getattr(exc, "rpc_code", None), "name", "")
+            text = _first_line(getattr(exc, "description", None) or exc)
+            raise self._fail(f"cannot drive outputs to rest ({code} {text}); they hold "
+                             f"{np.round(self.output_V, 6).tolist()} V or whatever the card does "
+                             "unpowered") from None
+
+    def _drive_to_rest(self) -> str:
+        finished = ""
+        if self._in_flight and self._ai is not None:
+            finished = self._finish_block()
+        self._queue.clear()
+        for task in (self._ao, self._ai):
+            if task is not None:
+                try:
+                    task.close()
+                except (nidaqmx.errors.Error, grpc.RpcError):
+                    pass
+        self._ao = self._ai = self._writer = self._reader = None
+        self._block_n = 0
+        step_hz = min(self.channels.rate_hz, REST_STEP_HZ)
+        ramp = self._ramp(self.output_V, step_hz)
+        stim = self.channels.stimulus
+        task = self._task("rest", self._rpc_channel) if (self._rpc_channel is not None or
+                                                         self.emulator is None) else None
+        if task is None:
+            raise self._fail("no session to drive outputs to rest")
+        try:
+            task.ao_channels.add_ao_voltage_chan(_lines(self.device, "ao", len(stim)),
+                                                 min_val=stim[0].low, max_val=stim[0].high)
+            writer = AnalogMultiChannelWriter(task.out_stream, auto_start=True)
+            due = time.monotonic()
+            for row in ramp:
+                wait = due - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)
+                writer.write_one_sample(np.ascontiguousarray(row), timeout=REST_STEP_TIMEOUT_S)
+                due = time.monotonic() + 1.0 / step_hz
+                self.output_V = row.copy()
+                self.rest_log.append(row.copy())
+        finally:
+            try:
+                task.close()
+            except (nidaqmx.errors.Error, grpc.RpcError):
+                pass
+        return f"{finished}ramped to rest in {len(ramp)} on-demand steps at {step_hz:g} Hz"
+
+    def _finish_block(self) -> str:
+        """Let the block in flight play to its end (read its remaining samples, discarded)."""
+        try:
+            left = self._block_n - int(self._ai.in_stream.total_samp_per_chan_acquired)
+            if left > 0:
+                buf = np.empty((len(self.channels.response), left))
+                self._reader.read_many_sample(buf, left, timeout=left / self.channels.rate_hz +
+                                              self.read_timeout_s)
+            self._ao.wait_until_done(timeout=self.read_timeout_s)
+            self.output_V = self._block_last.copy()
+            self._in_flight = False
+            return "finished the block in flight, "
+        except (nidaqmx.errors.Error, grpc.RpcError, AssertionError):
+            # stopped mid-block: the outputs hold some sample of it; ramp from its last, and say so
+            self.output_V = self._block_last.copy()
+            return "block in flight cut short (ramp starts from its last sample), "
+
     def _task(self, role: str, channel) -> nidaqmx.Task:
         name = f"prclab-{self.device}-{role}-{uuid.uuid4().hex[:8]}"
         if channel is None:
@@ -187,6 +277,7 @@ class NidaqDevice(Device):
             channel = self.grpc_options.grpc_channel
         if channel is not None:
             channel = grpc.intercept_channel(channel, _Deadlines(self.read_timeout_s, self.rpc_timeout_s))
+        self._rpc_channel = channel
         dev, stim, resp = self.device, self.channels.stimulus, self.channels.response
         self._ai = self._task("ai", channel)
         self._ai.ai_channels.add_ai_voltage_chan(
@@ -209,7 +300,7 @@ class NidaqDevice(Device):
 
     # -- streaming ---------------------------------------------------------------------------------
     def _take(self, n: int) -> np.ndarray:
-        """The next ``n`` queued stimulus samples ``(n, n_stimulus)``, padded with 0 V."""
+        """The next ``n`` queued stimulus samples ``(n, n_stimulus)``, padded with the rest level."""
         parts, need = [], n
         while need and self._queue:
             head = self._queue[0]
@@ -220,7 +311,7 @@ class NidaqDevice(Device):
                 self._queue[0] = head[need:]
             need -= len(parts[-1])
         if need:
-            parts.append(np.zeros((need, len(self.channels.stimulus))))
+            parts.append(np.repeat(self.rest_V[None], need, axis=0))
             self._n_written += need
         return np.concatenate(parts)
 
@@ -229,11 +320,13 @@ class NidaqDevice(Device):
         n, rate = len(stimulus), self.channels.rate_hz
         if n != self._block_n:
             self._configure(n)
+        self._block_last = stimulus[-1].copy()
         for a in range(0, n, self.write_chunk):
             chunk = np.ascontiguousarray(stimulus[a:a + self.write_chunk].T)
             written = self._writer.write_many_sample(chunk, timeout=self.read_timeout_s)
             if written != chunk.shape[1]:
                 raise self._fail(f"wrote {written} of {chunk.shape[1]} samples")
+        self._in_flight = True
         self._ao.start()
         self._ai.start()
         out = np.empty((len(self.channels.response), n))
@@ -248,6 +341,8 @@ class NidaqDevice(Device):
                 raise self._fail(f"read returned non-finite values at sample {first}")
             out[:, a:a + m] = buf
         self._ao.wait_until_done(timeout=self.read_timeout_s)
+        self._in_flight = False
+        self.output_V = self._block_last.copy()
         self._ao.stop()
         self._ai.stop()
         return out.T
@@ -259,8 +354,8 @@ class NidaqDevice(Device):
         """Run ``action``; any client failure closes the device and becomes a one-line DeviceError."""
         try:
             return action(*args)
-        except DeviceError:
-            self._abandon()
+        except DeviceError as exc:
+            self._abandon(str(exc))
             raise
         except nidaqmx.errors.DaqError as exc:
             fault = f"DAQmx error {exc.error_code} while {doing}: {_first_line(exc)}"
@@ -271,11 +366,15 @@ class NidaqDevice(Device):
             fault = f"NI-DAQmx unavailable while {doing}: {_first_line(exc)}"
         except AssertionError:  # the client's own check on an overlong read reply
             fault = f"malformed reply from the DAQmx server while {doing}"
-        self._abandon()
+        self._abandon(fault)
         raise self._fail(fault) from None
 
-    def _abandon(self) -> None:
-        """After a fault the stream is unusable: clear everything quietly; the device must reopen."""
+    def _abandon(self, fault: str) -> None:
+        """After a fault the stream is unusable: drive the outputs to rest where the card still
+        answers (``last_stop`` says), then clear everything quietly; the device must reopen."""
+        if self.is_open:
+            self._in_flight = False  # the stream is broken: do not wait for the block in flight
+            self.rest(f"device fault: {fault}")
         self.is_open = False
         self._close()
 

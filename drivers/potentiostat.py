@@ -26,6 +26,13 @@ MethodSCRIPT (as documented in PalmSens' public MethodSCRIPT manual; no PalmSens
   (``da``/``ab`` potential, ``ba`` current), 7 hex digits offset by 2^27, an SI-prefix character, and
   metadata (``1x`` status, ``2xx`` current range), e.g. ``800000Am`` is 0.01.
 
+Safe stop (``rest``, also on ``close`` and before a fault drops the link): stimulus queued but not sent
+is dropped; a script still running is let finish (its reply read and discarded; after a fault it is
+aborted with ``Z``, which fires its ``on_finished: cell_off``); then one more script ramps the WE from
+the last potential applied to the rest level (slew-limited, at least 10 ms) and switches the cell off,
+as every script ends.  A stalled device cannot be driven (``outputs_at_rest: false``: its last script
+ends with ``cell_off`` on its own); an unplugged USB instrument loses power and with it the cell.
+
 Every reply is read as bounded lines (:data:`MAX_LINE_BYTES`) under a per-line timeout and validated;
 any fault (port missing or busy, disconnect, silence, malformed or missing lines, a device error) raises
 one-line :class:`DeviceError` naming the port and the fault.
@@ -145,6 +152,13 @@ class SerialLink:
             return raw[:-1].decode("ascii").rstrip("\r")
         except UnicodeDecodeError:
             raise self.fail(f"malformed reply {raw[:40]!r} (not ASCII)") from None
+
+    def set_timeout(self, seconds: float) -> None:
+        """Per-line timeout from now on (quietly ignored on a port that is gone)."""
+        try:
+            self._serial.timeout = seconds
+        except (serial.SerialException, OSError, ValueError):
+            pass
 
     def discard_input(self, quiet_s: float = 0.05, limit_s: float = 0.5) -> None:
         """Drop whatever the device still sends, until ``quiet_s`` of silence (at most ``limit_s``)."""
@@ -272,7 +286,7 @@ class PotentiostatDevice(Device):
     """A serial potentiostat: WE potential out (volts), WE current in (amperes).
 
     ``write`` queues stimulus and starts the next script without waiting for it; ``read`` collects
-    replies.  Reading past the written stimulus holds the WE at 0 V.
+    replies.  Reading past the written stimulus holds the WE at its rest level.
 
     Args:
         port: serial device path (``/dev/ttyACM0``) or pyserial URL.
@@ -311,23 +325,34 @@ class PotentiostatDevice(Device):
         self.samples_per_script = int(samples_per_script)
         self.firmware = ""
         self._link: SerialLink | None = None
+        self.owned_emulator = None  # an emulator this device starts at open and closes at close
         self._reset_stream()
 
     def _reset_stream(self) -> None:
         self._queue: collections.deque[np.ndarray] = collections.deque()
         self._in_flight = 0          # samples expected from the running script, 0 if none
+        self._script_last = 0.0      # last potential of the script sent last
+        self._broken = False         # a reply failed mid-script: the device's state is unknown
         self._pending = np.zeros(0)  # currents received, not yet read
         self._n_written = self._n_read = 0
 
     # -- Device ------------------------------------------------------------------------------------
     def _open(self) -> None:
         self._reset_stream()
-        link = SerialLink(self.port, self.baudrate, self.line_timeout_s)
+        emulator = self.owned_emulator
+        if emulator is not None:
+            self.port = emulator.start().port
         try:
-            link.discard_input()
-            self.firmware = self.protocol.handshake(link)
-        except DeviceError:
-            link.close()
+            link = SerialLink(self.port, self.baudrate, self.line_timeout_s)
+            try:
+                link.discard_input()
+                self.firmware = self.protocol.handshake(link)
+            except DeviceError:
+                link.close()
+                raise
+        except BaseException:
+            if emulator is not None:  # a failed open leaves no emulator thread or pty behind
+                emulator.close()
             raise
         self._link = link
 
@@ -343,6 +368,41 @@ class PotentiostatDevice(Device):
         link.discard_input()
         link.close()
         self._reset_stream()
+        if self.owned_emulator is not None:
+            self.owned_emulator.close()
+
+    def _rest(self, start_V: np.ndarray) -> str:
+        link = self._link
+        if link is None:
+            raise DeviceError(f"{self.name} {self.port}: no link left to drive the cell to rest")
+        self._queue.clear()
+        done = ""
+        try:
+            if self._in_flight and not self._broken:
+                try:
+                    self.protocol.collect(link, self._in_flight, self._n_read)
+                    self.output_V = np.array([self._script_last])
+                    done = "let the running script finish, "
+                except DeviceError:
+                    self._broken = True
+            if self._in_flight and self._broken:
+                try:
+                    self.protocol.abort(link)
+                except DeviceError:
+                    pass
+                link.discard_input()
+                done = "aborted the running script (cell off), "
+                self.output_V = np.array([self._script_last])
+            self._in_flight = 0
+            # a healthy device answers at once: do not wait a full line timeout on one that stalled
+            link.set_timeout(min(self.line_timeout_s, 0.25 + 1.0 / self.channels.rate_hz))
+            ramp = self._ramp(self.output_V)[:, 0]
+            link.send(self.protocol.script(ramp, self.channels.rate_hz))
+            self.protocol.collect(link, len(ramp), self._n_read)
+        finally:
+            link.set_timeout(self.line_timeout_s)
+        self.output_V = self.rest_V.copy()
+        return f"{done}ramped the WE to rest in {len(ramp)} points, then cell off"
 
     def _write(self, block: np.ndarray) -> None:
         potentials = block[:, 0]
@@ -370,12 +430,17 @@ class PotentiostatDevice(Device):
         """Run ``action``; after a fault the stream is unusable, so drop the link (the error stands)."""
         try:
             action(*args)
-        except DeviceError:
+        except DeviceError as exc:
+            self._broken = True
+            if self.is_open:  # drive the cell to rest where the device still answers
+                self.rest(f"device fault: {exc}")
             link, self._link = self._link, None
             if link is not None:
                 link.close()
             self.is_open = False
             self._reset_stream()
+            if self.owned_emulator is not None:
+                self.owned_emulator.close()
             raise
 
     def _start_next(self) -> None:
@@ -384,17 +449,19 @@ class PotentiostatDevice(Device):
         chunk = self._queue.popleft()
         self._link.send(self.protocol.script(chunk, self.channels.rate_hz))
         self._in_flight = len(chunk)
+        self._script_last = float(chunk[-1])
 
     def _fill(self, n: int) -> None:
         while len(self._pending) < n:
             if not self._in_flight and not self._queue:
                 short = n - len(self._pending)
-                self._queue.append(np.zeros(min(short, self.samples_per_script)))
+                self._queue.append(np.full(min(short, self.samples_per_script), self.rest_V[0]))
                 self._n_written += len(self._queue[-1])
             self._start_next()
             first = self._n_read + len(self._pending)
             currents = self.protocol.collect(self._link, self._in_flight, first)
             self._in_flight = 0
+            self.output_V = np.array([self._script_last])
             self._pending = np.concatenate([self._pending, currents])
             self._start_next()
 
@@ -403,8 +470,8 @@ def from_spec(address: str, request) -> PotentiostatDevice:
     """Device for spec ``potentiostat:ADDRESS`` (``/dev/ttyACM0`` or ``/dev/ttyACM0?protocol=...``).
 
     With ``request.emulate`` the address's port is not opened: a :mod:`hardware_sims.potentiostat`
-    emulator is started on the request's substrate (one input) and the device connects to its pty; the
-    emulator lives as long as the device object.
+    emulator on the request's substrate (one input) is started at each ``open`` (the device connects to
+    its pty) and closed at ``close`` or when the open fails.
     """
     port, _, query = address.partition("?")
     options = dict(urllib.parse.parse_qsl(query, keep_blank_values=True))
@@ -424,11 +491,12 @@ def from_spec(address: str, request) -> PotentiostatDevice:
     if request.emulate:
         from hardware_sims.potentiostat import MethodScriptEmulator
 
-        emulator = MethodScriptEmulator(request.build_substrate(), seed=request.seed).start()
-        port = emulator.port
+        emulator = MethodScriptEmulator(request.build_substrate(), seed=request.seed)
+        port = "(emulator pty)"
     device = PotentiostatDevice(port, request.rate_hz, protocol=protocol,
                                 potential_range_V=request.stimulus_range_V)
     if emulator is not None:
         device.emulator = emulator  # for fault injection in rehearsals and tests
+        device.owned_emulator = emulator  # started at open, closed at close and on a failed open
         weakref.finalize(device, emulator.close)
     return device

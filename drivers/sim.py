@@ -1,8 +1,9 @@
 """SimDevice: an in-process device that plays stimulus into a simulated Substrate.
 
 Response sample ``k`` is the substrate's output while stimulus sample ``k`` is applied (no latency).
-Reading past the written stimulus keeps sampling with the stimulus electrodes held at 0 V, as a DAQ whose
-input clock runs on after the output buffer drains.
+Reading past the written stimulus keeps sampling with the stimulus electrodes held at their rest level
+(``rest_V``), as a DAQ whose input clock runs on after its outputs were driven to rest.  ``rest`` is a
+no-op that still reports (a simulated substrate has no electrode left charged).
 """
 
 from __future__ import annotations
@@ -53,11 +54,13 @@ class SimDevice(Device):
         self._pending = np.concatenate([self._pending, y]) if len(self._pending) else \
             np.asarray(y, dtype=np.float64)
         self._n_written += len(block)
+        if len(block):
+            self.output_V = block[-1].copy()
 
     def _read(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         short = n - len(self._pending)
         if short > 0:
-            self._write(np.zeros((short, self.substrate.n_inputs)))
+            self._write(np.repeat(self.rest_V[None], short, axis=0))
         samples, self._pending = self._pending[:n], self._pending[n:]
         t = (self._n_read + np.arange(n)) / self.channels.rate_hz
         self._n_read += n

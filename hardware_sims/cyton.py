@@ -24,8 +24,10 @@ Physics: sample ``k`` is the substrate's output while stimulus row ``k`` is appl
 the emulator over its side channel :meth:`CytonEmulator.apply` (a Cyton has no stimulus output; on a
 real MEA a separate stimulator drives the electrodes) and is consumed one row per packet in the order
 written.  The stream runs in real time whatever the client does: while no stimulus is queued the
-electrodes are held at 0 V, so a client that writes each block only after reading the previous one's
-response may leave a one-sample hole between blocks now and then; writing ahead avoids it.  The first
+electrodes are held at the stimulator's rest level (:meth:`CytonEmulator.hold`; 0 V until told), so a
+client that writes each block only after reading the previous one's response may leave a one-sample
+rest between blocks now and then, never a sample outside its window; writing ahead avoids it.
+``applied_V`` is the stimulus row applied last (the stimulator's output now).  The first
 8 substrate outputs, times ``volts_per_output``, are the electrode potentials; missing channels read
 0 V.  They become counts at :data:`MICROVOLTS_PER_COUNT` x 24 / gain µV per count, rounded and clipped
 to 24 bits.
@@ -108,6 +110,8 @@ class CytonEmulator(PtyEmulator):
         self._counts_log: list[np.ndarray] = []
         self._stim_log: list[np.ndarray] = []
         self._stimulus: collections.deque[np.ndarray] = collections.deque()
+        self.hold_V = np.zeros(substrate.n_inputs)
+        self.applied_V = np.zeros(substrate.n_inputs)
         self._rng = np.random.default_rng(seed)
         self._reset_board()
 
@@ -123,6 +127,27 @@ class CytonEmulator(PtyEmulator):
     def _on_fault(self, fault: str) -> None:
         if fault in ("garbage", "drop"):
             self._spoil, self._spoil_kind = SPOILED_PACKETS, fault
+
+    def start(self):
+        """Start serving (again, after ``close``): a fresh board, nothing queued; returns ``self``."""
+        with self._lock:
+            self._stimulus.clear()
+        self._reset_board()
+        return super().start()
+
+    def hold(self, level_V) -> None:
+        """Hold the stimulus at ``level_V`` (scalar or ``(n_inputs,)`` volts) whenever none is queued."""
+        level = np.broadcast_to(np.asarray(level_V, dtype=np.float64), (self.substrate.n_inputs,))
+        if not np.isfinite(level).all():
+            raise ValueError(f"hold level must be finite, got {level_V!r}")
+        with self._lock:
+            self.hold_V = level.copy()
+            alive = self._thread is not None and self._thread.is_alive()
+            if not (self._streaming and alive) or self.fault in ("unplug", "stall"):
+                # no packets are paced now: the stimulator (its own device, on its own clock) has
+                # played out whatever was queued and holds the level
+                self._stimulus.clear()
+                self.applied_V = level.copy()
 
     def apply(self, block: np.ndarray) -> None:
         """Queue stimulus ``block`` ``(n, n_inputs)`` volts: the side channel a real stimulator is."""
@@ -211,10 +236,10 @@ class CytonEmulator(PtyEmulator):
                 "Failure: too few chars$$$").encode("ascii")
 
     def _take_stimulus(self, k: int) -> np.ndarray:
-        """The next ``k`` stimulus rows ``(k, n_inputs)``; zeros where none is queued."""
-        u = np.zeros((k, self.substrate.n_inputs))
+        """The next ``k`` stimulus rows ``(k, n_inputs)``; the hold level where none is queued."""
         filled = 0
         with self._lock:
+            u = np.repeat(self.hold_V[None], k, axis=0)
             while filled < k and self._stimulus:
                 block = self._stimulus[0]
                 take = min(k - filled, len(block))
@@ -224,6 +249,8 @@ class CytonEmulator(PtyEmulator):
                     self._stimulus.popleft()
                 else:
                     self._stimulus[0] = block[take:]
+            if k:
+                self.applied_V = u[-1].copy()
         return u
 
     def _due_packets(self) -> bytes:

@@ -20,7 +20,8 @@ task clocked from ``/Dev1/ai/SampleClock`` or triggered by ``/Dev1/ai/StartTrigg
 simplification, any other running AO task) generates one sample per AI sample, so AI sample ``k``
 is the substrate's output while AO sample ``k`` is applied: the substrate runs once per read on that
 read's ``(1, k, n_inputs)`` AO voltages.  AO channels not in a running task (and an AO task that ran
-out of samples) hold their last voltage, 0 V at power-up.  AI readings are clipped to each channel's
+out of samples) hold their last voltage, 0 V at power-up; a write to an on-demand (untimed) AO task sets
+its lines at once.  ``device.ao_level`` is the voltage each AO line holds now.  AI readings are clipped to each channel's
 range (the ADC saturates) but not quantised.  The substrate is reset with ``seed`` once, at
 construction: it lives on across client sessions and server restarts, as a potato on the bench does.
 
@@ -330,6 +331,8 @@ class DaqDevice:
     def start(self, task: Task) -> None:
         if task.running:
             return
+        if task.kind == "ao" and task.timing_type == SampleTimingType.ON_DEMAND.value:
+            return  # on-demand (software-timed) outputs: each write applies at once, nothing to start
         if not task.channels or task.timing_type != SampleTimingType.SAMPLE_CLOCK.value:
             raise DaqFault(Err.ATTR_NOT_SUPPORTED, "the emulator runs sample-clocked tasks only")
         if task.kind == "ao" and task.written() == 0:
@@ -362,6 +365,10 @@ class DaqDevice:
             c, k = np.argwhere(bad)[0]
             raise DaqFault(Err.INVALID_AO_DATA_WRITE, f"Channel: {task.channels[c].name}\n"
                            f"Sample Index: {k}\nValue: {block[c, k]!r}")
+        if task.timing_type == SampleTimingType.ON_DEMAND.value:  # the lines take the last value now
+            if samps:
+                self.ao_level[[ch.index for ch in task.channels]] = block[:, -1]
+            return samps
         task.buffer = block.copy() if task.buffer is None else np.concatenate([task.buffer, block], 1)
         return samps
 

@@ -148,6 +148,28 @@ class MethodScriptEmulator(PtyEmulator):
         self.scripts_run = 0
         self._script: list[str] | None = None        # lines of the script being received
         self._due: list[tuple[float, bytes]] = []    # scheduled reply chunks, in time order
+        # the cell's timeline, for output(): point start times, their potentials, the cell-off time
+        self._timeline = (np.zeros(0), np.zeros(0), 0.0)
+        self._idle_potential_V = 0.0                 # WE potential of the last point before it
+
+    def output(self) -> tuple[bool, float]:
+        """``(cell_on, potential_V)`` now: whether a running script holds the cell on, and the WE
+        potential of the latest measurement point applied.  The cell is off between scripts (every
+        script ends ``on_finished: cell_off``), after ``Z`` and once unplugged (no USB power)."""
+        with self._lock:
+            begins, potentials, end = self._timeline
+            idle = self._idle_potential_V
+        now = time.monotonic()
+        k = int(np.searchsorted(begins, now, side="right"))
+        return bool(k and now < end), float(potentials[k - 1]) if k else idle
+
+    def _cut_timeline(self) -> None:
+        """The cell goes off now (abort or power lost): points not yet begun are never applied."""
+        now = time.monotonic()
+        with self._lock:
+            begins, potentials, end = self._timeline
+            keep = begins <= now
+            self._timeline = (begins[keep], potentials[keep], min(end, now))
 
     # -- serving -------------------------------------------------------------------------------
     def _serve(self) -> None:
@@ -156,6 +178,7 @@ class MethodScriptEmulator(PtyEmulator):
             with self._lock:
                 fd, fault = self._master, self.fault
             if fault == "unplug":
+                self._cut_timeline()
                 self._close_pty()
                 return
             if fd < 0:
@@ -198,6 +221,7 @@ class MethodScriptEmulator(PtyEmulator):
             self._reply("tespico emulator (prclab)\nR1.3*\n")
         elif line == "Z":
             self._due.clear()
+            self._cut_timeline()
         elif line:
             self._reply(f"!0001: unknown command {line[:20]!r}\n")
 
@@ -226,5 +250,10 @@ class MethodScriptEmulator(PtyEmulator):
                 data = data[:9] + "\n" if fault == "garbage" else ""
             t = t + interval if self.pace else t
             self._reply("M0000\n" + data + "*\n", at=t)
+        intervals = np.array([p[1] for p in points]) if self.pace else np.zeros(len(points))
+        with self._lock:
+            begins, old, _ = self._timeline
+            self._idle_potential_V = float(old[-1]) if len(old) else self._idle_potential_V
+            self._timeline = (t - np.cumsum(intervals[::-1])[::-1], potentials, t)
         self._reply("\n", at=t)
         self.scripts_run += 1

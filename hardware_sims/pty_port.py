@@ -41,6 +41,7 @@ class PtyEmulator:
     def start(self):
         """Reset the substrate to ``seed``, open the pty and start serving; returns ``self``."""
         self.substrate.reset(self.seed)
+        self._stop.clear()  # startable again after close (a device that owns it reopens)
         self._master, self._slave = os.openpty()
         tty.setraw(self._master)
         tty.setraw(self._slave)

@@ -8,7 +8,9 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from prclab import PrclabError, __version__
@@ -208,17 +210,42 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C, so every ``finally`` / ``with`` runs: the device
+    drives its outputs to rest and closes, the recording keeps every finished trial."""
+
+    stop_reason = "terminated (SIGTERM)"
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         args.func(args)
     except PrclabError as exc:
-        print(f"prclab: error: {exc}", file=sys.stderr)
+        print(f"prclab: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("prclab: terminated (SIGTERM)", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("prclab: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
 
 
 if __name__ == "__main__":

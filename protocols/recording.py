@@ -201,6 +201,13 @@ class RecordingWriter:
             raise
         self.n_done += 1
 
+    def note_session(self, **entry) -> None:
+        """Add ``entry`` (JSON-able values) to this session's record in ``sessions``; flushed."""
+        sessions = json.loads(_text(self._f.attrs.get("sessions", "[]"))) or [{}]
+        sessions[-1].update(entry)
+        self._f.attrs["sessions"] = json.dumps(sessions)
+        self._sync()
+
     def _sync(self) -> None:
         self._f.flush()
         if self.fsync:

@@ -19,13 +19,14 @@ carries on from where it is.  Device timestamps restart with each session (``ses
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from drivers import Device
+from drivers import Device, DeviceError
 from prclab import PrclabError
 
 from .datasets import LabelledSequences, load_dataset
@@ -223,6 +224,42 @@ def run_trials(trials: list[Trial], device: Device, writer: RecordingWriter, blo
             progress(trial)
 
 
+def stop_reason(exc: BaseException | None) -> str:
+    """Why a run stopped, in a few words: ``end``, ``interrupted``, ``terminated``, a fault, an error."""
+    if exc is None:
+        return "end"
+    if getattr(exc, "stop_reason", None):
+        return str(exc.stop_reason)
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted (Ctrl-C)"
+    text = next((line for line in str(exc).splitlines() if line.strip()), "")
+    if isinstance(exc, DeviceError):
+        return f"device fault: {text}"
+    return f"error: {type(exc).__name__}: {text}"[:300]
+
+
+@contextlib.contextmanager
+def _safe_stop(device: Device, writer: RecordingWriter):
+    """However the run ends - normal end, Ctrl-C, SIGTERM, device fault, exception - drive the outputs
+    to their rest level (ramped, see :meth:`drivers.Device.rest`) and note it in the recording's
+    session entry: ``{"stopped": reason, "outputs_at_rest": bool, ...}``."""
+    error = None
+    try:
+        yield
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        report = device.rest(stop_reason(error))
+        if error is not None and not report["stopped"].startswith("device fault"):
+            report = {**report, "stopped": stop_reason(error)}
+        try:
+            writer.note_session(**report)
+        except (OSError, RuntimeError, ValueError, PrclabError):
+            if error is None:  # the run itself went well: a recording that cannot take the note fails
+                raise
+
+
 def run_protocol(protocol: Protocol, device: Device, out: str | Path,
                  progress: Callable[[Trial], None] | None = None, substrate: dict | None = None,
                  resume: bool = False, prepared: tuple | None = None) -> Path:
@@ -242,7 +279,9 @@ def run_protocol(protocol: Protocol, device: Device, out: str | Path,
         raise PrclabError(f"{device.name}: has {len(device.channels.stimulus)} stimulus channels, the "
                           f"protocol needs {protocol['stimulus']['electrodes']}")
     sim = getattr(device, "substrate", None)
-    monitor = SafetyMonitor(safety_limits(protocol))
+    limits = safety_limits(protocol)
+    monitor = SafetyMonitor(limits)
+    device.set_rest(limits.rest_V, limits.max_slew_V_per_s)  # where every stop leaves the outputs
     if resume:
         writer = RecordingWriter.resume(out, protocol.text)
     else:
@@ -252,7 +291,7 @@ def run_protocol(protocol: Protocol, device: Device, out: str | Path,
                     "readout": {"features": protocol["readout"]["features"]},
                     "dataset": data.source, "n_trials_planned": len(trials)}
         writer = RecordingWriter(out, metadata)
-    with writer, device:
+    with writer, device, _safe_stop(device, writer):
         done = writer.n_done
         if done and sim is not None:
             if writer.last_state is None:

@@ -79,11 +79,13 @@ def test_response_equals_the_substrate_run_directly(emulator):
     # the block protocol of NI's synchronised AO+AI example went over the wire, once per read
     for rpc in ("CfgDigEdgeStartTrig", "SetWriteAttributeInt32"):
         assert emulator.calls[rpc] == 1
-    for rpc in ("WriteAnalogF64", "ReadAnalogF64", "WaitUntilTaskDone"):
+    for rpc in ("ReadAnalogF64", "WaitUntilTaskDone"):
         assert emulator.calls[rpc] == 3
-    assert emulator.calls["StartTask"] == emulator.calls["StopTask"] == 6
+    # plus, at close, the ramp to rest: one on-demand write per step on a third task
+    assert emulator.calls["WriteAnalogF64"] == 3 + len(dev.rest_log)
+    assert emulator.calls["StartTask"] == 6
     assert emulator.calls["CfgSampClkTiming"] == 6  # reconfigured for 300, 120, 300
-    assert emulator.calls["ClearTask"] == 2
+    assert emulator.calls["ClearTask"] == 3
 
 
 def test_reads_are_chunked_and_run_past_the_stimulus_at_0_V(emulator):

@@ -97,7 +97,7 @@ def test_currents_equal_the_substrate_run_directly(emulator):
     assert np.abs(want).max() > 1e-7  # the substrate answered with a real signal
     # 7 hex digits with the finest SI prefix: relative resolution better than 1e-5
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-15)
-    assert emulator.scripts_run == 3
+    assert emulator.scripts_run == 3 + 1  # and the ramp to rest at close
 
 
 def test_long_block_is_split_into_scripts_and_timestamps_follow_the_rate(emulator):
@@ -106,7 +106,7 @@ def test_long_block_is_split_into_scripts_and_timestamps_follow_the_rate(emulato
         samples, t = dev.read(130)  # 30 past the stimulus: held at 0 V
     assert samples.shape == (130, 1) and np.all(np.isfinite(samples))
     np.testing.assert_allclose(t, np.arange(130) / RATE_HZ)
-    assert emulator.scripts_run == 4  # 40 + 40 + 20 written, then 30 at 0 V
+    assert emulator.scripts_run == 4 + 1  # 40 + 40 + 20 written, 30 at rest (0 V), ramp at close
 
 
 def test_spec_string_starts_the_emulator():
