@@ -73,6 +73,8 @@ def load_dataset(path: str | Path) -> LabelledSequences:
         raise PrclabError(f"dataset not found: {path}")
     if path.is_dir():
         data = load_wav_folder(path)
+    elif not path.is_file():  # a FIFO, socket or device would block or stream without end
+        raise PrclabError(f"dataset {path}: not a regular file or folder")
     elif path.suffix.lower() == ".npz":
         data = load_sequence_npz(path)
     else:
@@ -90,6 +92,9 @@ def load_wav_folder(folder: Path) -> LabelledSequences:
     files = sorted(f for f in folder.iterdir() if f.suffix.lower() == ".wav")
     if not files:
         raise PrclabError(f"dataset {folder}: no .wav files")
+    odd = [f.name for f in files if not f.is_file()]
+    if odd:  # a FIFO named like a WAV file would block the reader
+        raise PrclabError(f"dataset {folder}: {odd[0]} is not a regular file")
     sequences, labels, speakers, takes, ids = [], [], [], [], []
     rate = None
     for f in files:
@@ -106,6 +111,8 @@ def load_wav_folder(folder: Path) -> LabelledSequences:
             raise PrclabError(f"dataset {folder}: {f.name} has sample rate {sr} Hz, others {rate} Hz")
         if len(audio) == 0:
             raise PrclabError(f"dataset {folder}: {f.name} holds no samples")
+        if not np.all(np.isfinite(audio)):  # float WAV files can hold NaN or inf
+            raise PrclabError(f"dataset {folder}: {f.name} holds NaN or infinite samples")
         sequences.append(audio.mean(axis=1))
         labels.append(m["label"])
         speakers.append(m["speaker"])
@@ -126,7 +133,7 @@ def load_sequence_npz(path: Path) -> LabelledSequences:
     missing = {"X", "lengths", "y"} - set(arrays)
     if missing:
         raise PrclabError(f"dataset {path}: missing array(s) {', '.join(sorted(missing))}")
-    x, lengths, y = arrays["X"], arrays["lengths"], arrays["y"]
+    x, lengths, y, split = arrays["X"], arrays["lengths"], arrays["y"], arrays.get("split")
     if x.ndim == 2:
         x = x[:, :, None]
     if x.ndim != 3 or not np.issubdtype(x.dtype, np.number):
@@ -134,9 +141,15 @@ def load_sequence_npz(path: Path) -> LabelledSequences:
     n = len(x)
     if lengths.shape != (n,) or y.shape != (n,):
         raise PrclabError(f"dataset {path}: lengths and y must have shape ({n},)")
+    if not np.issubdtype(lengths.dtype, np.integer):
+        if not (np.issubdtype(lengths.dtype, np.floating) and np.all(np.isfinite(lengths))
+                and np.all(lengths == np.round(lengths))):
+            raise PrclabError(f"dataset {path}: lengths must be whole numbers, got dtype {lengths.dtype}")
+        lengths = lengths.astype(np.int64)
+    if y.dtype.kind not in "USiu" or (split is not None and split.dtype.kind not in "US"):
+        raise PrclabError(f"dataset {path}: y must hold strings or integers and split strings")
     if np.any(lengths < 1) or np.any(lengths > x.shape[1]):
         raise PrclabError(f"dataset {path}: lengths must lie in 1..{x.shape[1]}")
-    split = arrays.get("split")
     if split is not None:
         split = split.astype(str)
         bad = set(np.unique(split)) - {"train", "test"}
