@@ -25,9 +25,9 @@ Safe stop: with a stimulator, ``rest`` appends a slew-limited ramp from the last
 rest level, and ``hold`` (given with the stimulator) keeps the stimulator at the rest level whenever no
 stimulus is queued - between blocks and after the stop; on a real board nothing is driven here.
 
-Sample counters: a Cyton restarts its counter at 0 when streaming starts, so the first sample read is
-checked too (a fault before the first read is a gap from 0); other boards' first counter is taken as
-it comes.
+Sample counters: a Cyton (and the synthetic board) restarts its counter at 0 when streaming starts, so
+the first sample read is checked too (a fault before the first read is a gap from 0); other boards'
+first counter is taken as it comes.
 
 Board notes: the Cyton handshake (``prepare_session``) takes about 1 s; brainflow itself gives up on a
 silent port only after about 6 s, so ``open`` waits at most ``open_timeout_s`` (2 s) for it and then
@@ -146,7 +146,8 @@ class BrainflowDevice(Device):
         self.stimulator, self.hold = stimulator, hold
         self.open_timeout_s = float(open_timeout_s)
         self.owned_emulator = None  # an emulator this device starts at open and closes at close
-        self._first_counter = 0 if self.board_id == BoardIds.CYTON_BOARD else None
+        self._first_counter = 0 if self.board_id in (BoardIds.CYTON_BOARD, BoardIds.SYNTHETIC_BOARD) \
+            else None
         self.stall_s, self.on_gap = float(stall_s), on_gap
         self.check_counter = self.board_id != BoardIds.PLAYBACK_FILE_BOARD if check_counter is None \
             else bool(check_counter)
@@ -333,8 +334,10 @@ class BrainflowDevice(Device):
             index = self._n_read + int(j) + (self._last_counter is None)
             lost = int(steps[j] - 1) % 256
             if self.on_gap == "raise":
-                raise self._abandon(f"sample counter jumped {seq[j]} -> {seq[j + 1]} before sample "
-                                    f"{index}: {lost} packet(s) lost or spoiled on the link "
+                jump = f"first sample counter is {seq[1]}, not {self._first_counter}" \
+                    if index == 0 and self._first_counter is not None else \
+                    f"sample counter jumped {seq[j]} -> {seq[j + 1]} before sample {index}"
+                raise self._abandon(f"{jump}: {lost} packet(s) lost or spoiled on the link "
                                     "(dropped or garbled bytes)")
             self.gaps.append((index, lost))
         self._last_counter = int(seq[-1])

@@ -192,6 +192,19 @@ class _ResponseStream:
         return out, np.concatenate(times)
 
 
+def _mark_position(device: Device, stream: _ResponseStream, label: str, n: int) -> int | None:
+    """Stream index where mark ``label`` came back, reading on (at most ``n`` samples plus 2 s more)
+    while it has not: a device that marks "now" (brainflow) puts the mark after the samples it had
+    buffered when the host fell behind (a slow disk flush between trials), past the ``n`` read."""
+    extra, chunk, most = 0, max(1, n // 4), n + int(2 * device.channels.rate_hz)
+    while True:
+        begin = next((i for i, lab in reversed(device.events()) if lab == label), None)
+        if begin is not None or extra >= most:
+            return begin
+        stream.read(chunk)
+        extra += chunk
+
+
 def run_trials(trials: list[Trial], device: Device, writer: RecordingWriter, block_samples: int,
                progress: Callable[[Trial], None] | None = None, monitor: SafetyMonitor | None = None,
                substrate=None) -> None:
@@ -212,7 +225,7 @@ def run_trials(trials: list[Trial], device: Device, writer: RecordingWriter, blo
                 monitor.check(block, lambda row, a=a, t=trial: (t.index, a + row))
             device.write(block)
             stream.read(len(block))
-        begin = next((i for i, lab in reversed(device.events()) if lab == label), None)
+        begin = _mark_position(device, stream, label, len(wave))
         if begin is None:
             raise PrclabError(f"{device.name}: mark {label!r} never came back in the response stream")
         response, times = stream.cut(begin, len(wave))  # response: the trial's blocks, uncopied
