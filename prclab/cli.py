@@ -1,21 +1,232 @@
 """The ``prclab`` command line: demo, run, train, replay, task, characterize, report.
 
-Errors a user can cause print one line (``prclab: error: ...``) and exit with code 2.
+Errors a user can cause print one line (``prclab: error: ...``) and exit with code 2: bad arguments
+(numbers are bounded: ``--seeds``, ``--units``, ``--seed``), bad files, and every output path, which is
+checked before any work starts (its folder exists and takes a new file, the name is not too long, nothing
+is there yet, it is not one of the command's inputs or other outputs).  SIGTERM is handled like Ctrl-C:
+the run stops, the device drives its outputs to rest and closes, finished trials are kept (exit 143).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import errno
 import json
+import os
+import re
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 from pathlib import Path
 
 from prclab import PrclabError, __version__
 
 DEMO_PROTOCOL = Path(__file__).resolve().parent.parent / "protocols" / "examples" / "spoken_digits_demo.toml"
+
+
+MAX_SEEDS = 1000
+MAX_UNITS = 100_000
+MAX_SEED = 2 ** 32 - 1
+NAME_MAX_BYTES = 255
+PATH_MAX_BYTES = 4000
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line (``prclab: error: ...``, exit 2), like every other error."""
+
+    def error(self, message):
+        print(f"prclab: error: {self.prog}: {' '.join(str(message).split())}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _bounded_int(low: int, high: int):
+    def parse(text: str) -> int:
+        if not re.fullmatch(r"[+-]?[0-9]{1,30}", text.strip()):  # ASCII digits only, no 1e9 / inf
+            raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a whole number")
+        value = int(text.strip(), 10)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is outside [{low}, {high}]")
+        return value
+    parse.__name__ = "integer"
+    return parse
+
+
+def _plain_path(path, what: str) -> Path:
+    """``path`` as a Path; refuses a NUL byte (the C library would cut the name there)."""
+    if "\x00" in str(path):
+        raise PrclabError(f"{what} {str(path)[:60]!r}: a path cannot hold a NUL byte")
+    return Path(path)
+
+
+def check_new_file(path, what: str, inputs=(), suffix: str | None = None) -> Path:
+    """Check, before any work, that ``path`` can be created as a new file; returns it.
+
+    Refused in one line: a name or path too long, a folder that does not exist or is not writable (a
+    probe file is created and removed there), anything already at ``path``, ``path`` equal to one of
+    ``inputs``, or (with ``suffix``) another extension.
+    """
+    p = _plain_path(path, what)
+    raw = os.fsencode(str(p))
+    if not str(p) or str(p).endswith(os.sep):
+        raise PrclabError(f"{what} {str(path)[:80]!r}: give a file name")
+    if len(raw) > PATH_MAX_BYTES or any(len(os.fsencode(part)) > NAME_MAX_BYTES for part in p.parts):
+        raise PrclabError(f"{what} {str(path)[:60]!r}...: name too long")
+    if suffix is not None and p.suffix.lower() != suffix:
+        raise PrclabError(f"{what} {p}: must end in {suffix}")
+    if os.path.lexists(p):
+        kind = "a folder" if p.is_dir() else "a file"
+        raise PrclabError(f"{what} {p}: {kind} is already there; choose a new name")
+    for other in inputs:
+        if other is not None and _same_path(p, Path(other)):
+            raise PrclabError(f"{what} {p}: is also an input or another output of this command")
+    _check_writable_folder(p.parent if str(p.parent) else Path("."), f"{what} {p}")
+    return p
+
+
+def check_folder(path, what: str, inputs=()) -> Path:
+    """An output folder: created if missing (its parent must exist), refused if it is a file or not
+    writable; refused if one of ``inputs`` lies there."""
+    p = _plain_path(path, what)
+    if len(os.fsencode(str(p))) > PATH_MAX_BYTES or any(
+            len(os.fsencode(part)) > NAME_MAX_BYTES for part in p.parts):
+        raise PrclabError(f"{what} {str(path)[:60]!r}...: name too long")
+    if os.path.lexists(p) and not p.is_dir():
+        raise PrclabError(f"{what} {p}: a file is already there, not a folder")
+    if not p.is_dir():
+        _check_writable_folder(p.parent if str(p.parent) else Path("."), f"{what} {p}")
+    else:
+        _check_writable_folder(p, f"{what} {p}")
+    return p
+
+
+def _same_path(a: Path, b: Path) -> bool:
+    try:
+        return os.path.realpath(a) == os.path.realpath(b)
+    except (OSError, ValueError):
+        return False
+
+
+def _check_writable_folder(folder: Path, what: str) -> None:
+    if not folder.is_dir():
+        raise PrclabError(f"{what}: folder {folder} does not exist" if not os.path.lexists(folder)
+                          else f"{what}: {folder} is not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".prclab-probe-")
+    except OSError as exc:
+        reason = {errno.EACCES: "not writable", errno.EPERM: "not writable",
+                  errno.EROFS: "read-only file system", errno.ENOSPC: "disk full"}.get(
+                      exc.errno, exc.strerror or type(exc).__name__)
+        raise PrclabError(f"{what}: cannot create files in {folder} ({reason})") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def _check_input_file(path, what: str) -> Path:
+    p = _plain_path(path, what)
+    if not p.is_file():
+        raise PrclabError(f"{what} {str(path)[:200]}: " +
+                          ("not found" if not os.path.lexists(p) else "not a regular file"))
+    return p
+
+
+MAX_RESULT_BYTES = 64 << 20
+MAX_RESULT_ITEMS = 1_000_000
+
+
+def check_result_json(path) -> dict:
+    """Read a result JSON (``--json`` output) without trusting it: strict JSON (no NaN / Infinity),
+    an object, and every field the report draws of the type and shape the report needs.
+
+    Raises ``PrclabError`` naming the file and the first bad field.
+    """
+    p = Path(path)
+    where = f"result {p}"
+    if p.stat().st_size > MAX_RESULT_BYTES:
+        raise PrclabError(f"{where}: larger than {MAX_RESULT_BYTES >> 20} MiB, not a prclab result")
+
+    def no_constant(name):
+        raise ValueError(f"{name} is not a number JSON allows")
+
+    try:
+        result = json.loads(p.read_bytes().decode("utf-8"), parse_constant=no_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise PrclabError(f"{where}: not a JSON result ({' '.join(str(exc).split())[:120]})") from None
+    if not isinstance(result, dict):
+        raise PrclabError(f"{where}: holds no result object")
+
+    def bad(key, what):
+        raise PrclabError(f"{where}: field {key!r} {what}")
+
+    def number(key, value, low=-1e300, high=1e300):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+            bad(key, f"must be a number in [{low:g}, {high:g}]")
+
+    def numbers(key, value, low=-1e300, high=1e300, length=None):
+        if not isinstance(value, list) or not 0 < len(value) <= MAX_RESULT_ITEMS or \
+                (length is not None and len(value) != length):
+            bad(key, "must be a non-empty list" + (f" of {length}" if length is not None else ""))
+        for v in value:
+            number(key, v, low, high)
+
+    def names(key, value, length=None):
+        if not isinstance(value, list) or not 0 < len(value) <= MAX_RESULT_ITEMS or \
+                (length is not None and len(value) != length) or \
+                not all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in value):
+            bad(key, "must be a non-empty list of labels" + (f" of {length}" if length is not None else ""))
+
+    for key in ("accuracy", "baseline_accuracy", "accuracy_mean", "baseline_mean"):
+        if key in result:
+            number(key, result[key], 0.0, 1.0) if "accuracy" in key else number(key, result[key])
+    for key in ("nrmse", "memory_capacity", "nonlinear_capacity", "alpha", "seconds", "seed",
+                "accuracy_std", "baseline_std", "nrmse_mean", "nrmse_std", "n_train", "n_test",
+                "n_classes", "chance"):
+        if key in result:
+            number(key, result[key])
+    if "labels" in result or "predictions" in result or "classes" in result:
+        names("labels", result.get("labels"))
+        names("predictions", result.get("predictions"), len(result["labels"]))
+        names("classes", result.get("classes"))
+        if len(result["classes"]) > 10_000:
+            bad("classes", "has more than 10000 classes")
+    if "alpha_curve" in result:
+        curve = result["alpha_curve"]
+        if not isinstance(curve, dict):
+            bad("alpha_curve", "must be an object")
+        numbers("alpha_curve.alphas", curve.get("alphas"), 1e-300, 1e300)
+        numbers("alpha_curve.accuracy", curve.get("accuracy"), 0.0, 1.0, len(curve["alphas"]))
+        if "baseline" in curve:
+            numbers("alpha_curve.baseline", curve["baseline"], 0.0, 1.0, len(curve["alphas"]))
+    if "seeds" in result:
+        numbers("seeds", result["seeds"])
+        metric = "nrmse" if "nrmse" in result else "accuracy"
+        for key in (f"{metric}_per_seed", "baseline_per_seed"):
+            if key in result or key.startswith(metric):
+                numbers(key, result.get(key), length=len(result["seeds"]))
+    if "test_prediction" in result:
+        numbers("test_prediction", result["test_prediction"])
+        numbers("test_target", result.get("test_target"), length=len(result["test_prediction"]))
+        number("nrmse", result.get("nrmse"))
+        if not isinstance(result.get("task"), str):
+            bad("task", "must be text")
+    if "memory_curve" in result:
+        numbers("memory_curve", result["memory_curve"])
+        number("memory_capacity", result.get("memory_capacity"))
+    if "substrate" in result and not isinstance(result["substrate"], (str, dict)):
+        bad("substrate", "must be text or an object")
+    if isinstance(result.get("substrate"), dict) and not isinstance(result["substrate"].get("model", ""), str):
+        bad("substrate.model", "must be text")
+    for key in ("dataset", "task", "split", "held_out", "features"):
+        value = result.get(f"{key}_per_seed", result.get(key))
+        if key in result and not (isinstance(value, (str, int, float)) or
+                                  (isinstance(value, list) and all(isinstance(v, str) for v in value))):
+            bad(key, "must be text")
+    if "problems" in result and not (isinstance(result["problems"], list) and
+                                     all(isinstance(v, str) for v in result["problems"])):
+        bad("problems", "must be a list of text")
+    return result
 
 
 def _progress_bar(total: int, desc: str, unit: str, initial: int = 0):
@@ -39,7 +250,7 @@ def _print_result(result: dict, as_json: bool) -> None:
         print(f"warning: {problem}")
 
 
-def _device_for(protocol, spec: str | None, emulate: bool):
+def _device_for(protocol, spec: str | None, emulate: bool, allow_network: bool = False):
     from drivers import DeviceRequest, make_device
 
     s = protocol["stimulus"]
@@ -48,17 +259,25 @@ def _device_for(protocol, spec: str | None, emulate: bool):
                             substrate=protocol["substrate"]["name"],
                             substrate_params=protocol["substrate"]["params"], emulate=emulate,
                             seed=protocol["protocol"]["seed"])
-    return make_device(spec or protocol["device"]["spec"], request)
+    origin = "--device" if spec else f"the protocol file {protocol.where}"
+    return make_device(spec or protocol["device"]["spec"], request, allow_network=allow_network,
+                       origin=origin)
 
 
-def _run(protocol_path, out, device_spec=None, emulate=False, resume=False) -> dict:
+def _run(protocol_path, out, device_spec=None, emulate=False, resume=False,
+         allow_network=False) -> dict:
     from protocols.protocol import load_protocol
     from protocols.recording import read_recording
     from protocols.runner import prepare, run_protocol
     from readouts.recorded import train_on_recording
 
+    _check_input_file(protocol_path, "protocol")
+    if resume:
+        _check_input_file(out, "recording to resume")
+    else:
+        check_new_file(out, "recording", inputs=[protocol_path])
     protocol = load_protocol(protocol_path)
-    device = _device_for(protocol, device_spec, emulate)
+    device = _device_for(protocol, device_spec, emulate, allow_network)
     prepared = prepare(protocol)
     done = len(read_recording(out).trials) if resume else 0
     try:
@@ -78,9 +297,8 @@ def _run(protocol_path, out, device_spec=None, emulate=False, resume=False) -> d
 def cmd_demo(args) -> None:
     from readouts.recorded import plot_confusion
 
-    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    folder = Path(args.out_dir) / f"demo-{stamp}"
-    folder.mkdir(parents=True, exist_ok=False)
+    out_dir = check_folder(args.out_dir, "--out-dir")
+    folder = _new_run_folder(out_dir)
     result = _run(DEMO_PROTOCOL, folder / "recording.h5")
     plot_confusion(result, folder / "confusion.png")
     (folder / "result.json").write_text(json.dumps(result, indent=1))
@@ -88,16 +306,35 @@ def cmd_demo(args) -> None:
     print(f"run folder         {folder}  (recording.h5, confusion.png, result.json)")
 
 
+def _new_run_folder(out_dir: Path) -> Path:
+    """``OUT_DIR/demo-YYYYmmdd-HHMMSS`` created exclusively; ``-2``, ``-3``... when two runs start in the
+    same second (mkdir is atomic: of two concurrent runs, exactly one gets each name)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    for n in range(1, 1000):
+        folder = out_dir / (f"demo-{stamp}" if n == 1 else f"demo-{stamp}-{n}")
+        try:
+            folder.mkdir(exist_ok=False)
+            return folder
+        except FileExistsError:
+            continue
+    raise PrclabError(f"--out-dir {out_dir}: 999 demo folders for {stamp} already exist")
+
+
 def cmd_run(args) -> None:
     if bool(args.out) == bool(args.resume):
         raise PrclabError("run: give exactly one of --out NEW.h5 and --resume REC.h5")
-    result = _run(args.protocol, args.out or args.resume, args.device, args.emulate, bool(args.resume))
+    result = _run(args.protocol, args.out or args.resume, args.device, args.emulate, bool(args.resume),
+                  args.allow_network)
     _print_result(result, args.json)
 
 
 def cmd_train(args) -> None:
     from readouts.recorded import plot_confusion, train_on_recording
 
+    _check_input_file(args.recording, "recording")
+    if args.plot:  # before training: a bad plot path must not cost the result
+        check_new_file(args.plot, "--plot", inputs=[args.recording], suffix=".png")
     result = train_on_recording(args.recording, args.features)
     if args.plot:
         plot_confusion(result, args.plot)
@@ -107,9 +344,13 @@ def cmd_train(args) -> None:
 def cmd_replay(args) -> None:
     from protocols.replay import compare_recordings, plot_comparison, replay_recording
 
+    _check_input_file(args.recording, "recording")
+    check_new_file(args.out, "--out", inputs=[args.recording], suffix=".h5")
+    plot = args.plot or str(Path(args.out).with_suffix(".png"))
+    check_new_file(plot, "--plot", inputs=[args.recording, args.out], suffix=".png")
     replay_recording(args.recording, args.substrate, args.out)
     result = compare_recordings(args.recording, args.out)
-    result["plot"] = args.plot or str(Path(args.out).with_suffix(".png"))
+    result["plot"] = plot
     plot_comparison(result, result["plot"])
     del result["example"]
     if args.json:
@@ -132,16 +373,34 @@ def cmd_task(args) -> None:
 def cmd_report(args) -> None:
     from readouts.report import write_report
 
-    print(f"report             {write_report(args.source, args.out)}")
+    _check_input_file(args.source, "report source")
+    if Path(args.source).suffix.lower() == ".json":
+        check_result_json(args.source)
+    out = check_folder(args.out, "--out")
+    if out.is_dir() and any(out.iterdir()):
+        raise PrclabError(f"--out {out}: folder is not empty; choose a new or empty folder")
+    created = not out.exists()
+    try:
+        summary = write_report(args.source, args.out)
+    except BaseException:
+        if created and out.is_dir():  # a refused source leaves no half-made report folder behind
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    print(f"report             {summary}")
 
 
 def cmd_characterize(args) -> None:
     from readouts.characterize import characterize_named, format_result, plot_memory_curve
 
-    result = characterize_named(args.substrate, size=args.units, seed=args.seed)
+    plot = None
     if args.plot:
+        folder = check_folder(args.plot, "--plot")
+        plot = folder / f"memory_curve_{args.substrate}.png"
+        check_new_file(plot, "--plot", suffix=".png") if folder.is_dir() else None
+    result = characterize_named(args.substrate, size=args.units, seed=args.seed)
+    if plot is not None:
         Path(args.plot).mkdir(parents=True, exist_ok=True)
-        result["plot"] = str(Path(args.plot) / f"memory_curve_{args.substrate}.png")
+        result["plot"] = str(plot)
         plot_memory_curve(result, result["plot"], title=args.substrate)
     print(json.dumps(result) if args.json else format_result(result))
 
@@ -149,12 +408,13 @@ def cmd_characterize(args) -> None:
 def _add_substrate_arguments(parser) -> None:
     """--substrate, --units, --seed: a simulated substrate by name, size and seed (task, characterize)."""
     parser.add_argument("--substrate", default="esn", help="substrate name (esn, potato, ...)")
-    parser.add_argument("--units", type=int, help="substrate size (units / nodes / neurons)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--units", type=_bounded_int(1, MAX_UNITS),
+                        help=f"substrate size (units / nodes / neurons, 1..{MAX_UNITS})")
+    parser.add_argument("--seed", type=_bounded_int(0, MAX_SEED), default=0)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="prclab", description="Physical reservoir computing lab toolkit.")
+    p = _Parser(prog="prclab", description="Physical reservoir computing lab toolkit.")
     p.add_argument("--version", action="version", version=f"prclab {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -168,6 +428,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--resume", metavar="REC.h5", help="continue the stopped run recorded in REC.h5")
     r.add_argument("--device", help="device spec, overrides the protocol's (e.g. sim:potato)")
     r.add_argument("--emulate", action="store_true", help="start the device's emulator (rehearsal)")
+    r.add_argument("--allow-network", action="store_true",
+                   help="allow a device reached over the network (socket://, rfc2217://, IP boards); "
+                        "off by default, since protocol files travel between labs")
     r.add_argument("--json", action="store_true", help="print the result as one JSON object")
     r.set_defaults(func=cmd_run)
 
@@ -189,7 +452,8 @@ def build_parser() -> argparse.ArgumentParser:
     k = sub.add_parser("task", help="whole pipeline on a dataset with a simulated substrate")
     k.add_argument("--data", help="WAV folder ({label}_{speaker}_{index}.wav) or .npz")
     k.add_argument("--task", choices=["narma10", "mackey-glass"], help="time-series regression instead of --data")
-    k.add_argument("--seeds", type=int, default=1, help="runs with seeds --seed.. (mean ± std of the scores)")
+    k.add_argument("--seeds", type=_bounded_int(1, MAX_SEEDS), default=1,
+                   help=f"runs with seeds --seed.. (mean ± std of the scores; 1..{MAX_SEEDS})")
     k.add_argument("--split", choices=["official", "speaker"], default="official",
                    help="official train/test split, or leave one speaker out (speaker = seed mod speakers)")
     _add_substrate_arguments(k)

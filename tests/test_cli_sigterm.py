@@ -1,0 +1,45 @@
+"""SIGTERM to a running ``prclab run`` is handled like Ctrl-C: the run stops, the device drives its
+outputs to rest and closes, every finished trial is kept, and the process says so (exit 143) - it does
+not die silently with the device left open.  A real process, a real signal."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import h5py
+import pytest
+
+from protocols.recording import read_recording
+from test_fault_matrix import PROTOCOL
+
+
+@pytest.mark.slow
+def test_sigterm_stops_prclab_run_and_leaves_the_outputs_at_rest(tmp_path, toy_npz):
+    # the MethodSCRIPT emulator is paced in real time: 60 trials of ~0.6 s
+    text = PROTOCOL.format(rate=1000.0, electrodes=1, dataset=toy_npz, multiplex="true")
+    text = text.replace("max_items = 8", "max_items = 0").replace("rest_s = 0.02", "rest_s = 0.5")
+    protocol = tmp_path / "p.toml"
+    protocol.write_text(text + '\n[device]\nspec = "potentiostat:"\n')
+    out = tmp_path / "rec.h5"
+    proc = subprocess.Popen([sys.executable, "-m", "prclab.cli", "run", str(protocol), "--emulate",
+                             "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    time.sleep(6.0)  # start-up (~2 s) and a few trials; HDF5 locking keeps readers out meanwhile
+    assert proc.poll() is None, proc.communicate()
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=20)
+    took = time.monotonic() - t0
+    print(f"SIGTERM -> exit {proc.returncode} in {took:.2f} s; stderr: {err.strip()[-300:]}")
+    assert proc.returncode == 143
+    assert "Traceback" not in err and "terminated (SIGTERM)" in err
+    assert took < 5
+    with h5py.File(out, "r") as f:
+        note = json.loads(f.attrs["sessions"])[-1]
+    assert note["stopped"] == "terminated (SIGTERM)" and note["outputs_at_rest"] is True, note
+    recording = read_recording(out)
+    assert recording.problems == [] and len(recording.trials) >= 1
