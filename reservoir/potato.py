@@ -126,7 +126,11 @@ class PotatoModel:
 
         w = kernel(pts, pts) * rng.choice([-1.0, 1.0], (nodes, nodes))
         np.fill_diagonal(w, 0.0)
-        w *= spectral_radius / max_abs_eigenvalue(w)
+        radius = max_abs_eigenvalue(w)
+        if radius == 0:  # one node, or nodes too far apart to couple
+            raise ValueError(f"the {nodes}-node tissue network has no coupling; use more nodes or a "
+                             f"longer coupling_length_mm")
+        w *= spectral_radius / radius
         g = kernel(pts, ring[is_input])
         g *= 3.0 / g.max(axis=0, keepdims=True)
         h = kernel(ring[~is_input], pts)

@@ -8,6 +8,7 @@ frame).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from prclab import PrclabError
@@ -49,6 +50,9 @@ def make_substrate(name: str, n_inputs: int, size: int | None = None, **params):
     entry = substrate_entry(name)
     if size is not None:
         params[entry.size_param] = int(size)
+    for key, value in params.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise PrclabError(f"substrate {name!r}: {key} must be finite, got {value}")
     try:
         return entry.cls(n_inputs=n_inputs, **params)
     except (TypeError, ValueError) as exc:

@@ -299,3 +299,13 @@ def test_streaming_in_odd_blocks_equals_one_run(name):
     model.reset(0)
     parts = [model.run(u[:, a:b]) for a, b in ((0, 1), (1, 156), (156, 157), (157, 400))]
     np.testing.assert_allclose(np.concatenate(parts, axis=1), whole, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("name,params", [("potato", {"nodes": 1}), ("esn", {"leak": float("nan")}),
+                                         ("potato", {"v_sat": float("inf")})])
+def test_degenerate_substrate_parameters_are_one_line_errors(name, params):
+    from prclab import PrclabError
+    from reservoir import make_substrate
+
+    with pytest.raises(PrclabError, match=f"substrate '{name}'"):
+        make_substrate(name, 3, **params)
