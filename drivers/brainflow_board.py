@@ -245,6 +245,7 @@ class BrainflowDevice(Device):
 
     def _rest(self, start_V: np.ndarray) -> str:
         if self.stimulator is None:
+            self.output_V = self.rest_V.copy()
             return "no stimulus output: blocks were only recorded"
         ramp = self._ramp(start_V)
         self.stimulator(ramp)

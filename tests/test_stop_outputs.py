@@ -178,3 +178,25 @@ def test_cyton_stimulator_holds_rest_between_blocks_not_0V(tmp_path):
     assert len(applied) > 75
     assert applied.min() >= 0.2 - 1e-12, f"stimulator applied {applied.min()} V, outside [0.2, 0.6]"
     np.testing.assert_allclose(device.emulator.applied_V, 0.4)  # the window's centre: rest
+
+
+# -- the rest contract, for every driver of the contract suite --------------------------------------
+from test_device_contract import FACTORIES, _mid_block  # noqa: E402  (the shared contract kit)
+
+
+@pytest.mark.parametrize("factory", FACTORIES)
+def test_contract_close_drives_every_output_to_rest(factory):
+    with factory() as device:
+        rest = device.channels.stimulus_low + 0.25 * (device.channels.stimulus_high -
+                                                      device.channels.stimulus_low)
+        device.set_rest(rest)
+        with device as dev:
+            n = int(dev.channels.rate_hz * 0.05)
+            dev.write(_mid_block(dev, n))
+            dev.read(n)
+        report = device.last_stop
+        assert report["stopped"] == "close" and report["outputs_at_rest"] is True, report
+        np.testing.assert_allclose(device.output_V, rest)
+        assert device.rest("again") is report  # closed: the stop stands, nothing is driven twice
+        with pytest.raises(DeviceError, match="rest level"):
+            device.set_rest(device.channels.stimulus_high + 1.0)
