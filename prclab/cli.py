@@ -485,11 +485,41 @@ def _raise_terminated(signum, frame):
     raise Terminated()
 
 
+class _StopSignals:
+    """SIGINT and SIGTERM in the main thread.  The first raises (``KeyboardInterrupt`` / ``Terminated``)
+    so the run unwinds and the device ramps its outputs to rest; the next one, while stopping, is only
+    noted - cutting the ramp short would leave a DC potential on the tissue; one more forces the stop."""
+
+    def __init__(self):
+        self.count = 0
+        self.previous: dict = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, self.handle)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+    def handle(self, signum, frame):
+        self.count += 1
+        if self.count == 2:
+            print("prclab: stopping: driving the outputs to rest (signal once more to abandon that)",
+                  file=sys.stderr)
+            return
+        raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    previous = None
-    if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    with _StopSignals():
+        return _main(args)
+
+
+def _main(args) -> int:
     try:
         args.func(args)
     except PrclabError as exc:
@@ -501,9 +531,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("prclab: interrupted", file=sys.stderr)
         return 130
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
     return 0
 
 

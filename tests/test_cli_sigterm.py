@@ -18,7 +18,8 @@ from test_fault_matrix import PROTOCOL
 
 
 @pytest.mark.slow
-def test_sigterm_stops_prclab_run_and_leaves_the_outputs_at_rest(tmp_path, toy_npz):
+@pytest.mark.parametrize("signals", [1, 2], ids=["once", "twice (the second must not cut the ramp)"])
+def test_sigterm_stops_prclab_run_and_leaves_the_outputs_at_rest(tmp_path, toy_npz, signals):
     # the MethodSCRIPT emulator is paced in real time: 60 trials of ~0.6 s
     text = PROTOCOL.format(rate=1000.0, electrodes=1, dataset=toy_npz, multiplex="true")
     text = text.replace("max_items = 8", "max_items = 0").replace("rest_s = 0.02", "rest_s = 0.5")
@@ -32,11 +33,15 @@ def test_sigterm_stops_prclab_run_and_leaves_the_outputs_at_rest(tmp_path, toy_n
     assert proc.poll() is None, proc.communicate()
     t0 = time.monotonic()
     proc.send_signal(signal.SIGTERM)
+    if signals == 2:
+        time.sleep(0.02)
+        proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=20)
     took = time.monotonic() - t0
     print(f"SIGTERM -> exit {proc.returncode} in {took:.2f} s; stderr: {err.strip()[-300:]}")
     assert proc.returncode == 143
     assert "Traceback" not in err and "terminated (SIGTERM)" in err
+    assert ("stopping: driving the outputs to rest" in err) == (signals == 2)
     assert took < 5
     with h5py.File(out, "r") as f:
         note = json.loads(f.attrs["sessions"])[-1]
