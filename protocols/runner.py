@@ -15,6 +15,11 @@ seed), so ``run_protocol(..., resume=True)`` reopens the recording, keeps its in
 the rest.  A simulated device's substrate state is stored with every trial and restored before the
 first resumed trial, so the resumed responses equal an uninterrupted run's; a hardware substrate simply
 carries on from where it is.  Device timestamps restart with each session (``session`` trial attr).
+
+Stops: the device is told the protocol's rest level and slew limit (``Device.set_rest``); however the
+run ends - normal end, Ctrl-C, SIGTERM, a device fault, an exception - the outputs are ramped to rest
+(``Device.rest``) and the session's entry in the recording's ``sessions`` attribute says how:
+``{"stopped": reason, "outputs_at_rest": bool, "rest_V": [...], "detail": ...}``.
 """
 
 from __future__ import annotations

@@ -73,17 +73,25 @@ def _stop_run(kind, how, tmp_path, dataset):
     out = tmp_path / "rec.h5"
     marks: dict = {}
 
+    fired = threading.Event()
+
+    def fire(action, *args):
+        action(*args)
+        fired.set()
+
     def after_trial(trial):
+        if trial.index > 1 and how in (*FAULTS, "sigint", "sigterm"):
+            fired.wait(2.0)  # a fast emulator must not finish the run before the stop lands
         if trial.index != 1:
             return
         marks["at"] = time.monotonic()
         if how in FAULTS:  # mid-trial, during the stimulus
-            threading.Timer(0.05, device.emulator.inject, (how,)).start()
+            threading.Timer(0.05, fire, (device.emulator.inject, how)).start()
         elif how == "exception":
             raise RuntimeError("user callback failed")
         elif how in ("sigint", "sigterm"):  # a real signal, mid-trial, in the main thread
             sig = signal.SIGINT if how == "sigint" else signal.SIGTERM
-            threading.Timer(0.05, os.kill, (os.getpid(), sig)).start()
+            threading.Timer(0.05, fire, (os.kill, os.getpid(), sig)).start()
 
     error = None
     previous = signal.getsignal(signal.SIGTERM)
