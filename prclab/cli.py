@@ -86,9 +86,9 @@ def check_new_file(path, what: str, inputs=(), suffix: str | None = None) -> Pat
     return p
 
 
-def check_folder(path, what: str, inputs=()) -> Path:
-    """An output folder: created if missing (its parent must exist), refused if it is a file or not
-    writable; refused if one of ``inputs`` lies there."""
+def check_folder(path, what: str) -> Path:
+    """An output folder (made later by the command, if missing): its parent must exist; refused if a
+    file is there, the name is too long, or no file can be created in it (or in its parent)."""
     p = _plain_path(path, what)
     if len(os.fsencode(str(p))) > PATH_MAX_BYTES or any(
             len(os.fsencode(part)) > NAME_MAX_BYTES for part in p.parts):
@@ -396,7 +396,8 @@ def cmd_characterize(args) -> None:
     if args.plot:
         folder = check_folder(args.plot, "--plot")
         plot = folder / f"memory_curve_{args.substrate}.png"
-        check_new_file(plot, "--plot", suffix=".png") if folder.is_dir() else None
+        if folder.is_dir():
+            check_new_file(plot, "--plot", suffix=".png")
     result = characterize_named(args.substrate, size=args.units, seed=args.seed)
     if plot is not None:
         Path(args.plot).mkdir(parents=True, exist_ok=True)
