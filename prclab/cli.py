@@ -34,12 +34,17 @@ NAME_MAX_BYTES = 255
 PATH_MAX_BYTES = 4000
 
 
+class UsageError(PrclabError):
+    """A bad command line (unknown option, bad value): reported like every other error."""
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse with its errors on one line (``prclab: error: ...``, exit 2), like every other error."""
+    """argparse whose errors are :class:`UsageError` (one line ``prclab: error: ...``, exit 2)."""
 
     def error(self, message):
-        print(f"prclab: error: {self.prog}: {' '.join(str(message).split())}", file=sys.stderr)
-        sys.exit(2)
+        text = " ".join(str(message).split())
+        m = re.match(r"argument ([^:]+): (.*)", text)
+        raise UsageError(f"{self.prog}: {m.group(1)} {m.group(2)}" if m else f"{self.prog}: {text}")
 
 
 def _bounded_int(low: int, high: int):
@@ -47,8 +52,10 @@ def _bounded_int(low: int, high: int):
         if not re.fullmatch(r"[+-]?[0-9]{1,30}", text.strip()):  # ASCII digits only, no 1e9 / inf
             raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a whole number")
         value = int(text.strip(), 10)
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{value} is outside [{low}, {high}]")
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be {low} or more, got {value}")
+        if value > high:
+            raise argparse.ArgumentTypeError(f"must be at most {high}, got {value}")
         return value
     parse.__name__ = "integer"
     return parse
@@ -515,13 +522,13 @@ class _StopSignals:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     with _StopSignals():
-        return _main(args)
+        return _main(argv)
 
 
-def _main(args) -> int:
+def _main(argv) -> int:
     try:
+        args = build_parser().parse_args(argv)
         args.func(args)
     except PrclabError as exc:
         print(f"prclab: error: {_one_line(exc)}", file=sys.stderr)
