@@ -273,6 +273,7 @@ def _device_for(protocol, spec: str | None, emulate: bool, allow_network: bool =
 
 def _run(protocol_path, out, device_spec=None, emulate=False, resume=False,
          allow_network=False) -> dict:
+    from drivers import DeviceError
     from protocols.protocol import load_protocol
     from protocols.recording import read_recording
     from protocols.runner import prepare, run_protocol
@@ -293,12 +294,25 @@ def _run(protocol_path, out, device_spec=None, emulate=False, resume=False,
             run_protocol(protocol, device, out, progress=lambda trial: bar.update(1), resume=resume,
                          prepared=prepared)
     except KeyboardInterrupt:
-        print(f"prclab: stopped; {out} holds every finished trial; continue with: "
-              f"prclab run {protocol_path} --resume {out}", file=sys.stderr)
+        print(f"prclab: stopped; {_outputs_state(device)}; {out} holds every finished trial; continue "
+              f"with: prclab run {protocol_path} --resume {out}", file=sys.stderr)
+        raise
+    except DeviceError as exc:
+        if device.last_stop is not None and not device.last_stop["outputs_at_rest"]:
+            raise DeviceError(f"{exc}; WARNING: {_outputs_state(device)}") from None
         raise
     result = train_on_recording(out)
     result["recording"] = str(out)
     return result
+
+
+def _outputs_state(device) -> str:
+    stop = device.last_stop
+    if stop is None:
+        return "outputs never driven"
+    if stop["outputs_at_rest"]:
+        return f"outputs ramped to rest ({', '.join(f'{v:g}' for v in stop['rest_V'])} V)"
+    return "outputs NOT confirmed at rest (the device did not answer): check the electrodes"
 
 
 def cmd_demo(args) -> None:

@@ -48,3 +48,36 @@ def test_sigterm_stops_prclab_run_and_leaves_the_outputs_at_rest(tmp_path, toy_n
     assert note["stopped"] == "terminated (SIGTERM)" and note["outputs_at_rest"] is True, note
     recording = read_recording(out)
     assert recording.problems == [] and len(recording.trials) >= 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault, warned", [("unplug", True), ("garbage", False)])
+def test_cli_fault_line_warns_when_outputs_could_not_be_driven(tmp_path, toy_npz, capsys, monkeypatch,
+                                                               fault, warned):
+    import prclab.cli as cli
+    from prclab.cli import main
+
+    text = PROTOCOL.format(rate=1000.0, electrodes=2, dataset=toy_npz, multiplex="false")
+    protocol = tmp_path / "p.toml"
+    protocol.write_text(text)
+    made = cli._device_for
+
+    def device_for(*args, **kwargs):
+        device = made(*args, **kwargs)
+        read, count = device.read, [0]
+
+        def read_then_fail(n):
+            count[0] += 1
+            if count[0] == 7:  # mid-trial, after a few blocks
+                device.emulator.inject(fault)
+            return read(n)
+
+        device.read = read_then_fail
+        return device
+
+    monkeypatch.setattr(cli, "_device_for", device_for)
+    code = main(["run", str(protocol), "--device", "nidaq:Dev1", "--emulate", "--out", str(tmp_path / "r.h5")])
+    err = capsys.readouterr().err.strip()
+    print(err)
+    assert code == 2 and len(err.splitlines()) == 1 and err.startswith("prclab: error: nidaq:Dev1")
+    assert ("outputs NOT confirmed at rest" in err) == warned
