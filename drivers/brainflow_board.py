@@ -30,8 +30,9 @@ the first sample read is checked too (a fault before the first read is a gap fro
 first counter is taken as it comes.
 
 Board notes: the Cyton handshake (``prepare_session``) takes about 1 s; brainflow itself gives up on a
-silent port only after about 6 s, so ``open`` waits at most ``open_timeout_s`` (2 s) for it and then
-fails naming the board (brainflow's attempt is released in the background when it ends).  The playback board needs ``master_board`` (the board that
+silent port only after about 6 s, so ``open`` waits at most ``open_timeout_s`` (2 s; a spec may ask
+for more, ``?open_timeout_s=5``, for a slow real board) and then fails naming the board (brainflow's
+attempt is released in the background when it ends).  The playback board needs ``master_board`` (the board that
 recorded the file) and does **not** replay recorded markers: brainflow overwrites the marker channel
 with live ones, so events are only those marked during the playback.
 """
@@ -419,10 +420,20 @@ def from_spec(address: str, request) -> BrainflowDevice:
             raise PrclabError(f"{spec}: playback file {where!r} not found")
     else:
         params.serial_port = where
+    open_timeout_s = 2.0
+    if "open_timeout_s" in options:  # a slow real board may need longer than the 2 s default
+        text = options.pop("open_timeout_s")
+        try:
+            open_timeout_s = float(text)
+        except ValueError:
+            open_timeout_s = float("nan")
+        if not 0.5 <= open_timeout_s <= 60:
+            raise PrclabError(f"{spec}: open_timeout_s={text[:20]!r} is not a number of seconds in "
+                              "[0.5, 60]")
     for key in list(options):
         if key not in _PARAM_OPTIONS:
             raise PrclabError(f"{spec}: unknown option {key!r}; known: master (playback), "
-                              f"{', '.join(_PARAM_OPTIONS)}")
+                              f"open_timeout_s, {', '.join(_PARAM_OPTIONS)}")
         value = options.pop(key)
         setattr(params, key, int(value) if key in ("ip_port", "ip_protocol", "timeout") and
                 value.lstrip("-").isdigit() else value)
@@ -448,7 +459,8 @@ def from_spec(address: str, request) -> BrainflowDevice:
     stimulus = voltage_channels("stim", request.n_stimulus, *request.stimulus_range_V)
     device = BrainflowDevice(board_id, params, stimulus=stimulus,
                              stimulator=emulator.apply if emulator is not None else None,
-                             hold=emulator.hold if emulator is not None else None)
+                             hold=emulator.hold if emulator is not None else None,
+                             open_timeout_s=open_timeout_s)
     if emulator is not None:
         device.emulator = emulator  # for fault injection in rehearsals and tests
         device.owned_emulator = emulator  # started at open, closed at close and on a failed open
