@@ -18,6 +18,9 @@ from reservoir import Substrate
 
 from . import FAULTS
 
+CLOSE_TIMEOUT_S = 5.0
+"""Longest :meth:`PtyEmulator.close` waits for the serving thread, seconds."""
+
 
 class PtyEmulator:
     """Base class: pty lifecycle, fault injection, context manager.
@@ -39,22 +42,47 @@ class PtyEmulator:
         self._thread: threading.Thread | None = None
 
     def start(self):
-        """Reset the substrate to ``seed``, open the pty and start serving; returns ``self``."""
+        """Reset the substrate to ``seed``, open the pty and start serving; returns ``self``.
+
+        Idempotent while serving (no second pty); startable again after :meth:`close`.  If anything
+        fails half-way, the pty opened so far is closed before the error propagates.
+        """
+        if self.serving:
+            return self
         self.substrate.reset(self.seed)
         self._stop.clear()  # startable again after close (a device that owns it reopens)
-        self._master, self._slave = os.openpty()
-        tty.setraw(self._master)
-        tty.setraw(self._slave)
-        os.set_blocking(self._master, False)
-        self.port = os.ttyname(self._slave)
-        self._thread = threading.Thread(target=self._serve, name=self.thread_name, daemon=True)
-        self._thread.start()
+        try:
+            self._master, self._slave = os.openpty()
+            tty.setraw(self._master)
+            tty.setraw(self._slave)
+            os.set_blocking(self._master, False)
+            self.port = os.ttyname(self._slave)
+            self._thread = threading.Thread(target=self._serve, name=self.thread_name, daemon=True)
+            self._thread.start()
+        except BaseException:
+            self._thread = None
+            self._close_pty()
+            raise
         return self
 
+    @property
+    def serving(self) -> bool:
+        """Whether the serving thread runs now."""
+        return self._thread is not None and self._thread.is_alive()
+
     def close(self) -> None:
+        """Stop serving and close both sides of the pty.
+
+        Idempotent, and safe before :meth:`start`, after a failed start, after ``unplug`` and when no
+        client ever connected: afterwards no thread of this emulator runs and no pty is held (the slave's
+        path is gone).  Waits up to :data:`CLOSE_TIMEOUT_S` for the thread.
+        """
         self._stop.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=2.0)
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=CLOSE_TIMEOUT_S)
+            if not thread.is_alive():
+                self._thread = None
         self._close_pty()
 
     def __enter__(self):
