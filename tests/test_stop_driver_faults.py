@@ -33,7 +33,8 @@ def _device(kind):
 def _emulator_gone(kind, emulator) -> bool:
     if kind == "nidaq":
         return emulator._server is None
-    return emulator._master < 0 and not emulator._thread.is_alive()
+    thread = emulator._thread
+    return emulator._master < 0 and (thread is None or not thread.is_alive())
 
 
 @pytest.mark.slow
