@@ -152,16 +152,17 @@ class Device(abc.ABC):
         if none was made).  Never raises for a device fault: the report says what was reached.
         """
         if not self.is_open or self._rested:
-            if self.last_stop is None or (self.is_open and self.last_stop.get("stopped") != reason):
+            if self.last_stop is None:
                 self.last_stop = self._stop_report(reason, True, "outputs already at rest")
             return self.last_stop
-        self._rested = True
         start = self.output_V.copy()
         try:
             detail = self._rest(start) or "ramped to rest"
             ok = True
         except DeviceError as exc:
             detail, ok = str(exc), False
+        # set only once the attempt is over: a ramp cut short (a forced stop) is tried again at close
+        self._rested = True
         self.last_stop = self._stop_report(reason, ok, detail, start)
         return self.last_stop
 

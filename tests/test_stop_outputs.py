@@ -122,6 +122,8 @@ def test_every_stop_leaves_outputs_at_rest(kind, how, tmp_path, toy_npz):
     assert isinstance(error, expected), f"{kind}/{how}: {error!r}"
     assert not device.is_open
     note = session_note(out)
+    # the device's own report, as recorded in the session entry; close did not redo it
+    assert {k: note[k] for k in device.last_stop} == device.last_stop
     driven, level = output_level(kind, device)
     print(f"{kind}/{how}: {note['stopped'][:60]!r}, outputs_at_rest={note['outputs_at_rest']}, "
           f"output {level.round(6).tolist()} V (driven: {driven}), returned {took:.2f} s after trial 1")
