@@ -257,6 +257,21 @@ def stop_reason(exc: BaseException | None) -> str:
 
 
 @contextlib.contextmanager
+def _opened(device: Device, writer: RecordingWriter, resume: bool):
+    """``with device:``, except that a device that fails to open takes the recording just created for
+    it along (closed and removed: an empty file would block the retry's ``--out``)."""
+    try:
+        device.open()
+    except BaseException:
+        if not resume and writer.n_done == 0:
+            writer.close()
+            Path(writer.path).unlink(missing_ok=True)
+        raise
+    with device:
+        yield
+
+
+@contextlib.contextmanager
 def _safe_stop(device: Device, writer: RecordingWriter):
     """However the run ends - normal end, Ctrl-C, SIGTERM, device fault, exception - drive the outputs
     to their rest level (ramped, see :meth:`drivers.Device.rest`) and note it in the recording's
@@ -309,7 +324,7 @@ def run_protocol(protocol: Protocol, device: Device, out: str | Path,
                     "readout": {"features": protocol["readout"]["features"]},
                     "dataset": data.source, "n_trials_planned": len(trials)}
         writer = RecordingWriter(out, metadata)
-    with writer, device, _safe_stop(device, writer):
+    with writer, _opened(device, writer, resume), _safe_stop(device, writer):
         done = writer.n_done
         if done and sim is not None:
             if writer.last_state is None:

@@ -115,6 +115,7 @@ def _cases(w: Path):
         "run network device on the command line": ["run", proto, "--out", new, "--device",
                                                    "potentiostat:rfc2217://127.0.0.1:9"],
         "run NUL in a path": ["run", proto, "--out", str(w / "a\x00b.h5")],
+        "run device fails to open": ["run", proto, "--out", new, "--device", "nidaq:NoSuchDev"],
         # train
         "train recording missing": ["train", str(w / "nope.h5")],
         "train recording garbage": ["train", str(w / "garbage.h5")],
