@@ -56,7 +56,15 @@ from . import FAULTS
 
 DRIVER_VERSION = (24, 5, 0)
 """NI-DAQmx version reported through the system-information attributes."""
-MAX_MESSAGE_BYTES = 64 << 20
+MAX_MESSAGE_BYTES = 16 << 20
+"""Largest gRPC message the server sends or receives, bytes (2M float64 values); a read whose reply
+would be larger is refused with gRPC ``RESOURCE_EXHAUSTED`` before any sample is computed, as NI's
+server fails such a reply (the client's own default limit is 4 MB)."""
+MAX_BUFFER_SAMPLES = 1 << 23
+"""Largest task buffer the emulated host can allocate, samples over all channels (64 MiB of float64);
+starting a task that needs more, or writing more AO samples, fails with -50352 (memory full)."""
+SUBSTRATE_CHUNK = 1 << 16
+"""A long read runs the substrate in chunks of this many steps, bounding its working memory."""
 MAX_STALL_S = 30.0
 """Longest a stalled read waits, whatever timeout the client asked for."""
 RANGE_V = (-10.0, 10.0)
@@ -84,6 +92,10 @@ ERROR_TEXT = {
     Err.INVALID_ROUTING_SOURCE_TERMINAL_NAME: "Source terminal to be routed could not be found on "
                                               "the device.",
     Err.READ_BUFFER_TOO_SMALL: "Buffer is too small to fit the requested samples.",
+    Err.SAMPLES_NO_LONGER_AVAILABLE: "Attempted to read samples that are no longer available. The "
+                                     "requested sample was previously available, but has since been "
+                                     "overwritten.",
+    Err.PAL_MEMORY_FULL: "The requested memory could not be allocated.",
     Err.OUTPUT_BUFFER_EMPTY: "Generation cannot be started because the output buffer is empty.",
     Err.WAIT_UNTIL_DONE_DOES_NOT_INDICATE_DONE: "Wait Until Done did not indicate that the task was "
                                                 "done within the specified timeout.",
@@ -150,6 +162,19 @@ class Task:
 
     def written(self) -> int:
         return 0 if self.buffer is None else self.buffer.shape[1]
+
+    def buffer_size(self) -> int:
+        """Input buffer, samples per channel, as NI-DAQmx sizes it (NI-DAQmx Help, "Buffer Size").
+
+        Finite: ``samps_per_chan``.  Continuous: ``samps_per_chan`` or, if larger, 1 kS up to 100 S/s,
+        10 kS up to 10 kS/s, 100 kS up to 1 MS/s, 1 MS above.
+        """
+        if self.sample_mode == AcquisitionType.FINITE.value:
+            return self.samps_per_chan
+        rate = self.rate_hz
+        default = 1_000 if rate <= 100 else 10_000 if rate <= 10_000 else \
+            100_000 if rate <= 1_000_000 else 1_000_000
+        return max(self.samps_per_chan, default)
 
     def done(self) -> bool:
         if self.sample_mode != AcquisitionType.FINITE.value:
@@ -337,6 +362,10 @@ class DaqDevice:
             raise DaqFault(Err.ATTR_NOT_SUPPORTED, "the emulator runs sample-clocked tasks only")
         if task.kind == "ao" and task.written() == 0:
             raise DaqFault(Err.OUTPUT_BUFFER_EMPTY, f"Task Name: {task.name}")
+        if task.kind == "ai" and task.buffer_size() * len(task.channels) > MAX_BUFFER_SAMPLES:
+            raise DaqFault(Err.PAL_MEMORY_FULL,
+                           f"Buffer: {task.buffer_size()} samples x {len(task.channels)} channels\n"
+                           f"Emulator limit: {MAX_BUFFER_SAMPLES} samples\nTask Name: {task.name}")
         task.running, task.position, task.error = True, 0, None
         task.armed = task.kind == "ao" and task.trigger_type == TriggerType.DIGITAL_EDGE.value
         if task.kind == "ai":
@@ -369,11 +398,20 @@ class DaqDevice:
             if samps:
                 self.ao_level[[ch.index for ch in task.channels]] = block[:, -1]
             return samps
+        if (task.written() + samps) * n_ch > MAX_BUFFER_SAMPLES:
+            raise DaqFault(Err.PAL_MEMORY_FULL,
+                           f"Buffer: {task.written() + samps} samples x {n_ch} channels\n"
+                           f"Emulator limit: {MAX_BUFFER_SAMPLES} samples\nTask Name: {task.name}")
         task.buffer = block.copy() if task.buffer is None else np.concatenate([task.buffer, block], 1)
         return samps
 
-    def read(self, task: Task, samps: int) -> np.ndarray:
-        """Acquire ``samps`` samples on AI ``task`` (starting it if needed); returns ``(n_ch, samps)``."""
+    def samples_to_read(self, task: Task, samps: int) -> int:
+        """Samples per channel a read of ``samps`` (-1: all available) on AI ``task`` returns.
+
+        Starts the task if needed.  Refuses, as DAQmx does, reading past the end of a finite
+        acquisition (-200278) and, in a continuous one, more than the buffer holds (-200279: by the time
+        the last sample arrived the first would have been overwritten).
+        """
         if task.kind != "ai":
             raise DaqFault(Err.ATTR_NOT_SUPPORTED, "read from a task without analog inputs")
         if not task.running:
@@ -386,12 +424,26 @@ class DaqDevice:
                                f"Attempted to read {samps} samples, {left} remain\nTask Name: {task.name}")
         elif samps < 0:
             samps = 0
+        elif samps > task.buffer_size():
+            raise DaqFault(Err.SAMPLES_NO_LONGER_AVAILABLE,
+                           f"Attempted to read {samps} samples per channel from a buffer of "
+                           f"{task.buffer_size()}\nTask Name: {task.name}")
+        return samps
+
+    def read(self, task: Task, samps: int) -> np.ndarray:
+        """Acquire ``samps`` samples on AI ``task`` (starting it if needed); returns ``(n_ch, samps)``.
+
+        Refuses what :meth:`samples_to_read` refuses; the substrate runs in chunks of
+        :data:`SUBSTRATE_CHUNK` steps.
+        """
+        samps = self.samples_to_read(task, samps)
         u = np.repeat(self.ao_level[None], samps, axis=0)
         for ao in self.tasks.values():
             if ao.kind == "ao" and ao.running and not ao.armed:
                 self._generate(ao, u)
-        y = np.asarray(self.substrate.run(u[None])[0], dtype=np.float64) if samps else \
-            np.zeros((0, self.n_ai))
+        y = np.zeros((samps, self.n_ai))
+        for at in range(0, samps, SUBSTRATE_CHUNK):
+            y[at:at + SUBSTRATE_CHUNK] = self.substrate.run(u[None, at:at + SUBSTRATE_CHUNK])[0]
         task.position += samps
         cols = [ch.index for ch in task.channels]
         low = np.array([ch.low for ch in task.channels])[:, None]
@@ -608,11 +660,17 @@ class NidaqServicer(pb_grpc.NiDAQmxServicer):
                                             samps_per_chan_read=0)
         with self.lock:
             task = self.device.task(request.task)
-            samples = self.device.read(task, request.num_samps_per_chan)
+            n = self.device.samples_to_read(task, request.num_samps_per_chan)
+            values = n * len(task.channels)
+            if request.array_size_in_samps < values:
+                raise DaqFault(Err.READ_BUFFER_TOO_SMALL,
+                               f"Array size: {request.array_size_in_samps}\nRequired: {values}")
+            if 8 * values + 64 > MAX_MESSAGE_BYTES:  # the reply could not be sent: refuse up front
+                context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                              f"a reply of {values} values exceeds the server's {MAX_MESSAGE_BYTES} "
+                              "byte message limit; read fewer samples per call")
+            samples = self.device.read(task, n)
         n_ch, n = samples.shape
-        if request.array_size_in_samps < samples.size:
-            raise DaqFault(Err.READ_BUFFER_TOO_SMALL,
-                           f"Array size: {request.array_size_in_samps}\nRequired: {samples.size}")
         if fault == "garbage":
             samples = np.full((n_ch, max(n - 1, 0)), np.nan)
         elif fault == "drop":
@@ -649,6 +707,7 @@ class NidaqEmulator:
         self.fault: str | None = None
         self.port = 0
         self._server: grpc.Server | None = None
+        self._executor: futures.ThreadPoolExecutor | None = None
         self._wake = threading.Event()
 
     @property
@@ -666,23 +725,47 @@ class NidaqEmulator:
         """Sleep ``seconds``, cut short when the server closes."""
         self._wake.wait(seconds)
 
+    @property
+    def output_levels_V(self) -> np.ndarray:
+        """The voltage each AO line ``ao0..`` holds now (the last value driven on it), volts, ``(n_ao,)``;
+        a copy (read-only)."""
+        return self.device.ao_level.copy()
+
+    @property
+    def serving(self) -> bool:
+        """Whether the server runs now."""
+        return self._server is not None
+
     def start(self) -> "NidaqEmulator":
+        """Serve on a new ephemeral port (idempotent while serving); returns ``self``."""
         if self._server is None:
             self._wake.clear()
             options = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]
-            server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), options=options)
-            pb_grpc.add_NiDAQmxServicer_to_server(NidaqServicer(self), server)
-            self.port = server.add_insecure_port("127.0.0.1:0")
-            server.start()
-            self._server = server
+            executor = futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="nidaq-emulator")
+            try:
+                server = grpc.server(executor, options=options)
+                pb_grpc.add_NiDAQmxServicer_to_server(NidaqServicer(self), server)
+                self.port = server.add_insecure_port("127.0.0.1:0")
+                server.start()
+            except BaseException:
+                executor.shutdown(wait=False)
+                raise
+            self._server, self._executor = server, executor
         return self
 
     def close(self) -> None:
+        """Stop the server and its worker threads; idempotent, and a no-op before :meth:`start`.
+
+        Waits up to 2 s for calls in flight (a stalled read is cut short) and for the workers.
+        """
         server, self._server = self._server, None
+        executor, self._executor = self._executor, None
         if server is not None:
             self._wake.set()
             server.stop(grace=None).wait(2.0)
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
 
     def __enter__(self) -> "NidaqEmulator":
         return self.start()
