@@ -210,3 +210,19 @@ def test_contract_close_drives_every_output_to_rest(factory):
         assert device.rest("again") is report  # closed: the stop stands, nothing is driven twice
         with pytest.raises(DeviceError, match="rest level"):
             device.set_rest(device.channels.stimulus_high + 1.0)
+
+
+def test_unplugged_nidaq_card_holds_its_last_voltage_and_says_so():
+    """What is true of an unplugged card: nothing can be driven; the emulator's lines hold the last
+    voltage (a real USB card without power drops to about 0 V, unramped); the report says not at rest."""
+    device = _device("nidaq")
+    with device:
+        device.write(np.full((50, 2), 0.3))
+        device.read(50)
+        device.emulator.inject("unplug")
+        device.write(np.full((50, 2), 0.3))
+        with pytest.raises(DeviceError, match="-201003"):
+            device.read(50)
+    assert device.last_stop["outputs_at_rest"] is False
+    assert "cannot drive outputs to rest" in device.last_stop["detail"]
+    np.testing.assert_allclose(device.emulator.device.ao_level, 0.3)
