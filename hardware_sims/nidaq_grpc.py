@@ -15,6 +15,14 @@ an AO buffer run dry with regeneration off...).  Errors travel as NI's server se
 aborted with trailing metadata ``ni-error: <code>``, except read timeouts, which come back in the read
 reply's ``status`` with the samples read so far, as partial reads do.
 
+Bounds (what one request may cost): an AI task's buffer is sized as NI-DAQmx sizes it
+(:meth:`Task.buffer_size`); a continuous read of more samples than it holds is refused with -200279
+(they would have been overwritten), a finite read past the acquisition's end with -200278; a task
+buffer or AO data beyond :data:`MAX_BUFFER_SAMPLES` with -50352 (memory full); a read whose reply
+exceeds :data:`MAX_MESSAGE_BYTES` with gRPC ``RESOURCE_EXHAUSTED`` - each before any sample is
+computed.  Client timeouts are clipped to :data:`MAX_STALL_S`.  Codes and their names are those of
+``nidaqmx.error_codes.DAQmxErrors``.
+
 Physics and time: the emulated clock advances by the samples the AI task reads.  Every running AO
 task clocked from ``/Dev1/ai/SampleClock`` or triggered by ``/Dev1/ai/StartTrigger`` (and, as a
 simplification, any other running AO task) generates one sample per AI sample, so AI sample ``k``
@@ -491,6 +499,13 @@ _ATTRIBUTE_RPCS = {
 _SYSTEM_INFO = {0x1272: DRIVER_VERSION[0], 0x1923: DRIVER_VERSION[1], 0x2F22: DRIVER_VERSION[2]}
 
 
+def _wait_s(timeout_s: float) -> float:
+    """A client's timeout (seconds; -1 waits forever in DAQmx) as a wait of 0..:data:`MAX_STALL_S`."""
+    if timeout_s < 0 or timeout_s != timeout_s:  # -1, or NaN from a hostile peer
+        return MAX_STALL_S
+    return min(float(timeout_s), MAX_STALL_S)
+
+
 def _rpc(method):
     """Count the call, apply the ``unplug`` fault, and send a DaqFault as NI's server does."""
 
@@ -636,7 +651,7 @@ class NidaqServicer(pb_grpc.NiDAQmxServicer):
                 raise task.error
             done = task.done()
         if not done:  # time only moves with AI reads: waiting cannot help, but costs the wait
-            self.emulator.wait(min(max(request.time_to_wait, 0.0), MAX_STALL_S))
+            self.emulator.wait(_wait_s(request.time_to_wait))
             raise DaqFault(Err.WAIT_UNTIL_DONE_DOES_NOT_INDICATE_DONE, f"Task Name: {task.name}")
         return pb.WaitUntilTaskDoneResponse(status=0)
 
@@ -654,8 +669,7 @@ class NidaqServicer(pb_grpc.NiDAQmxServicer):
     def ReadAnalogF64(self, request, context):
         fault = self.emulator.fault
         if fault == "stall":
-            wait = MAX_STALL_S if request.timeout < 0 else min(request.timeout, MAX_STALL_S)
-            self.emulator.wait(wait)
+            self.emulator.wait(_wait_s(request.timeout))
             return pb.ReadAnalogF64Response(status=int(Err.SAMPLES_NOT_YET_AVAILABLE),
                                             samps_per_chan_read=0)
         with self.lock:
