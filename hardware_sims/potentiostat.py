@@ -4,7 +4,8 @@ The emulator opens a pty (raw mode; it keeps its own handle on the slave open so
 usable between clients) and serves it from one thread.  It interprets the subset of MethodSCRIPT that
 :mod:`drivers.potentiostat` sends:
 
-- ``t`` -> version reply (``t...`` line, then a line ending in ``*``); ``Z`` aborts a running script;
+- ``t`` -> version reply (``t...`` line, then a line ending in ``*``); ``Z`` aborts a running script
+  (silently: the instrument's own ``Z`` / ``Z!0006`` acknowledgement is not emulated);
 - ``e`` + script lines + empty line -> runs the script.  Accepted commands: ``var``,
   ``set_pgstat_chan``, ``set_pgstat_mode``, ``set_max_bandwidth``, ``set_range_minmax``, ``set_range``,
   ``set_autoranging``, ``set_e``, ``cell_on``, ``cell_off``, ``meas_loop_ca p c E t_interval t_run``
@@ -15,7 +16,8 @@ Errors, in the instrument's own form: the instrument echoes a command's letter a
 (hexadecimal error code; PalmSens' own example client expects ``Z!0006`` to an abort when no script
 runs), and a refused script is answered ``e!XXXX: Line L, Col C`` (1-based line of the script, ``e``
 being line 1, and column of the offending token).  Codes are those of the MethodSCRIPT manual,
-appendix A (:data:`ERROR_CODES`).  No input stops the serving thread: every malformed line or script
+appendix A (:data:`ERROR_CODES`; read as quoted by a public MethodSCRIPT client, the manual itself was
+not at hand).  No input stops the serving thread: every malformed line or script
 gets one error reply, and anything unforeseen is answered ``!0001`` (unspecified error) and counted in
 :attr:`MethodScriptEmulator.internal_errors`.
 
@@ -35,6 +37,9 @@ per script on the script's ``(1, points, 1)`` potentials, so streaming through t
 ``substrate.run`` on the same blocks.  Replies are paced in real time (``pace=True``) from the loop
 intervals: ``e``, then per loop ``M0000``, one data line ``Pda...;ba...,10`` per point, ``*``, and an
 empty line at the end.
+
+:meth:`MethodScriptEmulator.output` and :attr:`MethodScriptEmulator.output_levels_V` read the cell's
+state back (for rest-on-stop tests).
 
 Faults, injected with :meth:`MethodScriptEmulator.inject` (see :mod:`hardware_sims.pty_port`):
 ``unplug`` closes the pty within 50 ms; ``stall`` stops answering for good; ``garbage`` truncates one
