@@ -397,8 +397,11 @@ class PotentiostatDevice(Device):
             # a healthy device answers at once: do not wait a full line timeout on one that stalled
             link.set_timeout(min(self.line_timeout_s, 0.25 + 1.0 / self.channels.rate_hz))
             ramp = self._ramp(self.output_V)[:, 0]
-            link.send(self.protocol.script(ramp, self.channels.rate_hz))
-            self.protocol.collect(link, len(ramp), self._n_read)
+            for a in range(0, len(ramp), self.samples_per_script):  # scripts of bounded size
+                chunk = ramp[a:a + self.samples_per_script]
+                link.send(self.protocol.script(chunk, self.channels.rate_hz))
+                self.protocol.collect(link, len(chunk), self._n_read)
+                self.output_V = chunk[-1:].copy()
         finally:
             link.set_timeout(self.line_timeout_s)
         self.output_V = self.rest_V.copy()

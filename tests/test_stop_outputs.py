@@ -226,3 +226,15 @@ def test_unplugged_nidaq_card_holds_its_last_voltage_and_says_so():
     assert device.last_stop["outputs_at_rest"] is False
     assert "cannot drive outputs to rest" in device.last_stop["detail"]
     np.testing.assert_allclose(device.emulator.device.ao_level, 0.3)
+
+
+def test_potentiostat_slow_ramp_goes_in_bounded_scripts():
+    device = _device("potentiostat")
+    device.set_rest(0.0, 2.0)  # 0.4 V at 2 V/s: 200 ms, 200 points at 1 kHz, two scripts
+    with device:
+        device.write(np.full((50, 1), 0.4))
+        device.read(50)
+        before = device.emulator.scripts_run
+    assert device.last_stop["outputs_at_rest"] is True, device.last_stop
+    assert device.emulator.scripts_run - before == 2
+    assert device.emulator.output() == (False, 0.0)
