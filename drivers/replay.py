@@ -4,8 +4,11 @@ Its channels and rate are the recorded device's.  The response stream is the rec
 trial after trial in index order (its own clock: sample ``k`` at ``k / rate_hz`` seconds); response
 sample ``k`` is what was recorded while stimulus sample ``k`` of the run was applied, so a runner playing
 the same protocol gets back the recorded trials.  Playback is open loop: the stimulus written is
-range-checked like any device's and compared with the recorded one (``mismatched_samples`` counts the
-samples that differ, reported by ``describe``), but it does not change the response.
+range-checked like any device's and compared with the recorded one sample by sample as it is written:
+the first sample that differs (a changed protocol, dataset or encoder would pair the recorded responses
+with other stimuli) stops the run with a :class:`DeviceError` naming the trial and sample, so a run
+through a replay finishes only on the recorded stimuli (``mismatched_samples`` in ``describe`` is
+therefore 0).  Playback does not change the response.
 
 Spec: ``replay:REC.h5`` (see :mod:`drivers.spec`).
 """
@@ -60,6 +63,8 @@ class ReplayDevice(Device):
         trials = sorted(rec.trials, key=lambda t: t.index)
         self._stimulus = np.concatenate([t.stimulus for t in trials])
         self._response = np.concatenate([t.response for t in trials])
+        self._starts = np.cumsum([0] + [len(t.stimulus) for t in trials])
+        self._indices = [t.index for t in trials]
         described = rec.attrs.get("device", {}) if isinstance(rec.attrs.get("device"), dict) else {}
         rate = float(described.get("rate_hz", rec.attrs.get("rate_hz", 0.0)) or 0.0)
         if rate <= 0:
@@ -84,9 +89,19 @@ class ReplayDevice(Device):
     def _write(self, block: np.ndarray) -> None:
         a = self._n_written
         recorded = self._stimulus[a:a + len(block)]
-        same = min(len(recorded), len(block))
-        self.mismatched_samples += int(np.any(recorded[:same] != block[:same], axis=1).sum()) + \
-            (len(block) - same)
+        if len(recorded) < len(block):
+            raise DeviceError(f"replay:{self.path}: the run writes past the recording's end "
+                              f"({len(self._stimulus)} stimulus samples); a replay needs the protocol "
+                              f"it was recorded with")
+        differ = np.flatnonzero(np.any(recorded != block, axis=1))
+        if differ.size:
+            k = a + int(differ[0])
+            t = int(np.searchsorted(self._starts, k, side="right")) - 1
+            raise DeviceError(f"replay:{self.path}: the stimulus differs from the recording at trial "
+                              f"{self._indices[t]:06d}, sample {k - self._starts[t]} (written "
+                              f"{np.round(block[differ[0]], 6).tolist()} V, recorded "
+                              f"{np.round(recorded[differ[0]], 6).tolist()} V); a replay needs the "
+                              f"protocol, dataset and encoder it was recorded with")
         self._n_written += len(block)
 
     def _read(self, n: int) -> tuple[np.ndarray, np.ndarray]:

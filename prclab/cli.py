@@ -275,7 +275,7 @@ def _run(protocol_path, out, device_spec=None, emulate=False, resume=False,
          allow_network=False) -> dict:
     from drivers import DeviceError
     from protocols.protocol import load_protocol
-    from protocols.recording import read_recording
+    from protocols.recording import count_intact_trials
     from protocols.runner import prepare, run_protocol
     from readouts.recorded import train_on_recording
 
@@ -287,7 +287,7 @@ def _run(protocol_path, out, device_spec=None, emulate=False, resume=False,
     protocol = load_protocol(protocol_path)
     device = _device_for(protocol, device_spec, emulate, allow_network)
     prepared = prepare(protocol)
-    done = len(read_recording(out).trials) if resume else 0
+    done = count_intact_trials(out) if resume else 0
     try:
         with _progress_bar(len(prepared[2]), f"{protocol['protocol']['name']} on {device.name}", "trial",
                            done) as bar:

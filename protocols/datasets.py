@@ -161,3 +161,22 @@ def load_sequence_npz(path: Path) -> LabelledSequences:
     sequences = [x[i, :lengths[i]] for i in range(n)]
     return LabelledSequences(sequences, y.astype(str), split, "sequence", None,
                              np.array([f"row{i}" for i in range(n)]), None, str(path))
+
+
+def dataset_digest(data: LabelledSequences) -> str:
+    """sha256 over a loaded dataset's content: every sequence (dtype, shape, bytes), labels, split, ids,
+    groups, kind and rate.  Two files with the same content agree; any changed sample differs."""
+    import hashlib
+    import json
+
+    h = hashlib.sha256(b"prclab-dataset-v1\0")
+    h.update(json.dumps({"kind": data.kind, "rate_hz": data.rate_hz, "labels": [str(x) for x in data.labels],
+                         "split": None if data.split is None else [str(x) for x in data.split],
+                         "ids": [str(x) for x in data.ids],
+                         "groups": None if data.groups is None else [str(x) for x in data.groups]},
+                        sort_keys=True).encode())
+    for seq in data.sequences:
+        a = np.ascontiguousarray(seq, dtype="<f8")
+        h.update(f"{a.shape}".encode())
+        h.update(a)
+    return h.hexdigest()

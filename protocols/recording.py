@@ -2,39 +2,62 @@
 
 Layout (open it with plain h5py)::
 
-    /                        attrs: format = "prclab-recording", format_version, software_version,
+    /                        attrs: format = "prclab-recording", format_version (2), software_version,
                                     created_utc, protocol_text, device (JSON), substrate (JSON),
-                                    encoder (JSON), rate_hz
+                                    encoder (JSON), identity (JSON), rate_hz, sessions (JSON)
+    /recovery/file-000       uint8: a self-checking record of the file-level attrs (one per session)
     /trials/000000/          one group per finished trial, named by its index in the protocol's order
         stimulus    (n, n_stimulus)  float64, volts, as sent to the device
         response    (n, n_response)  float64, the response channels' units
         timestamps  (n,)             float64, seconds on the device clock
         state/      optional: the simulated substrate's state after the trial, one plain array per key
                     (what ``--resume`` restores), with attr ``sha256`` over the arrays
+        record      uint8: the trial's self-checking record (below)
         attrs: index, item, item_id, label, split, repetition, session,
                stim_start, stim_stop  (sample range of the encoded stimulus inside the trial),
-               sha256 (hex digest over stimulus, response and timestamps bytes), written last
+               nonfinite (count of NaN/inf response values; they are recorded as measured),
+               sha256, written last: over the canonical JSON of every other attr and the three arrays
+               (format 1 files: over the arrays only; still read)
+
+Integrity: the checksum covers everything a result depends on, so an edited label or split is named
+(``trial 000012: label/split edited or damaged (checksum mismatch)``).
+
+Truncation: HDF5 keeps its index of objects where it last wrote it, so a cut file (an interrupted copy,
+a full disk) cannot be opened by HDF5.  Every array is therefore stored contiguously and each trial's
+``record`` holds, behind a magic number, length and sha256, its attrs and the byte offset, dtype and
+shape of its arrays.  :func:`read_recording` never hands a cut file to HDF5 (the superblock's stored
+end of file is checked first: HDF5 reading a cut file can hang in C code): it scans the bytes for
+records and reads the arrays at their offsets, so a cut keeps every trial finished before it (tested
+over 120 cut points, ``tests/test_recording_integrity.py``).  The same scan is the fallback when HDF5's
+own structures are damaged, and the file records restore damaged file-level attributes (named).
 
 Crash safety: the file is flushed and ``fsync``-ed after every trial, so a finished trial is on disk
 before the next one starts and a crash (kill, power cut) loses at most the trial in flight.  SWMR is not
 used: it forbids creating groups once writing has started, and one group per trial is the layout
 readers rely on (``../shared/notes/hardware-emulation.md``); the kill case is tested instead
-(``tests/test_resume.py``).  A trial interrupted in Python (Ctrl-C) removes its partial group; one cut
-short by a kill lacks its ``sha256`` and is removed when the run is resumed
-(:meth:`RecordingWriter.resume`).  Each trial's checksum lets a reader name and skip a damaged trial and
-keep the rest; a truncated file is read through a zero-padded copy (:func:`read_recording`).  Nothing
-is loaded with pickle: attributes are numbers, strings or JSON text.
+(``tests/test_resume.py``).  A trial interrupted in Python (Ctrl-C, a write error) removes its partial
+group; one cut short by a kill lacks its ``sha256`` and is removed when the run is resumed
+(:meth:`RecordingWriter.resume`).  A disk that fills up is one :class:`PrclabError`; resume rebuilds a
+file HDF5 can no longer open from its records (the damaged original is kept beside it).
+
+Writers: files are created exclusively (HDF5 mode ``"x"``) and a writer holds an OS lock
+(``flock`` on ``REC.h5.lock``) for its lifetime, so a second writer is refused even with HDF5's own file
+locking off.  Readers refuse external links, soft links, external storage and virtual datasets (a
+shared recording must not make prclab read other files).  Nothing is loaded with pickle: attributes
+are numbers, strings or JSON text.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import errno as _errno
 import hashlib
 import json
+import mmap
 import os
-import shutil
+import stat as _stat
 import struct
-import tempfile
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,20 +67,72 @@ import numpy as np
 from prclab import PrclabError, __version__
 
 FORMAT = "prclab-recording"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+JSON_ATTRS = ("device", "substrate", "encoder", "readout", "sessions", "identity")
+RECORD_MAGIC = b"\x89PRCREC\n"
+_MAX_RECORD = 64 << 20
 
 
 def trial_digest(stimulus: np.ndarray, response, timestamps: np.ndarray) -> str:
     """sha256 hex digest of the three arrays' float64 little-endian bytes (``response`` may be given as
-    a list of row blocks: the digest is that of their concatenation)."""
+    a list of row blocks: the digest is that of their concatenation).  Format 1's trial checksum."""
     h = hashlib.sha256()
     for part in (stimulus, *_blocks(response), timestamps):
         h.update(np.ascontiguousarray(part, dtype="<f8"))  # the buffer itself, no bytes copy
     return h.hexdigest()
 
 
+def trial_digest_v2(attrs: dict, stimulus: np.ndarray, response, timestamps: np.ndarray) -> str:
+    """Format 2's trial checksum: canonical JSON of every attr (but ``sha256``), shapes, then bytes."""
+    blocks = _blocks(response)
+    rows = sum(len(b) for b in blocks)
+    cols = tuple(np.shape(blocks[0])[1:]) if blocks else ()
+    shapes = [list(np.shape(stimulus)), [rows, *cols], list(np.shape(timestamps))]
+    h = hashlib.sha256(b"prclab-trial-v2\0")
+    h.update(_canonical({"attrs": {k: v for k, v in attrs.items() if k != "sha256"}, "shapes": shapes}))
+    for part in (stimulus, *blocks, timestamps):
+        h.update(np.ascontiguousarray(part, dtype="<f8"))
+    return h.hexdigest()
+
+
+def _canonical(value) -> bytes:
+    return json.dumps(_plain(value), sort_keys=True, separators=(",", ":")).encode()
+
+
+def _plain(v):
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, np.ndarray):
+        return _plain(v.tolist())
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, bytes):
+        return v.decode("utf-8", "replace")
+    return v
+
+
 def _blocks(a) -> list[np.ndarray]:
     return list(a) if isinstance(a, (list, tuple)) else [a]
+
+
+def run_identity(protocol_text: str, data, encoder, device) -> dict:
+    """What a run depends on, stored at creation and compared on resume: protocol text, dataset content
+    (sha256 over the loaded arrays), encoder fit and the device (its stable description)."""
+    from .datasets import dataset_digest
+
+    described = device.describe()
+    stable = ("device", "class", "rate_hz", "stimulus", "response", "substrate", "board", "nidaq_device",
+              "protocol", "replayed_from")
+    return {"protocol_sha256": hashlib.sha256(protocol_text.encode()).hexdigest(),
+            "dataset_sha256": dataset_digest(data), "encoder": _plain(encoder.describe()),
+            "device": _plain({k: described[k] for k in stable if k in described})}
+
+
+_IDENTITY_NAMES = {"protocol_sha256": "protocol text", "dataset_sha256": "dataset content",
+                   "encoder": "encoder fit", "device": "device"}
 
 
 @dataclass
@@ -75,6 +150,7 @@ class TrialRecord:
     stimulus: np.ndarray
     response: np.ndarray
     timestamps: np.ndarray
+    nonfinite: int = 0
 
     @property
     def stimulus_window(self) -> tuple[np.ndarray, np.ndarray]:
@@ -83,11 +159,93 @@ class TrialRecord:
         return self.stimulus[sl], self.response[sl]
 
 
+def _trial_record(attrs: dict, arrays: tuple) -> TrialRecord:
+    a = attrs
+    return TrialRecord(int(a["index"]), int(a["item"]), str(a["item_id"]), str(a["label"]),
+                       str(a["split"]), int(a["repetition"]), int(a["stim_start"]), int(a["stim_stop"]),
+                       *arrays, nonfinite=int(a.get("nonfinite", 0)))
+
+
+# -- records: self-delimiting, self-checking byte strings stored contiguously in the file ----------
+def _pack_record(header: dict) -> np.ndarray:
+    body = _canonical(header)
+    head = RECORD_MAGIC + struct.pack("<I", len(body))
+    return np.frombuffer(head + body + hashlib.sha256(head + body).digest(), np.uint8)
+
+
+def _parse_record(buf, pos: int = 0) -> tuple[dict, int] | None:
+    """(header, end) of a valid record at ``pos`` of ``buf``, or None."""
+    n = len(buf)
+    if pos + 12 > n or buf[pos:pos + 8] != RECORD_MAGIC:
+        return None
+    length = struct.unpack_from("<I", buf, pos + 8)[0]
+    end = pos + 12 + length + 32
+    if length > _MAX_RECORD or end > n:
+        return None
+    if hashlib.sha256(buf[pos:pos + 12 + length]).digest() != buf[end - 32:end]:
+        return None
+    try:
+        header = json.loads(bytes(buf[pos + 12:pos + 12 + length]))
+    except ValueError:
+        return None
+    return (header, end) if isinstance(header, dict) else None
+
+
+def _array_spec(ds: h5py.Dataset) -> dict:
+    return {"offset": ds.id.get_offset(), "dtype": ds.dtype.str, "shape": list(ds.shape)}
+
+
+class _WriterLock:
+    """``flock`` on ``REC.h5.lock`` for the writer's lifetime (works with HDF5 file locking off)."""
+
+    def __init__(self, rec: Path):
+        import fcntl
+
+        self.path = Path(str(rec) + ".lock")
+        while True:
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:
+                raise PrclabError(f"recording {rec}: cannot take the writer's lock {self.path} "
+                                  f"({exc.strerror})") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                raise PrclabError(f"recording {rec}: another prclab process is writing it (lock "
+                                  f"{self.path} is held)") from None
+            try:
+                if os.stat(self.path).st_ino == os.fstat(fd).st_ino:
+                    break  # the lock file we locked is still the one at that path
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
+            os.close(self.fd)
+            self.fd = None
+
+
+def _write_error(path: Path, exc: BaseException, what: str, n_done: int | None = None) -> PrclabError:
+    text = str(exc)
+    full = getattr(exc, "errno", None) == _errno.ENOSPC or "errno = 28" in text or "No space left" in text
+    kept = "" if n_done is None else f"; the {n_done} finished trial(s) are kept: free space, then " \
+        f"continue the run with --resume {path}"
+    reason = "disk full" if full else f"write failed ({text.splitlines()[0] if text else type(exc).__name__})"
+    return PrclabError(f"recording {path}: {reason} while {what}{kept}")
+
+
 class RecordingWriter:
     """Append trials to a new recording file (or continue one: :meth:`resume`).
 
     Args:
-        path: the file to create (refuses to overwrite an existing one).
+        path: the file to create (refuses an existing one, but for an empty file a failed creation left).
         metadata: file-level attributes; dict values are stored as JSON.
         fsync: ``fsync`` the file after every trial (durable across a power cut, not only a kill).
     """
@@ -95,117 +253,231 @@ class RecordingWriter:
     def __init__(self, path: str | Path, metadata: dict, fsync: bool = True):
         self.path = Path(path)
         self.fsync = fsync
-        if self.path.exists():
-            raise PrclabError(f"recording {self.path} already exists; choose another --out or --resume it")
+        self._lock = None
+        self._f = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._f = h5py.File(self.path, "w")
         except OSError as exc:
-            raise PrclabError(f"recording {self.path}: cannot create ({exc})") from None
-        attrs = {"format": FORMAT, "format_version": FORMAT_VERSION, "software_version": __version__,
-                 "created_utc": _now(), "sessions": [{"first_trial": 0, "started_utc": _now()}]}
-        attrs.update(metadata)
-        for key, value in attrs.items():
-            self._f.attrs[key] = json.dumps(value) if isinstance(value, (dict, list)) else value
-        self._trials = self._f.create_group("trials")
-        self.n_done = 0
-        self.session = 0
-        self.last_state: dict[str, np.ndarray] | None = None
-        self._sync()
+            raise PrclabError(f"recording {self.path}: cannot create its folder ({exc.strerror})") from None
+        self._lock = _WriterLock(self.path)
+        created = False
+        try:
+            if self.path.exists() or self.path.is_symlink():
+                if self.path.is_file() and not self.path.is_symlink() and self.path.stat().st_size == 0:
+                    self.path.unlink()  # an empty file left by a creation that failed: nothing to lose
+                else:
+                    raise PrclabError(f"recording {self.path} already exists; choose another --out or "
+                                      f"--resume it")
+            try:
+                self._f = h5py.File(self.path, "x")
+            except FileExistsError:
+                raise PrclabError(f"recording {self.path} already exists; choose another --out or "
+                                  f"--resume it") from None
+            created = True
+            attrs = {"format": FORMAT, "format_version": FORMAT_VERSION, "software_version": __version__,
+                     "created_utc": _now(), "sessions": [{"first_trial": 0, "started_utc": _now()}],
+                     "file_id": uuid.uuid4().hex}
+            attrs.update(metadata)
+            for key, value in attrs.items():
+                self._f.attrs[key] = json.dumps(value) if isinstance(value, (dict, list)) else value
+            self.session = 0
+            self._write_file_record()
+            self._trials = self._f.create_group("trials")
+            self.n_done = 0
+            self.last_state: dict[str, np.ndarray] | None = None
+            self._sync()
+        except BaseException as exc:
+            self._abandon(remove=created)
+            if isinstance(exc, OSError):
+                raise _write_error(self.path, exc, "creating it") from None
+            raise
+
+    def _abandon(self, remove: bool) -> None:
+        try:
+            if self._f is not None and self._f.id.valid:
+                self._f.close()
+        except Exception:
+            pass
+        if remove:
+            try:
+                self.path.unlink()
+            except OSError:
+                pass
+        if self._lock is not None:
+            self._lock.release()
+
+    def _write_file_record(self) -> None:
+        attrs = {k: _decode_attr(k, v)[0] for k, v in self._f.attrs.items()}
+        group = self._f.require_group("recovery")
+        name = f"file-{self.session:03d}"
+        if name in group:
+            del group[name]
+        group.create_dataset(name, data=_pack_record({"kind": "file", "session": self.session,
+                                                      "file_id": attrs.get("file_id", ""),
+                                                      "attrs": attrs}))
 
     @classmethod
-    def resume(cls, path: str | Path, protocol_text: str, fsync: bool = True) -> "RecordingWriter":
+    def resume(cls, path: str | Path, protocol_text: str, fsync: bool = True,
+               identity: dict | None = None) -> "RecordingWriter":
         """Reopen a recording to continue its run after its last intact trial.
 
         Trials ``0 .. n_done - 1`` must be intact; a damaged or partial trial at the end (the one in
         flight when the run died) is removed and will be played again.  ``last_state`` holds the
-        substrate state stored with the last intact trial (None if none was stored).
+        substrate state stored with the last intact trial (None if none was stored).  A file HDF5
+        cannot open (cut, or left by a full disk) is first rebuilt from its records.
 
+        Args:
+            identity: :func:`run_identity` of the run about to continue; refused if it differs from
+                the one stored at creation.
         Raises:
-            PrclabError: not a recording, made with another protocol text, or damaged before its end.
+            PrclabError: not a recording, made with another protocol text, dataset, encoder fit or
+                device, damaged before its end, or being written by another process.
         """
         self = cls.__new__(cls)
-        self.path, self.fsync = Path(path), fsync
-        if not self.path.exists():
-            raise PrclabError(f"recording to resume not found: {self.path}")
+        self.path, self.fsync, self._f, self._lock = Path(path), fsync, None, None
+        _check_file(self.path, "recording to resume")
+        if self.path.stat().st_size == 0:
+            raise PrclabError(f"recording {self.path} is empty (its creation failed before any trial); "
+                              f"delete it and start the run with --out")
+        self._lock = _WriterLock(self.path)
         try:
-            self._f = h5py.File(self.path, "r+")
-        except OSError as exc:
-            raise PrclabError(f"recording {self.path}: cannot reopen to resume ({exc})") from None
-        try:
-            if self._f.attrs.get("format") != FORMAT or "trials" not in self._f:
-                raise PrclabError(f"recording {self.path}: not a prclab recording")
-            if _text(self._f.attrs.get("protocol_text", "")) != protocol_text:
-                raise PrclabError(f"recording {self.path}: was made with a different protocol text; "
-                                  f"resume it with the same protocol file")
-            self._trials = self._f["trials"]
-            names = sorted(self._trials)
-            good = 0
-            for i, name in enumerate(names):
-                if name != f"{i:06d}" or _trial_problem(self._trials[name]) is not None:
-                    break
-                good += 1
-            bad = names[good:]
-            if len(bad) > 1:
-                raise PrclabError(f"recording {self.path}: trial {bad[0]} is damaged "
-                                  f"({_trial_problem(self._trials[bad[0]])}) but later trials exist; "
-                                  f"a run resumes only after its last trial")
-            for name in bad:
-                del self._trials[name]
-            self.n_done = good
-            self.last_state = _read_state(self._trials[names[good - 1]]) if good else None
-            sessions = json.loads(_text(self._f.attrs.get("sessions", "[]")))
-            self.session = len(sessions)
-            sessions.append({"first_trial": good, "started_utc": _now()})
-            self._f.attrs["sessions"] = json.dumps(sessions)
-            self._sync()
-        except BaseException:
-            self._f.close()
+            if _hdf5_problem(self.path) is not None:
+                _rebuild(self.path)
+            try:
+                self._f = h5py.File(self.path, "r+")
+            except OSError:
+                _rebuild(self.path)
+                self._f = h5py.File(self.path, "r+")
+            self._resume(protocol_text, identity)
+        except BaseException as exc:
+            self._abandon(remove=False)
+            if isinstance(exc, OSError):
+                raise _write_error(self.path, exc, "reopening it to resume") from None
             raise
         return self
+
+    def _resume(self, protocol_text: str, identity: dict | None) -> None:
+        attrs, problems, _ = _file_attrs(self._f, self.path)
+        if attrs.get("format") != FORMAT or "trials" not in self._f:
+            raise PrclabError(f"recording {self.path}: not a prclab recording")
+        version = _version(attrs, self.path)
+        if version != FORMAT_VERSION:
+            raise PrclabError(f"recording {self.path}: format {version} recordings cannot be resumed by "
+                              f"prclab {__version__}; start a new run with --out")
+        if str(attrs.get("protocol_text", "")) != protocol_text:
+            raise PrclabError(f"recording {self.path}: was made with a different protocol text; "
+                              f"resume it with the same protocol file")
+        stored = attrs.get("identity")
+        if identity is not None and isinstance(stored, dict):
+            now = json.loads(_canonical(identity))
+            differ = [_IDENTITY_NAMES.get(k, k) for k in sorted(set(stored) | set(now))
+                      if stored.get(k) != now.get(k)]
+            if differ:
+                raise PrclabError(f"recording {self.path}: was made with a different "
+                                  f"{', '.join(differ)}; a resumed run must use what the run started "
+                                  f"with")
+        self._trials = self._f["trials"]
+        names = sorted(self._trials)
+        good = 0
+        for i, name in enumerate(names):
+            if name != f"{i:06d}" or _trial_problem(self._trials, name, version)[0] is not None:
+                break
+            good += 1
+        bad = names[good:]
+        if len(bad) > 1:
+            raise PrclabError(f"recording {self.path}: trial {bad[0]} is damaged "
+                              f"({_trial_problem(self._trials, bad[0], version)[0]}) but later trials "
+                              f"exist; a run resumes only after its last trial")
+        for name in bad:
+            del self._trials[name]
+        self.n_done = good
+        self.last_state = _read_state(self._trials[names[good - 1]]) if good else None
+        sessions = attrs.get("sessions") if isinstance(attrs.get("sessions"), list) else []
+        self.session = len(sessions)
+        sessions.append({"first_trial": good, "started_utc": _now()})
+        self._f.attrs["sessions"] = json.dumps(sessions)
+        self._write_file_record()
+        self._sync()
 
     def append(self, index: int, stimulus: np.ndarray, response: np.ndarray, timestamps: np.ndarray,
                state: dict[str, np.ndarray] | None = None, **attrs) -> None:
         """Write one finished trial (and the substrate ``state`` after it), flush and fsync it.
 
         ``response`` is ``(n, n_response)`` or a list of row blocks of it (written without joining).
+        Non-finite response values are recorded as measured and counted in the ``nonfinite`` attr.
+
+        Raises:
+            PrclabError: the write failed (disk full, I/O error); the partial trial is removed.
         """
         name = f"{index:06d}"
         try:
-            g = self._trials.create_group(name)
-            g.create_dataset("stimulus", data=np.asarray(stimulus, dtype=np.float64))
-            blocks = [np.asarray(b, dtype=np.float64) for b in _blocks(response)] or [np.zeros((0, 0))]
-            ds = g.create_dataset("response", shape=(sum(len(b) for b in blocks), *blocks[0].shape[1:]),
-                                  dtype=np.float64)
-            row = 0
-            for b in blocks:  # block by block: no concatenated copy of the trial's response
-                if len(b):
-                    ds[row:row + len(b)] = b
-                row += len(b)
-            g.create_dataset("timestamps", data=np.asarray(timestamps, dtype=np.float64))
-            if state is not None:
-                sg = g.create_group("state")
-                for key, value in state.items():
-                    sg.create_dataset(key, data=np.asarray(value))
-                sg.attrs["sha256"] = _state_digest(state)
-            g.attrs["index"] = index
-            g.attrs["session"] = self.session
-            for key, value in attrs.items():
-                g.attrs[key] = value
-            g.attrs["sha256"] = trial_digest(stimulus, response, timestamps)
+            self._write_trial(self._trials, name, stimulus, response, timestamps, state,
+                              {"index": index, "session": self.session, **attrs})
             self._sync()
-        except BaseException:  # Ctrl-C or a write error mid-trial: leave no partial trial behind
-            if self._f.id.valid and name in self._trials:
-                del self._trials[name]
-                self._f.flush()
+        except BaseException as exc:  # Ctrl-C or a write error mid-trial: leave no partial trial behind
+            try:
+                if self._f.id.valid and name in self._trials:
+                    del self._trials[name]
+                    self._f.flush()
+            except Exception:
+                pass
+            if isinstance(exc, OSError):
+                raise _write_error(self.path, exc, f"writing trial {name}", self.n_done) from None
             raise
         self.n_done += 1
+
+    def _write_trial(self, trials: h5py.Group, name: str, stimulus, response, timestamps, state,
+                     attrs: dict) -> None:
+        g = trials.create_group(name)
+        specs = {}
+        ds = g.create_dataset("stimulus", data=np.asarray(stimulus, dtype=np.float64))
+        specs["stimulus"] = _array_spec(ds)
+        blocks = [np.asarray(b, dtype=np.float64) for b in _blocks(response)] or [np.zeros((0, 0))]
+        ds = g.create_dataset("response", shape=(sum(len(b) for b in blocks), *blocks[0].shape[1:]),
+                              dtype=np.float64)
+        row, nonfinite = 0, 0
+        for b in blocks:  # block by block: no concatenated copy of the trial's response
+            if len(b):
+                ds[row:row + len(b)] = b
+                nonfinite += int(b.size - np.count_nonzero(np.isfinite(b)))
+            row += len(b)
+        specs["response"] = _array_spec(ds)
+        ds = g.create_dataset("timestamps", data=np.asarray(timestamps, dtype=np.float64))
+        specs["timestamps"] = _array_spec(ds)
+        state_specs = None
+        if state is not None:
+            sg = g.create_group("state")
+            state_specs = {}
+            for key, value in state.items():
+                state_specs[key] = _array_spec(sg.create_dataset(key, data=np.asarray(value)))
+            sg.attrs["sha256"] = _state_digest(state)
+        attrs = _plain({**attrs, "nonfinite": nonfinite})
+        for key, value in attrs.items():
+            g.attrs[key] = value
+        digest = trial_digest_v2(attrs, stimulus, blocks, timestamps)
+        g.create_dataset("record", data=_pack_record({
+            "kind": "trial", "name": name, "file_id": _text(self._f.attrs.get("file_id", "")),
+            "session": self.session, "attrs": attrs, "arrays": specs, "state": state_specs,
+            "state_sha256": None if state is None else _state_digest(state),
+            "arrays_sha256": trial_digest(stimulus, blocks, timestamps), "sha256": digest}))
+        g.attrs["sha256"] = digest
+
+    def note_session(self, **entry) -> None:
+        """Add ``entry`` (JSON-able values) to this session's record in ``sessions``; flushed.
+
+        The runner notes there how the session stopped (``stopped``, ``outputs_at_rest``, ...).
+        """
+        sessions = json.loads(_text(self._f.attrs.get("sessions", "[]"))) or [{}]
+        sessions[-1].update(entry)
+        self._f.attrs["sessions"] = json.dumps(sessions)
+        self._sync()
 
     def note_session(self, **entry) -> None:
         """Add ``entry`` (JSON-able values) to this session's record in ``sessions``; flushed."""
         sessions = json.loads(_text(self._f.attrs.get("sessions", "[]"))) or [{}]
         sessions[-1].update(entry)
         self._f.attrs["sessions"] = json.dumps(sessions)
+        self._write_file_record()  # the file record follows, so a reader does not take it for damage
         self._sync()
 
     def _sync(self) -> None:
@@ -214,8 +486,14 @@ class RecordingWriter:
             os.fsync(self._f.id.get_vfd_handle())
 
     def close(self) -> None:
-        if self._f.id.valid:
-            self._f.close()
+        try:
+            if self._f is not None and self._f.id.valid:
+                self._f.close()
+        except OSError:
+            pass  # a full disk: the finished trials were flushed before; resume repairs the rest
+        finally:
+            if self._lock is not None:
+                self._lock.release()
 
     def __enter__(self) -> "RecordingWriter":
         return self
@@ -229,7 +507,7 @@ def _now() -> str:
 
 
 def _text(value) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 def _state_digest(state: dict[str, np.ndarray]) -> str:
@@ -245,24 +523,68 @@ def _read_state(g: h5py.Group) -> dict[str, np.ndarray] | None:
     if "state" not in g:
         return None
     state = {key: g["state"][key][()] for key in g["state"]}
-    if _state_digest(state) != g["state"].attrs.get("sha256"):
+    if _state_digest(state) != _text(g["state"].attrs.get("sha256", "")):
         raise PrclabError(f"trial {g.name}: stored substrate state fails its checksum")
     return state
 
 
-def _trial_problem(g: h5py.Group) -> str | None:
-    """Why trial group ``g`` is not intact, or None; arrays checked against the sha256."""
+def _inside(group: h5py.Group, name: str):
+    """``group[name]`` if it is a hard link to an object with no external or virtual storage."""
+    link = group.get(name, getlink=True)
+    if link is None:
+        raise KeyError(name)
+    if not isinstance(link, h5py.HardLink):
+        raise PrclabError(f"{name!r} is a {type(link).__name__}, refused (a recording holds its data "
+                          f"itself)")
+    obj = group[name]
+    if isinstance(obj, h5py.Dataset) and (obj.external or obj.is_virtual):
+        raise PrclabError(f"{name!r} has external or virtual storage, refused (a recording holds its "
+                          f"data itself)")
+    return obj
+
+
+def _attrs_of(g) -> dict:
+    return {k: _plain(g.attrs[k]) for k in g.attrs}
+
+
+def _trial_problem(trials: h5py.Group, name: str, version: int) -> tuple[str | None, tuple | None]:
+    """(why trial ``name`` is not intact or None, (attrs, arrays) when it is)."""
     try:
-        if "sha256" not in g.attrs:
-            return "incomplete (no checksum: the run stopped while writing it)"
-        arrays = [g[k][()] for k in ("stimulus", "response", "timestamps")]
-        if trial_digest(*arrays) != _text(g.attrs["sha256"]):
-            return "checksum mismatch"
+        g = _inside(trials, name)
+        if not isinstance(g, h5py.Group):
+            return "not a trial group", None
+        attrs = _attrs_of(g)
+        if "sha256" not in attrs:
+            return "incomplete (no checksum: the run stopped while writing it)", None
+        arrays = tuple(_inside(g, k)[()] for k in ("stimulus", "response", "timestamps"))
+        if version == 1:
+            ok = trial_digest(*arrays) == str(attrs["sha256"])
+        else:
+            ok = trial_digest_v2(attrs, *arrays) == str(attrs["sha256"])
+        if not ok:
+            changed = _what_changed(g, attrs, arrays) if version != 1 else ""
+            return f"{changed} (checksum mismatch)" if changed else "checksum mismatch", None
         if "state" in g:
+            sg = _inside(g, "state")
+            for key in sg:
+                _inside(sg, key)
             _read_state(g)
-    except (KeyError, OSError, ValueError, PrclabError) as exc:
-        return f"unreadable ({exc})"
-    return None
+        return None, (attrs, arrays)
+    except (KeyError, OSError, ValueError, TypeError, RuntimeError, PrclabError) as exc:
+        return f"unreadable ({exc})", None
+
+
+def _what_changed(g: h5py.Group, attrs: dict, arrays: tuple) -> str:
+    """Name the attrs that differ from the trial's record (the arrays being intact), else ''."""
+    try:
+        parsed = _parse_record(bytes(_inside(g, "record")[()].tobytes()))
+    except (KeyError, OSError, ValueError, TypeError, RuntimeError, PrclabError):
+        parsed = None
+    if parsed is None or parsed[0].get("arrays_sha256") != trial_digest(*arrays):
+        return ""
+    written = parsed[0].get("attrs", {})
+    changed = [k for k in sorted((set(written) | set(attrs)) - {"sha256"}) if written.get(k) != attrs.get(k)]
+    return f"{'/'.join(changed)} edited or damaged" if changed else ""
 
 
 @dataclass
@@ -275,70 +597,298 @@ class Recording:
     problems: list[str]
 
 
+def _check_file(path: Path, what: str = "recording") -> None:
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise PrclabError(f"{what} not found: {path}") from None
+    except OSError as exc:
+        raise PrclabError(f"{what} {path}: cannot be read ({exc.strerror})") from None
+    if not _stat.S_ISREG(mode):
+        raise PrclabError(f"{what} {path}: not a regular file")
+
+
+def _hdf5_problem(path: Path) -> str | None:
+    """Why HDF5 must not be handed ``path`` (cut short, no superblock), or None."""
+    size = path.stat().st_size
+    stored = _stored_eof(path)
+    if stored is None:
+        return "no HDF5 superblock at its start"
+    if stored > size:
+        return f"file truncated: {stored - size} bytes missing at the end"
+    return None
+
+
+def _decode_attr(key: str, value):
+    """(value, problem) of a file-level attr, JSON decoded where it is JSON."""
+    value = _plain(value)
+    if key in JSON_ATTRS and isinstance(value, str):
+        try:
+            return json.loads(value), None
+        except ValueError:
+            return None, f"file attribute {key!r} damaged (not valid JSON)"
+    return value, None
+
+
+def _file_attrs(f: h5py.File, path: Path) -> tuple[dict, list[str], dict | None]:
+    """File-level attrs, each parsed defensively; a damaged one is named and, where the latest file
+    record holds it, restored from there.  Returns (attrs, problems, file record header or None)."""
+    attrs, problems = {}, []
+    try:
+        keys = list(f.attrs)
+    except (OSError, RuntimeError, KeyError) as exc:
+        keys, _ = [], problems.append(f"file attributes unreadable ({exc})")
+    for key in keys:
+        try:
+            value, problem = _decode_attr(key, f.attrs[key])
+        except (OSError, RuntimeError, KeyError, TypeError, ValueError) as exc:
+            value, problem = None, f"file attribute {key!r} unreadable ({exc})"
+        attrs[key] = value
+        if problem:
+            problems.append(problem)
+    record = None
+    try:
+        group = _inside(f, "recovery") if "recovery" in f else None
+        for name in sorted(group or ()):
+            parsed = _parse_record(_inside(group, name)[()].tobytes())
+            if parsed and parsed[0].get("kind") == "file" and \
+                    (record is None or parsed[0].get("session", 0) >= record.get("session", 0)):
+                record = parsed[0]
+    except (OSError, RuntimeError, KeyError, TypeError, ValueError, PrclabError):
+        pass
+    if record is not None:
+        for key, value in record.get("attrs", {}).items():
+            if attrs.get(key) != value:
+                bad = next((p for p in problems if f"{key!r}" in p), None)
+                if bad:
+                    problems.remove(bad)
+                problems.append(f"file attribute {key!r} damaged or edited; the value recorded at "
+                                f"creation is used")
+                attrs[key] = value
+    return attrs, problems, record
+
+
+def _version(attrs: dict, path: Path) -> int:
+    v = attrs.get("format_version", 1)
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise PrclabError(f"recording {path}: format_version {v!r} is not a version number")
+    if v not in READABLE_VERSIONS:
+        raise PrclabError(f"recording {path}: format_version {v} is not one prclab {__version__} reads "
+                          f"({', '.join(map(str, READABLE_VERSIONS))}); "
+                          f"{'upgrade prclab' if v > FORMAT_VERSION else 'not a valid recording'}")
+    return v
+
+
 def read_recording(path: str | Path) -> Recording:
     """Read every intact trial; a trial whose checksum or arrays do not match is named in ``problems``.
 
-    A truncated file (shorter than the end-of-file address its superblock stores) is read through a
-    temporary copy padded with zeros to that length: trials whose bytes were lost fail their checksum
-    and are named, the others are recovered.  A crash truncates the end of the file, where the trials in
-    flight lie; a cut deep enough to reach the trial index (the group's B-tree and name heap, written
-    early in the file) leaves nothing to find the trials by, and is refused naming the file.
+    A file HDF5 cannot safely open (cut short: the superblock's end-of-file lies past the file's size)
+    or cannot read is recovered from its in-file records without HDF5 (module docstring): every trial
+    whose record and arrays lie before the cut comes back; the damage is the first problem named.
+
+    Raises:
+        PrclabError: not found, not a regular file, not a recording, a format this version does not
+            read, or nothing recoverable.
     """
     path = Path(path)
-    if not path.exists():
-        raise PrclabError(f"recording not found: {path}")
+    _check_file(path)
+    problem = _hdf5_problem(path)
+    if problem is not None:
+        return _recover(path, problem)
     try:
         f = h5py.File(path, "r")
     except OSError as exc:
-        stored = _stored_eof(path)
-        if stored is None or stored <= path.stat().st_size:
-            raise PrclabError(f"recording {path}: not a readable HDF5 file ({exc})") from None
-        with tempfile.TemporaryDirectory() as tmp:
-            padded = Path(tmp) / path.name
-            shutil.copyfile(path, padded)
-            lost = stored - path.stat().st_size
-            with open(padded, "r+b") as fh:
-                fh.truncate(stored)
-            try:
-                rec = read_recording(padded)
-            except PrclabError as exc:
-                raise PrclabError(f"{str(exc).replace(str(padded), str(path))} (file truncated: {lost} "
-                                  f"bytes missing at the end)") from None
-        rec.path = path
-        rec.problems.insert(0, f"file truncated: {lost} bytes missing at the end")
-        return rec
+        return _recover(path, f"HDF5 structure unreadable ({str(exc).splitlines()[0]})")
     with f:
-        if f.attrs.get("format") != FORMAT or "trials" not in f:
+        attrs, problems, record = _file_attrs(f, path)
+        if attrs.get("format") != FORMAT and record is None:
             raise PrclabError(f"recording {path}: not a prclab recording")
-        attrs = {}
-        for key, value in f.attrs.items():
-            if isinstance(value, bytes):
-                value = value.decode()
-            if isinstance(value, str) and key in ("device", "substrate", "encoder", "readout", "sessions"):
-                value = json.loads(value)
-            elif isinstance(value, np.generic):
-                value = value.item()
-            attrs[key] = value
-        trials, problems = [], []
+        version = _version(attrs, path)
         try:
-            names = sorted(f["trials"])
-        except (KeyError, OSError, RuntimeError) as exc:
-            raise PrclabError(f"recording {path}: its trial index is unreadable ({exc})") from None
+            trials_group = _inside(f, "trials")
+            names = sorted(trials_group)
+        except (KeyError, OSError, RuntimeError, PrclabError) as exc:
+            if version == 1:
+                raise PrclabError(f"recording {path}: its trial index is unreadable ({exc})") from None
+            return _recover(path, f"trial index unreadable ({exc})", attrs, problems)
+        trials, unreadable = [], []
         for name in names:
-            try:
-                g = f["trials"][name]
-                problem = _trial_problem(g)
-                if problem is not None:
-                    problems.append(f"trial {name}: {problem}")
+            why, got = _trial_problem(trials_group, name, version)
+            if why is None:
+                try:
+                    trials.append(_trial_record(*got))
                     continue
-                a = g.attrs
-                arrays = [g[k][()] for k in ("stimulus", "response", "timestamps")]
-                trials.append(TrialRecord(
-                    int(a["index"]), int(a["item"]), str(a["item_id"]), str(a["label"]), str(a["split"]),
-                    int(a["repetition"]), int(a["stim_start"]), int(a["stim_stop"]), *arrays))
-            except (KeyError, OSError, ValueError, RuntimeError) as exc:
-                problems.append(f"trial {name}: unreadable ({exc})")
+                except (KeyError, TypeError, ValueError) as exc:
+                    why = f"unreadable ({exc})"
+            if why.startswith("unreadable") and version != 1:
+                unreadable.append(name)
+            problems.append(f"trial {name}: {why}")
+    if unreadable:  # HDF5 structures damaged under those trials: their records may still hold them
+        scanned = {t.index: t for t in _recover(path, "", attrs, []).trials}
+        for name in unreadable:
+            t = scanned.get(int(name)) if name.isdigit() else None
+            if t is not None:
+                trials.append(t)
+                i = next(i for i, p in enumerate(problems) if p.startswith(f"trial {name}: unreadable"))
+                problems[i] += "; recovered from its record"
+        trials.sort(key=lambda t: t.index)
     return Recording(path, attrs, trials, problems)
+
+
+def _scan(path: Path) -> tuple[dict | None, dict, int]:
+    """Records in ``path``'s bytes: (latest file record, {trial name: (header, arrays)}, size)."""
+    size = path.stat().st_size
+    files, trials = [], {}
+    if size == 0:
+        return None, trials, size
+    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        pos = mm.find(RECORD_MAGIC)
+        found = []
+        while pos != -1:
+            parsed = _parse_record(mm, pos)
+            if parsed is None:
+                pos = mm.find(RECORD_MAGIC, pos + 1)
+                continue
+            found.append(parsed[0])
+            pos = mm.find(RECORD_MAGIC, parsed[1])
+        files = [h for h in found if h.get("kind") == "file"]
+        file_id = files[0].get("file_id") if files else None
+        for h in found:
+            if h.get("kind") != "trial" or h.get("file_id") != file_id or not isinstance(h.get("name"), str):
+                continue
+            arrays = _arrays_at(mm, h, size)
+            old = trials.get(h["name"])
+            if old is None or (arrays is not None, h.get("session", 0)) >= \
+                    (old[1] is not None, old[0].get("session", 0)):
+                trials[h["name"]] = (h, arrays)
+    latest = max(files, key=lambda h: h.get("session", 0)) if files else None
+    return latest, trials, size
+
+
+def _arrays_at(mm, header: dict, size: int) -> tuple | None:
+    """The trial's three arrays read at their recorded offsets, or None if cut off or damaged."""
+    try:
+        out = []
+        for key in ("stimulus", "response", "timestamps"):
+            spec = header["arrays"][key]
+            shape = tuple(int(s) for s in spec["shape"])
+            dtype = np.dtype(spec["dtype"])
+            if dtype.kind != "f":
+                return None
+            n = int(np.prod(shape)) if shape else 1
+            if n == 0:
+                out.append(np.zeros(shape, dtype))
+                continue
+            offset = int(spec["offset"])
+            if offset < 0 or offset + n * dtype.itemsize > size:
+                return None
+            out.append(np.frombuffer(mm, dtype, n, offset).reshape(shape).astype(np.float64))
+        if trial_digest_v2(header["attrs"], *out) != header["sha256"]:
+            return None
+        return tuple(out)
+    except (KeyError, TypeError, ValueError, OverflowError):
+        return None
+
+
+def _recover(path: Path, why: str, attrs: dict | None = None, problems: list | None = None) -> Recording:
+    """Read ``path`` from its records alone (no HDF5); ``why`` is the first problem named."""
+    record, found, _ = _scan(path)
+    if record is None and attrs is None:
+        raise PrclabError(f"recording {path}: {why or 'damaged'}; no prclab recording records found "
+                          f"(a format 1 recording, or not a recording)")
+    problems = list(problems or [])
+    if attrs is None:
+        attrs = dict(record.get("attrs", {})) if record else {}
+        _version(attrs, path)
+    trials, lost = [], []
+    for name in sorted(found):
+        header, arrays = found[name]
+        if arrays is None:
+            lost.append(name)
+            continue
+        try:
+            trials.append(_trial_record(header["attrs"], arrays))
+        except (KeyError, TypeError, ValueError):
+            lost.append(name)
+    head = [why] if why else []
+    if why:
+        head.append(f"{len(trials)} intact trial(s) recovered from their in-file records")
+    return Recording(path, attrs, trials,
+                     head + problems + [f"trial {n}: lost (its arrays were cut off or damaged)" for n in lost])
+
+
+def _rebuild(path: Path) -> None:
+    """Rewrite a recording HDF5 cannot open from its records; the original is kept beside it."""
+    rec = _recover(path, "rebuild")
+    if rec.attrs.get("format") != FORMAT:
+        raise PrclabError(f"recording {path}: cannot be rebuilt (no file record)")
+    _, found, _ = _scan(path)
+    tmp = path.with_name(path.name + ".rebuild")
+    if tmp.exists():
+        tmp.unlink()
+    names = sorted(n for n, (h, a) in found.items() if a is not None)
+    keep = [n for i, n in enumerate(names) if n == f"{i:06d}"]
+    try:
+        w = RecordingWriter.__new__(RecordingWriter)
+        w.path, w.fsync, w._lock = tmp, True, None
+        w._f = h5py.File(tmp, "x")
+        with w._f:
+            for key, value in rec.attrs.items():
+                w._f.attrs[key] = json.dumps(value) if isinstance(value, (dict, list)) else value
+            w.session = max(0, len(rec.attrs.get("sessions", [])) - 1)
+            w._write_file_record()
+            trials = w._f.create_group("trials")
+            with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+                for name in keep:
+                    header, arrays = found[name]
+                    state = _state_at(mm, header)
+                    w.session = int(header["attrs"].get("session", 0))
+                    attrs = {k: v for k, v in header["attrs"].items() if k not in ("sha256", "nonfinite")}
+                    w._write_trial(trials, name, *arrays, state, attrs)
+            w._sync()
+    except OSError as exc:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise _write_error(path, exc, "rebuilding it from its records") from None
+    os.replace(path, path.with_name(f"{path.name}.damaged-{_dt.datetime.now():%Y%m%dT%H%M%S}"))
+    os.replace(tmp, path)
+
+
+def _state_at(mm, header: dict) -> dict | None:
+    specs = header.get("state")
+    if not specs:
+        return None
+    state = {}
+    for key, spec in specs.items():
+        dtype, shape = np.dtype(spec["dtype"]), tuple(spec["shape"])
+        n = int(np.prod(shape)) if shape else 1
+        state[key] = np.zeros(shape, dtype) if n == 0 or spec["offset"] is None else \
+            np.frombuffer(mm, dtype, n, int(spec["offset"])).reshape(shape).copy()
+    if _state_digest(state) != header.get("state_sha256"):
+        return None
+    return state
+
+
+def count_intact_trials(path: str | Path) -> int:
+    """How many trials ``0, 1, ...`` in a row carry their checksum (not verified: cheap, for progress
+    display); 0 if the file cannot be read that way."""
+    path = Path(path)
+    try:
+        _check_file(path)
+        if _hdf5_problem(path) is not None:
+            return len(read_recording(path).trials)
+        with h5py.File(path, "r") as f:
+            trials = _inside(f, "trials")
+            n = 0
+            for i, name in enumerate(sorted(trials)):
+                if name != f"{i:06d}" or "sha256" not in trials[name].attrs:
+                    break
+                n += 1
+            return n
+    except (PrclabError, OSError, KeyError, RuntimeError, ValueError):
+        return 0
 
 
 _SIGNATURE = b"\x89HDF\r\n\x1a\n"

@@ -35,6 +35,8 @@ def replay_recording(path: str | Path, substrate: str, out: str | Path, params: 
     Returns:
         dict with ``out``, ``n_trials`` replayed and ``problems`` (damaged trials left out).
     """
+    if Path(out).resolve() == Path(path).resolve():
+        raise PrclabError(f"replay: --out {out} is the recording being replayed")
     rec = read_recording(path)
     if not rec.trials:
         raise PrclabError(f"recording {path}: holds no intact trials to replay")

@@ -37,7 +37,7 @@ from prclab import PrclabError
 from .datasets import LabelledSequences, load_dataset
 from .encoders import Encoder, make_encoder
 from .protocol import Protocol
-from .recording import RecordingWriter
+from .recording import RecordingWriter, run_identity
 from .safety import SafetyLimits, SafetyMonitor, apply_ramp, resolve_limits, substrate_impedance_ohm, \
     validate_trials
 
@@ -315,14 +315,15 @@ def run_protocol(protocol: Protocol, device: Device, out: str | Path,
     limits = safety_limits(protocol)
     monitor = SafetyMonitor(limits)
     device.set_rest(limits.rest_V, limits.max_slew_V_per_s)  # where every stop leaves the outputs
+    identity = run_identity(protocol.text, data, encoder, device)
     if resume:
-        writer = RecordingWriter.resume(out, protocol.text)
+        writer = RecordingWriter.resume(out, protocol.text, identity=identity)
     else:
         metadata = {"protocol_text": protocol.text, "rate_hz": protocol.rate_hz,
                     "device": device.describe(), "encoder": encoder.describe(),
                     "substrate": substrate or device.describe().get("substrate", {}),
                     "readout": {"features": protocol["readout"]["features"]},
-                    "dataset": data.source, "n_trials_planned": len(trials)}
+                    "dataset": data.source, "n_trials_planned": len(trials), "identity": identity}
         writer = RecordingWriter(out, metadata)
     with writer, _opened(device, writer, resume), _safe_stop(device, writer):
         done = writer.n_done

@@ -2,6 +2,8 @@
 
 Each trial's response over its stimulus window gives the reservoir features; the stimulus over the same
 window gives the no-reservoir baseline features.  Trials keep the split they were recorded with.
+Trials whose response holds NaN or infinite values (recorded as measured, flagged ``nonfinite``) are
+left out and named in ``problems``.
 """
 
 from __future__ import annotations
@@ -28,6 +30,16 @@ def train_on_recording(path, features: str | None = None) -> dict:
     rec: Recording = read_recording(path)
     if not rec.trials:
         raise PrclabError(f"recording {path}: holds no intact trials")
+    bad = [t for t in rec.trials if t.nonfinite or not np.all(np.isfinite(t.stimulus_window[1]))]
+    if bad:  # recorded as measured (an overload, a dropout), but a readout cannot fit NaN or inf
+        names = ", ".join(f"{t.index:06d}" for t in bad[:10]) + (f" and {len(bad) - 10} more" if len(bad) > 10
+                                                                  else "")
+        rec.problems.append(f"trial(s) {names}: response holds NaN or infinite values; left out of "
+                            f"training")
+        bad_ids = {id(t) for t in bad}
+        rec.trials = [t for t in rec.trials if id(t) not in bad_ids]
+        if not rec.trials:
+            raise PrclabError(f"recording {path}: every trial's response holds NaN or infinite values")
     features = features or rec.attrs.get("readout", {}).get("features", "mean+last")
     windows = [t.stimulus_window for t in rec.trials]
     labels = np.array([t.label for t in rec.trials])
