@@ -11,6 +11,7 @@ and leaves no worker thread.
 
 from __future__ import annotations
 
+import collections
 import threading
 import tracemalloc
 
@@ -18,6 +19,8 @@ import grpc
 import nidaqmx
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from nidaqmx.constants import AcquisitionType
 from nidaqmx.stream_readers import AnalogMultiChannelReader
 from nidaqmx.stream_writers import AnalogMultiChannelWriter
@@ -167,3 +170,68 @@ def test_close_is_idempotent_and_leaves_no_worker_threads():
         emu.close()
         emu.close()
         assert not emu.serving and len(_worker_threads()) == before
+
+
+# -- fuzzed RPC arguments ------------------------------------------------------------------------
+_FLOATS = st.one_of(st.sampled_from([-10.0, -1.0, 1.0, 10.0, 1000.0]),
+                    st.floats(allow_nan=True, allow_infinity=True),
+                    st.sampled_from([0.0, 1e18, -1e18, 1e-300]))
+_INTS = st.one_of(st.integers(-1, 200), st.integers(-2**31, 2**31 - 1),
+                  st.sampled_from([0, -1, 1, 2**31 - 1]))
+_RANGES = st.one_of(st.just((-10.0, 10.0)), st.just((-1.0, 1.0)), st.tuples(_FLOATS, _FLOATS))
+_NAMES = st.one_of(st.just("Dev1/ai0:7"), st.just("Dev1/ai1"), st.text(max_size=40), st.sampled_from(
+    ["Dev1/ai0", "Dev1/ai0:7", "Dev1/ai7:0", "Dev1/ai0:99999999", "Dev2/ai0", "Dev1/ao0:1", "/Dev1/ai3",
+     "Dev1/ai0, Dev1/ai0", "Dev1/ai" + "9" * 400, ""]))
+
+
+def test_fuzzed_rpc_arguments_get_daqmx_errors_and_the_server_keeps_serving(emulator):
+    """Random arguments straight through NI's generated stub (the client would validate some):
+    every refusal is a DAQmx error (``ni-error`` metadata), never an exception inside the server."""
+    from nidaqmx._stubs import nidaqmx_pb2 as pb
+    from nidaqmx._stubs import nidaqmx_pb2_grpc as pb_grpc
+    import session_pb2
+
+    channel = grpc.insecure_channel(emulator.address)
+    stub = pb_grpc.NiDAQmxStub(channel)
+    tally = {"calls": 0, "daqmx_errors": 0, "ok": collections.Counter()}
+
+    def call(rpc, request):
+        tally["calls"] += 1
+        try:
+            rpc(request, timeout=5.0)
+            tally["ok"][type(request).__name__] += 1
+        except grpc.RpcError as exc:
+            codes = dict(exc.trailing_metadata() or ()).get("ni-error")
+            assert codes is not None or exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, \
+                (exc.code(), exc.details())
+            tally["daqmx_errors"] += codes is not None
+
+    @settings(max_examples=100, deadline=None, database=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))
+    @given(_NAMES, _RANGES, st.one_of(st.just(RATE_HZ), _FLOATS), _INTS, _INTS, st.booleans())
+    def one(physical, limits, rate, samps, n_read, continuous):
+        low, high = limits
+        task = session_pb2.Session(name="fuzz")
+        stub.CreateTask(pb.CreateTaskRequest(session_name="fuzz"), timeout=5.0)
+        try:
+            call(stub.CreateAIVoltageChan, pb.CreateAIVoltageChanRequest(
+                task=task, physical_channel=physical, min_val=low, max_val=high, units_raw=10348))
+            call(stub.CfgSampClkTiming, pb.CfgSampClkTimingRequest(
+                task=task, rate=rate, samps_per_chan=abs(samps),
+                sample_mode_raw=10123 if continuous else 10178))
+            call(stub.ReadAnalogF64, pb.ReadAnalogF64Request(
+                task=task, num_samps_per_chan=n_read, timeout=0.0, fill_mode_raw=0,
+                array_size_in_samps=min(max(n_read, 0) * N_CH, 2**32 - 1)))
+            call(stub.WaitUntilTaskDone, pb.WaitUntilTaskDoneRequest(task=task, time_to_wait=0.0))
+        finally:
+            stub.ClearTask(pb.ClearTaskRequest(task=task), timeout=5.0)
+
+    try:
+        one()
+        _still_serving(channel, emulator)
+    finally:
+        channel.close()
+    assert tally["calls"] >= 300 and tally["daqmx_errors"] > 0
+    print(f"\nNI RPC fuzz: {tally['calls']} calls, {tally['daqmx_errors']} DAQmx errors, served "
+          f"{dict(tally['ok'])}")
+    assert tally["ok"]["ReadAnalogF64Request"] >= 5  # some fuzzed reads were served, not refused
