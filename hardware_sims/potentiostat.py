@@ -73,7 +73,8 @@ MAX_LINE_CHARS = 255
 clients limit script lines to 255 characters; the emulator's bound, not a figure read from the manual)."""
 MAX_SCRIPT_BYTES = 64 * 1024
 """Largest script body, bytes including newlines (a stated bound: the instrument's script memory size is
-not documented in the sources used; a 100-sample script of :mod:`drivers.potentiostat` is ~14 kB)."""
+not documented in the sources used; a 100-sample script of :mod:`drivers.potentiostat` is 8.6 kB, so
+up to ~775 samples per script fit)."""
 MAX_POINTS = 100_000
 """Most measurement points one script may schedule (a stated bound on reply memory, ~15 MB)."""
 MAX_SCRIPT_S = 3600.0
