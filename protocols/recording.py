@@ -268,12 +268,13 @@ class RecordingWriter:
                 else:
                     raise PrclabError(f"recording {self.path} already exists; choose another --out or "
                                       f"--resume it")
+            created = True  # under the lock, nothing was there: whatever appears at the path is ours
             try:
                 self._f = h5py.File(self.path, "x")
             except FileExistsError:
+                created = False
                 raise PrclabError(f"recording {self.path} already exists; choose another --out or "
                                   f"--resume it") from None
-            created = True
             attrs = {"format": FORMAT, "format_version": FORMAT_VERSION, "software_version": __version__,
                      "created_utc": _now(), "sessions": [{"first_trial": 0, "started_utc": _now()}],
                      "file_id": uuid.uuid4().hex}
@@ -287,8 +288,10 @@ class RecordingWriter:
             self.last_state: dict[str, np.ndarray] | None = None
             self._sync()
         except BaseException as exc:
+            if isinstance(exc, (OSError, RuntimeError)):
+                self._detach()
             self._abandon(remove=created)
-            if isinstance(exc, OSError):
+            if isinstance(exc, (OSError, RuntimeError)):
                 raise _write_error(self.path, exc, "creating it") from None
             raise
 
@@ -350,8 +353,10 @@ class RecordingWriter:
                 self._f = h5py.File(self.path, "r+")
             self._resume(protocol_text, identity)
         except BaseException as exc:
+            if isinstance(exc, (OSError, RuntimeError)):
+                self._detach()
             self._abandon(remove=False)
-            if isinstance(exc, OSError):
+            if isinstance(exc, (OSError, RuntimeError)):
                 raise _write_error(self.path, exc, "reopening it to resume") from None
             raise
         return self
@@ -414,15 +419,16 @@ class RecordingWriter:
             self._write_trial(self._trials, name, stimulus, response, timestamps, state,
                               {"index": index, "session": self.session, **attrs})
             self._sync()
-        except BaseException as exc:  # Ctrl-C or a write error mid-trial: leave no partial trial behind
+        except (OSError, RuntimeError) as exc:  # disk full, I/O error: the file keeps what was flushed
+            self._detach()
+            raise _write_error(self.path, exc, f"writing trial {name}", self.n_done) from None
+        except BaseException:  # Ctrl-C mid-trial: leave no partial trial behind
             try:
                 if self._f.id.valid and name in self._trials:
                     del self._trials[name]
                     self._f.flush()
             except Exception:
                 pass
-            if isinstance(exc, OSError):
-                raise _write_error(self.path, exc, f"writing trial {name}", self.n_done) from None
             raise
         self.n_done += 1
 
@@ -462,18 +468,25 @@ class RecordingWriter:
             "arrays_sha256": trial_digest(stimulus, blocks, timestamps), "sha256": digest}))
         g.attrs["sha256"] = digest
 
-    def note_session(self, **entry) -> None:
-        """Add ``entry`` (JSON-able values) to this session's record in ``sessions``; flushed.
-
-        The runner notes there how the session stopped (``stopped``, ``outputs_at_rest``, ...).
-        """
-        sessions = json.loads(_text(self._f.attrs.get("sessions", "[]"))) or [{}]
-        sessions[-1].update(entry)
-        self._f.attrs["sessions"] = json.dumps(sessions)
-        self._sync()
+    def _detach(self) -> None:
+        """After a failed write: point HDF5's file descriptor at /dev/null and close, so HDF5's pending
+        metadata goes nowhere (a full disk would fail every later flush, and HDF5 closing a file it
+        cannot flush ends in errors at exit or a crash).  The file on disk keeps its last flush; the
+        trial in flight is left incomplete and resume removes it (or rebuilds the file from records)."""
+        try:
+            if self._f is not None and self._f.id.valid:
+                fd = self._f.id.get_vfd_handle()
+                null = os.open(os.devnull, os.O_RDWR)
+                os.dup2(null, fd)
+                os.close(null)
+                self._f.close()
+        except Exception:
+            pass
 
     def note_session(self, **entry) -> None:
         """Add ``entry`` (JSON-able values) to this session's record in ``sessions``; flushed."""
+        if self._f is None or not self._f.id.valid:
+            return  # detached after a failed write: nothing more reaches the file
         sessions = json.loads(_text(self._f.attrs.get("sessions", "[]"))) or [{}]
         sessions[-1].update(entry)
         self._f.attrs["sessions"] = json.dumps(sessions)
@@ -489,8 +502,8 @@ class RecordingWriter:
         try:
             if self._f is not None and self._f.id.valid:
                 self._f.close()
-        except OSError:
-            pass  # a full disk: the finished trials were flushed before; resume repairs the rest
+        except (OSError, RuntimeError):
+            self._detach()  # a full disk: the finished trials were flushed before; resume repairs it
         finally:
             if self._lock is not None:
                 self._lock.release()
