@@ -53,7 +53,6 @@ import datetime as _dt
 import errno as _errno
 import hashlib
 import json
-import mmap
 import os
 import stat as _stat
 import struct
@@ -348,10 +347,12 @@ class RecordingWriter:
                 _rebuild(self.path)
             try:
                 self._f = h5py.File(self.path, "r+")
-            except OSError:
+                self._resume(protocol_text, identity)
+            except (OSError, RuntimeError, KeyError, ValueError):  # HDF5's structures are damaged
+                self._detach()
                 _rebuild(self.path)
                 self._f = h5py.File(self.path, "r+")
-            self._resume(protocol_text, identity)
+                self._resume(protocol_text, identity)
         except BaseException as exc:
             if isinstance(exc, (OSError, RuntimeError)):
                 self._detach()
@@ -415,6 +416,7 @@ class RecordingWriter:
             PrclabError: the write failed (disk full, I/O error); the partial trial is removed.
         """
         name = f"{index:06d}"
+        self._check_space(index, stimulus, response, timestamps, state)
         try:
             self._write_trial(self._trials, name, stimulus, response, timestamps, state,
                               {"index": index, "session": self.session, **attrs})
@@ -467,6 +469,25 @@ class RecordingWriter:
             "state_sha256": None if state is None else _state_digest(state),
             "arrays_sha256": trial_digest(stimulus, blocks, timestamps), "sha256": digest}))
         g.attrs["sha256"] = digest
+
+    space_margin = 256 << 10  # bytes kept free beyond twice the trial's arrays (HDF5 metadata, records)
+
+    def _check_space(self, index, *arrays) -> None:
+        """Refuse a trial the disk has no room for before writing any of it (HDF5 failing half way
+        through a write leaves metadata it can no longer flush)."""
+        need = self.space_margin
+        for a in arrays:
+            for part in (a.values() if isinstance(a, dict) else _blocks(a) if a is not None else ()):
+                need += 2 * np.asarray(part).nbytes
+        try:
+            st = os.statvfs(self.path.parent)
+        except OSError:
+            return
+        if st.f_bavail * st.f_frsize < need:
+            raise PrclabError(f"recording {self.path}: disk full before trial {index:06d} "
+                              f"({st.f_bavail * st.f_frsize} bytes free, {need} needed); the "
+                              f"{self.n_done} finished trial(s) are kept: free space, then continue the "
+                              f"run with --resume {self.path}")
 
     def _detach(self) -> None:
         """After a failed write: point HDF5's file descriptor at /dev/null and close, so HDF5's pending
@@ -754,7 +775,9 @@ def _scan(path: Path) -> tuple[dict | None, dict, int]:
     files, trials = [], {}
     if size == 0:
         return None, trials, size
-    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+    with open(path, "rb") as fh:  # read, not mmap: a hole in a file on a full tmpfs is SIGBUS under mmap
+        mm = fh.read()
+    if True:
         pos = mm.find(RECORD_MAGIC)
         found = []
         while pos != -1:
@@ -851,7 +874,9 @@ def _rebuild(path: Path) -> None:
             w.session = max(0, len(rec.attrs.get("sessions", [])) - 1)
             w._write_file_record()
             trials = w._f.create_group("trials")
-            with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            with open(path, "rb") as fh:
+                mm = fh.read()
+            if True:
                 for name in keep:
                     header, arrays = found[name]
                     state = _state_at(mm, header)
