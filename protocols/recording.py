@@ -16,8 +16,9 @@ Layout (open it with plain h5py)::
         attrs: index, item, item_id, label, split, repetition, session,
                stim_start, stim_stop  (sample range of the encoded stimulus inside the trial),
                nonfinite (count of NaN/inf response values; they are recorded as measured),
-               sha256, written last: over the canonical JSON of every other attr and the three arrays
-               (format 1 files: over the arrays only; still read)
+               sha256, written last: over the canonical JSON of every other attr, the arrays' shapes
+               and the sha256 of the three arrays' bytes (format 1 files: over the arrays only; still
+               read; newer formats are refused naming the version)
 
 Integrity: the checksum covers everything a result depends on, so an edited label or split is named
 (``trial 000012: label/split edited or damaged (checksum mismatch)``).
@@ -82,17 +83,20 @@ def trial_digest(stimulus: np.ndarray, response, timestamps: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def trial_digest_v2(attrs: dict, stimulus: np.ndarray, response, timestamps: np.ndarray) -> str:
-    """Format 2's trial checksum: canonical JSON of every attr (but ``sha256``), shapes, then bytes."""
+def trial_digest_v2(attrs: dict, stimulus: np.ndarray, response, timestamps: np.ndarray,
+                    arrays_sha256: str | None = None) -> str:
+    """Format 2's trial checksum: sha256 of the canonical JSON of every attr (but ``sha256``), the
+    arrays' shapes and their :func:`trial_digest` (passed as ``arrays_sha256`` when already known: the
+    array bytes are hashed once)."""
     blocks = _blocks(response)
     rows = sum(len(b) for b in blocks)
-    cols = tuple(np.shape(blocks[0])[1:]) if blocks else ()
+    cols = list(np.shape(blocks[0])[1:]) if blocks else []
     shapes = [list(np.shape(stimulus)), [rows, *cols], list(np.shape(timestamps))]
-    h = hashlib.sha256(b"prclab-trial-v2\0")
-    h.update(_canonical({"attrs": {k: v for k, v in attrs.items() if k != "sha256"}, "shapes": shapes}))
-    for part in (stimulus, *blocks, timestamps):
-        h.update(np.ascontiguousarray(part, dtype="<f8"))
-    return h.hexdigest()
+    if arrays_sha256 is None:
+        arrays_sha256 = trial_digest(stimulus, blocks, timestamps)
+    return hashlib.sha256(b"prclab-trial-v2\0" + _canonical(
+        {"attrs": {k: v for k, v in attrs.items() if k != "sha256"}, "shapes": shapes,
+         "arrays_sha256": arrays_sha256})).hexdigest()
 
 
 def _canonical(value) -> bytes:
@@ -462,12 +466,13 @@ class RecordingWriter:
         attrs = _plain({**attrs, "nonfinite": nonfinite})
         for key, value in attrs.items():
             g.attrs[key] = value
-        digest = trial_digest_v2(attrs, stimulus, blocks, timestamps)
+        arrays_digest = trial_digest(stimulus, blocks, timestamps)
+        digest = trial_digest_v2(attrs, stimulus, blocks, timestamps, arrays_digest)
         g.create_dataset("record", data=_pack_record({
             "kind": "trial", "name": name, "file_id": _text(self._f.attrs.get("file_id", "")),
             "session": self.session, "attrs": attrs, "arrays": specs, "state": state_specs,
             "state_sha256": None if state is None else _state_digest(state),
-            "arrays_sha256": trial_digest(stimulus, blocks, timestamps), "sha256": digest}))
+            "arrays_sha256": arrays_digest, "sha256": digest}))
         g.attrs["sha256"] = digest
 
     space_margin = 256 << 10  # bytes kept free beyond twice the trial's arrays (HDF5 metadata, records)
@@ -503,6 +508,38 @@ class RecordingWriter:
                 self._f.close()
         except Exception:
             pass
+
+    def note_delivered(self, block: np.ndarray) -> None:
+        """Append stimulus samples ``(n, n_stimulus)`` volts, about to be handed to the device, to the
+        file-level safety log ``/safety_delivered`` (every sample ever written to the device, in order:
+        trials, partial trials and resume lead-ins), then flush, so a resume rebuilds the safety
+        monitor's state from everything the electrodes received.  Its attr ``n`` (rows that count) is
+        written after the rows: a kill between the two leaves the block out, as it was not yet sent.
+        """
+        if self._f is None or not self._f.id.valid:
+            return
+        block = np.asarray(block, dtype=np.float64)
+        ds = self._f.get("safety_delivered")
+        if ds is None:
+            ds = self._f.create_dataset("safety_delivered", shape=(0, block.shape[1]), dtype=np.float64,
+                                        maxshape=(None, block.shape[1]), chunks=(4096, block.shape[1]))
+            ds.attrs["n"] = 0
+        n = int(ds.attrs["n"])
+        if ds.shape[0] < n + len(block):
+            ds.resize(n + len(block), axis=0)
+        ds[n:n + len(block)] = block
+        ds.attrs["n"] = n + len(block)
+        self._f.flush()
+
+    def delivered(self) -> np.ndarray | None:
+        """The safety log's samples ``(n, n_stimulus)`` volts (:meth:`note_delivered`), None if absent."""
+        ds = self._f.get("safety_delivered") if self._f is not None else None
+        return None if ds is None else ds[:int(ds.attrs["n"])]
+
+    def previous_stop(self) -> dict:
+        """The stop note of the session before this one (``{}`` if it left none: a kill)."""
+        sessions = json.loads(_text(self._f.attrs.get("sessions", "[]")))
+        return sessions[-2] if len(sessions) >= 2 else {}
 
     def note_session(self, **entry) -> None:
         """Add ``entry`` (JSON-able values) to this session's record in ``sessions``; flushed."""
@@ -591,12 +628,13 @@ def _trial_problem(trials: h5py.Group, name: str, version: int) -> tuple[str | N
         if "sha256" not in attrs:
             return "incomplete (no checksum: the run stopped while writing it)", None
         arrays = tuple(_inside(g, k)[()] for k in ("stimulus", "response", "timestamps"))
+        arrays_digest = trial_digest(*arrays)
         if version == 1:
-            ok = trial_digest(*arrays) == str(attrs["sha256"])
+            ok = arrays_digest == str(attrs["sha256"])
         else:
-            ok = trial_digest_v2(attrs, *arrays) == str(attrs["sha256"])
+            ok = trial_digest_v2(attrs, *arrays, arrays_sha256=arrays_digest) == str(attrs["sha256"])
         if not ok:
-            changed = _what_changed(g, attrs, arrays) if version != 1 else ""
+            changed = _what_changed(g, attrs, arrays_digest) if version != 1 else ""
             return f"{changed} (checksum mismatch)" if changed else "checksum mismatch", None
         if "state" in g:
             sg = _inside(g, "state")
@@ -608,13 +646,13 @@ def _trial_problem(trials: h5py.Group, name: str, version: int) -> tuple[str | N
         return f"unreadable ({exc})", None
 
 
-def _what_changed(g: h5py.Group, attrs: dict, arrays: tuple) -> str:
+def _what_changed(g: h5py.Group, attrs: dict, arrays_digest: str) -> str:
     """Name the attrs that differ from the trial's record (the arrays being intact), else ''."""
     try:
         parsed = _parse_record(bytes(_inside(g, "record")[()].tobytes()))
     except (KeyError, OSError, ValueError, TypeError, RuntimeError, PrclabError):
         parsed = None
-    if parsed is None or parsed[0].get("arrays_sha256") != trial_digest(*arrays):
+    if parsed is None or parsed[0].get("arrays_sha256") != arrays_digest:
         return ""
     written = parsed[0].get("attrs", {})
     changed = [k for k in sorted((set(written) | set(attrs)) - {"sha256"}) if written.get(k) != attrs.get(k)]

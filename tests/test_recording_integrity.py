@@ -288,3 +288,37 @@ def test_count_intact_trials_is_cheap_and_right(tmp_path):
     rec = write(tmp_path / "r.h5", n_trials=5)
     assert count_intact_trials(rec) == 5
     assert count_intact_trials(tmp_path / "missing.h5") == 0
+
+
+CLI_CHILD = ("import sys; from protocols.recording import RecordingWriter; "
+             "RecordingWriter.space_margin = int(sys.argv[1]) if sys.argv[1] != 'default' else "
+             "RecordingWriter.space_margin; from prclab.cli import main; sys.exit(main(sys.argv[2:]))")
+
+
+@pytest.mark.parametrize("margin", ["default", "0"])
+def test_disk_full_through_the_cli_is_one_line_then_resumes(small_disk, tmp_path, margin):
+    import sys
+
+    from test_resume import PROTOCOL
+
+    rng = np.random.default_rng(2)
+    n = 40
+    np.savez(tmp_path / "toy.npz", X=rng.normal(size=(n, 60, 2)), lengths=rng.integers(40, 60, n),
+             y=np.array(["a", "b"])[np.arange(n) % 2], split=np.where(np.arange(n) < 30, "train", "test"))
+    proto = tmp_path / "p.toml"
+    proto.write_text(PROTOCOL.replace("n_outputs = 4", "n_outputs = 64"))
+    rec = small_disk / "r.h5"
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    proc = subprocess.run([sys.executable, "-c", CLI_CHILD, margin, "run", str(proto), "--out", str(rec)],
+                          capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "disk full" in lines[0] and "--resume" in lines[0], proc.stderr[-2000:]
+    kept = count_intact_trials(rec)
+    assert kept > 0
+    assert subprocess.run(["mount", "-o", "remount,size=8m", str(small_disk)]).returncode == 0
+    proc = subprocess.run([sys.executable, "-c", CLI_CHILD, "default", "run", str(proto), "--resume",
+                           str(rec)], capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert len(read_recording(rec).trials) == n
