@@ -959,7 +959,7 @@ def count_intact_trials(path: str | Path) -> int:
             trials = _inside(f, "trials")
             n = 0
             for i, name in enumerate(sorted(trials)):
-                if name != f"{i:06d}" or "sha256" not in trials[name].attrs:
+                if name != f"{i:06d}" or "sha256" not in _inside(trials, name).attrs:
                     break
                 n += 1
             return n
