@@ -168,24 +168,54 @@ def parse_protocol(text: str, path: Path | None = None) -> Protocol:
         if table in _OPEN_TABLES:
             extra = {k: v for k, v in given.items() if k not in keys}
     _check_values(values, where)
+    spec = values["device"]["spec"]
+    if spec.startswith("sim:") and spec[4:]:  # the simulated substrate is the one the spec names
+        given = raw.get("substrate", {}).get("name")
+        if given is not None and given != spec[4:]:
+            raise PrclabError(f"{where}: [substrate] name = {given!r} but [device] spec = {spec!r} runs "
+                              f"{spec[4:]!r}; name the same substrate in both (or drop [substrate] name)")
+        values["substrate"]["name"] = spec[4:]
+    values["safety"] = safety.check_table(values["safety"], values["stimulus"]["electrodes"], where)
     return Protocol(values, text, path, extra)
 
 
+#: upper bounds of the protocol's numbers (a typo such as 1e12 is refused, not run for ever)
+MAX_RATE_HZ = 10e6
+MAX_REPETITIONS = 100_000
+MAX_BLOCK_SAMPLES = 1_000_000
+MAX_ELECTRODES = 4096
+MAX_ITEMS = 10_000_000
+MAX_SECONDS = 3600.0
+MAX_SAMPLES_PER_FRAME = 1_000_000
+MAX_ABS_V = 1000.0
+MAX_SEED = 2 ** 32 - 1
+
+
 def _check_values(v: dict, where: str) -> None:
+    """Refuse out-of-range numbers in one line naming the table and key; NaN and inf nowhere."""
     def need(ok: bool, message: str) -> None:
         if not ok:
             raise PrclabError(f"{where}: {message}")
 
+    def within(table: str, key: str, low, high, low_open: bool = False) -> None:
+        x = v[table][key]
+        ok = (low < x if low_open else low <= x) and x <= high  # False for NaN
+        need(ok, f"[{table}] {key} must lie in {'(' if low_open else '['}{low:g}, {high:g}], got {x}")
+
     p = v["protocol"]
-    need(p["sample_rate_hz"] > 0, "[protocol] sample_rate_hz must be positive")
-    need(p["repetitions"] >= 1, "[protocol] repetitions must be >= 1")
+    within("protocol", "sample_rate_hz", 0, MAX_RATE_HZ, low_open=True)
+    within("protocol", "seed", 0, MAX_SEED)
+    within("protocol", "repetitions", 1, MAX_REPETITIONS)
     need(p["order"] in ("random", "sequential"), "[protocol] order must be 'random' or 'sequential'")
-    need(p["block_samples"] >= 1, "[protocol] block_samples must be >= 1")
+    within("protocol", "block_samples", 1, MAX_BLOCK_SAMPLES)
     s = v["stimulus"]
-    need(s["electrodes"] >= 1, "[stimulus] electrodes must be >= 1")
+    within("stimulus", "electrodes", 1, MAX_ELECTRODES)
+    within("stimulus", "low_V", -MAX_ABS_V, MAX_ABS_V)
+    within("stimulus", "high_V", -MAX_ABS_V, MAX_ABS_V)
     need(s["low_V"] < s["high_V"], "[stimulus] low_V must be below high_V")
-    t = v["timing"]
-    need(t["washout_s"] >= 0 and t["rest_s"] >= 0, "[timing] washout_s and rest_s must be >= 0")
-    need(v["task"]["max_items"] >= 0, "[task] max_items must be >= 0")
+    within("timing", "washout_s", 0, MAX_SECONDS)
+    within("timing", "rest_s", 0, MAX_SECONDS)
+    within("task", "max_items", 0, MAX_ITEMS)
     need(all(isinstance(x, str) for x in v["task"]["labels"]), "[task] labels must be strings")
-    safety.check_table(v["safety"], s["electrodes"], where)
+    within("encoder", "amplitude", 0, 1, low_open=True)
+    within("encoder", "samples_per_frame", 1, MAX_SAMPLES_PER_FRAME)

@@ -25,20 +25,21 @@ run ends - normal end, Ctrl-C, SIGTERM, a device fault, an exception - the outpu
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from drivers import Device, DeviceError
+from drivers import Device, DeviceError, rest_ramp
 from prclab import PrclabError
+from reservoir import make_substrate
 
 from .datasets import LabelledSequences, load_dataset
 from .encoders import Encoder, make_encoder
 from .protocol import Protocol
 from .recording import RecordingWriter, run_identity
-from .safety import SafetyLimits, SafetyMonitor, apply_ramp, resolve_limits, substrate_impedance_ohm, \
+from .safety import SafetyError, SafetyLimits, SafetyMonitor, apply_ramp, resolve_limits, substrate_impedance_ohm, \
     validate_trials
 
 
@@ -66,8 +67,11 @@ class Trial:
     stim_stop: int
 
 
-def prepare(protocol: Protocol) -> tuple[LabelledSequences, Encoder, list[Trial]]:
+def prepare(protocol: Protocol, device: Device | None = None) -> tuple[LabelledSequences, Encoder, list[Trial]]:
     """Load the dataset, fit the encoder on its training items and compile the trials.
+
+    ``device``: the (unopened) device the run will use, whose simulated substrate's impedance the safety
+    limits use (see :func:`safety_limits`); default the one the protocol's spec names.
 
     Raises:
         PrclabError: bad dataset or encoder; ``SafetyError`` if a compiled sample breaks a safety limit.
@@ -93,8 +97,9 @@ def prepare(protocol: Protocol) -> tuple[LabelledSequences, Encoder, list[Trial]
     if encoder.n_channels != n_el:
         raise PrclabError(f"{protocol.where}: [stimulus] electrodes = {n_el} but the {encoder.kind} "
                           f"encoder makes {encoder.n_channels} channels")
-    trials = compile_trials(protocol, data, encoder)
-    validate_trials(trials, safety_limits(protocol), protocol.where)
+    limits = safety_limits(protocol, device)
+    trials = compile_trials(protocol, data, encoder, limits)
+    validate_trials(trials, limits, protocol.where)
     return data, encoder, trials
 
 
@@ -111,12 +116,25 @@ def _first_items(labels: np.ndarray, mask: np.ndarray, n: int) -> np.ndarray:
     return idx[np.lexsort((idx, rank))[:n]]
 
 
-def safety_limits(protocol: Protocol) -> SafetyLimits:
-    """The protocol's ``[safety]`` limits resolved per stimulus channel (see :mod:`protocols.safety`)."""
-    s, sub = protocol["stimulus"], protocol["substrate"]
+def safety_limits(protocol: Protocol, device: Device | None = None) -> SafetyLimits:
+    """The protocol's ``[safety]`` limits resolved per stimulus channel (see :mod:`protocols.safety`).
+
+    Electrode impedance: ``[safety] impedance_ohm``, else - for a simulated device only - the impedance
+    the simulated substrate actually run declares (``device.substrate``; without ``device``, the one the
+    protocol's ``sim:NAME`` spec builds).  Hardware declares none: a current, charge or DC limit that
+    needs an impedance is then refused, naming the key to set.
+    """
+    s = protocol["stimulus"]
+    if device is not None:
+        sim = getattr(device, "substrate", None)  # a SimDevice exposes the substrate it runs
+    else:
+        kind, _, name = protocol["device"]["spec"].partition(":")
+        sim = None if kind != "sim" else make_substrate(
+            name or protocol["substrate"]["name"], s["electrodes"],
+            **{"dt": 1.0 / protocol.rate_hz, **protocol["substrate"]["params"]})
     return resolve_limits(protocol["safety"], s["electrodes"], protocol.rate_hz, (s["low_V"], s["high_V"]),
                           rest_level(s["low_V"], s["high_V"]),
-                          substrate_impedance_ohm(sub["name"], sub["params"]), protocol.where)
+                          0.0 if sim is None else substrate_impedance_ohm(sim), protocol.where)
 
 
 def _random_split(data: LabelledSequences, seed: int) -> np.ndarray:
@@ -133,9 +151,10 @@ def rest_level(low: float, high: float) -> float:
     return 0.0 if low <= 0.0 <= high else (low + high) / 2
 
 
-def compile_trials(protocol: Protocol, data: LabelledSequences, encoder: Encoder) -> list[Trial]:
+def compile_trials(protocol: Protocol, data: LabelledSequences, encoder: Encoder,
+                   limits: SafetyLimits) -> list[Trial]:
     """The run's trials in playing order (shuffled per repetition with the protocol seed if random),
-    with the protocol's start-of-run amplitude ramp applied."""
+    with the start-of-run amplitude ramp of ``limits`` applied."""
     p, t, s = protocol["protocol"], protocol["timing"], protocol["stimulus"]
     rate = p["sample_rate_hz"]
     n_wash, n_rest = int(round(t["washout_s"] * rate)), int(round(t["rest_s"] * rate))
@@ -151,7 +170,7 @@ def compile_trials(protocol: Protocol, data: LabelledSequences, encoder: Encoder
             wave[n_wash:n_wash + len(stim)] = stim
             trials.append(Trial(len(trials), int(item), rep, str(data.labels[item]), str(data.split[item]),
                                 str(data.ids[item]), wave, n_wash, n_wash + len(stim)))
-    apply_ramp([t.waveform for t in trials], safety_limits(protocol))
+    apply_ramp([t.waveform for t in trials], limits)
     return trials
 
 
@@ -212,14 +231,32 @@ def _mark_position(device: Device, stream: _ResponseStream, label: str, n: int) 
 
 def run_trials(trials: list[Trial], device: Device, writer: RecordingWriter, block_samples: int,
                progress: Callable[[Trial], None] | None = None, monitor: SafetyMonitor | None = None,
-               substrate=None) -> None:
+               substrate=None, lead_in: np.ndarray | None = None,
+               resume_state: dict | None = None) -> None:
     """Play ``trials`` through the open ``device`` and append each to ``writer``.
+
+    Every block is checked by ``monitor``, then logged (``writer.note_delivered``: the resume rebuilds
+    the monitor from it), then written: a refused block is never written, and a block handed to the
+    device counts as delivered.
 
     Args:
         monitor: checks every block before ``device.write`` (a refused block is never written).
         substrate: the simulated substrate behind ``device``, whose ``state`` is stored with each trial.
+        lead_in: ``(k, n_stimulus)`` volts played before the first trial (a resume's ramp from the
+            outputs' level to rest, see :func:`resume_lead_in`); its response is read and dropped.
+        resume_state: ``substrate``'s state to restore after the lead-in (a simulated substrate
+            resumes where its last trial left it, as if the pause and lead-in were not there).
     """
     stream = _ResponseStream(device)
+    if lead_in is not None and len(lead_in):
+        if monitor is not None:
+            monitor.check(lead_in, lambda row: ("resume lead-in", row))
+            monitor.restart_ramp()
+        writer.note_delivered(lead_in)
+        device.write(lead_in)
+        stream.read(len(lead_in))
+    if resume_state is not None:
+        substrate.load_state(resume_state)
     for trial in trials:
         label = f"trial:{trial.index}"
         device.mark(label)
@@ -228,6 +265,7 @@ def run_trials(trials: list[Trial], device: Device, writer: RecordingWriter, blo
             block = wave[a:a + block_samples]
             if monitor is not None:
                 monitor.check(block, lambda row, a=a, t=trial: (t.index, a + row))
+            writer.note_delivered(block)
             device.write(block)
             stream.read(len(block))
         begin = _mark_position(device, stream, label, len(wave))
@@ -254,6 +292,60 @@ def stop_reason(exc: BaseException | None) -> str:
     if isinstance(exc, DeviceError):
         return f"device fault: {text}"
     return f"error: {type(exc).__name__}: {text}"[:300]
+
+
+def resume_lead_in(monitor: SafetyMonitor, writer: RecordingWriter, trials: list[Trial],
+                   where: str) -> tuple[np.ndarray, list[Trial]]:
+    """Bring ``monitor`` to the state after every sample ever delivered in the recorded run, and plan
+    the resumed session: returns ``(lead_in, trials)``, checked, to pass to :func:`run_trials`.
+
+    What is physically there at a resume, and what is done about it:
+
+    - delivered so far: the recording's safety log (every block handed to the device, the interrupted
+      trial's played part included), then, if the last session's stop ramped the outputs to rest, that
+      ramp (from the stop note's ``from_V``, at the sample rate and slew limit);
+    - the outputs' level now: the rest level if that stop confirmed it; otherwise unknown, and taken to
+      be the last sample delivered (a DAC holds its last value until reset; a device power-cycled since
+      idles at 0 V instead, which this cannot see);
+    - the lead-in: a slew-limited ramp from that level to rest (at least ``REST_RAMP_S``), then - for
+      living tissue - rest held for the DC window, so the window restarts from a known state as it does
+      in real time during the pause; the start-of-run amplitude ramp is then applied again to the
+      resumed trials (copies: the recording holds what is sent).
+
+    The monitor is left at the resume point (lead-in not yet played); the lead-in and trials are checked
+    from there, so a resume the limits refuse is refused before the device opens.
+
+    Raises:
+        SafetyError: the lead-in or a resumed trial breaks a limit given the run's history.
+    """
+    lim = monitor.limits
+    if not trials:
+        return np.zeros((0, lim.n_channels)), trials
+    history = writer.delivered()
+    if history is None:
+        raise PrclabError(f"recording {writer.path}: holds no safety log of the stimulus delivered "
+                          f"(made by an older prclab); it cannot be resumed safely, start a new recording")
+    monitor.check(history, lambda row: ("history", row), refuse=False)
+    stop = writer.previous_stop()
+    if stop.get("outputs_at_rest") and "from_V" in stop:
+        monitor.check(rest_ramp(stop["from_V"], lim.rest_V, lim.max_slew_V_per_s, lim.rate_hz),
+                      lambda row: ("stop ramp", row), refuse=False)
+        level = np.full(lim.n_channels, lim.rest_V)
+    else:
+        level = monitor.prev.copy()
+    lead_in = rest_ramp(level, lim.rest_V, lim.max_slew_V_per_s, lim.rate_hz)
+    if np.isfinite(lim.max_dc_C).any():
+        lead_in = np.concatenate([lead_in, np.full((lim.dc_window, lim.n_channels), lim.rest_V)])
+    trials = [replace(t, waveform=t.waveform.copy()) for t in trials]
+    apply_ramp([t.waveform for t in trials], lim)
+    twin = monitor.copy()
+    try:
+        twin.check(lead_in, lambda row: ("resume lead-in", row))
+    except SafetyError as exc:
+        raise SafetyError(f"{where}: resume refused, nothing was run: {exc}") from None
+    twin.restart_ramp()
+    validate_trials(trials, lim, where, twin)
+    return lead_in, trials
 
 
 @contextlib.contextmanager
@@ -312,7 +404,7 @@ def run_protocol(protocol: Protocol, device: Device, out: str | Path,
         raise PrclabError(f"{device.name}: has {len(device.channels.stimulus)} stimulus channels, the "
                           f"protocol needs {protocol['stimulus']['electrodes']}")
     sim = getattr(device, "substrate", None)
-    limits = safety_limits(protocol)
+    limits = safety_limits(protocol, device)
     monitor = SafetyMonitor(limits)
     device.set_rest(limits.rest_V, limits.max_slew_V_per_s)  # where every stop leaves the outputs
     identity = run_identity(protocol.text, data, encoder, device)
@@ -325,14 +417,15 @@ def run_protocol(protocol: Protocol, device: Device, out: str | Path,
                     "readout": {"features": protocol["readout"]["features"]},
                     "dataset": data.source, "n_trials_planned": len(trials), "identity": identity}
         writer = RecordingWriter(out, metadata)
-    with writer, _opened(device, writer, resume), _safe_stop(device, writer):
-        done = writer.n_done
-        if done and sim is not None:
-            if writer.last_state is None:
+    with writer:
+        done, lead_in = writer.n_done, None
+        if resume:  # the monitor continues from everything ever delivered; refused before anything runs
+            lead_in, trials = resume_lead_in(monitor, writer, trials[done:], protocol.where)
+        else:
+            validate_trials(trials, limits, protocol.where)  # with this device's limits
+        with _opened(device, writer, resume), _safe_stop(device, writer):
+            if done and sim is not None and writer.last_state is None:
                 raise PrclabError(f"recording {out}: holds no substrate state to resume the simulation from")
-            sim.load_state(writer.last_state)
-        for trial in trials[:done]:  # the safety monitor's state (slew, phase, DC window) at the resume point
-            monitor.check(trial.waveform, lambda row, t=trial: (t.index, row))
-        run_trials(trials[done:], device, writer, protocol["protocol"]["block_samples"], progress,
-                   monitor, sim)
+            run_trials(trials, device, writer, protocol["protocol"]["block_samples"], progress,
+                       monitor, sim, lead_in, writer.last_state if done and sim is not None else None)
     return Path(out)

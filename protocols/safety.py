@@ -8,8 +8,9 @@ A protocol's ``[safety]`` table sets the limits (all optional; per-channel overr
                                         #   limit (MATERIALS below); "" for none
     low_V = -inf                        # voltage limits, volts; the effective window is the intersection of
     high_V = inf                        #   these, the material's water window and [stimulus] low_V/high_V
-    impedance_ohm = 0.0                 # electrode impedance; 0: the substrate's (potato r_access_ohm,
-                                        #   hydrogel 1 / g0_S), else unknown
+    impedance_ohm = 0.0                 # electrode impedance, ohms; 0: for a sim: device, the simulated
+                                        #   substrate's (potato r_access_ohm, hydrogel 1 / g0_S); for
+                                        #   hardware unknown (current/charge/DC limits then refused)
     max_current_A = inf                 # |V| / impedance_ohm must stay below (needs an impedance)
     max_slew_V_per_s = inf              # |V[t] - V[t-1]| * rate
     electrode_area_cm2 = 0.0            # stimulating electrode area (0: unknown; charge density unchecked)
@@ -39,6 +40,10 @@ Where defaults come from (``../shared/notes/stimulation-safety.md``):
   stay below 1.85;
 - charge-balanced biphasic pulses always for living tissue (Wagenaar et al. 2004): ``living = true``.
 
+The monitor starts from the device's idle output (0 V at power-up), not the rest level, so the first
+step of a run is checked too.  Channel tables are keyed by integer index once parsed
+(:func:`check_table`); NaN is refused everywhere and +inf only where it means "no limit".
+
 Nothing is clipped: :func:`validate_trials` refuses a protocol whose compiled waveforms break a limit,
 with a :class:`SafetyError` naming the trial, channel and sample, and the runner checks every block
 again with a :class:`SafetyMonitor` just before ``device.write``.  The ramp is not a clip either: it is a
@@ -48,8 +53,8 @@ the device was sent, and the monitor checks the envelope too.
 
 from __future__ import annotations
 
-import inspect
 import math
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -94,23 +99,18 @@ GLOBAL_KEYS: dict[str, tuple[type, object]] = {
 SCHEMA = {**CHANNEL_KEYS, **GLOBAL_KEYS}
 
 
-def substrate_impedance_ohm(name: str, params: dict) -> float:
-    """The simulated substrate's electrode impedance in ohms, or 0.0 when the model has none.
+def substrate_impedance_ohm(substrate) -> float:
+    """The electrode impedance (ohms) a simulated ``substrate`` object declares, or 0.0 if it has none.
 
-    potato: its access resistance ``r_access_ohm``; hydrogel: ``1 / g0_S`` (electrode conductance at
-    bulk concentration).  Defaults are read from the model's constructor.
+    Read from the parameters of the substrate actually run (``substrate.params``): potato, its access
+    resistance ``r_access_ohm``; hydrogel, ``1 / g0_S`` (electrode conductance at bulk concentration).
+    Hardware has no such declaration: its impedance comes only from ``[safety] impedance_ohm``.
     """
-    from reservoir.registry import SUBSTRATES
-
-    entry = SUBSTRATES.get(name)
-    if entry is None:
-        return 0.0
-    defaults = {k: p.default for k, p in inspect.signature(entry.cls.__init__).parameters.items()}
-    merged = {**defaults, **params}
-    if "r_access_ohm" in merged:
-        return float(merged["r_access_ohm"])
-    if "g0_S" in merged and merged["g0_S"] > 0:
-        return 1.0 / float(merged["g0_S"])
+    params = getattr(substrate, "params", None) or {}
+    if "r_access_ohm" in params:
+        return float(params["r_access_ohm"])
+    if params.get("g0_S", 0) > 0:
+        return 1.0 / float(params["g0_S"])
     return 0.0
 
 
@@ -152,38 +152,74 @@ class SafetyLimits:
         return np.maximum(self.high_V - self.rest_V, self.rest_V - self.low_V)
 
 
-def check_table(table: dict, n_channels: int, where: str) -> None:
-    """Validate a ``[safety]`` table (types already checked); raises ``PrclabError`` naming the key."""
+#: largest dc_window_s and ramp_s (seconds): an hour; the DC window is held in memory as samples
+MAX_WINDOW_S = 3600.0
+#: largest DC window in samples (dc_window_s x sample rate): its ring of net charges stays small
+MAX_WINDOW_SAMPLES = 10_000_000
+_CHANNEL_NAME = re.compile(r"0|[1-9][0-9]{0,5}")  # canonical ASCII decimal, no sign, no leading zero
+#: keys that may be +inf (no limit); every other numeric key must be finite.  None may be NaN.
+_INF_OK = {"high_V", "max_current_A", "max_slew_V_per_s", "max_charge_per_phase_C"}
+_NEG_OK = {"low_V", "high_V"}
+
+
+def check_table(table: dict, n_channels: int, where: str) -> dict:
+    """Validate a ``[safety]`` table (types already checked) and return it with ``channels`` keyed by
+    integer channel index.
+
+    A channel table must be named by the canonical decimal index (``0`` .. ``n_channels - 1``): ``01``,
+    ``+1``, ``1.0`` or non-ASCII digits are refused, so every override is applied to the channel it names.
+    Numbers: never NaN; ``+inf`` only where it means "no limit" (``high_V``, ``max_current_A``,
+    ``max_slew_V_per_s``, ``max_charge_per_phase_C``; ``low_V`` may be ``-inf``).
+
+    Raises:
+        PrclabError: one line naming ``where`` (the file), the table and the key.
+    """
+    channels = {}
     for name, over in table["channels"].items():
-        if not (name.isdigit() and int(name) < n_channels):
-            raise PrclabError(f"{where}: [safety.channels.{name}]: channel must be 0..{n_channels - 1}")
+        label = f"[safety.channels.{name}]"
+        if isinstance(name, int) and not isinstance(name, bool):  # already parsed
+            index = name
+        elif isinstance(name, str) and name.isascii() and _CHANNEL_NAME.fullmatch(name):
+            index = int(name)
+        else:
+            raise PrclabError(f"{where}: {label!s:.60}: a channel is named by its index written "
+                              f"0..{n_channels - 1} (plain decimal digits, no leading zero), got {name!r:.40}")
+        if not 0 <= index < n_channels:
+            raise PrclabError(f"{where}: {label}: channel must be 0..{n_channels - 1}")
         if not isinstance(over, dict):
-            raise PrclabError(f"{where}: [safety.channels.{name}] must be a table")
+            raise PrclabError(f"{where}: {label} must be a table")
         for key, value in over.items():
             if key not in CHANNEL_KEYS:
-                raise PrclabError(f"{where}: unknown key {key!r} in [safety.channels.{name}]; known: "
-                                  f"{', '.join(CHANNEL_KEYS)}")
+                raise PrclabError(f"{where}: unknown key {key!r} in {label}; known: {', '.join(CHANNEL_KEYS)}")
             typ = CHANNEL_KEYS[key][0]
             ok = isinstance(value, str) if typ is str else \
                 isinstance(value, (int, float)) and not isinstance(value, bool)
             if not ok:
-                raise PrclabError(f"{where}: [safety.channels.{name}] {key} must be {typ.__name__}, "
-                                  f"got {value!r}")
-    for label, values in [("[safety]", table)] + [(f"[safety.channels.{n}]", o)
-                                                  for n, o in table["channels"].items()]:
+                raise PrclabError(f"{where}: {label} {key} must be {typ.__name__}, got {value!r}")
+        channels[index] = {k: float(v) if CHANNEL_KEYS[k][0] is float else v for k, v in over.items()}
+    for label, values in [("[safety]", table)] + [(f"[safety.channels.{n}]", o) for n, o in channels.items()]:
         for key, value in values.items():
-            if key == "material" and value and value not in MATERIALS:
-                raise PrclabError(f"{where}: {label} material {value!r} unknown; known: "
-                                  f"{', '.join(MATERIALS)}")
-            if key in CHANNEL_KEYS and key not in ("material", "low_V", "high_V") and \
-                    (math.isnan(value) or value < 0):
+            if key == "material":
+                if value and value not in MATERIALS:
+                    raise PrclabError(f"{where}: {label} material {value!r} unknown; known: "
+                                      f"{', '.join(MATERIALS)}")
+                continue
+            if key not in CHANNEL_KEYS and key not in ("shannon_k", "dc_window_s", "ramp_s"):
+                continue
+            if math.isnan(value):
+                raise PrclabError(f"{where}: {label} {key} is nan; give a number")
+            if math.isinf(value) and not (key in _INF_OK and value > 0 or key == "low_V" and value < 0):
+                raise PrclabError(f"{where}: {label} {key} must be finite, got {value}")
+            if key not in _NEG_OK and value < 0:
                 raise PrclabError(f"{where}: {label} {key} must be >= 0, got {value}")
     k = table["shannon_k"]
     if not 0 <= k < SHANNON_DAMAGE_K:
         raise PrclabError(f"{where}: [safety] shannon_k must lie in [0, {SHANNON_DAMAGE_K}) (damage seen "
                           f"at k >= {SHANNON_DAMAGE_K}), got {k}")
-    if table["dc_window_s"] <= 0 or table["ramp_s"] < 0:
-        raise PrclabError(f"{where}: [safety] dc_window_s must be > 0 and ramp_s >= 0")
+    if not 0 < table["dc_window_s"] <= MAX_WINDOW_S or not 0 <= table["ramp_s"] <= MAX_WINDOW_S:
+        raise PrclabError(f"{where}: [safety] dc_window_s must lie in (0, {MAX_WINDOW_S:g}] s and ramp_s in "
+                          f"[0, {MAX_WINDOW_S:g}] s")
+    return {**table, "channels": channels}
 
 
 def resolve_limits(table: dict, n_channels: int, rate_hz: float, stimulus_V: tuple[float, float],
@@ -195,9 +231,8 @@ def resolve_limits(table: dict, n_channels: int, rate_hz: float, stimulus_V: tup
         rest_V: the rest level between stimuli, volts.
         substrate_ohm: the substrate's electrode impedance (ohms; 0 if unknown).
     """
-    check_table(table, n_channels, where)
-    dt = 1.0 / rate_hz
-    rows = [{**{k: table[k] for k in CHANNEL_KEYS}, **table["channels"].get(str(c), {})}
+    table = check_table(table, n_channels, where)
+    rows = [{**{k: table[k] for k in CHANNEL_KEYS}, **table["channels"].get(c, {})}
             for c in range(n_channels)]
     low, high, abs_v, imp, slew, qmax, dc = (np.empty(n_channels) for _ in range(7))
     rules = []
@@ -213,8 +248,8 @@ def resolve_limits(table: dict, n_channels: int, rate_hz: float, stimulus_V: tup
         slew[c] = r["max_slew_V_per_s"]
         abs_v[c] = math.inf if math.isinf(r["max_current_A"]) else r["max_current_A"] * z
         if math.isnan(abs_v[c]):
-            raise PrclabError(f"{where}: [safety] channel {c}: max_current_A needs impedance_ohm "
-                              f"(no electrode impedance known for the substrate)")
+            raise PrclabError(f"{where}: [safety] channel {c}: max_current_A needs an electrode impedance: "
+                              f"set [safety] impedance_ohm (none is declared for this device)")
         candidates = [(r["max_charge_per_phase_C"], "max_charge_per_phase_C")]
         area = r["electrode_area_cm2"]
         density = r["max_charge_density_C_per_cm2"] or (mat.charge_density_C_per_cm2 if mat else 0.0)
@@ -226,15 +261,19 @@ def resolve_limits(table: dict, n_channels: int, rate_hz: float, stimulus_V: tup
         qmax[c], rule = min(candidates, key=lambda q: q[0])
         rules.append(rule)
         if math.isfinite(qmax[c]) and math.isnan(z):
-            raise PrclabError(f"{where}: [safety] channel {c}: charge limits need impedance_ohm")
+            raise PrclabError(f"{where}: [safety] channel {c}: charge limits need an electrode impedance: "
+                              f"set [safety] impedance_ohm (none is declared for this device)")
         dc[c] = math.inf
         if table["living"]:
             dc[c] = r["max_dc_charge_C"] or qmax[c]
             if math.isnan(z) or not math.isfinite(dc[c]):
                 raise PrclabError(f"{where}: [safety] living = true: channel {c} needs impedance_ohm and "
                                   f"max_dc_charge_C (or a charge-per-phase limit) for the DC balance check")
-    return SafetyLimits(low, high, abs_v, imp, slew, qmax, rules, dc,
-                        max(1, int(round(table["dc_window_s"] * rate_hz))), float(rate_hz),
+    window = max(1, int(round(table["dc_window_s"] * rate_hz)))
+    if table["living"] and window > MAX_WINDOW_SAMPLES:
+        raise PrclabError(f"{where}: [safety] dc_window_s = {table['dc_window_s']:g} s is {window} samples at "
+                          f"{rate_hz:g} Hz; at most {MAX_WINDOW_SAMPLES} are held")
+    return SafetyLimits(low, high, abs_v, imp, slew, qmax, rules, dc, window, float(rate_hz),
                         float(rest_V), int(round(table["ramp_s"] * rate_hz)))
 
 
@@ -252,32 +291,82 @@ def apply_ramp(waveforms: list[np.ndarray], limits: SafetyLimits) -> None:
 
 
 class SafetyMonitor:
-    """Checks a run's stimulus stream block by block, carrying state across blocks and trials.
+    """Checks a run's stimulus stream block by block, carrying state across blocks, trials and resumes.
 
-    The stream starts at the rest level: the slew of the first sample is measured from ``rest_V``.
+    The stream starts at the device's idle output ``idle_V`` (volts; 0 V, the output of a DAC at
+    power-up, unless the device declares otherwise): the slew of the first sample is measured from it.
+
+    Every quantity is computed from run-wide running values (sequential cumulative sums carried across
+    blocks, exact stored samples), so the result does not depend on where the stream is cut into blocks:
+    :func:`validate_trials` (whole trials) and the runner (``block_samples``) accept and refuse exactly
+    the same samples, and every limit is compared with a plain ``>``.  The one tolerance is the ramp
+    envelope's, ``RAMP_RTOL``: :func:`apply_ramp` scales about the rest level in floating point.
+
+    The state (:meth:`state` / :meth:`load_state`) is plain arrays, so it can be stored and restored.
     """
 
-    _EPS = 1e-9  # relative tolerance of the ramp envelope (floating point of apply_ramp)
+    RAMP_RTOL = 1e-9  # relative tolerance of the ramp envelope (floating point of apply_ramp)
+    _STATE = ("position", "ramp_from", "prev", "phase_sign", "q_run", "q_base", "net_q", "ring")
 
-    def __init__(self, limits: SafetyLimits):
+    def __init__(self, limits: SafetyLimits, idle_V: float = 0.0):
         self.limits = lim = limits
         c = lim.n_channels
         self.position = 0                              # samples of the run checked so far
-        self.prev = np.full(c, lim.rest_V)             # last sample
-        self._dt = 1.0 / lim.rate_hz
+        self.ramp_from = 0                             # run position where the amplitude ramp began
+        self.prev = np.full(c, float(idle_V))          # last sample (volts)
         self._charge_checks = bool(np.isfinite(lim.max_phase_C).any())
         self._dc_checks = bool(np.isfinite(lim.max_dc_C).any())
         self._slew_checks = bool(np.isfinite(lim.max_slew_V_per_s).any())
         self._current_checks = bool(np.isfinite(lim.abs_V).any())
-        self._inv_z = np.where(np.isnan(lim.impedance_ohm), 0.0, 1.0 / lim.impedance_ohm) * self._dt
+        self._inv_z = np.where(np.isnan(lim.impedance_ohm), 0.0, 1.0 / lim.impedance_ohm) / lim.rate_hz
         self.phase_sign = np.zeros(c)                  # polarity of the phase in progress
-        self.phase_q = np.zeros(c)                     # its charge so far (coulombs)
+        self.q_run = np.zeros(c)                       # |charge| summed since the run began (coulombs)
+        self.q_base = np.zeros(c)                      # q_run just before the phase in progress began
         self.net_q = np.zeros(c)                       # net charge since the run began (coulombs)
-        self._ring = np.zeros((lim.dc_window, c))      # net charge after each of the last dc_window samples
+        self.ring = np.zeros((lim.dc_window if self._dc_checks else 0, c))  # net charge after each of
+        #                                                the last dc_window samples (slot: position % w)
 
-    def check(self, block: np.ndarray, what) -> None:
+    @property
+    def phase_q(self) -> np.ndarray:
+        """Charge of the phase in progress, ``(n_channels,)`` coulombs."""
+        return self.q_run - self.q_base
+
+    def state(self) -> dict[str, np.ndarray]:
+        """The monitor's state as plain arrays (copies), for :meth:`load_state`."""
+        return {k: np.array(getattr(self, k), dtype=np.int64 if k in ("position", "ramp_from")
+                            else np.float64) for k in self._STATE}
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        """Continue from ``state`` (from :meth:`state` of a monitor with the same limits).
+
+        Raises:
+            PrclabError: a key is missing or an array has the wrong shape or a non-finite value.
+        """
+        fresh = self.state()
+        for key, want in fresh.items():
+            got = np.asarray(state.get(key) if key in state else None)
+            if got.shape != want.shape or got.dtype.kind not in "iuf" or not np.isfinite(got).all():
+                raise PrclabError(f"safety state: {key!r} must be finite numbers of shape {want.shape}, "
+                                  f"got {got.dtype} {got.shape}")
+        for key, want in fresh.items():
+            setattr(self, key, int(state[key]) if want.ndim == 0 else np.array(state[key], np.float64))
+
+    def copy(self) -> "SafetyMonitor":
+        """An independent monitor in the same state (for a dry run of what is about to be played)."""
+        twin = SafetyMonitor(self.limits)
+        twin.load_state(self.state())
+        return twin
+
+    def restart_ramp(self) -> None:
+        """Start the amplitude ramp envelope again at the current position (a resumed session)."""
+        self.ramp_from = self.position
+
+    def check(self, block: np.ndarray, what, refuse: bool = True) -> None:
         """Check ``block`` ``(n, n_channels)`` volts, the next samples of the run; on a violation raise
-        :class:`SafetyError` (state unchanged).  ``what(row)`` -> ``(trial, sample)`` names a row."""
+        :class:`SafetyError` (state unchanged).  ``what(row)`` -> ``(trial, sample)`` names a row.
+
+        ``refuse=False``: take in samples already delivered (a resumed run's history) whatever they
+        are, carrying the state on."""
         lim = self.limits
         x = np.asarray(block, dtype=np.float64)
         n = len(x)
@@ -293,17 +382,18 @@ class SafetyMonitor:
                         lambda v, c: f"{v:.6g} V drives {abs(v) / lim.impedance_ohm[c]:.4g} A through "
                                      f"{lim.impedance_ohm[c]:g} ohm, above the current limit "
                                      f"{lim.abs_V[c] / lim.impedance_ohm[c]:.4g} A")
-        if self.position < lim.ramp:
-            k = min(n, lim.ramp - self.position)
-            env = (self.position + 1 + np.arange(k))[:, None] / lim.ramp * lim.full_scale_V
-            over = np.abs(x[:k] - lim.rest_V) > env * (1 + self._EPS) + 1e-12
-            self._first(over, x, problems, lambda v, c: f"{v:.6g} V exceeds the start-of-run amplitude ramp")
+        into = self.position - self.ramp_from  # samples into the ramp
+        if into < lim.ramp:
+            k = min(n, lim.ramp - into)
+            env = (into + 1 + np.arange(k))[:, None] / lim.ramp * lim.full_scale_V
+            over = np.abs(x[:k] - lim.rest_V) > env * (1 + self.RAMP_RTOL) + 1e-12
+            self._first(over, x, problems, lambda v, c: f"{v:.6g} V exceeds the amplitude ramp")
         if self._slew_checks:
             step = np.abs(np.diff(x, axis=0, prepend=self.prev[None])) * lim.rate_hz
             self._first(step > lim.max_slew_V_per_s, step, problems,
                         lambda v, c: f"slew {v:.6g} V/s above the limit {lim.max_slew_V_per_s[c]:g} V/s")
         if self._charge_checks:
-            phase_q, sign = self._phase_charge(x)
+            phase_q, q, base, sign = self._phase_charge(x)
             self._first(phase_q > lim.max_phase_C, phase_q, problems,
                         lambda v, c: f"phase charge {v:.4g} C above {lim.max_phase_C[c]:.4g} C "
                                      f"({lim.phase_rule[c]})")
@@ -314,14 +404,14 @@ class SafetyMonitor:
                         lambda v, c: f"net charge {v:.4g} C over {lim.dc_window / lim.rate_hz:g} s above "
                                      f"the DC balance limit {lim.max_dc_C[c]:.4g} C (living tissue needs "
                                      f"charge-balanced stimulation)")
-        if problems:
+        if problems and refuse:
             row, c, message = min(problems, key=lambda p: (p[0], p[1]))
             trial, sample = what(row)
             raise SafetyError(f"safety: trial {trial}, channel {c}, sample {sample}: {message}")
         # commit the state
         self.prev = x[-1].copy()
         if self._charge_checks:
-            self.phase_q, self.phase_sign = phase_q[-1].copy(), sign
+            self.q_run, self.q_base, self.phase_sign = q[-1].copy(), base[-1].copy(), sign
         if self._dc_checks:
             self._commit_net(net)
         self.position += n
@@ -332,35 +422,36 @@ class SafetyMonitor:
             row, c = np.argwhere(bad)[0]
             problems.append((int(row), int(c), message(float(values[row, c]), int(c))))
 
-    def _phase_charge(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Charge of the phase each sample belongs to, up to and including it, ``(n, c)`` coulombs.
+    def _phase_charge(self, x: np.ndarray):
+        """Charge of the phase each sample belongs to, up to and including it, ``(n, c)`` coulombs; also
+        the run-wide running charge ``q``, each row's phase base and the last row's polarity.
 
-        With ``q`` the running charge of the block (non-decreasing), a phase's charge at row ``r`` is
-        ``q[r]`` minus ``q`` just before the phase began; as ``q`` never decreases, that base is the
-        running maximum of ``q``-before over the rows where a phase begins (no index gathering).
+        ``q`` is the sequential cumulative sum of ``|x| / z * dt`` over the whole run (continued from
+        ``q_run``, so it is the same numbers however the run is cut into blocks); a phase's charge at
+        row ``r`` is ``q[r]`` minus ``q`` just before the phase began.  As ``q`` never decreases, that
+        base is the running maximum of ``q``-before over the rows where a phase begins.
         """
         sign = np.sign(x)
         qa = np.abs(x) * self._inv_z
-        q = np.cumsum(qa, axis=0)
-        base = np.full_like(q, -np.inf)
+        q = np.cumsum(np.concatenate([self.q_run[None], qa]), axis=0)  # q[0] = q_run: before this block
         new = np.empty(x.shape, bool)
         new[0] = sign[0] != self.phase_sign
         np.not_equal(sign[1:], sign[:-1], out=new[1:])
-        np.subtract(q, qa, out=base, where=new)                      # q before the row, at phase starts
-        base[0] = np.where(new[0], 0.0, -self.phase_q)               # a phase running on from the last block
+        base = np.where(new, q[:-1], -np.inf)
+        base[0] = np.where(new[0], self.q_run, self.q_base)           # a phase running on from before
         np.maximum.accumulate(base, axis=0, out=base)
-        q -= base
-        return q, sign[-1].copy()
+        q = q[1:]
+        return q - base, q, base, sign[-1].copy()
 
     def _net_charge(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Net charge after each sample ``(n, c)`` and the same ``dc_window`` samples earlier."""
         w, n = self.limits.dc_window, len(x)
-        net = self.net_q + np.cumsum(x * self._inv_z, axis=0)
+        net = np.cumsum(np.concatenate([self.net_q[None], x * self._inv_z]), axis=0)[1:]
         lag_pos = self.position + np.arange(n) - w          # run index of the lagged sample
         lagged = np.empty_like(net)
         old = lag_pos < self.position                       # lagged sample lies before this block
         hist = lag_pos[old]
-        lagged[old] = np.where((hist >= 0)[:, None], self._ring[hist % w], 0.0)
+        lagged[old] = np.where((hist >= 0)[:, None], self.ring[hist % w], 0.0)
         lagged[~old] = net[lag_pos[~old] - self.position]
         return net, lagged
 
@@ -368,18 +459,23 @@ class SafetyMonitor:
         w, n = self.limits.dc_window, len(net)
         keep = min(n, w)
         rows = (self.position + n - keep + np.arange(keep)) % w
-        self._ring[rows] = net[n - keep:]
+        self.ring[rows] = net[n - keep:]
         self.net_q = net[-1].copy()
 
 
-def validate_trials(trials, limits: SafetyLimits, where: str = "protocol") -> None:
+def validate_trials(trials, limits: SafetyLimits, where: str = "protocol",
+                    monitor: SafetyMonitor | None = None) -> None:
     """Check every sample of the compiled ``trials`` (in playing order) before anything runs.
+
+    Args:
+        monitor: the state to check from, left unchanged (a resumed run's); default a fresh run from the
+            idle output, 0 V.
 
     Raises:
         SafetyError: naming ``where`` (the protocol file) and the first offending trial, channel and
             sample (index within the trial); nothing has been sent to any device.
     """
-    monitor = SafetyMonitor(limits)
+    monitor = SafetyMonitor(limits) if monitor is None else monitor.copy()
     try:
         for trial in trials:
             monitor.check(trial.waveform, lambda row, t=trial: (t.index, row))

@@ -41,7 +41,7 @@ def reference_violations(stream: np.ndarray, lim, tol: float = TOL) -> np.ndarra
     full = np.maximum(lim.high_V - lim.rest_V, lim.rest_V - lim.low_V)
     for ch in range(c):
         z = lim.impedance_ohm[ch]
-        prev, sign, phase_q, net = lim.rest_V, 0.0, 0.0, [0.0]
+        prev, sign, phase_q, net = 0.0, 0.0, 0.0, [0.0]  # from the idle output, 0 V
         for t in range(n):
             v = float(stream[t, ch])
             b = not (lim.low_V[ch] <= v <= lim.high_V[ch])
@@ -124,7 +124,7 @@ def test_shannon_criterion_and_per_channel_overrides():
 
 
 @pytest.mark.parametrize("table, message", [
-    (_table(max_current_A=1e-3), "needs impedance_ohm"),
+    (_table(max_current_A=1e-3), r"set \[safety\] impedance_ohm"),
     (_table(living=True, impedance_ohm=1e3), "living = true"),
     (_table(shannon_k=1.9), "shannon_k"),
     (_table(material="gold"), "material 'gold' unknown"),
