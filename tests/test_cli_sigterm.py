@@ -59,7 +59,7 @@ def test_cli_fault_line_warns_when_outputs_could_not_be_driven(tmp_path, toy_npz
 
     text = PROTOCOL.format(rate=1000.0, electrodes=2, dataset=toy_npz, multiplex="false")
     protocol = tmp_path / "p.toml"
-    protocol.write_text(text)
+    protocol.write_text(text + '\n[device]\nspec = "nidaq:Dev1"\n')
     made = cli._device_for
 
     def device_for(*args, **kwargs):
