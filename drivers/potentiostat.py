@@ -103,6 +103,13 @@ def _si_int(value: float, unit_exp: int, prefix: str) -> str:
     return f"{int(round(value * 10.0 ** -unit_exp))}{prefix}"
 
 
+def _potential_uV(value: float) -> str:
+    """Potential ``value`` volts as whole microvolts toward 0 V (truncated, never rounded outward), so
+    the applied ``|E|`` never exceeds the checked one: the safety layer's window, current and charge
+    limits, checked on ``value``, hold for what is sent (issue 10, S5: rounding gave +0.45 uV)."""
+    return f"{int(value * 1e6)}u"
+
+
 class SerialLink:
     """A pyserial port read as bounded, timed lines; every failure becomes a one-line DeviceError.
 
@@ -212,12 +219,12 @@ class MethodScript:
         dt = _si_int(1.0 / rate_hz, -6, "u")
         lo, hi = float(potentials_V.min()), float(potentials_V.max())
         lines = ["e", "var p", "var c", "set_pgstat_mode 2",
-                 f"set_range_minmax da {_si_int(lo, -6, 'u')} {_si_int(hi, -6, 'u')}",
+                 f"set_range_minmax da {_potential_uV(lo)} {_potential_uV(hi)}",
                  f"set_range ba {_si_int(self.current_range_A, -9, 'n')}",
                  f"set_autoranging ba 1n {_si_int(self.current_range_A, -9, 'n')}",
-                 f"set_e {_si_int(potentials_V[0], -6, 'u')}", "cell_on"]
+                 f"set_e {_potential_uV(potentials_V[0])}", "cell_on"]
         for e in potentials_V:
-            lines += [f"meas_loop_ca p c {_si_int(e, -6, 'u')} {dt} {dt}",
+            lines += [f"meas_loop_ca p c {_potential_uV(e)} {dt} {dt}",
                       "pck_start", "pck_add p", "pck_add c", "pck_end", "endloop"]
         lines += ["on_finished:", "cell_off", "", ""]
         return "\n".join(lines)

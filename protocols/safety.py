@@ -267,8 +267,10 @@ def resolve_limits(table: dict, n_channels: int, rate_hz: float, stimulus_V: tup
         if table["living"]:
             dc[c] = r["max_dc_charge_C"] or qmax[c]
             if math.isnan(z) or not math.isfinite(dc[c]):
-                raise PrclabError(f"{where}: [safety] living = true: channel {c} needs impedance_ohm and "
-                                  f"max_dc_charge_C (or a charge-per-phase limit) for the DC balance check")
+                raise PrclabError(f"{where}: [safety] living = true: channel {c} needs an electrode "
+                                  f"impedance (set [safety] impedance_ohm if none is declared for this "
+                                  f"device) and max_dc_charge_C (or a charge-per-phase limit) for the DC "
+                                  f"balance check")
     window = max(1, int(round(table["dc_window_s"] * rate_hz)))
     if table["living"] and window > MAX_WINDOW_SAMPLES:
         raise PrclabError(f"{where}: [safety] dc_window_s = {table['dc_window_s']:g} s is {window} samples at "
