@@ -519,17 +519,22 @@ class RecordingWriter:
         if self._f is None or not self._f.id.valid:
             return
         block = np.asarray(block, dtype=np.float64)
-        ds = self._f.get("safety_delivered")
-        if ds is None:
-            ds = self._f.create_dataset("safety_delivered", shape=(0, block.shape[1]), dtype=np.float64,
-                                        maxshape=(None, block.shape[1]), chunks=(4096, block.shape[1]))
-            ds.attrs["n"] = 0
-        n = int(ds.attrs["n"])
-        if ds.shape[0] < n + len(block):
-            ds.resize(n + len(block), axis=0)
-        ds[n:n + len(block)] = block
-        ds.attrs["n"] = n + len(block)
-        self._f.flush()
+        try:
+            ds = self._f.get("safety_delivered")
+            if ds is None:
+                ds = self._f.create_dataset("safety_delivered", shape=(0, block.shape[1]),
+                                            dtype=np.float64, maxshape=(None, block.shape[1]),
+                                            chunks=(4096, block.shape[1]))
+                ds.attrs["n"] = 0
+            n = int(ds.attrs["n"])
+            if ds.shape[0] < n + len(block):
+                ds.resize(n + len(block), axis=0)
+            ds[n:n + len(block)] = block
+            ds.attrs["n"] = n + len(block)
+            self._f.flush()
+        except (OSError, RuntimeError) as exc:  # disk full: one line, the finished trials stay resumable
+            self._detach()
+            raise _write_error(self.path, exc, "logging the stimulus delivered", self.n_done) from None
 
     def delivered(self) -> np.ndarray | None:
         """The safety log's samples ``(n, n_stimulus)`` volts (:meth:`note_delivered`), None if absent."""
@@ -900,11 +905,19 @@ def _rebuild(path: Path) -> None:
     tmp = path.with_name(path.name + ".rebuild")
     if tmp.exists():
         tmp.unlink()
+    log = None  # the safety log (chunked, not in the records): kept where HDF5 can still read it
+    if _hdf5_problem(path) is None:
+        try:
+            with h5py.File(path, "r") as src:
+                ds = _inside(src, "safety_delivered")
+                log = ds[:int(ds.attrs["n"])]
+        except (OSError, RuntimeError, KeyError, ValueError, TypeError, PrclabError):
+            log = None
     names = sorted(n for n, (h, a) in found.items() if a is not None)
     keep = [n for i, n in enumerate(names) if n == f"{i:06d}"]
     try:
         w = RecordingWriter.__new__(RecordingWriter)
-        w.path, w.fsync, w._lock = tmp, True, None
+        w.path, w.fsync, w._lock, w.n_done = tmp, True, None, 0
         w._f = h5py.File(tmp, "x")
         with w._f:
             for key, value in rec.attrs.items():
@@ -921,6 +934,8 @@ def _rebuild(path: Path) -> None:
                     w.session = int(header["attrs"].get("session", 0))
                     attrs = {k: v for k, v in header["attrs"].items() if k not in ("sha256", "nonfinite")}
                     w._write_trial(trials, name, *arrays, state, attrs)
+            if log is not None and log.ndim == 2:
+                w.note_delivered(log)
             w._sync()
     except OSError as exc:
         try:
