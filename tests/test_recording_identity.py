@@ -64,3 +64,20 @@ def test_resume_with_the_same_everything_still_works_and_counts_cheaply(toy_run)
     assert len(read_recording(rec).trials) == 60
     identity = read_recording(rec).attrs["identity"]
     assert set(identity) == {"protocol_sha256", "dataset_sha256", "encoder", "device"}
+
+
+def test_replay_output_collisions_are_refused_and_the_recording_kept(toy_run, tmp_path, capsys):
+    from protocols.replay import replay_recording
+    from prclab import PrclabError
+
+    _, rec, _ = toy_run
+    before = rec.read_bytes()
+    for args in (["--out", str(tmp_path / "NAME.png")], ["--out", str(rec)],
+                 ["--out", str(tmp_path / "new.h5"), "--plot", str(rec)],
+                 ["--out", str(tmp_path / "new2.h5"), "--plot", str(tmp_path / "new2.h5")]):
+        capsys.readouterr()
+        assert main(["replay", str(rec), "--substrate", "esn", *args]) == 2, args
+        assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert rec.read_bytes() == before
+    with pytest.raises(PrclabError, match="is the recording being replayed"):
+        replay_recording(rec, "esn", rec)
