@@ -322,3 +322,39 @@ def test_disk_full_through_the_cli_is_one_line_then_resumes(small_disk, tmp_path
                            str(rec)], capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert len(read_recording(rec).trials) == n
+
+
+def test_truncation_sweep_of_a_recording_made_by_the_runner(tmp_path, monkeypatch):
+    """The same sweep over a `prclab run` recording (substrate state per trial, the safety log's
+    chunks interleaved with the trials)."""
+    from prclab.cli import main
+    from test_resume import PROTOCOL
+
+    rng = np.random.default_rng(2)
+    n = 20
+    np.savez(tmp_path / "toy.npz", X=rng.normal(size=(n, 9, 2)), lengths=rng.integers(5, 10, n),
+             y=np.array(["a", "b"])[np.arange(n) % 2], split=np.where(np.arange(n) < 14, "train", "test"))
+    proto = tmp_path / "p.toml"
+    proto.write_text(PROTOCOL)
+    rec = tmp_path / "r.h5"
+    sizes, append = [], RecordingWriter.append
+
+    def sized_append(self, *a, **k):
+        append(self, *a, **k)
+        sizes.append(self.path.stat().st_size)
+
+    monkeypatch.setattr(RecordingWriter, "append", sized_append)
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", str(proto), "--out", str(rec)]) == 0
+    assert len(sizes) == n
+    data = rec.read_bytes()
+    cut_file = tmp_path / "cut.h5"
+    worst = 0.0
+    for cut in np.unique(np.linspace(sizes[0] - 1, len(data) - 1, 100).astype(int)):
+        cut_file.write_bytes(data[:cut])
+        finished = {k for k, s in enumerate(sizes) if s <= cut}
+        t0 = time.perf_counter()
+        got = read_recording(cut_file)
+        worst = max(worst, time.perf_counter() - t0)
+        assert finished <= {t.index for t in got.trials}, cut
+    assert worst < 2.0
