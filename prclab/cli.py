@@ -286,7 +286,7 @@ def _run(protocol_path, out, device_spec=None, emulate=False, resume=False,
         check_new_file(out, "recording", inputs=[protocol_path])
     protocol = load_protocol(protocol_path)
     device = _device_for(protocol, device_spec, emulate, allow_network)
-    prepared = prepare(protocol)
+    prepared = prepare(protocol, device)  # safety limits from the device actually run
     done = count_intact_trials(out) if resume else 0
     try:
         with _progress_bar(len(prepared[2]), f"{protocol['protocol']['name']} on {device.name}", "trial",
