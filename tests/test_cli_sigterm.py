@@ -24,7 +24,7 @@ def test_sigterm_stops_prclab_run_and_leaves_the_outputs_at_rest(tmp_path, toy_n
     text = PROTOCOL.format(rate=1000.0, electrodes=1, dataset=toy_npz, multiplex="true")
     text = text.replace("max_items = 8", "max_items = 0").replace("rest_s = 0.02", "rest_s = 0.5")
     protocol = tmp_path / "p.toml"
-    protocol.write_text(text + '\n[device]\nspec = "potentiostat:"\n')
+    protocol.write_text(text.replace('spec = "sim:esn"', 'spec = "potentiostat:"'))
     out = tmp_path / "rec.h5"
     proc = subprocess.Popen([sys.executable, "-m", "prclab.cli", "run", str(protocol), "--emulate",
                              "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -59,7 +59,7 @@ def test_cli_fault_line_warns_when_outputs_could_not_be_driven(tmp_path, toy_npz
 
     text = PROTOCOL.format(rate=1000.0, electrodes=2, dataset=toy_npz, multiplex="false")
     protocol = tmp_path / "p.toml"
-    protocol.write_text(text + '\n[device]\nspec = "nidaq:Dev1"\n')
+    protocol.write_text(text.replace('spec = "sim:esn"', 'spec = "nidaq:Dev1"'))
     made = cli._device_for
 
     def device_for(*args, **kwargs):

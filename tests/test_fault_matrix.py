@@ -27,6 +27,9 @@ seed = 1
 order = "sequential"
 block_samples = 50
 
+[device]
+spec = "sim:esn"   # the tests hand the emulated device to the runner; the substrate behind it is esn
+
 [substrate]
 name = "esn"
 params = {{ units = 20 }}

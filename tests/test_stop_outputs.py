@@ -194,7 +194,8 @@ def test_cyton_stimulator_holds_rest_between_blocks_not_0V(tmp_path):
 from test_device_contract import FACTORIES, _mid_block  # noqa: E402  (the shared contract kit)
 
 
-@pytest.mark.parametrize("factory", FACTORIES)
+# a replay plays only the recording's own stimulus (it refuses any other, issue 10 R5) and has no output
+@pytest.mark.parametrize("factory", [f for f in FACTORIES if f.id != "replay"])
 def test_contract_close_drives_every_output_to_rest(factory):
     with factory() as device:
         rest = device.channels.stimulus_low + 0.25 * (device.channels.stimulus_high -
