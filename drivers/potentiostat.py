@@ -104,10 +104,14 @@ def _si_int(value: float, unit_exp: int, prefix: str) -> str:
 
 
 def _potential_uV(value: float) -> str:
-    """Potential ``value`` volts as whole microvolts toward 0 V (truncated, never rounded outward), so
-    the applied ``|E|`` never exceeds the checked one: the safety layer's window, current and charge
-    limits, checked on ``value``, hold for what is sent (issue 10, S5: rounding gave +0.45 uV)."""
-    return f"{int(value * 1e6)}u"
+    """Potential ``value`` volts as whole microvolts, the nearest one unless that lies farther from 0 V
+    than ``value`` (by more than 1 pV of floating-point noise), then the next one toward 0 V: the applied
+    ``|E|`` never exceeds the checked one, so the safety layer's window, current and charge limits,
+    checked on ``value``, hold for what is sent (issue 10, S5: rounding gave +0.45 uV)."""
+    n = int(round(value * 1e6))
+    if abs(n) * 1e-6 - abs(value) > 1e-12:
+        n -= 1 if n > 0 else -1
+    return f"{n}u"
 
 
 class SerialLink:

@@ -254,8 +254,11 @@ def test_potentiostat_potentials_never_round_outward():
     script = MethodScript(1e-4).script(v, 100.0)
     sent = np.array([int(m) for m in re.findall(r"meas_loop_ca p c (-?\d+)u", script)]) * 1e-6
     assert len(sent) == len(v)
-    assert (np.abs(sent) <= np.abs(v) + 1e-15).all()            # |E| sent never exceeds |E| checked
+    assert (np.abs(sent) <= np.abs(v) + 1e-12).all()            # |E| sent never exceeds |E| checked
+    on_grid = np.round(v[:50], 6)                                 # values on the 1 uV grid are kept
+    np.testing.assert_array_equal(re.findall(r"meas_loop_ca p c (-?\d+)u", MethodScript(1e-4).script(
+        on_grid, 100.0)), [str(int(round(x * 1e6))) for x in on_grid])
     assert np.abs(sent - v).max() < 1e-6 + 1e-12
     lo, hi = (int(g) for g in re.search(r"set_range_minmax da (-?\d+)u (-?\d+)u", script).groups())
-    assert lo * 1e-6 >= v.min() - 1e-15 and hi * 1e-6 <= v.max() + 1e-15
+    assert lo * 1e-6 >= v.min() - 1e-12 and hi * 1e-6 <= v.max() + 1e-12
     assert math.isclose(int(re.search(r"set_e (-?\d+)u", script).group(1)) * 1e-6, v[0], abs_tol=1e-6)
