@@ -104,6 +104,11 @@ class ReplayDevice(Device):
                               f"protocol, dataset and encoder it was recorded with")
         self._n_written += len(block)
 
+    def expected_stimulus(self, n: int) -> np.ndarray:
+        """The next ``n`` recorded stimulus samples ``(n, n_stimulus)`` volts: the only block this
+        device accepts next (fewer rows at the recording's end)."""
+        return self._stimulus[self._n_written:self._n_written + n].copy()
+
     def _read(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         a = self._n_read
         if a + n > len(self._response):

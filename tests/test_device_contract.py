@@ -40,6 +40,9 @@ def device(request):
 
 
 def _mid_block(dev: Device, n: int) -> np.ndarray:
+    """A mid-range stimulus block; a device that accepts only one stimulus (a replay) names it."""
+    if hasattr(dev, "expected_stimulus"):
+        return dev.expected_stimulus(n)
     lo, hi = dev.channels.stimulus_low, dev.channels.stimulus_high
     t = np.linspace(0, 1, n)[:, None]
     return lo + (hi - lo) * (0.5 + 0.4 * np.sin(2 * np.pi * 5 * t + np.arange(len(lo))))
