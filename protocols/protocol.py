@@ -45,7 +45,10 @@ A protocol file has these tables (``*`` marks required keys; everything else has
     [safety]                          # stimulation limits, per channel in [safety.channels.N]
     material = "platinum"             #   (keys, defaults and sources: protocols.safety)
 
-Unknown tables or keys are refused, naming the key and the file.
+Unknown tables or keys are refused, naming the key and the file.  Numbers are bounded (``MAX_*`` below;
+NaN and inf refused, except the ``[safety]`` limits where +inf means "no limit").  With ``spec =
+"sim:NAME"`` the simulated substrate is NAME: a ``[substrate] name`` naming another model is refused.
+``[safety.channels.N]`` tables are keyed by the integer ``N`` once parsed.
 """
 
 from __future__ import annotations
