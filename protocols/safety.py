@@ -328,13 +328,10 @@ class SafetyMonitor:
         self.ring = np.zeros((lim.dc_window if self._dc_checks else 0, c))  # net charge after each of
         #                                                the last dc_window samples (slot: position % w)
 
-    @property
-    def phase_q(self) -> np.ndarray:
-        """Charge of the phase in progress, ``(n_channels,)`` coulombs."""
-        return self.q_run - self.q_base
-
     def state(self) -> dict[str, np.ndarray]:
-        """The monitor's state as plain arrays (copies), for :meth:`load_state`."""
+        """The monitor's state as plain arrays (copies), for :meth:`load_state`: ``position`` and
+        ``ramp_from`` (samples), ``prev`` (volts), ``phase_sign``, ``q_run`` / ``q_base`` / ``net_q``
+        (coulombs, ``(n_channels,)``) and ``ring`` (coulombs, ``(dc_window, n_channels)``)."""
         return {k: np.array(getattr(self, k), dtype=np.int64 if k in ("position", "ramp_from")
                             else np.float64) for k in self._STATE}
 
