@@ -261,13 +261,14 @@ def _device_for(protocol, spec: str | None, emulate: bool, allow_network: bool =
     from drivers import DeviceRequest, make_device
 
     s = protocol["stimulus"]
+    chosen = spec or protocol["device"]["spec"]
     request = DeviceRequest(n_stimulus=s["electrodes"], rate_hz=protocol.rate_hz,
                             stimulus_range_V=(s["low_V"], s["high_V"]),
-                            substrate=protocol["substrate"]["name"],
+                            substrate=protocol.substrate_for(chosen),
                             substrate_params=protocol["substrate"]["params"], emulate=emulate,
                             seed=protocol["protocol"]["seed"])
     origin = "--device" if spec else f"the protocol file {protocol.where}"
-    return make_device(spec or protocol["device"]["spec"], request, allow_network=allow_network,
+    return make_device(chosen, request, allow_network=allow_network,
                        origin=origin)
 
 

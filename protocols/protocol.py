@@ -91,6 +91,25 @@ class Protocol:
     text: str
     path: Path | None = None
     encoder_extra: dict = field(default_factory=dict)
+    substrate_named: bool = False  # the file's [substrate] table names its model
+
+    def substrate_for(self, spec: str) -> str:
+        """The simulated substrate behind device ``spec`` (the one actually run, which may be a
+        command line's ``--device``): ``sim:NAME`` runs NAME, any other kind (an emulator) runs
+        ``[substrate] name``.
+
+        Raises:
+            PrclabError: ``[substrate] name`` names another model than ``sim:NAME`` would run (the
+                table would be silently ignored while the safety layer and the recording describe it).
+        """
+        kind, _, model = spec.partition(":")
+        given = self.values["substrate"]["name"]
+        if kind != "sim" or not model:
+            return given
+        if self.substrate_named and given != model:
+            raise PrclabError(f"{self.where}: [substrate] name = {given!r} but the device {spec!r} runs "
+                              f"{model!r}; name the same substrate in both (or drop [substrate] name)")
+        return model
 
     def __getitem__(self, table: str) -> dict:
         return self.values[table]
@@ -171,15 +190,12 @@ def parse_protocol(text: str, path: Path | None = None) -> Protocol:
         if table in _OPEN_TABLES:
             extra = {k: v for k, v in given.items() if k not in keys}
     _check_values(values, where)
+    named = "name" in raw.get("substrate", {})
     spec = values["device"]["spec"]
-    if spec.startswith("sim:") and spec[4:]:  # the simulated substrate is the one the spec names
-        given = raw.get("substrate", {}).get("name")
-        if given is not None and given != spec[4:]:
-            raise PrclabError(f"{where}: [substrate] name = {given!r} but [device] spec = {spec!r} runs "
-                              f"{spec[4:]!r}; name the same substrate in both (or drop [substrate] name)")
+    if not named and spec.startswith("sim:") and spec[4:]:  # the model the file's own spec names
         values["substrate"]["name"] = spec[4:]
     values["safety"] = safety.check_table(values["safety"], values["stimulus"]["electrodes"], where)
-    return Protocol(values, text, path, extra)
+    return Protocol(values, text, path, extra, named)
 
 
 #: upper bounds of the protocol's numbers (a typo such as 1e12 is refused, not run for ever)

@@ -128,9 +128,9 @@ def safety_limits(protocol: Protocol, device: Device | None = None) -> SafetyLim
     if device is not None:
         sim = getattr(device, "substrate", None)  # a SimDevice exposes the substrate it runs
     else:
-        kind, _, name = protocol["device"]["spec"].partition(":")
-        sim = None if kind != "sim" else make_substrate(
-            name or protocol["substrate"]["name"], s["electrodes"],
+        spec = protocol["device"]["spec"]
+        sim = None if not spec.startswith("sim:") else make_substrate(
+            protocol.substrate_for(spec), s["electrodes"],
             **{"dt": 1.0 / protocol.rate_hz, **protocol["substrate"]["params"]})
     return resolve_limits(protocol["safety"], s["electrodes"], protocol.rate_hz, (s["low_V"], s["high_V"]),
                           rest_level(s["low_V"], s["high_V"]),

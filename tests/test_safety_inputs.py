@@ -133,10 +133,16 @@ def test_a_dc_window_too_long_for_memory_is_refused():
 
 
 # -- S9: impedances from [safety] or the simulated substrate actually run -----------------------------
-def test_substrate_name_must_agree_with_the_sim_spec():
+def test_substrate_name_must_agree_with_the_sim_device_run():
+    protocol = _protocol('\n[substrate]\nname = "potato"\n')
     with pytest.raises(PrclabError, match=r"\[substrate\] name = 'potato'.*sim:esn"):
-        _protocol('\n[substrate]\nname = "potato"\n')
+        protocol.substrate_for(protocol["device"]["spec"])
+    with pytest.raises(PrclabError, match=r"\[substrate\] name = 'potato'.*sim:esn"):
+        safety_limits(protocol)  # a run on the file's own device
+    assert protocol.substrate_for("sim:potato") == "potato"       # --device sim:potato agrees
+    assert protocol.substrate_for("nidaq:Dev1") == "potato"       # an emulator runs [substrate]
     assert _protocol()["substrate"]["name"] == "esn"  # no [substrate] name: the spec's model
+    assert _protocol().substrate_for("sim:hydrogel") == "hydrogel"
 
 
 def test_a_hardware_protocol_needs_a_declared_impedance():
