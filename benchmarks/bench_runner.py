@@ -115,7 +115,7 @@ def main() -> None:
         device = SimDevice(NullSubstrate(args.stimulus, args.response, 1 / args.rate), args.rate,
                            stimulus_range_V=(-0.5, 0.5))
         t0 = time.perf_counter()
-        prepared = prepare(protocol)
+        prepared = prepare(protocol, device)
         t1 = time.perf_counter()
         run_protocol(protocol, device, tmp / "rec.h5", prepared=prepared)
         t2 = time.perf_counter()
