@@ -152,15 +152,20 @@ class NidaqDevice(Device):
         self._reset_stream()
         self._guarded("opening", self._create_tasks)
 
-    def _close(self) -> None:
-        """Stop and clear both tasks, quietly (the device may already be gone), then the transport."""
+    def _clear_tasks(self) -> None:
+        """Stop and clear both streaming tasks, quietly (the device may already be gone)."""
         for task in (self._ao, self._ai):
             if task is not None:
                 try:
                     task.close()
                 except (nidaqmx.errors.Error, grpc.RpcError):
                     pass
-        self._ao = self._ai = self._writer = self._reader = self._rpc_channel = None
+        self._ao = self._ai = self._writer = self._reader = None
+
+    def _close(self) -> None:
+        """Clear both tasks, then the transport."""
+        self._clear_tasks()
+        self._rpc_channel = None
         self._in_flight = False
         channel, self._channel = self._channel, None
         if channel is not None:
@@ -188,7 +193,6 @@ class NidaqDevice(Device):
         return {**super().describe(), "nidaq_device": self.device, "transport": transport,
                 "streaming": "finite AO+AI block per read, AO clock and start trigger from AI"}
 
-    # -- tasks -------------------------------------------------------------------------------------
     # -- rest ---------------------------------------------------------------------------------------
     def _rest(self, start_V: np.ndarray) -> str:
         """Complete a block in flight, clear the streaming tasks, ramp on a fresh on-demand AO task."""
@@ -206,13 +210,7 @@ class NidaqDevice(Device):
         if self._in_flight and self._ai is not None:
             finished = self._finish_block()
         self._queue.clear()
-        for task in (self._ao, self._ai):
-            if task is not None:
-                try:
-                    task.close()
-                except (nidaqmx.errors.Error, grpc.RpcError):
-                    pass
-        self._ao = self._ai = self._writer = self._reader = None
+        self._clear_tasks()
         self._block_n = 0
         step_hz = min(self.channels.rate_hz, REST_STEP_HZ)
         ramp = self._ramp(self.output_V, step_hz)
@@ -258,6 +256,7 @@ class NidaqDevice(Device):
             self.output_V = self._block_last.copy()
             return "block in flight cut short (ramp starts from its last sample), "
 
+    # -- tasks -------------------------------------------------------------------------------------
     def _task(self, role: str, channel) -> nidaqmx.Task:
         name = f"prclab-{self.device}-{role}-{uuid.uuid4().hex[:8]}"
         if channel is None:

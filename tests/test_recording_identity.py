@@ -53,7 +53,8 @@ def test_resume_refuses_another_dataset_content_naming_it(toy_run, capsys):
 def test_resume_refuses_another_device_naming_it(toy_run, capsys):
     proto, rec, _ = toy_run
     capsys.readouterr()
-    assert main(["run", str(proto), "--resume", str(rec), "--device", "sim:potato"]) == 2
+    # an emulated NI card backed by the same [substrate]: same model, another device
+    assert main(["run", str(proto), "--resume", str(rec), "--device", "nidaq:Dev1", "--emulate"]) == 2
     assert "different device" in capsys.readouterr().err
 
 
