@@ -33,7 +33,10 @@ A protocol file has these tables (``*`` marks required keys; everything else has
     amplitude = 0.9                   # fraction of the half range used
     samples_per_frame = 10            # samples each feature frame is held for
     multiplex = false                 # play a frame's features in turn on one electrode (potentiostat)
-    # any other key is passed to the encoder (e.g. n_mfcc = 13, hop_s = 0.01)
+    n_mfcc = 13                       # mfcc only: coefficients per frame, analysis window and frame
+    window_s = 0.025                  #   step (seconds), mel filters
+    hop_s = 0.01
+    n_filters = 26
 
     [timing]
     washout_s = 0.1                   # rest before each stimulus, seconds
@@ -53,6 +56,7 @@ NaN and inf refused, except the ``[safety]`` limits where +inf means "no limit")
 
 from __future__ import annotations
 
+import difflib
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,7 +84,25 @@ _SCHEMA: dict[str, dict[str, tuple[type, object]]] = {
     "readout": {"features": (str, "mean+last")},
     "safety": safety.SCHEMA,
 }
-_OPEN_TABLES = {"encoder"}  # tables whose extra keys are passed on (encoder parameters)
+#: keys a table may give with no default of the protocol's own: passed on only when given (the
+#: encoder's own parameters and defaults, protocols.encoders)
+_OPTIONAL: dict[str, dict[str, type]] = {
+    "encoder": {"multiplex": bool, "n_mfcc": int, "window_s": float, "hop_s": float, "n_filters": int}}
+
+
+def _typed(where: str, table: str, key: str, value, typ: type):
+    """``value`` as ``typ`` (an integer is a float where a float is asked for); else a one-line error."""
+    if typ is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, typ) or isinstance(value, bool) and typ is not bool:
+        raise PrclabError(f"{where}: [{table}] {key} must be {typ.__name__}, got {value!r}")
+    return value
+
+
+def _unknown_key(where: str, table: str, key: str, known) -> PrclabError:
+    near = difflib.get_close_matches(key, list(known), n=1)
+    hint = f"did you mean {near[0]!r}? " if near else ""
+    return PrclabError(f"{where}: unknown key {key!r} in [{table}]; {hint}known: {', '.join(known)}")
 
 
 @dataclass
@@ -171,9 +193,10 @@ def parse_protocol(text: str, path: Path | None = None) -> Protocol:
         given = raw.get(table, {})
         if not isinstance(given, dict):
             raise PrclabError(f"{where}: [{table}] must be a table")
+        optional = _OPTIONAL.get(table, {})
         for key in given:
-            if key not in keys and table not in _OPEN_TABLES:
-                raise PrclabError(f"{where}: unknown key {key!r} in [{table}]; known: {', '.join(keys)}")
+            if key not in keys and key not in optional:
+                raise _unknown_key(where, table, key, [*keys, *optional])
         values[table] = {}
         for key, (typ, default) in keys.items():
             if key not in given:
@@ -181,14 +204,9 @@ def parse_protocol(text: str, path: Path | None = None) -> Protocol:
                     raise PrclabError(f"{where}: missing required key {key!r} in [{table}]")
                 values[table][key] = default
                 continue
-            value = given[key]
-            if typ is float and isinstance(value, int) and not isinstance(value, bool):
-                value = float(value)
-            if not isinstance(value, typ) or isinstance(value, bool) and typ is not bool:
-                raise PrclabError(f"{where}: [{table}] {key} must be {typ.__name__}, got {value!r}")
-            values[table][key] = value
-        if table in _OPEN_TABLES:
-            extra = {k: v for k, v in given.items() if k not in keys}
+            values[table][key] = _typed(where, table, key, given[key], typ)
+        if optional:
+            extra = {k: _typed(where, table, k, v, optional[k]) for k, v in given.items() if k in optional}
     _check_values(values, where)
     named = "name" in raw.get("substrate", {})
     spec = values["device"]["spec"]

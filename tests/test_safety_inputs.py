@@ -268,3 +268,18 @@ def test_potentiostat_potentials_never_round_outward():
     lo, hi = (int(g) for g in re.search(r"set_range_minmax da (-?\d+)u (-?\d+)u", script).groups())
     assert lo * 1e-6 >= v.min() - 1e-12 and hi * 1e-6 <= v.max() + 1e-12
     assert math.isclose(int(re.search(r"set_e (-?\d+)u", script).group(1)) * 1e-6, v[0], abs_tol=1e-6)
+
+
+# -- typos and wrong types in [encoder] are refused at load, with the nearest valid name ---------------
+@pytest.mark.parametrize("line, message", [
+    ("amplitud = 0.5", r"unknown key 'amplitud' in \[encoder\]; did you mean 'amplitude'\?"),
+    ('multiplex = "yes"', r"\[encoder\] multiplex must be bool, got 'yes'"),
+    ("n_mfcc = 13.5", r"\[encoder\] n_mfcc must be int")])
+def test_encoder_typos_and_types_are_refused_at_load(line, message):
+    with pytest.raises(PrclabError, match=message):
+        _protocol(f"\n[encoder]\n{line}\n")
+
+
+def test_encoder_parameters_given_are_passed_on():
+    protocol = _protocol("\n[encoder]\nmultiplex = true\nhop_s = 0.02\n")
+    assert protocol.encoder_extra == {"multiplex": True, "hop_s": 0.02}
