@@ -106,14 +106,12 @@ def compare_recordings(recorded: str | Path, simulated: str | Path) -> dict:
 def plot_comparison(result: dict, path: str | Path) -> None:
     """PNG: per-channel NRMSE and correlation bars, and the first common trial of the best-correlated
     channel, recorded against simulated."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: a notebook's backend is left as it is
 
     nrmse, corr = np.asarray(result["nrmse"]), np.asarray(result["correlation"], dtype=float)
     ch = np.arange(len(nrmse))
-    fig, ax = plt.subplots(3, 1, figsize=(8, 7.5), dpi=110)
+    fig = Figure(figsize=(8, 7.5), dpi=110)
+    ax = fig.subplots(3, 1)
     ax[0].bar(ch, np.where(np.isfinite(nrmse), nrmse, 0))
     ax[0].set_ylabel("NRMSE")
     ax[0].set_title(f"simulated vs recorded over {result['n_trials']} trials: mean NRMSE "
@@ -134,4 +132,3 @@ def plot_comparison(result: dict, path: str | Path) -> None:
     ax[2].legend()
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)

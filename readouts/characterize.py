@@ -315,13 +315,11 @@ def characterize_named(name: str, size: int | None = None, seed: int = 0, **opti
 
 def plot_memory_curve(result: dict, path, title: str = "") -> None:
     """Save the memory curve ``r_k^2`` over delay ``k`` of a result as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: a notebook's backend is left as it is
 
     curve = np.asarray(result["memory_curve"])
-    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=120)
+    fig = Figure(figsize=(6, 3.6), dpi=120)
+    ax = fig.subplots()
     ax.plot(np.arange(len(curve)), curve, marker=".", lw=1)
     ax.axhline(result["threshold"], color="grey", ls=":", lw=1, label="bias threshold")
     frame = f" of {result['frame_s']:g} s" if "frame_s" in result else ""
@@ -332,7 +330,6 @@ def plot_memory_curve(result: dict, path, title: str = "") -> None:
     ax.legend(loc="upper right")
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
 
 
 def format_result(result: dict) -> str:

@@ -61,15 +61,13 @@ def train_on_recording(path, features: str | None = None) -> dict:
 
 def plot_confusion(result: dict, path) -> None:
     """Save the test confusion matrix of a ``train_on_recording`` result as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: a notebook's backend is left as it is
     from sklearn.metrics import confusion_matrix
 
     classes = result["classes"]
     cm = confusion_matrix(result["labels"], result["predictions"], labels=classes)
-    fig, ax = plt.subplots(figsize=(5.5, 4.8), dpi=120)
+    fig = Figure(figsize=(5.5, 4.8), dpi=120)
+    ax = fig.subplots()
     im = ax.imshow(cm, cmap="Blues")
     ax.set_xticks(range(len(classes)), classes)
     ax.set_yticks(range(len(classes)), classes)
@@ -81,4 +79,3 @@ def plot_confusion(result: dict, path) -> None:
     fig.colorbar(im, ax=ax, label="trials")
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)

@@ -21,15 +21,6 @@ from prclab import PrclabError
 HEATMAP_TRIALS = 4
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def response_unit(attrs: dict) -> str:
     """The unit all response channels share, from a recording's device description ("" if they differ
     or the description is missing or malformed)."""
@@ -44,7 +35,7 @@ def response_unit(attrs: dict) -> str:
 def plot_trials(trials, path, n: int = HEATMAP_TRIALS, unit: str = "") -> None:
     """Stimulus (top) and response (bottom) heat maps, channels over time, of the first trial of each of
     up to ``n`` labels (``protocols.recording.TrialRecord`` list); ``unit`` labels the response scale."""
-    plt = _pyplot()
+    from matplotlib.figure import Figure  # no pyplot: a notebook's backend is left as it is
     from matplotlib.ticker import MaxNLocator
 
     chosen, seen = [], set()
@@ -57,8 +48,8 @@ def plot_trials(trials, path, n: int = HEATMAP_TRIALS, unit: str = "") -> None:
     responses = np.concatenate([t.response for t in chosen])
     lo, hi = np.percentile(responses, [1, 99])
     stim_lim = max(float(np.abs(np.concatenate([t.stimulus for t in chosen])).max()), 1e-12)
-    fig, axes = plt.subplots(2, len(chosen), figsize=(3.2 * len(chosen) + 1.2, 5.2), dpi=120, squeeze=False,
-                             gridspec_kw={"height_ratios": [1, 2.2]})
+    fig = Figure(figsize=(3.2 * len(chosen) + 1.2, 5.2), dpi=120)
+    axes = fig.subplots(2, len(chosen), squeeze=False, gridspec_kw={"height_ratios": [1, 2.2]})
     for col, t in enumerate(chosen):
         seconds = t.timestamps - t.timestamps[0]
         extent = [0.0, float(seconds[-1]) if len(seconds) > 1 else 1.0]
@@ -80,13 +71,14 @@ def plot_trials(trials, path, n: int = HEATMAP_TRIALS, unit: str = "") -> None:
                  fraction=0.03, pad=0.02)
     fig.suptitle("stimulus and response per trial (dashed: stimulus window)", fontsize=11)
     fig.savefig(path, bbox_inches="tight")
-    plt.close(fig)
 
 
 def plot_alpha_curve(curve: dict, path, chosen: float | None = None) -> None:
     """Test accuracy of reservoir and baseline readouts against the ridge parameter (per training trial)."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 3.8), dpi=120)
+    from matplotlib.figure import Figure  # no pyplot: a notebook's backend is left as it is
+
+    fig = Figure(figsize=(6, 3.8), dpi=120)
+    ax = fig.subplots()
     ax.semilogx(curve["alphas"], curve["accuracy"], marker="o", label="reservoir")
     if "baseline" in curve:
         ax.semilogx(curve["alphas"], curve["baseline"], marker="s", ls="--", color="grey",
@@ -100,14 +92,15 @@ def plot_alpha_curve(curve: dict, path, chosen: float | None = None) -> None:
     ax.legend(loc="lower left", fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
 
 
 def plot_seeds(result: dict, metric: str, path) -> None:
     """Reservoir and baseline score of every seed, with the mean ± std band."""
-    plt = _pyplot()
+    from matplotlib.figure import Figure  # no pyplot: a notebook's backend is left as it is
+
     seeds = result["seeds"]
-    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=120)
+    fig = Figure(figsize=(6, 3.6), dpi=120)
+    ax = fig.subplots()
     for key, label, colour, marker in ((f"{metric}_per_seed", "reservoir", "C0", "o"),
                                        ("baseline_per_seed", "baseline", "grey", "s")):
         values = np.asarray(result[key])
@@ -121,14 +114,15 @@ def plot_seeds(result: dict, metric: str, path) -> None:
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
 
 
 def plot_prediction(result: dict, path) -> None:
     """Target and readout prediction over the first test steps of a regression result."""
-    plt = _pyplot()
+    from matplotlib.figure import Figure  # no pyplot: a notebook's backend is left as it is
+
     target, pred = np.asarray(result["test_target"]), np.asarray(result["test_prediction"])
-    fig, ax = plt.subplots(figsize=(7, 3.4), dpi=120)
+    fig = Figure(figsize=(7, 3.4), dpi=120)
+    ax = fig.subplots()
     ax.plot(target, color="black", lw=1.2, label="target")
     ax.plot(pred, color="C1", lw=1, label=f"readout (NRMSE {result['nrmse']:.3f})")
     ax.set_xlabel("test step")
@@ -136,7 +130,6 @@ def plot_prediction(result: dict, path) -> None:
     ax.legend(fontsize=8, loc="upper right")
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
 
 
 def _recording_figures(path: Path, out: Path) -> tuple[dict, list[tuple[str, str]]]:

@@ -75,3 +75,20 @@ def test_report_errors_name_the_problem(tmp_path, content, suffix, message, caps
     path.write_text(content)
     assert main(["report", str(path), "--out", str(tmp_path / "r")]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_plots_leave_the_users_matplotlib_backend_alone(tmp_path, toy_npz, capsys):
+    """A notebook user's backend must survive prclab's plots: they draw on ``Figure`` objects, no pyplot."""
+    import subprocess
+    import sys
+
+    code = ("import matplotlib; matplotlib.use('svg'); "
+            "from prclab.cli import main; import sys; "
+            "rc = main(['report', sys.argv[1], '--out', sys.argv[2]]); "
+            "assert rc == 0, rc; print(matplotlib.get_backend(), 'matplotlib.pyplot' in sys.modules)")
+    proto = write_protocol(tmp_path, toy_npz)
+    assert main(["run", str(proto), "--out", str(tmp_path / "r.h5")]) == 0
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "r.h5"), str(tmp_path / "rep")],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "svg False"  # backend kept, pyplot never imported
