@@ -7,8 +7,7 @@ the same protocol gets back the recorded trials.  Playback is open loop: the sti
 range-checked like any device's and compared with the recorded one sample by sample as it is written:
 the first sample that differs (a changed protocol, dataset or encoder would pair the recorded responses
 with other stimuli) stops the run with a :class:`DeviceError` naming the trial and sample, so a run
-through a replay finishes only on the recorded stimuli (``mismatched_samples`` in ``describe`` is
-therefore 0).  Playback does not change the response.
+through a replay finishes only on the recorded stimuli.  Playback does not change the response.
 
 Spec: ``replay:REC.h5`` (see :mod:`drivers.spec`).
 """
@@ -75,13 +74,10 @@ class ReplayDevice(Device):
             rate_hz=rate)
         super().__init__(channels)
         self.recorded_device = described
-        self.n_trials = len(trials)
         self._n_written = self._n_read = 0
-        self.mismatched_samples = 0
 
     def _open(self) -> None:
         self._n_written = self._n_read = 0
-        self.mismatched_samples = 0
 
     def _close(self) -> None:
         pass
@@ -121,8 +117,7 @@ class ReplayDevice(Device):
         return self._n_written
 
     def describe(self) -> dict:
-        return {**super().describe(), "replayed_from": str(self.path), "recorded_device": self.recorded_device,
-                "mismatched_samples": self.mismatched_samples}
+        return {**super().describe(), "replayed_from": str(self.path), "recorded_device": self.recorded_device}
 
 
 def from_spec(address: str, request) -> ReplayDevice:

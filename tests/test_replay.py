@@ -64,7 +64,7 @@ def test_the_runner_cannot_tell_a_replay_from_the_device(toy_run, tmp_path, caps
         assert (x.index, x.label, x.split) == (y.index, y.label, y.split)
         np.testing.assert_array_equal(x.stimulus, y.stimulus)
         np.testing.assert_array_equal(x.response, y.response)
-    assert b.attrs["device"]["mismatched_samples"] == 0 and b.attrs["device"]["device"] == "replay"
+    assert b.attrs["device"]["replayed_from"] == str(rec) and b.attrs["device"]["device"] == "replay"
     capsys.readouterr()
     assert main(["train", str(rec), "--json"]) == main(["train", str(again), "--json"]) == 0
     first, second = capsys.readouterr().out.strip().splitlines()
