@@ -243,9 +243,15 @@ class Device(abc.ABC):
         self._require_open()
         self._events.append((self._stimulus_position(), str(label)))
 
-    def events(self) -> list[tuple[int, str]]:
-        """Events so far as ``(response_sample_index, label)``, in order."""
-        return list(self._events)
+    def events(self, start: int = 0) -> list[tuple[int, str]]:
+        """Events so far as ``(response_sample_index, label)``, in order, from the ``start``-th on (a
+        runner asks only for those since its last mark: no copy of a long run's whole list per trial)."""
+        return self._events[start:]
+
+    @property
+    def n_events(self) -> int:
+        """How many events :meth:`events` holds so far."""
+        return len(self._events)
 
     def describe(self) -> dict:
         """JSON-able description for the recording's file-level metadata."""

@@ -216,13 +216,14 @@ class _ResponseStream:
         return out, np.concatenate(times)
 
 
-def _mark_position(device: Device, stream: _ResponseStream, label: str, n: int) -> int | None:
+def _mark_position(device: Device, stream: _ResponseStream, label: str, n: int, since: int) -> int | None:
     """Stream index where mark ``label`` came back, reading on (at most ``n`` samples plus 2 s more)
     while it has not: a device that marks "now" (brainflow) puts the mark after the samples it had
-    buffered when the host fell behind (a slow disk flush between trials), past the ``n`` read."""
+    buffered when the host fell behind (a slow disk flush between trials), past the ``n`` read.
+    Only events from the ``since``-th on (those after the trial's mark was asked for) are searched."""
     extra, chunk, most = 0, max(1, n // 4), n + int(2 * device.channels.rate_hz)
     while True:
-        begin = next((i for i, lab in reversed(device.events()) if lab == label), None)
+        begin = next((i for i, lab in reversed(device.events(since)) if lab == label), None)
         if begin is not None or extra >= most:
             return begin
         stream.read(chunk)
@@ -259,6 +260,7 @@ def run_trials(trials: list[Trial], device: Device, writer: RecordingWriter, blo
         substrate.load_state(resume_state)
     for trial in trials:
         label = f"trial:{trial.index}"
+        since = device.n_events
         device.mark(label)
         wave = trial.waveform
         for a in range(0, len(wave), block_samples):
@@ -268,7 +270,7 @@ def run_trials(trials: list[Trial], device: Device, writer: RecordingWriter, blo
             writer.note_delivered(block)
             device.write(block)
             stream.read(len(block))
-        begin = _mark_position(device, stream, label, len(wave))
+        begin = _mark_position(device, stream, label, len(wave), since)
         if begin is None:
             raise PrclabError(f"{device.name}: mark {label!r} never came back in the response stream")
         response, times = stream.cut(begin, len(wave))  # response: the trial's blocks, uncopied
