@@ -86,7 +86,7 @@ def rest_ramp(start_V, rest_V, max_slew_V_per_s, step_hz: float, min_s: float = 
     """Linear steps from ``start_V`` ``(c,)`` to ``rest_V`` ``(c,)``, one per ``1 / step_hz`` seconds.
 
     Returns ``(k, c)`` volts, ``k >= 1``, excluding the start and ending exactly at rest; each step
-    changes each channel by at most ``max_slew_V_per_s / step_hz`` (``inf``: no limit, the ramp then
+    changes each channel by less than ``max_slew_V_per_s / step_hz`` (``inf``: no limit, the ramp then
     lasts ``min_s``).
     """
     start = np.asarray(start_V, dtype=np.float64)
@@ -95,7 +95,9 @@ def rest_ramp(start_V, rest_V, max_slew_V_per_s, step_hz: float, min_s: float = 
     span = np.abs(rest - start)
     with np.errstate(divide="ignore", invalid="ignore"):
         need = np.where(span > 0, span * step_hz / slew, 0.0)
-    k = int(max(1, np.ceil(min_s * step_hz - 1e-9), np.ceil(np.max(need, initial=0.0) - 1e-9)))
+    # one step more than an exact fit: a step at the limit itself may round a hair over it, and the
+    # safety monitor's comparison is strict
+    k = int(max(1, np.ceil(min_s * step_hz - 1e-9), np.floor(np.max(need, initial=0.0)) + 1))
     frac = np.arange(1, k + 1)[:, None] / k
     ramp = start + (rest - start) * frac
     ramp[-1] = rest

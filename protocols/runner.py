@@ -366,10 +366,15 @@ def _opened(device: Device, writer: RecordingWriter, resume: bool):
 
 
 @contextlib.contextmanager
-def _safe_stop(device: Device, writer: RecordingWriter):
+def _safe_stop(device: Device, writer: RecordingWriter, monitor: SafetyMonitor | None = None):
     """However the run ends - normal end, Ctrl-C, SIGTERM, device fault, exception - drive the outputs
     to their rest level (ramped, see :meth:`drivers.Device.rest`) and note it in the recording's
-    session entry: ``{"stopped": reason, "outputs_at_rest": bool, ...}``."""
+    session entry: ``{"stopped": reason, "outputs_at_rest": bool, ...}``.
+
+    The ramp is the fastest the slew limit allows, so the path to rest that passes the least charge;
+    ``monitor`` accounts for it (as sampled at the run's rate) after the stream it ends, and a limit it
+    still breaks - a phase's charge or the DC balance, on a channel stopped near its limit - is stated in
+    the note as ``stop_ramp_violation`` rather than leaving the outputs where they were."""
     error = None
     try:
         yield
@@ -380,6 +385,12 @@ def _safe_stop(device: Device, writer: RecordingWriter):
         report = device.rest(stop_reason(error))
         if error is not None and not report["stopped"].startswith("device fault"):
             report = {**report, "stopped": stop_reason(error)}
+        if monitor is not None and report.get("outputs_at_rest") and "from_V" in report:
+            lim = monitor.limits
+            problem = monitor.check(rest_ramp(report["from_V"], lim.rest_V, lim.max_slew_V_per_s,
+                                              lim.rate_hz), lambda row: ("stop ramp", row), refuse=False)
+            if problem:
+                report = {**report, "stop_ramp_violation": problem}
         try:
             writer.note_session(**report)
         except (OSError, RuntimeError, ValueError, PrclabError):
@@ -425,7 +436,7 @@ def run_protocol(protocol: Protocol, device: Device, out: str | Path,
             lead_in, trials = resume_lead_in(monitor, writer, trials[done:], protocol.where)
         else:
             validate_trials(trials, limits, protocol.where)  # with this device's limits
-        with _opened(device, writer, resume), _safe_stop(device, writer):
+        with _opened(device, writer, resume), _safe_stop(device, writer, monitor):
             if done and sim is not None and writer.last_state is None:
                 raise PrclabError(f"recording {out}: holds no substrate state to resume the simulation from")
             run_trials(trials, device, writer, protocol["protocol"]["block_samples"], progress,

@@ -360,12 +360,12 @@ class SafetyMonitor:
         """Start the amplitude ramp envelope again at the current position (a resumed session)."""
         self.ramp_from = self.position
 
-    def check(self, block: np.ndarray, what, refuse: bool = True) -> None:
+    def check(self, block: np.ndarray, what, refuse: bool = True) -> str | None:
         """Check ``block`` ``(n, n_channels)`` volts, the next samples of the run; on a violation raise
         :class:`SafetyError` (state unchanged).  ``what(row)`` -> ``(trial, sample)`` names a row.
 
-        ``refuse=False``: take in samples already delivered (a resumed run's history) whatever they
-        are, carrying the state on."""
+        ``refuse=False``: take in samples already delivered (a resumed run's history, a stop's ramp to
+        rest) whatever they are, carrying the state on; returns the first violation's message, if any."""
         lim = self.limits
         x = np.asarray(block, dtype=np.float64)
         n = len(x)
@@ -403,10 +403,13 @@ class SafetyMonitor:
                         lambda v, c: f"net charge {v:.4g} C over {lim.dc_window / lim.rate_hz:g} s above "
                                      f"the DC balance limit {lim.max_dc_C[c]:.4g} C (living tissue needs "
                                      f"charge-balanced stimulation)")
-        if problems and refuse:
+        found = None
+        if problems:
             row, c, message = min(problems, key=lambda p: (p[0], p[1]))
             trial, sample = what(row)
-            raise SafetyError(f"safety: trial {trial}, channel {c}, sample {sample}: {message}")
+            found = f"safety: trial {trial}, channel {c}, sample {sample}: {message}"
+            if refuse:
+                raise SafetyError(found)
         # commit the state
         self.prev = x[-1].copy()
         if self._charge_checks:
@@ -414,6 +417,7 @@ class SafetyMonitor:
         if self._dc_checks:
             self._commit_net(net)
         self.position += n
+        return found
 
     @staticmethod
     def _first(bad: np.ndarray, values: np.ndarray, problems: list, message) -> None:

@@ -4,6 +4,8 @@ start-of-run amplitude ramp is applied again."""
 
 from __future__ import annotations
 
+import re
+
 import h5py
 import numpy as np
 import pytest
@@ -11,7 +13,7 @@ import pytest
 from drivers import DeviceError
 from protocols.protocol import parse_protocol
 from protocols.runner import prepare, run_protocol, safety_limits
-from protocols.safety import SafetyMonitor
+from protocols.safety import CHANNEL_KEYS, GLOBAL_KEYS, SafetyMonitor
 from test_safety_resume_fuzz import PROTOCOL, FuzzDevice, _toy
 
 VALUES = dict(seed=3, block=4, low=-0.5, high=0.5, amplitude=0.5, spf=3, washout=0.0, impedance=1e3,
@@ -66,3 +68,43 @@ def test_resume_continues_from_everything_delivered_and_ramps_from_the_outputs_l
                                ((np.arange(k) + 1) / lim.ramp)[:, None])   # the ramp is applied again
     whole = SafetyMonitor(lim)                                     # and the whole delivered stream passes
     whole.check(np.concatenate([played, resumed]), lambda r: (0, r))
+
+
+# -- the stop's ramp to rest is accounted by the monitor; a limit it still breaks is stated -------------
+def _stop_after(tmp_path, level_V: float, n: int, max_phase_C: float) -> dict:
+    import json
+
+    from drivers import SimDevice
+    from protocols.recording import RecordingWriter
+    from protocols.runner import _safe_stop
+    from protocols.safety import resolve_limits
+    from reservoir import EchoStateNetwork
+
+    table = {**{k: d for k, (_, d) in CHANNEL_KEYS.items()}, **{k: d for k, (_, d) in GLOBAL_KEYS.items()},
+             "impedance_ohm": 1e3, "max_slew_V_per_s": 10.0, "max_charge_per_phase_C": max_phase_C}
+    limits = resolve_limits(table, 1, 1000.0, (-0.5, 0.5), 0.0)
+    monitor = SafetyMonitor(limits)
+    device = SimDevice(EchoStateNetwork(1, units=5, seed=0), rate_hz=1000.0)
+    device.set_rest(limits.rest_V, limits.max_slew_V_per_s)
+    # a block that climbs to level_V within the slew limit, then holds it (one positive phase)
+    block = np.minimum(np.arange(1, n + 1) * 0.009, level_V)[:, None]
+    writer = RecordingWriter(tmp_path / "stop.h5", {"rate_hz": 1000.0})
+    with writer, device:
+        with pytest.raises(KeyboardInterrupt), _safe_stop(device, writer, monitor):
+            monitor.check(block, lambda row: (0, row))
+            device.write(block)
+            raise KeyboardInterrupt
+        return json.loads(writer._f.attrs["sessions"])[-1]
+
+
+def test_a_stop_ramp_within_every_limit_is_noted_plain(tmp_path):
+    note = _stop_after(tmp_path, 0.4, 100, max_phase_C=1e-3)
+    assert note["outputs_at_rest"] and "stop_ramp_violation" not in note
+
+
+def test_a_stop_ramp_that_passes_a_phase_charge_limit_is_stated(tmp_path):
+    # 100 samples reaching 0.4 V carry 3.2e-5 C; the 40 ms ramp down at 10 V/s adds about 8e-6 C
+    note = _stop_after(tmp_path, 0.4, 100, max_phase_C=3.5e-5)
+    assert note["outputs_at_rest"]
+    assert re.search(r"stop ramp, channel 0, sample \d+: phase charge .* above 3\.5e-05 C",
+                     note["stop_ramp_violation"])
