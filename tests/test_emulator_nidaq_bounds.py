@@ -80,18 +80,25 @@ def _server_peak_bytes(action, client_bytes: int) -> int:
     return peak - client_bytes
 
 
+def _refused_huge_read(task) -> tuple[nidaqmx.errors.DaqError, int]:
+    """Read ``HUGE`` samples per channel, which the emulator must refuse: (the DAQmx error, the peak
+    bytes the emulator allocated beyond the client's own array)."""
+    errors = []
+
+    def read():
+        with pytest.raises(nidaqmx.errors.DaqError) as info:
+            _read(task, HUGE)
+        errors.append(info.value)
+
+    peak = _server_peak_bytes(read, client_bytes=8 * N_CH * HUGE)
+    return errors[0], peak
+
+
 def test_continuous_read_larger_than_the_buffer_is_minus_200279(emulator, channel):
     with _task(channel, "big", AcquisitionType.CONTINUOUS, 1000) as task:  # 1 kS/s: a 10 kS buffer
-        errors = []
-
-        def read():
-            with pytest.raises(nidaqmx.errors.DaqError) as info:
-                _read(task, HUGE)
-            errors.append(info.value)
-
-        peak = _server_peak_bytes(read, client_bytes=8 * N_CH * HUGE)
-    assert errors[0].error_code == -200279
-    assert "no longer available" in str(errors[0]) and "buffer of 10000" in str(errors[0])
+        error, peak = _refused_huge_read(task)
+    assert error.error_code == -200279
+    assert "no longer available" in str(error) and "buffer of 10000" in str(error)
     assert peak < 8 << 20, f"{peak / 1e6:.1f} MB allocated beyond the client's array"
     _still_serving(channel, emulator)
 
@@ -99,15 +106,8 @@ def test_continuous_read_larger_than_the_buffer_is_minus_200279(emulator, channe
 def test_task_too_large_for_the_host_buffer_is_minus_50352(emulator, channel):
     assert HUGE * N_CH > MAX_BUFFER_SAMPLES
     with _task(channel, "big", AcquisitionType.FINITE, HUGE) as task:
-        errors = []
-
-        def read():
-            with pytest.raises(nidaqmx.errors.DaqError) as info:
-                _read(task, HUGE)
-            errors.append(info.value)
-
-        peak = _server_peak_bytes(read, client_bytes=8 * N_CH * HUGE)
-    assert errors[0].error_code == -50352 and "could not be allocated" in str(errors[0])
+        error, peak = _refused_huge_read(task)
+    assert error.error_code == -50352 and "could not be allocated" in str(error)
     assert peak < 8 << 20, f"{peak / 1e6:.1f} MB allocated beyond the client's array"
     _still_serving(channel, emulator)
 
