@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sklearn.linear_model import Ridge  # noqa: E402
 
-from readouts.ridge import RidgeReadout  # noqa: E402
+from prclab.readouts.ridge import RidgeReadout  # noqa: E402
 
 
 def best_times(fits: dict, repeats: int):

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from drivers import SimDevice
-from protocols.protocol import load_protocol
-from protocols.runner import prepare, run_protocol
+from prclab.drivers import SimDevice
+from prclab.protocols.protocol import load_protocol
+from prclab.protocols.runner import prepare, run_protocol
 
 
 class NullSubstrate:

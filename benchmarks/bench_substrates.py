@@ -21,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from reservoir import HydrogelModel, OrganoidModel, PotatoModel  # noqa: E402
+from prclab.reservoir import HydrogelModel, OrganoidModel, PotatoModel  # noqa: E402
 
 MODELS = {
     "potato 16 in + 16 out, 200 nodes": lambda: PotatoModel(n_inputs=16, n_outputs=16),

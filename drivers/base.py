@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from prclab import PrclabError
+from prclab.errors import PrclabError
 
 
 class DeviceError(PrclabError):

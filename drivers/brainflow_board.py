@@ -50,7 +50,7 @@ import numpy as np
 from brainflow.board_shim import BoardIds, BoardShim, BrainFlowError, BrainFlowInputParams, LogLevels
 from brainflow.exit_codes import BrainFlowExitCodes
 
-from prclab import PrclabError
+from prclab.errors import PrclabError
 
 from .base import ChannelInfo, Device, DeviceChannels, DeviceError, voltage_channels
 
@@ -447,7 +447,7 @@ def from_spec(address: str, request) -> BrainflowDevice:
                           f"{request.rate_hz:g} Hz")
     emulator = None
     if request.emulate and board_id == BoardIds.CYTON_BOARD:
-        from hardware_sims.cyton import CytonEmulator
+        from prclab.hardware_sims.cyton import CytonEmulator
 
         emulator = CytonEmulator(request.build_substrate(), seed=request.seed)
         params.serial_port = ""

@@ -57,7 +57,7 @@ from nidaqmx.constants import AcquisitionType, RegenerationMode, TerminalConfigu
 from nidaqmx.stream_readers import AnalogMultiChannelReader
 from nidaqmx.stream_writers import AnalogMultiChannelWriter
 
-from prclab import PrclabError
+from prclab.errors import PrclabError
 
 from .base import Device, DeviceChannels, DeviceError, voltage_channels
 
@@ -405,7 +405,7 @@ def from_spec(address: str, request) -> NidaqDevice:
         n_ai = int(n_ai)
     emulator = None
     if request.emulate:
-        from hardware_sims.nidaq_grpc import NidaqEmulator
+        from prclab.hardware_sims.nidaq_grpc import NidaqEmulator
 
         substrate = request.build_substrate()
         emulator = NidaqEmulator(substrate, device=name, seed=request.seed)

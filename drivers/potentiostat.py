@@ -49,7 +49,7 @@ import weakref
 import numpy as np
 import serial
 
-from prclab import PrclabError
+from prclab.errors import PrclabError
 
 from .base import ChannelInfo, Device, DeviceChannels, DeviceError
 
@@ -503,7 +503,7 @@ def from_spec(address: str, request) -> PotentiostatDevice:
         raise PrclabError("potentiostat: no serial port given (e.g. potentiostat:/dev/ttyACM0)")
     emulator = None
     if request.emulate:
-        from hardware_sims.potentiostat import MethodScriptEmulator
+        from prclab.hardware_sims.potentiostat import MethodScriptEmulator
 
         emulator = MethodScriptEmulator(request.build_substrate(), seed=request.seed)
         port = "(emulator pty)"

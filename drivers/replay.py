@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from prclab import PrclabError
+from prclab.errors import PrclabError
 
 from .base import ChannelInfo, Device, DeviceChannels, DeviceError
 
@@ -47,7 +47,7 @@ class ReplayDevice(Device):
     name = "replay"
 
     def __init__(self, path: str | Path):
-        from protocols.recording import read_recording  # the recording format lives with the runner
+        from prclab.protocols.recording import read_recording  # the recording format lives with the runner
 
         self.path = Path(path)
         try:

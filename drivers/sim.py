@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from reservoir import Substrate
+from prclab.reservoir import Substrate
 
 from .base import Device, DeviceChannels, DeviceError, voltage_channels
 

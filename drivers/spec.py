@@ -35,8 +35,8 @@ import urllib.parse
 from dataclasses import dataclass, field
 from typing import Callable
 
-from prclab import PrclabError
-from reservoir import Substrate, make_substrate
+from prclab.errors import PrclabError
+from prclab.reservoir import Substrate, make_substrate
 
 from .base import Device
 from .sim import SimDevice

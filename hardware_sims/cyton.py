@@ -47,7 +47,7 @@ import time
 
 import numpy as np
 
-from reservoir import Substrate
+from prclab.reservoir import Substrate
 
 from .pty_port import PtyEmulator
 

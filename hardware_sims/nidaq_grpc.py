@@ -58,7 +58,7 @@ from nidaqmx.constants import (AcquisitionType, ChannelType, Edge, FillMode, Reg
                                UsageTypeAO, VoltageUnits)
 from nidaqmx.error_codes import DAQmxErrors as Err
 
-from reservoir import Substrate
+from prclab.reservoir import Substrate
 
 from . import FAULTS
 

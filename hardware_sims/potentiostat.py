@@ -57,7 +57,7 @@ import time
 
 import numpy as np
 
-from reservoir import Substrate
+from prclab.reservoir import Substrate
 
 from .pty_port import PtyEmulator
 

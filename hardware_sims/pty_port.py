@@ -14,7 +14,7 @@ import os
 import threading
 import tty
 
-from reservoir import Substrate
+from prclab.reservoir import Substrate
 
 from . import FAULTS
 

@@ -22,7 +22,9 @@ import tempfile
 import threading
 from pathlib import Path
 
-from prclab import PrclabError, __version__
+from prclab import __version__
+
+from prclab.errors import PrclabError
 
 DEMO_PROTOCOL = Path(__file__).resolve().parent.parent / "protocols" / "examples" / "spoken_digits_demo.toml"
 
@@ -258,7 +260,7 @@ def _print_result(result: dict, as_json: bool) -> None:
 
 
 def _device_for(protocol, spec: str | None, emulate: bool, allow_network: bool = False):
-    from drivers import DeviceRequest, make_device
+    from prclab.drivers import DeviceRequest, make_device
 
     s = protocol["stimulus"]
     chosen = spec or protocol["device"]["spec"]
@@ -274,11 +276,11 @@ def _device_for(protocol, spec: str | None, emulate: bool, allow_network: bool =
 
 def _run(protocol_path, out, device_spec=None, emulate=False, resume=False,
          allow_network=False) -> dict:
-    from drivers import DeviceError
-    from protocols.protocol import load_protocol
-    from protocols.recording import count_intact_trials
-    from protocols.runner import prepare, run_protocol
-    from readouts.recorded import train_on_recording
+    from prclab.drivers import DeviceError
+    from prclab.protocols.protocol import load_protocol
+    from prclab.protocols.recording import count_intact_trials
+    from prclab.protocols.runner import prepare, run_protocol
+    from prclab.experiments.recorded import train_on_recording
 
     _check_input_file(protocol_path, "protocol")
     if resume:
@@ -317,7 +319,7 @@ def _outputs_state(device) -> str:
 
 
 def cmd_demo(args) -> None:
-    from readouts.recorded import plot_confusion
+    from prclab.experiments.recorded import plot_confusion
 
     out_dir = check_folder(args.out_dir, "--out-dir")
     folder = _new_run_folder(out_dir)
@@ -352,7 +354,7 @@ def cmd_run(args) -> None:
 
 
 def cmd_train(args) -> None:
-    from readouts.recorded import plot_confusion, train_on_recording
+    from prclab.experiments.recorded import plot_confusion, train_on_recording
 
     _check_input_file(args.recording, "recording")
     if args.plot:  # before training: a bad plot path must not cost the result
@@ -364,7 +366,7 @@ def cmd_train(args) -> None:
 
 
 def cmd_replay(args) -> None:
-    from protocols.replay import compare_recordings, plot_comparison, replay_recording
+    from prclab.protocols.replay import compare_recordings, plot_comparison, replay_recording
 
     _check_input_file(args.recording, "recording")
     check_new_file(args.out, "--out", inputs=[args.recording], suffix=".h5")
@@ -385,7 +387,7 @@ def cmd_replay(args) -> None:
 
 
 def cmd_task(args) -> None:
-    from readouts.tasks import format_task_result, run_tasks
+    from prclab.experiments.tasks import format_task_result, run_tasks
 
     result = run_tasks(args.data, args.task, args.substrate, size=args.units, seed=args.seed, seeds=args.seeds,
                        features=args.features, split=args.split, progress_bar=_progress_bar)
@@ -393,7 +395,7 @@ def cmd_task(args) -> None:
 
 
 def cmd_report(args) -> None:
-    from readouts.report import write_report
+    from prclab.experiments.report import write_report
 
     _check_input_file(args.source, "report source")
     if Path(args.source).suffix.lower() == ".json":
@@ -412,7 +414,7 @@ def cmd_report(args) -> None:
 
 
 def cmd_characterize(args) -> None:
-    from readouts.characterize import characterize_named, format_result, plot_memory_curve
+    from prclab.experiments.characterize import characterize_named, format_result, plot_memory_curve
 
     plot = None
     if args.plot:

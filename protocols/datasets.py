@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from prclab import PrclabError
+from prclab.errors import PrclabError
 
 WAV_NAME = re.compile(r"^(?P<label>[^_]+)_(?P<speaker>[^_]+)_(?P<index>\d+)\.wav$", re.IGNORECASE)
 FSDD_TEST_TAKES = 5  # FSDD's official split: takes 0-4 are the test set

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from prclab import PrclabError
+from prclab.errors import PrclabError
 
 from .datasets import LabelledSequences
 

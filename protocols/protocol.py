@@ -66,7 +66,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from prclab import PrclabError
+from prclab.errors import PrclabError
 
 from . import safety
 

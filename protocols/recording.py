@@ -64,7 +64,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from prclab import PrclabError, __version__
+from prclab import __version__
+
+from prclab.errors import PrclabError
 
 FORMAT = "prclab-recording"
 FORMAT_VERSION = 2

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from drivers import SimDevice
-from drivers.spec import DeviceRequest
-from prclab import PrclabError
+from prclab.drivers import SimDevice
+from prclab.drivers.spec import DeviceRequest
+from prclab.errors import PrclabError
 
 from .protocol import parse_protocol
 from .recording import RecordingWriter, read_recording
@@ -64,7 +64,7 @@ def replay_recording(path: str | Path, substrate: str, out: str | Path, params: 
 
 
 def _model_parameters(name: str) -> set[str]:
-    from reservoir import substrate_entry
+    from prclab.reservoir import substrate_entry
 
     return set(inspect.signature(substrate_entry(name).cls.__init__).parameters)
 

@@ -31,9 +31,9 @@ from typing import Callable
 
 import numpy as np
 
-from drivers import Device, DeviceError, rest_ramp
-from prclab import PrclabError
-from reservoir import make_substrate
+from prclab.drivers import Device, DeviceError, rest_ramp
+from prclab.errors import PrclabError
+from prclab.reservoir import make_substrate
 
 from .datasets import LabelledSequences, load_dataset
 from .encoders import Encoder, make_encoder

@@ -59,7 +59,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from prclab import PrclabError
+from prclab.errors import PrclabError
 
 
 class SafetyError(PrclabError):

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from prclab import PrclabError
+from prclab.errors import PrclabError
 
 
 def parse_feature_spec(spec: str) -> list[tuple[str, int]]:

@@ -52,7 +52,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
 
-from prclab import PrclabError
+from prclab.errors import PrclabError
 
 #: elements (rows * features) of one float64 chunk copied while accumulating (4 MiB)
 CHUNK_ELEMENTS = 1 << 19

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from prclab import PrclabError
+from prclab.errors import PrclabError
 
 from .esn import EchoStateNetwork
 from .hydrogel import HydrogelModel

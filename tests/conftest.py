@@ -38,3 +38,15 @@ def toy_npz(tmp_path) -> Path:
     path = tmp_path / "toy.npz"
     np.savez(path, X=x, lengths=lengths, y=y, split=split)
     return path
+
+
+BARE_NAMES = ("reservoir", "drivers", "protocols", "readouts", "hardware_sims", "experiments")
+
+
+def pytest_collection_finish(session):
+    """Tests import the installed names (``prclab.reservoir`` ...), never a second copy of a module
+    through the repository root on ``sys.path``."""
+    import sys
+    stray = sorted(name for name in sys.modules if name.split(".")[0] in BARE_NAMES)
+    if stray:
+        raise pytest.UsageError(f"a second copy of prclab modules was imported by bare name: {stray[:5]}")

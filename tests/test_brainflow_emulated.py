@@ -16,11 +16,11 @@ import pytest
 from brainflow.board_shim import BoardIds, BoardShim, BrainFlowInputParams
 from brainflow.data_filter import DataFilter
 
-from drivers import DeviceError, DeviceRequest, make_device, voltage_channels
-from drivers.brainflow_board import BrainflowDevice
-from hardware_sims.cyton import MICROVOLTS_PER_COUNT, CytonEmulator, encode_packets, volts_to_counts
-from prclab import PrclabError
-from reservoir import make_substrate
+from prclab.drivers import DeviceError, DeviceRequest, make_device, voltage_channels
+from prclab.drivers.brainflow_board import BrainflowDevice
+from prclab.hardware_sims.cyton import MICROVOLTS_PER_COUNT, CytonEmulator, encode_packets, volts_to_counts
+from prclab.errors import PrclabError
+from prclab.reservoir import make_substrate
 
 RATE_HZ = 250.0
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from prclab.cli import main
-from readouts.characterize import (capacities, characterize_named, characterize_recorded, consistency,
+from prclab.experiments.characterize import (capacities, characterize_named, characterize_recorded, consistency,
                                    drive, random_input, ranks)
-from reservoir import SUBSTRATES, EchoStateNetwork
+from prclab.reservoir import SUBSTRATES, EchoStateNetwork
 
 
 def linear_regime_esn(units, **params):
@@ -126,7 +126,7 @@ def test_cli_prints_json_and_writes_the_memory_curve(tmp_path, capsys):
 
 
 def test_unusable_inputs_raise_one_line_errors():
-    from prclab import PrclabError
+    from prclab.errors import PrclabError
 
     u = random_input(np.random.default_rng(0), 1, 200)
     with pytest.raises(PrclabError, match="too few"):

@@ -204,12 +204,12 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, work, capsys):
 
 
 def test_train_plot_is_checked_before_training(work, capsys, monkeypatch):
-    import readouts.recorded
+    import prclab.experiments.recorded as recorded_module
 
     def never(*a, **k):
         raise AssertionError("trained before checking --plot")
 
-    monkeypatch.setattr(readouts.recorded, "train_on_recording", never)
+    monkeypatch.setattr(recorded_module, "train_on_recording", never)
     _expect_refusal(["train", str(work / "rec.h5"), "--plot", "/proc/prclab-readonly/c.png"], capsys)
 
 

@@ -11,8 +11,8 @@ import threading
 
 import pytest
 
-from drivers import DeviceRequest, make_device
-from prclab import PrclabError
+from prclab.drivers import DeviceRequest, make_device
+from prclab.errors import PrclabError
 from prclab.cli import main
 from test_cli_bad_inputs import PROTOCOL
 

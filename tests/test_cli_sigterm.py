@@ -13,7 +13,7 @@ import time
 import h5py
 import pytest
 
-from protocols.recording import read_recording
+from prclab.protocols.recording import read_recording
 from test_fault_matrix import PROTOCOL
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from prclab import PrclabError
-from protocols.datasets import load_dataset
+from prclab.errors import PrclabError
+from prclab.protocols.datasets import load_dataset
 
 
 def _npz(path, **over):

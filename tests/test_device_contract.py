@@ -11,8 +11,8 @@ import contextlib
 import numpy as np
 import pytest
 
-from drivers import Device, DeviceError, SimDevice
-from reservoir import EchoStateNetwork
+from prclab.drivers import Device, DeviceError, SimDevice
+from prclab.reservoir import EchoStateNetwork
 from test_brainflow_emulated import emulated_cyton, synthetic_board
 from test_nidaq_emulated import emulated_nidaq
 from test_potentiostat_emulated import emulated_potentiostat

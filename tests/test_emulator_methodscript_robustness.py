@@ -21,10 +21,10 @@ import serial
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hardware_sims.potentiostat import (ERROR_CODES, MAX_LINE_CHARS, MAX_REPLY_BACKLOG,
+from prclab.hardware_sims.potentiostat import (ERROR_CODES, MAX_LINE_CHARS, MAX_REPLY_BACKLOG,
                                         MAX_SCRIPT_BYTES, MethodScriptEmulator, ScriptError,
                                         interpret)
-from reservoir import make_substrate
+from prclab.reservoir import make_substrate
 
 VERSION = ["tespico emulator (prclab)", "R1.3*"]
 ERROR_LINE = re.compile(r"[ -~]?!([0-9A-F]{4})(: Line (\d+), Col (\d+))?\Z")

@@ -25,8 +25,8 @@ from nidaqmx.constants import AcquisitionType
 from nidaqmx.stream_readers import AnalogMultiChannelReader
 from nidaqmx.stream_writers import AnalogMultiChannelWriter
 
-from hardware_sims.nidaq_grpc import MAX_BUFFER_SAMPLES, MAX_MESSAGE_BYTES, NidaqEmulator
-from reservoir import make_substrate
+from prclab.hardware_sims.nidaq_grpc import MAX_BUFFER_SAMPLES, MAX_MESSAGE_BYTES, NidaqEmulator
+from prclab.reservoir import make_substrate
 
 RATE_HZ = 1000.0
 N_CH = 8

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from reservoir import EchoStateCore, EchoStateNetwork, Substrate, run_sequences
+from prclab.reservoir import EchoStateCore, EchoStateNetwork, Substrate, run_sequences
 
 
 def reference_run(core: EchoStateCore, u: np.ndarray) -> np.ndarray:
@@ -44,7 +44,7 @@ def test_large_threaded_batches_with_lengths_match_the_update_rule(connectivity)
 
 
 def test_noisy_states_do_not_depend_on_threads_or_on_the_product_path(monkeypatch):
-    import reservoir.esn as esn_module
+    import prclab.reservoir.esn as esn_module
 
     u = np.random.default_rng(4).normal(0, 0.3, (40, 20, 2))
 

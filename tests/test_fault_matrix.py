@@ -12,11 +12,11 @@ import time
 import numpy as np
 import pytest
 
-from drivers import DeviceError, DeviceRequest, make_device
-from hardware_sims import FAULTS
-from protocols.protocol import parse_protocol
-from protocols.recording import read_recording
-from protocols.runner import run_protocol
+from prclab.drivers import DeviceError, DeviceRequest, make_device
+from prclab.hardware_sims import FAULTS
+from prclab.protocols.protocol import parse_protocol
+from prclab.protocols.recording import read_recording
+from prclab.protocols.runner import run_protocol
 
 
 PROTOCOL = """

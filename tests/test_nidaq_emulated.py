@@ -16,11 +16,11 @@ import nidaqmx
 import numpy as np
 import pytest
 
-from drivers import DeviceError, DeviceRequest, make_device
-from drivers.nidaq import GRPC_CHANNEL_OPTIONS, NidaqDevice
-from hardware_sims.nidaq_grpc import NidaqEmulator
-from prclab import PrclabError
-from reservoir import make_substrate
+from prclab.drivers import DeviceError, DeviceRequest, make_device
+from prclab.drivers.nidaq import GRPC_CHANNEL_OPTIONS, NidaqDevice
+from prclab.hardware_sims.nidaq_grpc import NidaqEmulator
+from prclab.errors import PrclabError
+from prclab.reservoir import make_substrate
 
 RATE_HZ = 1000.0
 SEED = 5

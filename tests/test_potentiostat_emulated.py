@@ -14,11 +14,11 @@ import time
 import numpy as np
 import pytest
 
-from drivers import DeviceError, DeviceRequest, make_device
-from drivers.potentiostat import PotentiostatDevice, decode_value, parse_data_line
-from hardware_sims.potentiostat import MethodScriptEmulator, encode_value, interpret
-from prclab import PrclabError
-from reservoir import make_substrate
+from prclab.drivers import DeviceError, DeviceRequest, make_device
+from prclab.drivers.potentiostat import PotentiostatDevice, decode_value, parse_data_line
+from prclab.hardware_sims.potentiostat import MethodScriptEmulator, encode_value, interpret
+from prclab.errors import PrclabError
+from prclab.reservoir import make_substrate
 
 RATE_HZ = 1000.0
 

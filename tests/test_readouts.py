@@ -10,8 +10,8 @@ from sklearn.linear_model import Ridge
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import check_estimator
 
-from prclab import PrclabError
-from readouts.ridge import RidgeClassifier, RidgeReadout, fold_of, load_readout
+from prclab.errors import PrclabError
+from prclab.readouts.ridge import RidgeClassifier, RidgeReadout, fold_of, load_readout
 
 ALPHAS = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
 
@@ -175,9 +175,9 @@ def test_loading_something_else_names_the_problem(tmp_path):
 # --------------------------------------------------------------------------------- tasks and the CLI
 
 from prclab.cli import main  # noqa: E402
-from protocols.datasets import load_dataset  # noqa: E402
-from readouts.tasks import train_test_index  # noqa: E402
-from readouts.timeseries import mackey_glass, narma10, run_regression_task, task_series  # noqa: E402
+from prclab.protocols.datasets import load_dataset  # noqa: E402
+from prclab.experiments.tasks import train_test_index  # noqa: E402
+from prclab.experiments.timeseries import mackey_glass, narma10, run_regression_task, task_series  # noqa: E402
 
 from conftest import FSDD_SUBSET, shared_data  # noqa: E402
 
@@ -257,7 +257,7 @@ def test_cli_task_argument_errors(argv, message, capsys):
 @pytest.mark.slow
 def test_fsdd_speaker_independent_split_esn_500():
     """Holding out george (seed 0) measured 0.566 against a 0.466 baseline; unseen voices are hard."""
-    from readouts.tasks import run_task
+    from prclab.experiments.tasks import run_task
 
     result = run_task(load_dataset(shared_data("fsdd/recordings")), "esn", size=500, split="speaker")
     assert result["held_out"] == "george" and result["n_test"] == 500

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from prclab.cli import main
-from protocols.recording import count_intact_trials, read_recording
+from prclab.protocols.recording import count_intact_trials, read_recording
 
 from test_spine import PROTOCOL, write_protocol
 
@@ -68,8 +68,8 @@ def test_resume_with_the_same_everything_still_works_and_counts_cheaply(toy_run)
 
 
 def test_replay_output_collisions_are_refused_and_the_recording_kept(toy_run, tmp_path, capsys):
-    from protocols.replay import replay_recording
-    from prclab import PrclabError
+    from prclab.protocols.replay import replay_recording
+    from prclab.errors import PrclabError
 
     _, rec, _ = toy_run
     before = rec.read_bytes()

@@ -16,8 +16,8 @@ import h5py
 import numpy as np
 import pytest
 
-from prclab import PrclabError
-from protocols.recording import FORMAT_VERSION, RecordingWriter, count_intact_trials, read_recording, \
+from prclab.errors import PrclabError
+from prclab.protocols.recording import FORMAT_VERSION, RecordingWriter, count_intact_trials, read_recording, \
     trial_digest
 
 
@@ -75,7 +75,7 @@ def test_truncation_sweep_keeps_every_trial_finished_before_the_cut(tmp_path):
 
 
 def test_a_cut_recording_trains_and_resumes(tmp_path):
-    from readouts.recorded import train_on_recording
+    from prclab.experiments.recorded import train_on_recording
 
     sizes: list[int] = []
     rec = write(tmp_path / "r.h5", sizes=sizes)
@@ -246,7 +246,7 @@ def test_a_second_writer_is_refused_even_with_hdf5_locking_off(tmp_path, monkeyp
 
 # -- R9: non-finite responses -----------------------------------------------------------------------
 def test_nonfinite_responses_are_recorded_flagged_and_left_out_of_training(tmp_path):
-    from readouts.recorded import train_on_recording
+    from prclab.experiments.recorded import train_on_recording
 
     rec = write(tmp_path / "r.h5", nan_in=(2, 5))
     got = read_recording(rec)

@@ -13,11 +13,11 @@ import h5py
 import numpy as np
 import pytest
 
-from drivers import DeviceError, DeviceRequest, SimDevice, make_device
-from drivers.replay import ReplayDevice
+from prclab.drivers import DeviceError, DeviceRequest, SimDevice, make_device
+from prclab.drivers.replay import ReplayDevice
 from prclab.cli import main
-from protocols.recording import RecordingWriter, read_recording
-from reservoir import EchoStateNetwork
+from prclab.protocols.recording import RecordingWriter, read_recording
+from prclab.reservoir import EchoStateNetwork
 
 from test_spine import PROTOCOL, write_protocol
 
@@ -91,7 +91,7 @@ def test_replay_into_another_substrate_compares_channel_by_channel(toy_run, tmp_
     assert main(["replay", str(rec), "--substrate", "potato", "--out", str(new)]) == 0
     out = capsys.readouterr().out
     assert "mean NRMSE" in out and (tmp_path / "potato.png").exists()
-    from protocols.replay import compare_recordings
+    from prclab.protocols.replay import compare_recordings
 
     result = compare_recordings(rec, new)
     assert result["n_channels"] == 60  # a potato with as many recording electrodes as the recording

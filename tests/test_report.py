@@ -8,8 +8,8 @@ import matplotlib.image as mpimg
 import pytest
 
 from prclab.cli import main
-from protocols.recording import read_recording
-from readouts.report import response_unit, write_report
+from prclab.protocols.recording import read_recording
+from prclab.experiments.report import response_unit, write_report
 
 from conftest import FSDD_SUBSET
 from test_spine import write_protocol

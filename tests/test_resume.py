@@ -13,7 +13,7 @@ import h5py
 import numpy as np
 import pytest
 
-from prclab import PrclabError
+from prclab.errors import PrclabError
 from prclab.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,8 +56,8 @@ N_TRIALS = 16
 CHILD = textwrap.dedent("""
     import os, signal, sys
     import h5py
-    from drivers.sim import SimDevice
-    from protocols.recording import RecordingWriter
+    from prclab.drivers.sim import SimDevice
+    from prclab.protocols.recording import RecordingWriter
     from prclab.cli import main
 
     where, *args = sys.argv[1].split(":")
@@ -143,7 +143,7 @@ def test_sigkill_then_resume_loses_and_duplicates_no_trial(setup, tmp_path, kill
 def test_ctrl_c_mid_trial_leaves_a_clean_resumable_recording(setup, tmp_path, capsys, monkeypatch):
     proto, reference = setup
     rec = tmp_path / "interrupted.h5"
-    from drivers.sim import SimDevice
+    from prclab.drivers.sim import SimDevice
 
     write, calls = SimDevice._write, []
 

@@ -18,13 +18,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from drivers import Device, SimDevice
-from prclab import PrclabError
-from protocols.protocol import parse_protocol
-from protocols.recording import RecordingWriter
-from protocols.runner import prepare, run_trials, safety_limits
-from protocols.safety import SafetyError, SafetyMonitor, resolve_limits, validate_trials
-from reservoir import EchoStateNetwork
+from prclab.drivers import Device, SimDevice
+from prclab.errors import PrclabError
+from prclab.protocols.protocol import parse_protocol
+from prclab.protocols.recording import RecordingWriter
+from prclab.protocols.runner import prepare, run_trials, safety_limits
+from prclab.protocols.safety import SafetyError, SafetyMonitor, resolve_limits, validate_trials
+from prclab.reservoir import EchoStateNetwork
 
 TOL = 1e-9
 
@@ -100,7 +100,7 @@ def first_reported(exc: SafetyError) -> tuple[int, int, int]:
 
 # -- limits from the protocol ------------------------------------------------------------------------
 def _table(**given):
-    from protocols.safety import SCHEMA
+    from prclab.protocols.safety import SCHEMA
     return {**{k: d for k, (_, d) in SCHEMA.items()}, **given}
 
 
@@ -314,7 +314,7 @@ def _random_protocol_case(case):
 
 def _unvalidated(protocol):
     """prepare() without the safety validation (to look at what was refused)."""
-    import protocols.runner as runner
+    import prclab.protocols.runner as runner
 
     original = runner.validate_trials
     runner.validate_trials = lambda *args: None

@@ -10,14 +10,14 @@ import re
 import numpy as np
 import pytest
 
-from drivers import SimDevice
-from drivers.potentiostat import MethodScript
-from prclab import PrclabError
-from protocols.protocol import parse_protocol
-from protocols.runner import prepare, run_trials, safety_limits
-from protocols.recording import RecordingWriter
-from protocols.safety import SCHEMA, SafetyError, SafetyMonitor, resolve_limits, validate_trials
-from reservoir import EchoStateNetwork
+from prclab.drivers import SimDevice
+from prclab.drivers.potentiostat import MethodScript
+from prclab.errors import PrclabError
+from prclab.protocols.protocol import parse_protocol
+from prclab.protocols.runner import prepare, run_trials, safety_limits
+from prclab.protocols.recording import RecordingWriter
+from prclab.protocols.safety import SCHEMA, SafetyError, SafetyMonitor, resolve_limits, validate_trials
+from prclab.reservoir import EchoStateNetwork
 
 BASE = """
 [protocol]
@@ -163,7 +163,7 @@ def test_the_sim_substrates_own_declared_impedance_is_used():
     with pytest.raises(PrclabError, match="impedance_ohm"):  # an ESN declares no electrodes
         safety_limits(_protocol("\n[safety]\nmax_current_A = 1e-5\n", spec="sim:esn"))
     # the device actually run decides: a sim device over another substrate
-    from reservoir import make_substrate
+    from prclab.reservoir import make_substrate
     device = SimDevice(make_substrate("potato", 2, nodes=10, r_access_ohm=1e3, dt=0.01), 100.0)
     assert safety_limits(potato, device).abs_V.tolist() == pytest.approx([0.01, 0.01])
 

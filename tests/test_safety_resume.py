@@ -10,10 +10,10 @@ import h5py
 import numpy as np
 import pytest
 
-from drivers import DeviceError
-from protocols.protocol import parse_protocol
-from protocols.runner import prepare, run_protocol, safety_limits
-from protocols.safety import CHANNEL_KEYS, GLOBAL_KEYS, SafetyMonitor
+from prclab.drivers import DeviceError
+from prclab.protocols.protocol import parse_protocol
+from prclab.protocols.runner import prepare, run_protocol, safety_limits
+from prclab.protocols.safety import CHANNEL_KEYS, GLOBAL_KEYS, SafetyMonitor
 from test_safety_resume_fuzz import PROTOCOL, FuzzDevice, _toy
 
 VALUES = dict(seed=3, block=4, low=-0.5, high=0.5, amplitude=0.5, spf=3, washout=0.0, impedance=1e3,
@@ -74,11 +74,11 @@ def test_resume_continues_from_everything_delivered_and_ramps_from_the_outputs_l
 def _stop_after(tmp_path, level_V: float, n: int, max_phase_C: float) -> dict:
     import json
 
-    from drivers import SimDevice
-    from protocols.recording import RecordingWriter
-    from protocols.runner import _safe_stop
-    from protocols.safety import resolve_limits
-    from reservoir import EchoStateNetwork
+    from prclab.drivers import SimDevice
+    from prclab.protocols.recording import RecordingWriter
+    from prclab.protocols.runner import _safe_stop
+    from prclab.protocols.safety import resolve_limits
+    from prclab.reservoir import EchoStateNetwork
 
     table = {**{k: d for k, (_, d) in CHANNEL_KEYS.items()}, **{k: d for k, (_, d) in GLOBAL_KEYS.items()},
              "impedance_ohm": 1e3, "max_slew_V_per_s": 10.0, "max_charge_per_phase_C": max_phase_C}

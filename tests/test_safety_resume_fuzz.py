@@ -20,12 +20,12 @@ import h5py
 import numpy as np
 import pytest
 
-from drivers import DeviceError, SimDevice
-from prclab import PrclabError
-from protocols.protocol import parse_protocol
-from protocols.runner import prepare, run_protocol, safety_limits
-from protocols.safety import SafetyError, SafetyMonitor
-from reservoir import EchoStateNetwork
+from prclab.drivers import DeviceError, SimDevice
+from prclab.errors import PrclabError
+from prclab.protocols.protocol import parse_protocol
+from prclab.protocols.runner import prepare, run_protocol, safety_limits
+from prclab.protocols.safety import SafetyError, SafetyMonitor
+from prclab.reservoir import EchoStateNetwork
 from test_safety import reference_violations
 
 N_PROTOCOLS = 320
@@ -146,7 +146,7 @@ TALLY = {"protocols": 0, "refused_at_validation": 0, "refused_at_resume": 0, "cr
 
 
 def test_resume_fuzz_delivers_no_out_of_limit_sample(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr("protocols.recording.os.fsync", lambda fd: None)  # durability is not tested here
+    monkeypatch.setattr("prclab.protocols.recording.os.fsync", lambda fd: None)  # durability is not tested here
     rng = np.random.default_rng(20261202)
     TALLY.update({k: 0 for k in TALLY})
     for case in range(N_PROTOCOLS):

@@ -2,8 +2,8 @@
 
 import pytest
 
-from protocols.datasets import load_dataset
-from readouts.tasks import run_task
+from prclab.protocols.datasets import load_dataset
+from prclab.experiments.tasks import run_task
 
 from conftest import shared_data
 

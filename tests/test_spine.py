@@ -11,12 +11,12 @@ import h5py
 import numpy as np
 import pytest
 
-from prclab import PrclabError
+from prclab.errors import PrclabError
 from prclab.cli import main
-from protocols.datasets import load_dataset
-from protocols.protocol import load_protocol, parse_protocol
-from readouts.recorded import train_on_recording
-from readouts.tasks import run_task
+from prclab.protocols.datasets import load_dataset
+from prclab.protocols.protocol import load_protocol, parse_protocol
+from prclab.experiments.recorded import train_on_recording
+from prclab.experiments.tasks import run_task
 
 from conftest import FSDD_SUBSET
 
@@ -80,7 +80,7 @@ def test_run_records_every_trial_and_train_reproduces_the_run(tmp_path, toy_npz,
 
 
 def test_the_response_is_the_substrate_driven_by_the_recorded_stimulus(tmp_path, toy_npz):
-    from reservoir import EchoStateNetwork
+    from prclab.reservoir import EchoStateNetwork
 
     proto = write_protocol(tmp_path, toy_npz)
     main(["run", str(proto), "--out", str(tmp_path / "r.h5")])
@@ -122,7 +122,7 @@ def test_bad_protocols_name_the_problem(bad, message):
 def test_encoder_channels_must_match_the_electrodes(tmp_path, toy_npz):
     proto = write_protocol(tmp_path, toy_npz, PROTOCOL.replace("electrodes = 2", "electrodes = 5"))
     with pytest.raises(PrclabError, match="electrodes = 5"):
-        from protocols.runner import prepare
+        from prclab.protocols.runner import prepare
         prepare(load_protocol(proto))
 
 
@@ -163,7 +163,7 @@ def test_console_script_exit_code_without_traceback(tmp_path):
 
 
 def test_multiplexed_encoder_plays_every_feature_on_one_electrode(toy_npz):
-    from protocols.encoders import make_encoder
+    from prclab.protocols.encoders import make_encoder
 
     data = load_dataset(toy_npz)
     plain = make_encoder(data, samples_per_frame=3).fit(data)
@@ -177,7 +177,7 @@ def test_multiplexed_encoder_plays_every_feature_on_one_electrode(toy_npz):
 
 
 def test_max_items_spreads_over_the_labels(tmp_path, toy_npz):
-    from protocols.runner import prepare
+    from prclab.protocols.runner import prepare
 
     proto = write_protocol(tmp_path, toy_npz, PROTOCOL.replace('dataset = "{dataset}"',
                                                                'dataset = "{dataset}"\nmax_items = 6'))

@@ -16,10 +16,10 @@ import time
 import numpy as np
 import pytest
 
-from drivers import DeviceError, DeviceRequest, make_device
-from protocols.protocol import parse_protocol
-from protocols.recording import read_recording
-from protocols.runner import run_protocol
+from prclab.drivers import DeviceError, DeviceRequest, make_device
+from prclab.protocols.protocol import parse_protocol
+from prclab.protocols.recording import read_recording
+from prclab.protocols.runner import run_protocol
 from test_fault_matrix import DEVICES, PROTOCOL
 
 

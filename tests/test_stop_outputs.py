@@ -27,11 +27,11 @@ import h5py
 import numpy as np
 import pytest
 
-from drivers import DeviceError, DeviceRequest, make_device
-from drivers.base import rest_ramp
-from hardware_sims import FAULTS
-from protocols.protocol import parse_protocol
-from protocols.runner import run_protocol
+from prclab.drivers import DeviceError, DeviceRequest, make_device
+from prclab.drivers.base import rest_ramp
+from prclab.hardware_sims import FAULTS
+from prclab.protocols.protocol import parse_protocol
+from prclab.protocols.runner import run_protocol
 from test_fault_matrix import DEVICES, PROTOCOL
 
 REST_V = 0.0  # the protocols' window is [-0.5, 0.5] V: rest at 0 V

@@ -15,7 +15,7 @@ import json
 import numpy as np
 import pytest
 
-from reservoir import (EchoStateNetwork, HydrogelModel, OrganoidModel, PotatoModel, Substrate,
+from prclab.reservoir import (EchoStateNetwork, HydrogelModel, OrganoidModel, PotatoModel, Substrate,
                        make_substrate)
 
 
@@ -304,8 +304,8 @@ def test_streaming_in_odd_blocks_equals_one_run(name):
 @pytest.mark.parametrize("name,params", [("potato", {"nodes": 1}), ("esn", {"leak": float("nan")}),
                                          ("potato", {"v_sat": float("inf")})])
 def test_degenerate_substrate_parameters_are_one_line_errors(name, params):
-    from prclab import PrclabError
-    from reservoir import make_substrate
+    from prclab.errors import PrclabError
+    from prclab.reservoir import make_substrate
 
     with pytest.raises(PrclabError, match=f"substrate '{name}'"):
         make_substrate(name, 3, **params)

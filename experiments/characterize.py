@@ -40,10 +40,10 @@ import numpy as np
 from numpy.polynomial import legendre
 from scipy import linalg, stats
 
-from prclab import PrclabError
-from reservoir.registry import make_substrate, substrate_entry
+from prclab.errors import PrclabError
+from prclab.reservoir.registry import make_substrate, substrate_entry
 
-from .ridge import RidgeReadout
+from prclab.readouts.ridge import RidgeReadout
 
 #: ridge parameters tried (times the number of training samples, on standardised responses)
 RELATIVE_ALPHAS = 10.0 ** np.arange(-9, 1)

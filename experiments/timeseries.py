@@ -8,7 +8,7 @@
   the input is ``x(t)``, the target ``x(t + 1)``.
 
 The scalar input is mapped affinely to ``[-1, 1]`` (training range) and driven through the substrate by
-``readouts.characterize.drive`` (every input channel, ``amplitude`` volts, held for the registry's
+``experiments.characterize.drive`` (every input channel, ``amplitude`` volts, held for the registry's
 ``samples_per_frame``).  After a washout the first ``n_train`` steps train a standardised ridge readout on
 the response (ridge parameter by leave-one-out) and the next ``n_test`` steps test it.  The baseline is
 the same readout on the last ``baseline_delays`` inputs ``u(t), ..., u(t - d + 1)`` (a linear
@@ -21,11 +21,11 @@ import time
 
 import numpy as np
 
-from prclab import PrclabError
-from reservoir.registry import make_substrate, substrate_entry
+from prclab.errors import PrclabError
+from prclab.reservoir.registry import make_substrate, substrate_entry
 
 from .characterize import drive
-from .ridge import RidgeReadout
+from prclab.readouts.ridge import RidgeReadout
 
 #: ridge parameters tried, per training step (on standardised features)
 RELATIVE_ALPHAS = 10.0 ** np.arange(-9, 2)

@@ -1,7 +1,7 @@
 """Classification tasks end to end: dataset -> encoder -> substrate -> features -> ridge readout.
 
 ``run_tasks`` is what ``prclab task`` runs (``run_task`` once per seed, or a regression task from
-``readouts.timeseries``).  The substrate is driven in batches (sequences grouped by
+``experiments.timeseries``).  The substrate is driven in batches (sequences grouped by
 length, each from rest) without going through a device: the fast path for planning and sweeping.
 Every accuracy comes with the no-reservoir baseline: the same features and readout on the encoded
 stimulus itself.
@@ -13,13 +13,13 @@ import time
 
 import numpy as np
 
-from prclab import PrclabError
-from protocols.datasets import LabelledSequences
-from protocols.encoders import make_encoder
-from reservoir import make_substrate, run_sequences, substrate_entry
+from prclab.errors import PrclabError
+from prclab.protocols.datasets import LabelledSequences
+from prclab.protocols.encoders import make_encoder
+from prclab.reservoir import make_substrate, run_sequences, substrate_entry
 
-from .features import trial_features
-from .ridge import RidgeClassifier
+from prclab.readouts.features import trial_features
+from prclab.readouts.ridge import RidgeClassifier
 
 
 SPLITS = ("official", "speaker")
@@ -155,7 +155,7 @@ def run_tasks(data_path=None, task: str | None = None, substrate: str = "esn", s
     or the held-out speaker).  ``progress_bar(total, desc, unit)`` is an optional context-manager
     factory with an ``update(n)`` method.  With ``seeds > 1`` the result is ``aggregate_seeds``'.
     """
-    from protocols.datasets import load_dataset
+    from prclab.protocols.datasets import load_dataset
 
     from .timeseries import run_regression_task
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from prclab import PrclabError
-from protocols.recording import Recording, read_recording
+from prclab.errors import PrclabError
+from prclab.protocols.recording import Recording, read_recording
 
-from .features import trial_features
+from prclab.readouts.features import trial_features
 from .tasks import evaluate_features
 
 

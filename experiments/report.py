@@ -1,7 +1,7 @@
 """Reports: PNG figures and a short Markdown summary of a recording or of a result JSON.
 
 ``write_report(source, out)`` is what ``prclab report`` runs.  From a recording (``.h5``) it trains the
-readout (``readouts.recorded.train_on_recording``) and draws the test confusion matrix, the stimulus and
+readout (``experiments.recorded.train_on_recording``) and draws the test confusion matrix, the stimulus and
 response of a few trials as heat maps, and test accuracy against the ridge parameter.  From a result
 JSON (``prclab task|train|characterize --json``) it draws whatever the result holds: confusion matrix,
 accuracy against the ridge parameter, scores per seed, a regression's test prediction, a memory-capacity
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from prclab import PrclabError
+from prclab.errors import PrclabError
 
 #: trials drawn in the response heat map
 HEATMAP_TRIALS = 4
@@ -133,11 +133,11 @@ def plot_prediction(result: dict, path) -> None:
 
 
 def _recording_figures(path: Path, out: Path) -> tuple[dict, list[tuple[str, str]]]:
-    from protocols.recording import read_recording
+    from prclab.protocols.recording import read_recording
 
-    from .features import trial_features
+    from prclab.readouts.features import trial_features
     from .recorded import plot_confusion, train_on_recording
-    from .ridge import RidgeClassifier
+    from prclab.readouts.ridge import RidgeClassifier
 
     result = train_on_recording(path)
     rec = read_recording(path)
