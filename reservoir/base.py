@@ -6,34 +6,56 @@ for the abstract echo-state core) and returns ``y`` of shape ``(batch, steps, n_
 state carries over between calls, so a long stimulus can be streamed block by block; ``reset(seed)``
 returns it to rest and re-seeds every random draw made while running (noise), so a run is
 deterministic for a seed.  ``state`` / ``load_state`` expose that state as a dict of plain numpy arrays
-(saved with ``numpy.savez``, loaded without pickle).
+(saved with ``numpy.savez``, loaded without pickle).  ``electrodes`` says what each stimulating
+electrode is known to be (:class:`Electrode`, one per input).
 """
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+import math
+from dataclasses import dataclass
 
 import numpy as np
 
 
-@runtime_checkable
-class Substrate(Protocol):
-    """Structural type every substrate satisfies (see the module docstring for the semantics)."""
+@dataclass(frozen=True)
+class Electrode:
+    """What a stimulating electrode is known to be; the defaults mean unknown.
+
+    Attributes:
+        material: e.g. ``"Ag/AgCl"`` (``""``: unknown).
+        area_cm2: geometric area in cm^2 (0: unknown).
+        impedance_ohm: impedance at the stimulus frequencies in ohms (``nan``: unknown).
+    """
+
+    material: str = ""
+    area_cm2: float = 0.0
+    impedance_ohm: float = math.nan
+
+
+class Substrate:
+    """Base class of the substrate models (see the module docstring for the semantics).
+
+    A model defines ``n_inputs``, ``n_outputs``, ``dt``, ``reset``, ``run``, ``state`` and
+    ``load_state``; it may override ``electrodes``.  Objects that only provide those members (test
+    doubles, benchmarks) are accepted wherever a substrate is run; :func:`electrodes_of` reads their
+    electrodes as unknown.
+    """
 
     n_inputs: int
     n_outputs: int
     dt: float
 
-    def reset(self, seed: int | None = None) -> None: ...
-
-    def run(self, u: np.ndarray) -> np.ndarray: ...
-
     @property
-    def state(self) -> dict[str, np.ndarray]: ...
+    def electrodes(self) -> tuple[Electrode, ...]:
+        """One :class:`Electrode` per input; the default: all unknown."""
+        return tuple(Electrode() for _ in range(self.n_inputs))
 
-    def load_state(self, state: dict[str, np.ndarray]) -> None: ...
 
-    def describe(self) -> dict: ...
+def electrodes_of(substrate) -> tuple[Electrode, ...]:
+    """``substrate.electrodes``, or all unknown (one per input) for an object that declares none."""
+    declared = getattr(substrate, "electrodes", None)
+    return tuple(declared) if declared is not None else tuple(Electrode() for _ in range(substrate.n_inputs))
 
 
 def check_input(u: np.ndarray, n_inputs: int, dtype) -> np.ndarray:

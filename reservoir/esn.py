@@ -44,7 +44,7 @@ from scipy import sparse
 from scipy.sparse.linalg import eigs
 from threadpoolctl import ThreadpoolController
 
-from .base import check_input
+from .base import Substrate, check_input
 from .rng_state import rng_from_array, rng_to_array
 
 #: fewest batch rows worth a thread of their own (a smaller block loses more to GEMM efficiency)
@@ -289,7 +289,7 @@ class EchoStateCore:
             x_um = new
 
 
-class EchoStateNetwork(EchoStateCore):
+class EchoStateNetwork(EchoStateCore, Substrate):
     """A randomly initialised echo-state network; weights are fixed by ``seed``.
 
     Args:

@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import check_input
+from .base import Electrode, Substrate, check_input
 from .electrodes import ElectrodeDrift
 from .rng_state import rng_from_array, rng_to_array
 
@@ -85,7 +85,7 @@ def laplacian_no_flux(n: np.ndarray) -> np.ndarray:
     return lap
 
 
-class HydrogelModel:
+class HydrogelModel(Substrate):
     """Simulated ionic hydrogel with ``n_inputs`` stimulating and ``n_outputs`` recording electrodes.
 
     Args:
@@ -229,6 +229,12 @@ class HydrogelModel:
         np.maximum(n, N_MIN, out=n)
         self._charge[:] = 0.0
         self._phase = 0
+
+    @property
+    def electrodes(self) -> tuple[Electrode, ...]:
+        """Non-polarisable Ag/AgCl electrodes of impedance ``1 / g0_S`` at bulk concentration."""
+        return tuple(Electrode(material="Ag/AgCl", impedance_ohm=1.0 / self.params["g0_S"])
+                     for _ in range(self.n_inputs))
 
     def describe(self) -> dict:
         return {"model": "hydrogel", **self.params, "lattice_step_s": self.grid_dt}

@@ -57,7 +57,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import check_input
+from .base import Substrate, check_input
 from .electrodes import first_order
 from .rng_state import rng_from_array, rng_to_array
 
@@ -65,7 +65,7 @@ SPIKE_PEAK_MV = 30.0
 NOISE_CHUNK_STEPS = 256   # noise is drawn this many samples at a time (memory: chunk x batch x N)
 
 
-class OrganoidModel:
+class OrganoidModel(Substrate):
     """Simulated organoid on an MEA with ``n_inputs`` stimulating and ``n_outputs`` recording electrodes.
 
     Args:

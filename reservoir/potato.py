@@ -47,13 +47,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import check_input
+from .base import Electrode, Substrate, check_input
 from .electrodes import DoubleLayer, ElectrodeDrift
 from .esn import EchoStateCore, max_abs_eigenvalue
 from .rng_state import rng_from_array, rng_to_array
 
 
-class PotatoModel:
+class PotatoModel(Substrate):
     """Simulated potato with ``n_inputs`` stimulating and ``n_outputs`` recording electrodes.
 
     Args:
@@ -204,6 +204,11 @@ class PotatoModel:
         self._held = tissue_v[:, -1].astype(np.float64)
         # sample j of this block ends at joined index done + j + 1: the last finished step is that // k
         return tissue_v[:, (done + np.arange(1, steps + 1)) // k].astype(np.float64)
+
+    @property
+    def electrodes(self) -> tuple[Electrode, ...]:
+        """Each stimulating electrode sees the tissue's access resistance ``r_access_ohm``."""
+        return tuple(Electrode(impedance_ohm=float(self.params["r_access_ohm"])) for _ in range(self.n_inputs))
 
     def describe(self) -> dict:
         return {"model": "potato", **self.params, "tau_dl_s": self.tau_dl_s, "substeps": self.substeps}

@@ -8,8 +8,10 @@ frame).
 
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass
+from functools import cache
 
 from prclab.errors import PrclabError
 
@@ -57,3 +59,17 @@ def make_substrate(name: str, n_inputs: int, size: int | None = None, **params):
         return entry.cls(n_inputs=n_inputs, **params)
     except (TypeError, ValueError) as exc:
         raise PrclabError(f"substrate {name!r}: {exc}") from None
+
+
+@cache
+def _defaults(cls: type) -> dict[str, object]:
+    return {name: p.default for name, p in inspect.signature(cls.__init__).parameters.items()
+            if name not in ("self", "n_inputs") and p.default is not inspect.Parameter.empty}
+
+
+def substrate_defaults(name: str) -> dict[str, object]:
+    """Substrate ``name``'s constructor keywords and their defaults (``n_inputs`` excluded), a new dict.
+
+    Raises ``PrclabError`` for an unknown name.
+    """
+    return dict(_defaults(substrate_entry(name).cls))
