@@ -93,12 +93,17 @@ class Encoder:
 
 
 class MFCCEncoder(Encoder):
-    """Audio -> mel-frequency cepstral coefficients per frame (``python_speech_features.mfcc``).
+    """Audio -> mel-frequency cepstral coefficients per frame, from ``librosa.feature.mfcc``.
+
+    Each frame is a Hann window of ``window_s`` (zero-padded to a power-of-two FFT) centred every
+    ``hop_s``; its power spectrum goes through ``n_filters`` mel filters (the HTK mel scale, as in HTK and
+    the python_speech_features this replaced; librosa's area normalisation), to decibels, and a type-II
+    orthonormal DCT keeps ``n_mfcc`` coefficients.
 
     Args:
         rate_hz: audio sample rate, hertz.
         n_mfcc: coefficients per frame (channels).
-        window_s, hop_s: analysis window and frame step, seconds.
+        window_s, hop_s: analysis window and frame step, seconds (each at least one audio sample).
         n_filters: mel filters.
     """
 
@@ -112,16 +117,23 @@ class MFCCEncoder(Encoder):
         self.rate_hz, self.n_mfcc, self.window_s, self.hop_s = float(rate_hz), int(n_mfcc), window_s, hop_s
         self.n_filters = int(n_filters)
         self.n_features = self.n_mfcc
-        self.nfft = 1 << int(np.ceil(np.log2(window_s * rate_hz)))
+        self.window = int(round(window_s * rate_hz))  # samples
+        self.hop = int(round(hop_s * rate_hz))  # samples
+        if self.window < 1 or self.hop < 1:
+            raise PrclabError(f"mfcc encoder: window_s ({window_s} s) and hop_s ({hop_s} s) must each span "
+                              f"at least one sample at {rate_hz:g} Hz")
+        self.nfft = 1 << int(np.ceil(np.log2(self.window)))
 
     def features(self, item: np.ndarray) -> np.ndarray:
-        from python_speech_features import mfcc
+        """Mono audio ``(samples,)`` -> MFCCs ``(frames, n_mfcc)``, ``frames = 1 + samples // hop``."""
+        import librosa  # imported on first use: librosa and numba take about a second to import
 
         audio = np.asarray(item, dtype=np.float64)
-        if audio.ndim != 1:
-            raise PrclabError(f"mfcc encoder: expected mono audio, got shape {audio.shape}")
-        return mfcc(audio, samplerate=self.rate_hz, winlen=self.window_s, winstep=self.hop_s,
-                    numcep=self.n_mfcc, nfilt=self.n_filters, nfft=self.nfft)
+        if audio.ndim != 1 or audio.size == 0:
+            raise PrclabError(f"mfcc encoder: expected non-empty mono audio, got shape {audio.shape}")
+        return librosa.feature.mfcc(y=audio, sr=self.rate_hz, n_mfcc=self.n_mfcc, n_fft=self.nfft,
+                                    win_length=self.window, hop_length=self.hop, n_mels=self.n_filters,
+                                    htk=True).T
 
     def describe(self) -> dict:
         return {**super().describe(), "rate_hz": self.rate_hz, "n_mfcc": self.n_mfcc,
