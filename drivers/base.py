@@ -11,7 +11,14 @@ Every device is a context manager (``open()`` / ``close()``) with:
   (monotone, starting near 0 at ``open``);
 - ``mark(label)``: put an event into the response stream at the current stimulus position;
   ``events()`` returns the events seen so far as ``(response_sample_index, label)`` pairs, which is how
-  the runner aligns stimulus and response when the device has latency.
+  the runner aligns stimulus and response when the device has latency;
+- ``electrodes``: what each stimulus output's electrode is known to be (one
+  :class:`~prclab.reservoir.Electrode` per stimulus channel; unknown unless the driver or its
+  simulated substrate declares it), the only electrode facts the safety layer uses.
+
+A device with no stimulus channel is record-only (:mod:`prclab.drivers.capabilities`): it refuses every
+stimulus block.  Drivers take a connection (a port, an address) and never start an emulator: a rig
+(:mod:`prclab.protocols.rig`) starts one and points the driver at it with ``connect_to``.
 
 A stimulus sample outside its channel's range is refused with :class:`DeviceError` before anything is
 sent: the device's own range check is the last line of defence behind the protocol's safety layer.
@@ -35,6 +42,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from prclab.errors import PrclabError
+from prclab.reservoir.base import Electrode
 
 
 class DeviceError(PrclabError):
@@ -116,9 +124,6 @@ class Device(abc.ABC):
     """
 
     name = "device"
-    #: the hardware_sims emulator behind this device in a rehearsal (``--emulate``), else None;
-    #: tests and rehearsals inject faults through its ``inject(fault)``
-    emulator = None
 
     def __init__(self, channels: DeviceChannels):
         self.channels = channels
@@ -131,6 +136,16 @@ class Device(abc.ABC):
         #: report of the latest drive to rest (``rest``), None before the first
         self.last_stop: dict | None = None
         self._rested = True
+
+    @property
+    def electrodes(self) -> tuple[Electrode, ...]:
+        """One :class:`~prclab.reservoir.Electrode` per stimulus channel; the default: all unknown."""
+        return tuple(Electrode() for _ in self.channels.stimulus)
+
+    def connect_to(self, address: str) -> None:
+        """Point the next ``open`` at ``address`` (an emulator's port or server); a device reached
+        without a connection (simulated, replayed) refuses."""
+        raise DeviceError(f"{self.name}: takes no connection (asked to connect to {address!r})")
 
     # -- rest --------------------------------------------------------------------------------------
     def set_rest(self, rest_V, max_slew_V_per_s=np.inf) -> None:
@@ -220,6 +235,8 @@ class Device(abc.ABC):
         self._require_open()
         block = np.asarray(block, dtype=np.float64)
         n_stim = len(self.channels.stimulus)
+        if not n_stim:
+            raise DeviceError(f"{self.name}: record-only (no stimulus output); nothing was sent")
         if block.ndim != 2 or block.shape[1] != n_stim:
             raise DeviceError(f"{self.name}: stimulus block must be (n, {n_stim}), got {block.shape}")
         bad = ~np.isfinite(block) | (block < self.channels.stimulus_low) | \

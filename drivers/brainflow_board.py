@@ -14,16 +14,18 @@ Events: ``mark(label)`` inserts a brainflow marker, a non-zero number from a lab
 ``events()`` reports the response-sample index where it came back (among the samples read so far).
 This is how stimulus and response are aligned: the board and the stimulus run on separate clocks.
 
-Stimulus side: these boards have no analog output.  The stimulus channels are the protocol's, and
-``write`` hands each (range-checked) block to ``stimulator``, a callable that applies it — in a
-rehearsal the emulator's side channel (:meth:`hardware_sims.cyton.CytonEmulator.apply`), which drives
-its substrate in real time (write ahead of reading, or blocks may be separated by held samples).  **On a real board nothing is applied**: without a stimulator, blocks are only kept in
-``recorded_stimulus``; on a real MEA stimulation goes through a separate stimulator, which the lab
-triggers and aligns through the markers.
+Stimulus side: these boards have no analog output.  **A board is record-only** (no stimulus channel;
+every stimulus block is refused, and a rig refuses a stimulating protocol before it runs) unless it is
+given a ``stimulator``, a callable that applies each (range-checked) block on the protocol's stimulus
+channels - in a rehearsal the emulator's side channel (``CytonEmulator.apply`` in
+:mod:`prclab.hardware_sims.cyton`), which drives its substrate in real time (write ahead of reading, or
+blocks may be separated by held samples).  On a real MEA stimulation goes through a separate
+stimulator device, which a rig (:mod:`prclab.protocols.rig`) composes with the board and aligns
+through the markers.
 
 Safe stop: with a stimulator, ``rest`` appends a slew-limited ramp from the last row written to the
 rest level, and ``hold`` (given with the stimulator) keeps the stimulator at the rest level whenever no
-stimulus is queued - between blocks and after the stop; on a real board nothing is driven here.
+stimulus is queued - between blocks and after the stop; a record-only board drives nothing.
 
 Sample counters: a Cyton (and the synthetic board) restarts its counter at 0 when streaming starts, so
 the first sample read is checked too (a fault before the first read is a gap from 0); other boards'
@@ -43,7 +45,6 @@ import os
 import threading
 import time
 import urllib.parse
-import weakref
 from typing import Callable
 
 import numpy as np
@@ -94,14 +95,14 @@ def board_id_of(name: str) -> int:
 
 
 class BrainflowDevice(Device):
-    """A brainflow board streaming ExG in volts; stimulus only through ``stimulator``.
+    """A brainflow board streaming ExG in volts; record-only unless given a ``stimulator``.
 
     Args:
         board_id: a ``brainflow.BoardIds`` value.
         params: brainflow's connection parameters (``serial_port``, ``file``, ``master_board``, ...).
-        stimulus: the stimulus channels (default one ``stim0`` channel, +-1 V).
-        stimulator: callable applying a stimulus block ``(n, n_stimulus)`` volts; None on real boards
-            (blocks are then only recorded in ``recorded_stimulus``).
+        stimulus: the stimulus channels, with ``stimulator`` only (default one ``stim0`` channel, +-1 V).
+        stimulator: callable applying a stimulus block ``(n, n_stimulus)`` volts; None on real boards,
+            which then have no stimulus channel (record-only).
         stall_s: seconds without a new sample after which ``read`` fails.
         on_gap: ``"raise"`` (default) or ``"record"`` a sample-counter gap.
         check_counter: check the counter; default everywhere except the playback board.
@@ -125,6 +126,9 @@ class BrainflowDevice(Device):
                  open_timeout_s: float = 2.0):
         if on_gap not in ("raise", "record"):
             raise DeviceError(f"brainflow: on_gap must be 'raise' or 'record', not {on_gap!r}")
+        if stimulator is None and (stimulus or hold is not None):
+            raise DeviceError("brainflow: stimulus channels and hold need a stimulator (a board alone is "
+                              "record-only)")
         self.board_id = int(board_id)
         self.params = params if params is not None else BrainFlowInputParams()
         self.address = self.params.serial_port or self.params.file or self.params.ip_address
@@ -140,13 +144,13 @@ class BrainflowDevice(Device):
             raise DeviceError(f"{self.label}: no board description for board id {data_board} "
                               f"({_one_line(exc)}; a playback board needs master_board)") from None
         channels = DeviceChannels(
-            stimulus=stimulus if stimulus is not None else voltage_channels("stim", 1, -1.0, 1.0),
+            stimulus=() if stimulator is None else
+            stimulus if stimulus is not None else voltage_channels("stim", 1, -1.0, 1.0),
             response=voltage_channels("exg", len(self._rows["exg"]), *response_range_V),
             rate_hz=float(rate))
         super().__init__(channels)
         self.stimulator, self.hold = stimulator, hold
         self.open_timeout_s = float(open_timeout_s)
-        self.owned_emulator = None  # an emulator this device starts at open and closes at close
         self._first_counter = 0 if self.board_id in (BoardIds.CYTON_BOARD, BoardIds.SYNTHETIC_BOARD) \
             else None
         self.stall_s, self.on_gap = float(stall_s), on_gap
@@ -156,7 +160,6 @@ class BrainflowDevice(Device):
         self.quiet = quiet
         self.marker_values: dict[str, float] = {}
         self._labels: dict[float, str] = {}
-        self.recorded_stimulus: list[np.ndarray] = []
         self.gaps: list[tuple[int, int]] = []
         self._board: BoardShim | None = None
         self._releasing: threading.Thread | None = None
@@ -178,19 +181,9 @@ class BrainflowDevice(Device):
             self._releasing = None
         self._reset_stream()
         self.gaps = []
-        self.recorded_stimulus = []
         if self.quiet:
             BoardShim.set_log_level(LogLevels.LEVEL_OFF)
-        emulator = self.owned_emulator
-        try:
-            if emulator is not None:
-                self.params.serial_port = self.address = emulator.start().port
-                self.label = " ".join(("brainflow", board_name(self.board_id), self.address))
-            self._board = self._start_session()
-        except BaseException:
-            if emulator is not None:  # a failed open leaves no emulator thread or pty behind
-                emulator.close()
-            raise
+        self._board = self._start_session()
         if self.hold is not None:
             self.hold(self.rest_V)
         self._last_progress = time.monotonic()
@@ -232,22 +225,19 @@ class BrainflowDevice(Device):
         if board is not None:
             _release(board)
         self._reset_stream()
-        if self.owned_emulator is not None:
-            self.owned_emulator.close()
+
+    def connect_to(self, address: str) -> None:
+        """Open the board on serial port ``address`` (an emulator's pty) from the next ``open`` on."""
+        self.params.serial_port = self.address = str(address)
+        self.label = " ".join(("brainflow", board_name(self.board_id), self.address))
 
     def _write(self, block: np.ndarray) -> None:
-        if self.stimulator is not None:
-            self.stimulator(block)
-        else:
-            self.recorded_stimulus.append(block.copy())
+        self.stimulator(block)  # a record-only board has no stimulus channel: Device.write refuses
         self._n_written += len(block)
         if len(block):
             self.output_V = block[-1].copy()
 
     def _rest(self, start_V: np.ndarray) -> str:
-        if self.stimulator is None:
-            self.output_V = self.rest_V.copy()
-            return "no stimulus output: blocks were only recorded"
         ramp = self._ramp(start_V)
         self.stimulator(ramp)
         # the stimulator plays in real time: wait for what was queued before the ramp (at most the
@@ -302,7 +292,7 @@ class BrainflowDevice(Device):
         return {**super().describe(), "board": board_name(self.board_id), "board_id": self.board_id,
                 "address": self.address, "marker_values": dict(self.marker_values),
                 "stimulus_applied_by": "stimulator" if self.stimulator is not None else
-                "nobody: recorded only (a separate stimulator drives the electrodes)"}
+                "nobody: record-only (a separate stimulator drives the electrodes)"}
 
     # -- streaming ---------------------------------------------------------------------------------
     def _wait_for(self, n: int) -> None:
@@ -357,8 +347,6 @@ class BrainflowDevice(Device):
             self._releasing = threading.Thread(target=_release, args=(board,),
                                                name="brainflow-release", daemon=True)
             self._releasing.start()
-        if self.owned_emulator is not None:
-            self.owned_emulator.close()
         return DeviceError(f"{self.label}: {fault}")
 
 
@@ -384,20 +372,19 @@ _PARAM_OPTIONS = ("mac_address", "ip_address", "ip_port", "ip_protocol", "other_
 """``BrainFlowInputParams`` fields a spec may set as ``?name=value`` options."""
 
 
-def from_spec(address: str, request) -> BrainflowDevice:
+def from_spec(address: str, request, stimulator: Callable[[np.ndarray], None] | None = None,
+              hold: Callable[[np.ndarray], None] | None = None) -> BrainflowDevice:
     """Device for spec ``brainflow:BOARD[:WHERE][?options]``.
 
     ``brainflow:cyton:/dev/ttyUSB0`` (serial port), ``brainflow:synthetic``,
     ``brainflow:playback:rec.csv?master=cyton`` (a ``DataFilter.write_file`` recording; ``master`` names
     the board that recorded it), or any other ``BoardIds`` name or number with ``WHERE`` as its serial
-    port and options among :data:`_PARAM_OPTIONS`.  The stimulus channels are the request's.  The board's
-    rate must equal the request's.
+    port and options among :data:`_PARAM_OPTIONS`.  The board's rate must equal the request's.
 
-    With ``request.emulate`` and ``cyton``, the port is not opened: a :mod:`hardware_sims.cyton` emulator
-    is started on the request's substrate and brainflow's own Cyton driver connects to its pty; the
-    device applies stimulus through the emulator, which it starts at each ``open`` and closes at
-    ``close``, after a fault, or when the open fails.
-    The synthetic and playback boards are simulations already and run as they are.
+    Record-only unless ``stimulator`` (and ``hold``) are given, as a rig does for a rehearsal on a
+    Cyton emulator's side channel; the stimulus channels are then the request's.  With
+    ``request.emulate`` the port is never opened: the rig points the device at its emulator's pty
+    (:meth:`BrainflowDevice.connect_to`).  The synthetic and playback boards are simulations already.
     """
     board_part, _, rest = address.partition(":")
     where, _, query = rest.partition("?")
@@ -445,24 +432,11 @@ def from_spec(address: str, request) -> BrainflowDevice:
     if rate != request.rate_hz:
         raise PrclabError(f"{spec}: the board samples at {rate:g} Hz, the protocol asks for "
                           f"{request.rate_hz:g} Hz")
-    emulator = None
-    if request.emulate and board_id == BoardIds.CYTON_BOARD:
-        from prclab.hardware_sims.cyton import CytonEmulator
-
-        emulator = CytonEmulator(request.build_substrate(), seed=request.seed)
-        params.serial_port = ""
-    elif request.emulate and board_id not in (BoardIds.SYNTHETIC_BOARD, BoardIds.PLAYBACK_FILE_BOARD):
-        raise PrclabError(f"{spec}: no emulator for brainflow board {board_name(board_id)!r}; "
-                          "rehearse with brainflow:cyton, brainflow:synthetic or brainflow:playback")
-    elif board_id == BoardIds.CYTON_BOARD and not where:
+    if board_id == BoardIds.CYTON_BOARD and not where and not request.emulate:
         raise PrclabError(f"{spec}: no serial port given (e.g. brainflow:cyton:/dev/ttyUSB0)")
-    stimulus = voltage_channels("stim", request.n_stimulus, *request.stimulus_range_V)
-    device = BrainflowDevice(board_id, params, stimulus=stimulus,
-                             stimulator=emulator.apply if emulator is not None else None,
-                             hold=emulator.hold if emulator is not None else None,
-                             open_timeout_s=open_timeout_s)
-    if emulator is not None:
-        device.emulator = emulator  # for fault injection in rehearsals and tests
-        device.owned_emulator = emulator  # started at open, closed at close and on a failed open
-        weakref.finalize(device, emulator.close)
-    return device
+    if request.emulate:
+        params.serial_port = ""
+    stimulus = None if stimulator is None else \
+        voltage_channels("stim", request.n_stimulus, *request.stimulus_range_V)
+    return BrainflowDevice(board_id, params, stimulus=stimulus, stimulator=stimulator, hold=hold,
+                           open_timeout_s=open_timeout_s)

@@ -18,8 +18,10 @@ blocks, during which the outputs hold their last voltage.  Timestamps are nomina
 ``rate_hz``.  Reads are split into chunks of at most ``max_block_s`` seconds, each with a timeout of
 its duration plus ``read_timeout_s`` (1.5 s by default), so a silent card fails within 2 s.
 
-Transport: with ``grpc_options`` (``nidaqmx.GrpcSessionOptions``) the tasks live on an NI gRPC
-Device Server (or :mod:`hardware_sims.nidaq_grpc`); every RPC then carries a deadline (the request's
+Transport, chosen outside the driver (as nidaqmx-python picks its interpreter): with ``grpc_options``
+(``nidaqmx.GrpcSessionOptions``) or ``grpc_address`` (``host:port``, no credentials: a rig's emulator,
+:mod:`prclab.hardware_sims.nidaq_grpc`, points the driver at itself with ``connect_to``) the tasks live
+on an NI gRPC Device Server; every RPC then carries a deadline (the request's
 own timeout plus ``read_timeout_s``, else ``rpc_timeout_s``), so a server that stops answering cannot
 hang the caller.  Without it, the tasks run on the local NI-DAQmx driver and a real card.
 
@@ -47,7 +49,6 @@ import re
 import time
 import urllib.parse
 import uuid
-import weakref
 
 import grpc
 import nidaqmx
@@ -103,9 +104,8 @@ class NidaqDevice(Device):
         read_timeout_s: slack over a read chunk's duration before the read times out, seconds.
         max_block_s: longest read chunk, seconds.
         rpc_timeout_s: deadline of gRPC calls that carry no timeout of their own, seconds.
-        emulator: optional server object with ``start()``, ``close()`` and ``address`` (such as
-            :class:`hardware_sims.nidaq_grpc.NidaqEmulator`) that this device owns: started and
-            connected to at ``open``, closed at ``close``.  Excludes ``grpc_options``.
+        grpc_address: ``host:port`` of a gRPC server reached without credentials (an emulator);
+            a fresh channel is made at each ``open``.  Excludes ``grpc_options``.
     """
 
     name = "nidaq"
@@ -114,14 +114,14 @@ class NidaqDevice(Device):
                  rate_hz: float = 1000.0, stimulus_range_V=(-1.0, 1.0), response_range_V=(-10.0, 10.0),
                  grpc_options=None, terminal_config=TerminalConfiguration.DEFAULT,
                  read_timeout_s: float = 1.0, max_block_s: float = 0.5, rpc_timeout_s: float = 5.0,
-                 emulator=None):
+                 grpc_address: str | None = None):
         self.name = f"nidaq:{device}"
         if min(n_stimulus, n_response) < 1:
             raise DeviceError(f"{self.name}: needs at least one output and one input channel")
         if not rate_hz > 0 or not max_block_s > 0 or not read_timeout_s > 0:
             raise DeviceError(f"{self.name}: rate, max_block_s and read_timeout_s must be positive")
-        if emulator is not None and grpc_options is not None:
-            raise DeviceError(f"{self.name}: give grpc_options or emulator, not both")
+        if grpc_address is not None and grpc_options is not None:
+            raise DeviceError(f"{self.name}: give grpc_options or grpc_address, not both")
         super().__init__(DeviceChannels(
             stimulus=voltage_channels("ao", n_stimulus, *stimulus_range_V),
             response=voltage_channels("ai", n_response, *response_range_V),
@@ -131,7 +131,7 @@ class NidaqDevice(Device):
         self.terminal_config = terminal_config
         self.read_timeout_s = float(read_timeout_s)
         self.rpc_timeout_s = float(rpc_timeout_s)
-        self.emulator = emulator
+        self.grpc_address = grpc_address
         self.read_chunk = max(1, min(int(max_block_s * rate_hz), MAX_VALUES_PER_CALL // n_response))
         self.write_chunk = max(1, MAX_VALUES_PER_CALL // n_stimulus)
         self._ao = self._ai = self._channel = self._rpc_channel = None
@@ -170,8 +170,6 @@ class NidaqDevice(Device):
         channel, self._channel = self._channel, None
         if channel is not None:
             channel.close()
-        if self.emulator is not None:
-            self.emulator.close()
         self._reset_stream()
 
     def _write(self, block: np.ndarray) -> None:
@@ -188,8 +186,14 @@ class NidaqDevice(Device):
     def _stimulus_position(self) -> int:
         return self._n_written
 
+    def connect_to(self, address: str) -> None:
+        """Reach the tasks at the gRPC server ``address`` (``host:port``) from the next ``open`` on."""
+        if self.grpc_options is not None:
+            raise DeviceError(f"{self.name}: already given grpc_options; cannot also connect to {address!r}")
+        self.grpc_address = str(address)
+
     def describe(self) -> dict:
-        transport = "local NI-DAQmx" if self.grpc_options is None and self.emulator is None else "gRPC"
+        transport = "local NI-DAQmx" if self.grpc_options is None and self.grpc_address is None else "gRPC"
         return {**super().describe(), "nidaq_device": self.device, "transport": transport,
                 "streaming": "finite AO+AI block per read, AO clock and start trigger from AI"}
 
@@ -216,7 +220,7 @@ class NidaqDevice(Device):
         ramp = self._ramp(self.output_V, step_hz)
         stim = self.channels.stimulus
         task = self._task("rest", self._rpc_channel) if (self._rpc_channel is not None or
-                                                         self.emulator is None) else None
+                                                         self.grpc_address is None) else None
         if task is None:
             raise self._fail("no session to drive outputs to rest")
         try:
@@ -268,9 +272,8 @@ class NidaqDevice(Device):
 
     def _create_tasks(self) -> None:
         channel = None
-        if self.emulator is not None:
-            self.emulator.start()
-            self._channel = grpc.insecure_channel(self.emulator.address, options=GRPC_CHANNEL_OPTIONS)
+        if self.grpc_address is not None:
+            self._channel = grpc.insecure_channel(self.grpc_address, options=GRPC_CHANNEL_OPTIONS)
             channel = self._channel
         elif self.grpc_options is not None:
             channel = self.grpc_options.grpc_channel
@@ -383,14 +386,21 @@ def _lines(device: str, kind: str, count: int) -> str:
     return f"{device}/{kind}0" if count == 1 else f"{device}/{kind}0:{count - 1}"
 
 
-def from_spec(address: str, request) -> NidaqDevice:
+def from_spec(address: str, request, n_ai_default: int = 1) -> NidaqDevice:
     """Device for spec ``nidaq:ADDRESS``: ``Dev1``, or ``Dev1?ai=4`` to record from 4 inputs.
 
-    The stimulus channels, rate and range come from ``request``.  With ``request.emulate`` no card is
-    touched: the device owns a :class:`hardware_sims.nidaq_grpc.NidaqEmulator` on the request's
-    substrate (inputs default to the substrate's outputs), started at ``open`` and stopped at ``close``.
-    Without it, ``ai`` defaults to 1 and the local NI-DAQmx driver is used.
+    The stimulus channels, rate and range come from ``request``; ``ai`` defaults to ``n_ai_default``
+    (a rig's emulator passes its substrate's outputs).  The local NI-DAQmx driver is used until
+    :meth:`NidaqDevice.connect_to` names a gRPC server.
     """
+    name, n_ai = parse_address(address)
+    return NidaqDevice(name, request.n_stimulus, n_ai or n_ai_default, request.rate_hz,
+                       stimulus_range_V=request.stimulus_range_V)
+
+
+def parse_address(address: str) -> tuple[str, int | None]:
+    """``Dev1?ai=4`` -> ``("Dev1", 4)`` (``None``: no ``ai`` given); raises ``PrclabError`` naming the
+    spec for a bad device name or option."""
     name, _, query = address.partition("?")
     name = name or "Dev1"
     options = dict(urllib.parse.parse_qsl(query, keep_blank_values=True))
@@ -403,15 +413,4 @@ def from_spec(address: str, request) -> NidaqDevice:
         if not n_ai.isdigit() or int(n_ai) < 1:
             raise PrclabError(f"nidaq:{address}: ai={n_ai!r} is not a positive channel count")
         n_ai = int(n_ai)
-    emulator = None
-    if request.emulate:
-        from prclab.hardware_sims.nidaq_grpc import NidaqEmulator
-
-        substrate = request.build_substrate()
-        emulator = NidaqEmulator(substrate, device=name, seed=request.seed)
-        n_ai = n_ai or substrate.n_outputs
-    device = NidaqDevice(name, request.n_stimulus, n_ai or 1, request.rate_hz,
-                         stimulus_range_V=request.stimulus_range_V, emulator=emulator)
-    if emulator is not None:
-        weakref.finalize(device, emulator.close)
-    return device
+    return name, n_ai

@@ -44,7 +44,6 @@ import collections
 import re
 import time
 import urllib.parse
-import weakref
 
 import numpy as np
 import serial
@@ -336,7 +335,6 @@ class PotentiostatDevice(Device):
         self.samples_per_script = int(samples_per_script)
         self.firmware = ""
         self._link: SerialLink | None = None
-        self.owned_emulator = None  # an emulator this device starts at open and closes at close
         self._reset_stream()
 
     def _reset_stream(self) -> None:
@@ -350,20 +348,12 @@ class PotentiostatDevice(Device):
     # -- Device ------------------------------------------------------------------------------------
     def _open(self) -> None:
         self._reset_stream()
-        emulator = self.owned_emulator
-        if emulator is not None:
-            self.port = emulator.start().port
+        link = SerialLink(self.port, self.baudrate, self.line_timeout_s)
         try:
-            link = SerialLink(self.port, self.baudrate, self.line_timeout_s)
-            try:
-                link.discard_input()
-                self.firmware = self.protocol.handshake(link)
-            except DeviceError:
-                link.close()
-                raise
-        except BaseException:
-            if emulator is not None:  # a failed open leaves no emulator thread or pty behind
-                emulator.close()
+            link.discard_input()
+            self.firmware = self.protocol.handshake(link)
+        except DeviceError:
+            link.close()
             raise
         self._link = link
 
@@ -379,8 +369,10 @@ class PotentiostatDevice(Device):
         link.discard_input()
         link.close()
         self._reset_stream()
-        if self.owned_emulator is not None:
-            self.owned_emulator.close()
+
+    def connect_to(self, address: str) -> None:
+        """Open the serial port ``address`` (an emulator's pty) from the next ``open`` on."""
+        self.port = str(address)
 
     def _rest(self, start_V: np.ndarray) -> str:
         link = self._link
@@ -453,8 +445,6 @@ class PotentiostatDevice(Device):
                 link.close()
             self.is_open = False
             self._reset_stream()
-            if self.owned_emulator is not None:
-                self.owned_emulator.close()
             raise
 
     def _start_next(self) -> None:
@@ -483,9 +473,8 @@ class PotentiostatDevice(Device):
 def from_spec(address: str, request) -> PotentiostatDevice:
     """Device for spec ``potentiostat:ADDRESS`` (``/dev/ttyACM0`` or ``/dev/ttyACM0?protocol=...``).
 
-    With ``request.emulate`` the address's port is not opened: a :mod:`hardware_sims.potentiostat`
-    emulator on the request's substrate (one input) is started at each ``open`` (the device connects to
-    its pty) and closed at ``close`` or when the open fails.
+    With ``request.emulate`` the address's port is never opened: the rig starts an emulator and points
+    the device at its pty (:meth:`PotentiostatDevice.connect_to`) before each ``open``.
     """
     port, _, query = address.partition("?")
     options = dict(urllib.parse.parse_qsl(query, keep_blank_values=True))
@@ -501,16 +490,5 @@ def from_spec(address: str, request) -> PotentiostatDevice:
                           f"the protocol needs {request.n_stimulus}")
     if not port and not request.emulate:
         raise PrclabError("potentiostat: no serial port given (e.g. potentiostat:/dev/ttyACM0)")
-    emulator = None
-    if request.emulate:
-        from prclab.hardware_sims.potentiostat import MethodScriptEmulator
-
-        emulator = MethodScriptEmulator(request.build_substrate(), seed=request.seed)
-        port = "(emulator pty)"
-    device = PotentiostatDevice(port, request.rate_hz, protocol=protocol,
-                                potential_range_V=request.stimulus_range_V)
-    if emulator is not None:
-        device.emulator = emulator  # for fault injection in rehearsals and tests
-        device.owned_emulator = emulator  # started at open, closed at close and on a failed open
-        weakref.finalize(device, emulator.close)
-    return device
+    return PotentiostatDevice(port if not request.emulate else "(emulator pty)", request.rate_hz,
+                              protocol=protocol, potential_range_V=request.stimulus_range_V)

@@ -3,14 +3,15 @@
 Response sample ``k`` is the substrate's output while stimulus sample ``k`` is applied (no latency).
 Reading past the written stimulus keeps sampling with the stimulus electrodes held at their rest level
 (``rest_V``), as a DAQ whose input clock runs on after its outputs were driven to rest.  ``rest`` is a
-no-op that still reports (a simulated substrate has no electrode left charged).
+no-op that still reports (a simulated substrate has no electrode left charged).  Its ``electrodes`` are
+the ones its substrate declares (a simulation's own model of its electrodes; hardware never sees them).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from prclab.reservoir import Substrate
+from prclab.reservoir import Electrode, Substrate, electrodes_of
 
 from .base import Device, DeviceChannels, DeviceError, voltage_channels
 
@@ -40,6 +41,11 @@ class SimDevice(Device):
         self._pending = np.zeros((0, substrate.n_outputs))
         self._n_written = 0
         self._n_read = 0
+
+    @property
+    def electrodes(self) -> tuple[Electrode, ...]:
+        """The substrate's declared electrodes, one per stimulus channel."""
+        return electrodes_of(self.substrate)
 
     def _open(self) -> None:
         self.substrate.reset(self.seed)
@@ -72,4 +78,7 @@ class SimDevice(Device):
         return self._n_written
 
     def describe(self) -> dict:
-        return {**super().describe(), "substrate": self.substrate.describe()}
+        """The device's description with its substrate's (``substrate``) and the seed of the substrate's
+        ``reset`` at ``open`` (``seed``): what ``reservoir.substrate_from_description`` and a SimDevice of
+        that seed need to reproduce every response."""
+        return {**super().describe(), "substrate": self.substrate.describe(), "seed": self.seed}

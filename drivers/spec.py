@@ -1,45 +1,22 @@
-"""Device spec strings: how a protocol or ``prclab run --device`` names a device.
+"""What a protocol asks of a device (:class:`DeviceRequest`), and which specs would reach the network.
 
-A spec is ``KIND:ADDRESS``; the kinds and their address forms are:
-
-===============  ====================================  ==============================================
-kind             example                               device
-===============  ====================================  ==============================================
-``sim``          ``sim:potato``, ``sim:esn``           :class:`drivers.SimDevice` on that substrate
-`potentiostat`   ``potentiostat:/dev/ttyACM0``,        serial potentiostat (pyserial),
-                 ``...?protocol=methodscript``         :mod:`drivers.potentiostat`
-``nidaq``        ``nidaq:Dev1``, ``nidaq:Dev1?ai=4``   NI DAQ card (nidaqmx, local or gRPC),
-                                                       :mod:`drivers.nidaq`
-``replay``       ``replay:run.h5``                     a recording played back, :mod:`drivers.replay`
-``brainflow``    ``brainflow:cyton:/dev/ttyUSB0``,     OpenBCI Cyton via brainflow: ExG in volts,
-                 ``brainflow:synthetic``,              markers, no stimulus output; playback needs
-                 ``brainflow:playback:F.csv``          ``?master=BOARD``,
-                                                       :mod:`drivers.brainflow_board`
-===============  ====================================  ==============================================
+A spec is ``KIND:ADDRESS`` (the kinds, their drivers and emulators are registered in
+:mod:`prclab.protocols.rig`, which builds devices and rigs from specs).
 
 Network devices: a spec that would make prclab open a network connection - a pyserial URL
 (``potentiostat:socket://HOST:PORT``, ``rfc2217://``, any ``scheme://``), a brainflow board reached over
 IP (``?ip_address=``, ``?ip_port=``, WiFi and streaming boards) - is refused unless the caller allows
-network devices (``make_device(..., allow_network=True)``, ``prclab run --allow-network``).  Protocol
+network devices (``make_rig(..., allow_network=True)``, ``prclab run --allow-network``).  Protocol
 files travel between labs: a file must not be able to point the lab's machine at a host.  Emulators
-started by ``emulate=True`` listen on 127.0.0.1 and never use the spec's address, so they need no flag.
-
-Hardware drivers register themselves in ``DEVICE_KINDS``.  With ``emulate=True`` a hardware kind
-starts its emulator from ``hardware_sims`` (backed by the request's substrate) and connects the real
-client library to it, so a protocol can be rehearsed before the hardware arrives.
+started for ``emulate=True`` listen on 127.0.0.1 and never use the spec's address, so they need no flag.
 """
 
 from __future__ import annotations
 
 import urllib.parse
 from dataclasses import dataclass, field
-from typing import Callable
 
-from prclab.errors import PrclabError
 from prclab.reservoir import Substrate, make_substrate
-
-from .base import Device
-from .sim import SimDevice
 
 
 @dataclass
@@ -52,7 +29,7 @@ class DeviceRequest:
         stimulus_range_V: ``(low, high)`` volts allowed on every stimulus channel.
         substrate: name of the (simulated) substrate behind ``sim`` devices and emulators.
         substrate_params: its model parameters.
-        emulate: start the hardware kind's emulator instead of opening real hardware.
+        emulate: rehearse on the hardware kind's emulator (the rig starts it) instead of the hardware.
         seed: seed for simulated substrates.
     """
 
@@ -74,49 +51,6 @@ class DeviceRequest:
         params = dict(self.substrate_params) if name == self.substrate else {}
         params.setdefault("dt", 1.0 / self.rate_hz)
         return make_substrate(name, self.n_stimulus, **params)
-
-
-def _sim(address: str, request: DeviceRequest) -> Device:
-    substrate = request.build_substrate(address or None)
-    return SimDevice(substrate, request.rate_hz, stimulus_range_V=request.stimulus_range_V,
-                     seed=request.seed)
-
-
-def _potentiostat(address: str, request: DeviceRequest) -> Device:
-    from .potentiostat import from_spec  # imports pyserial only when asked for
-
-    return from_spec(address, request)
-
-
-DEVICE_KINDS: dict[str, Callable[[str, DeviceRequest], Device]] = {"sim": _sim}
-DEVICE_KINDS["potentiostat"] = _potentiostat
-
-
-def _nidaq(address: str, request: DeviceRequest) -> Device:
-    from .nidaq import from_spec  # imports nidaqmx only when asked for
-
-    return from_spec(address, request)
-
-
-DEVICE_KINDS["nidaq"] = _nidaq
-
-
-def _replay(address: str, request: DeviceRequest) -> Device:
-    from .replay import from_spec  # a recording played back: ``replay:REC.h5``
-
-    return from_spec(address, request)
-
-
-DEVICE_KINDS["replay"] = _replay
-
-
-def _brainflow(address: str, request: DeviceRequest) -> Device:
-    from .brainflow_board import from_spec  # imports brainflow only when asked for
-
-    return from_spec(address, request)
-
-
-DEVICE_KINDS["brainflow"] = _brainflow
 
 
 _NETWORK_BRAINFLOW_OPTIONS = ("ip_address", "ip_port", "ip_protocol")
@@ -144,28 +78,3 @@ def network_use(spec: str) -> str | None:
     elif "://" in address:
         return f"address {address.split('://')[0]}:// is a URL"
     return None
-
-
-def make_device(spec: str, request: DeviceRequest, allow_network: bool = False,
-                origin: str = "") -> Device:
-    """Build the (unopened) device named by ``spec``; raises ``PrclabError`` for a bad spec.
-
-    Args:
-        allow_network: allow a spec that opens a network connection (see the module docstring);
-            otherwise such a spec is refused unless ``request.emulate`` (the address is then unused).
-        origin: where the spec came from, for the message (``"the protocol file X"``).
-    """
-    if not isinstance(spec, str) or not spec or len(spec) > 4096 or "\x00" in spec:
-        raise PrclabError(f"device spec {str(spec)[:80]!r} is not a device spec (e.g. sim:potato)")
-    kind, _, address = spec.partition(":")
-    try:
-        factory = DEVICE_KINDS[kind]
-    except KeyError:
-        raise PrclabError(f"unknown device {spec[:200]!r}: kind {kind[:40]!r} is not one of "
-                          f"{', '.join(sorted(DEVICE_KINDS))}") from None
-    why = network_use(spec)
-    if why and not allow_network and not request.emulate:
-        where = f" from {origin}" if origin else ""
-        raise PrclabError(f"device {spec[:200]!r}{where} would open a network connection ({why}); "
-                          "devices are local unless you pass --allow-network")
-    return factory(address, request)

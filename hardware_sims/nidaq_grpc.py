@@ -32,6 +32,9 @@ out of samples) hold their last voltage, 0 V at power-up; a write to an on-deman
 its lines at once.  ``device.ao_level`` is the voltage each AO line holds now.  AI readings are clipped to each channel's
 range (the ADC saturates) but not quantised.  The substrate is reset with ``seed`` once, at
 construction: it lives on across client sessions and server restarts, as a potato on the bench does.
+Wired to another emulator (``wired_to``, :mod:`hardware_sims.wiring`), the AO lines drive that
+emulator's substrate instead (every AO sample played, and each on-demand level) and the AI lines read
+the AO lines back.
 
 Faults, injected with :meth:`NidaqEmulator.inject` and held until ``inject(None)``: ``unplug`` fails
 every call with -201003 (device cannot be accessed); ``stall`` makes reads wait out the client's read
@@ -61,6 +64,7 @@ from nidaqmx.error_codes import DAQmxErrors as Err
 from prclab.reservoir import Substrate
 
 from . import FAULTS
+from .wiring import Wire
 
 DRIVER_VERSION = (24, 5, 0)
 """NI-DAQmx version reported through the system-information attributes."""
@@ -405,6 +409,8 @@ class DaqDevice:
         if task.timing_type == SampleTimingType.ON_DEMAND.value:  # the lines take the last value now
             if samps:
                 self.ao_level[[ch.index for ch in task.channels]] = block[:, -1]
+                if isinstance(self.substrate, Wire):  # the wired electrodes see the new level at once
+                    self.substrate.hold(self.ao_level)
             return samps
         if (task.written() + samps) * n_ch > MAX_BUFFER_SAMPLES:
             raise DaqFault(Err.PAL_MEMORY_FULL,
@@ -713,10 +719,15 @@ class NidaqEmulator:
         substrate: its inputs are the AO lines, its outputs the AI lines.
         device: device name as clients address it (``Dev1``).
         seed: seed passed once to ``substrate.reset``.
+        wired_to: an emulator whose electrodes the AO lines drive (see :class:`~.wiring.Wire`) instead
+            of ``substrate`` (then None).
     """
 
-    def __init__(self, substrate: Substrate, device: str = "Dev1", seed: int = 0):
-        self.device = DaqDevice(device, substrate, seed)
+    def __init__(self, substrate: Substrate | None = None, device: str = "Dev1", seed: int = 0,
+                 wired_to=None):
+        if (substrate is None) == (wired_to is None):
+            raise ValueError("give the emulator a substrate or an emulator to be wired to, not both")
+        self.device = DaqDevice(device, substrate if wired_to is None else Wire(wired_to), seed)
         self.calls: collections.Counter[str] = collections.Counter()
         self.fault: str | None = None
         self.port = 0

@@ -66,6 +66,11 @@ class PtyEmulator:
         return self
 
     @property
+    def address(self) -> str:
+        """The pty's path while serving (what a client opens as its serial port)."""
+        return self.port
+
+    @property
     def serving(self) -> bool:
         """Whether the serving thread runs now."""
         return self._thread is not None and self._thread.is_alive()

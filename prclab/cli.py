@@ -260,7 +260,10 @@ def _print_result(result: dict, as_json: bool) -> None:
 
 
 def _device_for(protocol, spec: str | None, emulate: bool, allow_network: bool = False):
-    from prclab.drivers import DeviceRequest, make_device
+    """The rig the run drives: ``--device`` (or the protocol's ``[device] spec``), one device or
+    ``STIMULATOR+RECORDER`` (:mod:`prclab.protocols.rig`); with ``emulate`` the rig owns the emulators."""
+    from prclab.drivers import DeviceRequest
+    from prclab.protocols.rig import make_rig
 
     s = protocol["stimulus"]
     chosen = spec or protocol["device"]["spec"]
@@ -270,8 +273,7 @@ def _device_for(protocol, spec: str | None, emulate: bool, allow_network: bool =
                             substrate_params=protocol["substrate"]["params"], emulate=emulate,
                             seed=protocol["protocol"]["seed"])
     origin = "--device" if spec else f"the protocol file {protocol.where}"
-    return make_device(chosen, request, allow_network=allow_network,
-                       origin=origin)
+    return make_rig(chosen, request, allow_network=allow_network, origin=origin)
 
 
 def _run(protocol_path, out, device_spec=None, emulate=False, resume=False,
@@ -451,8 +453,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("protocol", help="protocol TOML file")
     r.add_argument("--out", help="recording to create (HDF5)")
     r.add_argument("--resume", metavar="REC.h5", help="continue the stopped run recorded in REC.h5")
-    r.add_argument("--device", help="device spec, overrides the protocol's (e.g. sim:potato)")
-    r.add_argument("--emulate", action="store_true", help="start the device's emulator (rehearsal)")
+    r.add_argument("--device", help="device spec, overrides the protocol's (e.g. sim:potato, or "
+                   "STIMULATOR+RECORDER such as nidaq:Dev1+brainflow:cyton:/dev/ttyUSB0)")
+    r.add_argument("--emulate", action="store_true",
+                   help="rehearse on the devices' emulators, one simulated substrate behind them all")
     r.add_argument("--allow-network", action="store_true",
                    help="allow a device reached over the network (socket://, rfc2217://, IP boards); "
                         "off by default, since protocol files travel between labs")

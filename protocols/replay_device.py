@@ -9,7 +9,8 @@ the first sample that differs (a changed protocol, dataset or encoder would pair
 with other stimuli) stops the run with a :class:`DeviceError` naming the trial and sample, so a run
 through a replay finishes only on the recorded stimuli.  Playback does not change the response.
 
-Spec: ``replay:REC.h5`` (see :mod:`drivers.spec`).
+Spec: ``replay:REC.h5`` (see :mod:`prclab.protocols.rig`).  It lives with the protocols because it reads
+the recording format (:mod:`prclab.protocols.recording`); drivers sit below and never read recordings.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
+from prclab.drivers.base import ChannelInfo, Device, DeviceChannels, DeviceError
 from prclab.errors import PrclabError
 
-from .base import ChannelInfo, Device, DeviceChannels, DeviceError
+from .recording import read_recording
 
 
 def _channels(described: list, prefix: str, count: int, values: np.ndarray) -> tuple[ChannelInfo, ...]:
@@ -47,8 +49,6 @@ class ReplayDevice(Device):
     name = "replay"
 
     def __init__(self, path: str | Path):
-        from prclab.protocols.recording import read_recording  # the recording format lives with the runner
-
         self.path = Path(path)
         try:
             rec = read_recording(self.path)

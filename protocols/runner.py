@@ -32,15 +32,15 @@ from typing import Callable
 import numpy as np
 
 from prclab.drivers import Device, DeviceError, rest_ramp
+from prclab.drivers.capabilities import STIMULATE, require
 from prclab.errors import PrclabError
-from prclab.reservoir import make_substrate
+from prclab.reservoir import electrodes_of, make_substrate
 
 from .datasets import LabelledSequences, load_dataset
 from .encoders import Encoder, make_encoder
 from .protocol import Protocol
 from .recording import RecordingWriter, run_identity
-from .safety import SafetyError, SafetyLimits, SafetyMonitor, apply_ramp, resolve_limits, substrate_impedance_ohm, \
-    validate_trials
+from .safety import SafetyError, SafetyLimits, SafetyMonitor, apply_ramp, resolve_limits, validate_trials
 
 
 @dataclass
@@ -70,8 +70,8 @@ class Trial:
 def prepare(protocol: Protocol, device: Device | None = None) -> tuple[LabelledSequences, Encoder, list[Trial]]:
     """Load the dataset, fit the encoder on its training items and compile the trials.
 
-    ``device``: the (unopened) device the run will use, whose simulated substrate's impedance the safety
-    limits use (see :func:`safety_limits`); default the one the protocol's spec names.
+    ``device``: the (unopened) device or rig the run will use, whose declared electrodes the safety
+    limits use (see :func:`safety_limits`); default what the protocol's spec names.
 
     Raises:
         PrclabError: bad dataset or encoder; ``SafetyError`` if a compiled sample breaks a safety limit.
@@ -119,22 +119,27 @@ def _first_items(labels: np.ndarray, mask: np.ndarray, n: int) -> np.ndarray:
 def safety_limits(protocol: Protocol, device: Device | None = None) -> SafetyLimits:
     """The protocol's ``[safety]`` limits resolved per stimulus channel (see :mod:`protocols.safety`).
 
-    Electrode impedance: ``[safety] impedance_ohm``, else - for a simulated device only - the impedance
-    the simulated substrate actually run declares (``device.substrate``; without ``device``, the one the
-    protocol's ``sim:NAME`` spec builds).  Hardware declares none: a current, charge or DC limit that
-    needs an impedance is then refused, naming the key to set.
+    Limits come only from ``[safety]`` and the electrodes the rig declares (``device.electrodes``): a
+    :class:`~prclab.drivers.SimDevice` declares its substrate's; hardware, emulated or not, declares
+    what its driver knows (nothing, so far), never a simulation's parameters - a current, charge or DC
+    limit then needs ``[safety] impedance_ohm`` and is refused, naming the key.  Without ``device``:
+    the electrodes of the substrate a ``sim:NAME`` spec builds, else none.
+
+    Raises:
+        PrclabError: ``device`` cannot stimulate (a record-only rig), before anything runs.
     """
     s = protocol["stimulus"]
     if device is not None:
-        sim = getattr(device, "substrate", None)  # a SimDevice exposes the substrate it runs
+        require(device, STIMULATE, f"the protocol {protocol.where} stimulates {s['electrodes']} "
+                                   "electrode(s): name a stimulator, e.g. --device nidaq:Dev1+RECORDER")
+        electrodes = device.electrodes
     else:
         spec = protocol["device"]["spec"]
-        sim = None if not spec.startswith("sim:") else make_substrate(
+        electrodes = () if not spec.startswith("sim:") else electrodes_of(make_substrate(
             protocol.substrate_for(spec), s["electrodes"],
-            **{"dt": 1.0 / protocol.rate_hz, **protocol["substrate"]["params"]})
+            **{"dt": 1.0 / protocol.rate_hz, **protocol["substrate"]["params"]}))
     return resolve_limits(protocol["safety"], s["electrodes"], protocol.rate_hz, (s["low_V"], s["high_V"]),
-                          rest_level(s["low_V"], s["high_V"]),
-                          0.0 if sim is None else substrate_impedance_ohm(sim), protocol.where)
+                          rest_level(s["low_V"], s["high_V"]), electrodes, protocol.where)
 
 
 def _random_split(data: LabelledSequences, seed: int) -> np.ndarray:

@@ -60,6 +60,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from prclab.errors import PrclabError
+from prclab.reservoir.base import Electrode
 
 
 class SafetyError(PrclabError):
@@ -97,21 +98,6 @@ GLOBAL_KEYS: dict[str, tuple[type, object]] = {
     "shannon_k": (float, 0.0), "living": (bool, False), "dc_window_s": (float, 1.0),
     "ramp_s": (float, 0.0), "channels": (dict, {})}
 SCHEMA = {**CHANNEL_KEYS, **GLOBAL_KEYS}
-
-
-def substrate_impedance_ohm(substrate) -> float:
-    """The electrode impedance (ohms) a simulated ``substrate`` object declares, or 0.0 if it has none.
-
-    Read from the parameters of the substrate actually run (``substrate.params``): potato, its access
-    resistance ``r_access_ohm``; hydrogel, ``1 / g0_S`` (electrode conductance at bulk concentration).
-    Hardware has no such declaration: its impedance comes only from ``[safety] impedance_ohm``.
-    """
-    params = getattr(substrate, "params", None) or {}
-    if "r_access_ohm" in params:
-        return float(params["r_access_ohm"])
-    if params.get("g0_S", 0) > 0:
-        return 1.0 / float(params["g0_S"])
-    return 0.0
 
 
 @dataclass
@@ -223,16 +209,22 @@ def check_table(table: dict, n_channels: int, where: str) -> dict:
 
 
 def resolve_limits(table: dict, n_channels: int, rate_hz: float, stimulus_V: tuple[float, float],
-                   rest_V: float, substrate_ohm: float = 0.0, where: str = "protocol") -> SafetyLimits:
-    """Turn a validated ``[safety]`` table into per-channel :class:`SafetyLimits`.
+                   rest_V: float, electrodes: tuple[Electrode, ...] = (),
+                   where: str = "protocol") -> SafetyLimits:
+    """Turn a validated ``[safety]`` table and the rig's declared electrodes into :class:`SafetyLimits`.
+
+    Nothing else is read: where ``[safety]`` leaves a channel's material, area or impedance unset, the
+    electrode the rig declares for it is used (where it knows it), else the quantity is unknown.
 
     Args:
         stimulus_V: the protocol's ``(low_V, high_V)`` stimulus range, volts.
         rest_V: the rest level between stimuli, volts.
-        substrate_ohm: the substrate's electrode impedance (ohms; 0 if unknown).
+        electrodes: one :class:`~prclab.reservoir.Electrode` per stimulus channel, as the rig declares
+            them (missing channels: unknown).
     """
     table = check_table(table, n_channels, where)
-    rows = [{**{k: table[k] for k in CHANNEL_KEYS}, **table["channels"].get(c, {})}
+    rows = [_with_declared({**{k: table[k] for k in CHANNEL_KEYS}, **table["channels"].get(c, {})},
+                           electrodes[c] if c < len(electrodes) else Electrode())
             for c in range(n_channels)]
     low, high, abs_v, imp, slew, qmax, dc = (np.empty(n_channels) for _ in range(7))
     rules = []
@@ -243,7 +235,7 @@ def resolve_limits(table: dict, n_channels: int, rate_hz: float, stimulus_V: tup
         if low[c] > high[c]:
             raise PrclabError(f"{where}: [safety] channel {c}: the voltage window is empty "
                               f"({low[c]} V > {high[c]} V)")
-        z = float(r["impedance_ohm"]) or substrate_ohm or math.nan
+        z = float(r["impedance_ohm"]) or math.nan
         imp[c] = z
         slew[c] = r["max_slew_V_per_s"]
         abs_v[c] = math.inf if math.isinf(r["max_current_A"]) else r["max_current_A"] * z
@@ -277,6 +269,19 @@ def resolve_limits(table: dict, n_channels: int, rate_hz: float, stimulus_V: tup
                           f"{rate_hz:g} Hz; at most {MAX_WINDOW_SAMPLES} are held")
     return SafetyLimits(low, high, abs_v, imp, slew, qmax, rules, dc, window, float(rate_hz),
                         float(rest_V), int(round(table["ramp_s"] * rate_hz)))
+
+
+def _with_declared(row: dict, electrode: Electrode) -> dict:
+    """A channel's ``[safety]`` row with the unset material, area and impedance taken from the rig's
+    declared ``electrode`` (a material the table does not know sets no limit)."""
+    row = dict(row)
+    if not row["material"] and electrode.material in MATERIALS:
+        row["material"] = electrode.material
+    if not row["electrode_area_cm2"] and electrode.area_cm2 > 0:
+        row["electrode_area_cm2"] = float(electrode.area_cm2)
+    if not row["impedance_ohm"] and electrode.impedance_ohm > 0:  # NaN (unknown) compares False
+        row["impedance_ohm"] = float(electrode.impedance_ohm)
+    return row
 
 
 def apply_ramp(waveforms: list[np.ndarray], limits: SafetyLimits) -> None:

@@ -16,7 +16,8 @@ import pytest
 from brainflow.board_shim import BoardIds, BoardShim, BrainFlowInputParams
 from brainflow.data_filter import DataFilter
 
-from prclab.drivers import DeviceError, DeviceRequest, make_device, voltage_channels
+from prclab.drivers import DeviceError, DeviceRequest, capabilities, voltage_channels
+from prclab.protocols.rig import make_rig
 from prclab.drivers.brainflow_board import BrainflowDevice
 from prclab.hardware_sims.cyton import MICROVOLTS_PER_COUNT, CytonEmulator, encode_packets, volts_to_counts
 from prclab.errors import PrclabError
@@ -45,7 +46,7 @@ def emulated_cyton():
 
 @contextlib.contextmanager
 def synthetic_board():
-    """Contract-suite factory: brainflow's synthetic board (stimulus recorded, not applied)."""
+    """Contract-suite factory: brainflow's synthetic board (record-only)."""
     yield BrainflowDevice(BoardIds.SYNTHETIC_BOARD, response_range_V=(-1e-3, 1e-3))
 
 
@@ -137,13 +138,13 @@ def test_channel_gain_commands_scale_both_sides():
 def test_spec_string_starts_the_emulator_and_applies_the_stimulus():
     request = DeviceRequest(n_stimulus=2, rate_hz=RATE_HZ, stimulus_range_V=(-0.5, 0.5),
                             substrate="esn", substrate_params={"units": 20}, emulate=True, seed=1)
-    dev = make_device("brainflow:cyton:/dev/ttyUSB0", request)
+    dev = make_rig("brainflow:cyton:/dev/ttyUSB0", request)
     with dev:
         assert dev.channels.stimulus[0].high == 0.5 and len(dev.channels.stimulus) == 2
         dev.write(np.full((50, 2), 0.5))
         samples, _ = dev.read(50)
     assert samples.shape == (50, 8) and np.abs(samples).max() > 0
-    assert dev.emulator.packets_sent >= 50 and dev.recorded_stimulus == []
+    assert dev.emulator.packets_sent >= 50
     assert "stimulator" in dev.describe()["stimulus_applied_by"]
 
 
@@ -156,21 +157,23 @@ def test_spec_errors_name_the_problem(tmp_path):
                           ("brainflow:playback:rec.csv", r"needs \?master=BOARD"),
                           ("brainflow:playback:nothere.csv?master=cyton", "not found")]:
         with pytest.raises(PrclabError, match=message):
-            make_device(spec, request)
+            make_rig(spec, request)
     with pytest.raises(PrclabError, match="samples at 250 Hz, the protocol asks for 1000 Hz"):
-        make_device("brainflow:cyton:/dev/ttyUSB0", DeviceRequest(n_stimulus=1, rate_hz=1000.0))
+        make_rig("brainflow:cyton:/dev/ttyUSB0", DeviceRequest(n_stimulus=1, rate_hz=1000.0))
     with pytest.raises(PrclabError, match="no emulator for brainflow board 'ganglion'"):
-        make_device("brainflow:ganglion:/dev/ttyACM0",
+        make_rig("brainflow:ganglion:/dev/ttyACM0",
                     DeviceRequest(n_stimulus=1, rate_hz=200.0, emulate=True))
 
 
-def test_synthetic_board_records_the_stimulus_it_cannot_apply():
+def test_a_board_without_stimulator_is_record_only_and_keeps_no_stimulus():
     with synthetic_board() as dev, dev:
-        dev.write(np.full((25, 1), 0.5))
+        assert dev.channels.stimulus == () and capabilities(dev) == {"record", "mark"}
+        with pytest.raises(DeviceError, match="record-only .*nothing was sent"):
+            dev.write(np.full((25, 1), 0.5))
         samples, t = dev.read(25)
         assert samples.shape == (25, 16) and np.abs(samples).max() < 1e-3  # µV-scale data in volts
-    assert len(dev.recorded_stimulus) == 1 and dev.recorded_stimulus[0].shape == (25, 1)
-    assert "recorded only" in dev.describe()["stimulus_applied_by"]
+    assert not hasattr(dev, "recorded_stimulus")
+    assert "record-only" in dev.describe()["stimulus_applied_by"]
 
 
 def test_playback_board_replays_a_file_without_its_markers(tmp_path):
@@ -182,7 +185,7 @@ def test_playback_board_replays_a_file_without_its_markers(tmp_path):
     data[BoardShim.get_marker_channel(BoardIds.SYNTHETIC_BOARD), 10] = 7.0
     path = tmp_path / "rec.csv"
     DataFilter.write_file(data, str(path), "w")
-    dev = make_device(f"brainflow:playback:{path}?master=synthetic",
+    dev = make_rig(f"brainflow:playback:{path}?master=synthetic",
                       DeviceRequest(n_stimulus=1, rate_hz=RATE_HZ))
     with dev:
         samples, t = dev.read(50)

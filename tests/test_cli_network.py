@@ -11,7 +11,8 @@ import threading
 
 import pytest
 
-from prclab.drivers import DeviceRequest, make_device
+from prclab.drivers import DeviceRequest
+from prclab.protocols.rig import make_rig
 from prclab.errors import PrclabError
 from prclab.cli import main
 from test_cli_bad_inputs import PROTOCOL
@@ -77,7 +78,7 @@ def test_with_the_flag_the_connection_is_made(tmp_path, toy_npz, listener, capsy
 
 def test_emulated_devices_ignore_the_address_and_need_no_flag():
     request = DeviceRequest(n_stimulus=1, rate_hz=1000.0, emulate=True)
-    make_device("potentiostat:socket://10.1.2.3:80", request)  # the emulator's pty is used instead
+    make_rig("potentiostat:socket://10.1.2.3:80", request)  # the emulator's pty is used instead
     with pytest.raises(PrclabError, match="allow-network"):
-        make_device("brainflow:synthetic?ip_address=10.1.2.3",
+        make_rig("brainflow:synthetic?ip_address=10.1.2.3",
                     DeviceRequest(n_stimulus=1, rate_hz=250.0))

@@ -12,7 +12,8 @@ import time
 import numpy as np
 import pytest
 
-from prclab.drivers import DeviceError, DeviceRequest, make_device
+from prclab.drivers import DeviceError, DeviceRequest
+from prclab.protocols.rig import make_rig
 from prclab.hardware_sims import FAULTS
 from prclab.protocols.protocol import parse_protocol
 from prclab.protocols.recording import read_recording
@@ -69,7 +70,7 @@ def test_fault_stops_the_run_fast_and_keeps_finished_trials(tmp_path, toy_npz, k
     protocol = parse_protocol(text)
     request = DeviceRequest(n_stimulus=electrodes, rate_hz=rate, stimulus_range_V=(-0.5, 0.5),
                             substrate="esn", substrate_params={"units": 20}, emulate=True, seed=1)
-    device = make_device(spec, request)
+    device = make_rig(spec, request)
     out = tmp_path / "rec.h5"
     injected_at: list[float] = []
 

@@ -16,7 +16,8 @@ import nidaqmx
 import numpy as np
 import pytest
 
-from prclab.drivers import DeviceError, DeviceRequest, make_device
+from prclab.drivers import DeviceError, DeviceRequest
+from prclab.protocols.rig import make_rig
 from prclab.drivers.nidaq import GRPC_CHANNEL_OPTIONS, NidaqDevice
 from prclab.hardware_sims.nidaq_grpc import NidaqEmulator
 from prclab.errors import PrclabError
@@ -145,7 +146,7 @@ def test_missing_channel_is_refused_at_open(emulator):
 def test_spec_string_starts_and_stops_the_emulator():
     request = DeviceRequest(n_stimulus=2, rate_hz=RATE_HZ, stimulus_range_V=(-0.5, 0.5),
                             substrate_params={"n_outputs": 3}, emulate=True, seed=1)
-    dev = make_device("nidaq:Dev1", request)
+    dev = make_rig("nidaq:Dev1", request)
     assert len(dev.channels.response) == 3 and dev.channels.stimulus[0].high == 0.5
     for _ in range(2):  # closing stops the emulator, reopening starts it again
         with dev:
@@ -153,9 +154,9 @@ def test_spec_string_starts_and_stops_the_emulator():
             samples, _ = dev.read(40)
         assert samples.shape == (40, 3) and np.all(np.isfinite(samples))
         assert dev.emulator._server is None
-    assert make_device("nidaq:Dev2?ai=2", request).channels.response[1].name == "ai1"
+    assert make_rig("nidaq:Dev2?ai=2", request).channels.response[1].name == "ai1"
     with pytest.raises(PrclabError, match="unknown option"):
-        make_device("nidaq:Dev1?rate=5", request)
+        make_rig("nidaq:Dev1?rate=5", request)
 
 
 # -- faults --------------------------------------------------------------------------------------

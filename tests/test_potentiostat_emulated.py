@@ -14,7 +14,8 @@ import time
 import numpy as np
 import pytest
 
-from prclab.drivers import DeviceError, DeviceRequest, make_device
+from prclab.drivers import DeviceError, DeviceRequest
+from prclab.protocols.rig import make_rig
 from prclab.drivers.potentiostat import PotentiostatDevice, decode_value, parse_data_line
 from prclab.hardware_sims.potentiostat import MethodScriptEmulator, encode_value, interpret
 from prclab.errors import PrclabError
@@ -112,17 +113,17 @@ def test_long_block_is_split_into_scripts_and_timestamps_follow_the_rate(emulato
 def test_spec_string_starts_the_emulator():
     request = DeviceRequest(n_stimulus=1, rate_hz=RATE_HZ, stimulus_range_V=(-0.5, 0.5),
                             emulate=True, seed=1)
-    with make_device("potentiostat:/dev/ttyACM0?protocol=methodscript", request) as dev:
+    with make_rig("potentiostat:/dev/ttyACM0?protocol=methodscript", request) as dev:
         assert dev.channels.stimulus[0].unit == "V" and dev.channels.response[0].unit == "A"
         dev.write(np.zeros((50, 1)))
         samples, _ = dev.read(50)
     assert samples.shape == (50, 1)
     with pytest.raises(PrclabError, match="unknown option"):
-        make_device("potentiostat:/dev/ttyACM0?baud=9600", request)
+        make_rig("potentiostat:/dev/ttyACM0?baud=9600", request)
     with pytest.raises(PrclabError, match="1 stimulus channel"):
-        make_device("potentiostat:/dev/ttyACM0", DeviceRequest(n_stimulus=2, rate_hz=RATE_HZ))
+        make_rig("potentiostat:/dev/ttyACM0", DeviceRequest(n_stimulus=2, rate_hz=RATE_HZ))
     with pytest.raises(PrclabError, match="unknown protocol"):
-        make_device("potentiostat:/dev/ttyACM0?protocol=scpi", request)
+        make_rig("potentiostat:/dev/ttyACM0?protocol=scpi", request)
 
 
 # -- faults --------------------------------------------------------------------------------------

@@ -13,8 +13,9 @@ import h5py
 import numpy as np
 import pytest
 
-from prclab.drivers import DeviceError, DeviceRequest, SimDevice, make_device
-from prclab.drivers.replay import ReplayDevice
+from prclab.drivers import DeviceError, DeviceRequest, SimDevice
+from prclab.protocols.rig import make_rig
+from prclab.protocols.replay_device import ReplayDevice
 from prclab.cli import main
 from prclab.protocols.recording import RecordingWriter, read_recording
 from prclab.reservoir import EchoStateNetwork
@@ -103,7 +104,7 @@ def test_replay_into_another_substrate_compares_channel_by_channel(toy_run, tmp_
 def test_replay_device_refuses_a_damaged_or_mismatched_recording(tmp_path):
     rec = write_sim_recording(tmp_path / "r.h5")
     with pytest.raises(DeviceError, match="stimulus channels"):
-        make_device(f"replay:{rec}", DeviceRequest(n_stimulus=3, rate_hz=1000.0))
+        make_rig(f"replay:{rec}", DeviceRequest(n_stimulus=3, rate_hz=1000.0))
     with h5py.File(rec, "r+") as f:
         f["trials"]["000001"]["response"][5, 3] = 99.0
     with pytest.raises(DeviceError, match="trial 000001: checksum mismatch"):

@@ -16,7 +16,8 @@ import time
 import numpy as np
 import pytest
 
-from prclab.drivers import DeviceError, DeviceRequest, make_device
+from prclab.drivers import DeviceError, DeviceRequest
+from prclab.protocols.rig import make_rig
 from prclab.protocols.protocol import parse_protocol
 from prclab.protocols.recording import read_recording
 from prclab.protocols.runner import run_protocol
@@ -27,7 +28,7 @@ def _device(kind):
     spec, electrodes, _, rate = DEVICES[kind]
     request = DeviceRequest(n_stimulus=electrodes, rate_hz=rate, stimulus_range_V=(-0.5, 0.5),
                             substrate="esn", substrate_params={"units": 20}, emulate=True, seed=1)
-    return make_device(spec, request)
+    return make_rig(spec, request)
 
 
 def _emulator_gone(kind, emulator) -> bool:

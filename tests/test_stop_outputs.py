@@ -27,7 +27,8 @@ import h5py
 import numpy as np
 import pytest
 
-from prclab.drivers import DeviceError, DeviceRequest, make_device
+from prclab.drivers import DeviceError, DeviceRequest
+from prclab.protocols.rig import make_rig
 from prclab.drivers.base import rest_ramp
 from prclab.hardware_sims import FAULTS
 from prclab.protocols.protocol import parse_protocol
@@ -47,7 +48,7 @@ def _device(kind):
     spec, electrodes, _, rate = DEVICES[kind]
     request = DeviceRequest(n_stimulus=electrodes, rate_hz=rate, stimulus_range_V=(-0.5, 0.5),
                             substrate="esn", substrate_params={"units": 20}, emulate=True, seed=1)
-    return make_device(spec, request)
+    return make_rig(spec, request)
 
 
 def output_level(kind, device) -> tuple[bool, np.ndarray]:
@@ -166,7 +167,7 @@ def test_nidaq_ramp_on_the_wire_respects_the_slew_limit():
         assert np.allclose(device.emulator.device.ao_level, 0.45)
         t0 = time.monotonic()
     took = time.monotonic() - t0
-    log = np.array(device.rest_log)
+    log = np.array(device.stimulator.rest_log)
     steps = np.abs(np.diff(np.vstack([[0.45, 0.45], log]), axis=0)) * 500.0  # REST_STEP_HZ
     assert steps.max() <= 4.0 + 1e-9
     np.testing.assert_allclose(device.emulator.device.ao_level, 0.1)
@@ -179,7 +180,7 @@ def test_cyton_stimulator_holds_rest_between_blocks_not_0V(tmp_path):
     spec = "brainflow:cyton:"
     request = DeviceRequest(n_stimulus=2, rate_hz=250.0, stimulus_range_V=(0.2, 0.6), substrate="esn",
                             substrate_params={"units": 20}, emulate=True, seed=1)
-    device = make_device(spec, request)
+    device = make_rig(spec, request)
     device.emulator.record = True
     with device:
         for _ in range(3):
@@ -240,5 +241,5 @@ def test_potentiostat_slow_ramp_goes_in_bounded_scripts():
         before = device.emulator.scripts_run
     assert device.last_stop["outputs_at_rest"] is True, device.last_stop
     points = len(rest_ramp([0.4], 0.0, 2.0, step_hz=1000.0))
-    assert points == 201 and device.emulator.scripts_run - before == -(-points // device.samples_per_script) == 3
+    assert points == 201 and device.emulator.scripts_run - before == -(-points // device.stimulator.samples_per_script) == 3
     assert device.emulator.output() == (False, 0.0)
