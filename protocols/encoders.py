@@ -13,6 +13,10 @@ With ``multiplex=True`` the frame's features are played one after another on a s
 (time multiplexing, as in single-node delay-based reservoirs, Appeltant et al. 2011, Nat. Commun.
 2:468): a frame of ``F`` features becomes ``F * samples_per_frame`` samples on one channel, so a
 one-electrode device such as a potentiostat can take MFCC frames.
+
+A protocol's ``[encoder]`` table (:data:`ENCODER_TABLE`) is these constructors' keywords, with their
+defaults, less those the protocol sets from other tables (``low_V``/``high_V`` from ``[stimulus]``,
+``rate_hz`` and ``n_channels`` from the dataset), after ``kind``.
 """
 
 from __future__ import annotations
@@ -22,6 +26,11 @@ import numpy as np
 from prclab.errors import PrclabError
 
 from .datasets import LabelledSequences
+from .schema import Key, from_signature
+
+#: largest samples_per_frame (a typo such as 1e12 is refused, not run for ever) and window/hop, seconds
+MAX_SAMPLES_PER_FRAME = 1_000_000
+MAX_FRAME_S = 60.0
 
 
 class Encoder:
@@ -30,23 +39,22 @@ class Encoder:
     Args:
         low_V, high_V: stimulus range, volts.
         amplitude: fraction of the half range used, in (0, 1].
-        samples_per_frame: samples each feature frame is held for (zero-order hold).
+        samples_per_frame: samples each feature frame is held for (zero-order hold; 10: a 10 ms frame
+            at 1 kHz).
         multiplex: play each frame's features one after another on a single electrode.
+
+    The keywords are checked against :data:`ENCODER_TABLE`, as a protocol's ``[encoder]`` is.
     """
 
     kind = "base"
 
     def __init__(self, low_V: float = -0.5, high_V: float = 0.5, amplitude: float = 0.9,
-                 samples_per_frame: int = 1, multiplex: bool = False):
+                 samples_per_frame: int = 10, multiplex: bool = False):
         if not low_V < high_V:
             raise PrclabError(f"encoder: low_V ({low_V}) must be below high_V ({high_V})")
-        if not 0 < amplitude <= 1:
-            raise PrclabError(f"encoder: amplitude must lie in (0, 1], got {amplitude}")
-        if int(samples_per_frame) < 1:
-            raise PrclabError(f"encoder: samples_per_frame must be >= 1, got {samples_per_frame}")
-        self.low_V, self.high_V, self.amplitude = float(low_V), float(high_V), float(amplitude)
-        self.samples_per_frame = int(samples_per_frame)
-        self.multiplex = bool(multiplex)
+        given = _checked(amplitude=amplitude, samples_per_frame=samples_per_frame, multiplex=multiplex)
+        self.low_V, self.high_V, self.amplitude = float(low_V), float(high_V), given["amplitude"]
+        self.samples_per_frame, self.multiplex = given["samples_per_frame"], given["multiplex"]
         self.mean_: np.ndarray | None = None
         self.std_: np.ndarray | None = None
 
@@ -112,10 +120,11 @@ class MFCCEncoder(Encoder):
     def __init__(self, rate_hz: float = 8000.0, n_mfcc: int = 13, window_s: float = 0.025,
                  hop_s: float = 0.01, n_filters: int = 26, **kwargs):
         super().__init__(**kwargs)
-        if n_mfcc < 1 or n_filters < n_mfcc:
-            raise PrclabError(f"mfcc encoder: need 1 <= n_mfcc <= n_filters, got {n_mfcc}, {n_filters}")
-        self.rate_hz, self.n_mfcc, self.window_s, self.hop_s = float(rate_hz), int(n_mfcc), window_s, hop_s
-        self.n_filters = int(n_filters)
+        given = _checked(n_mfcc=n_mfcc, window_s=window_s, hop_s=hop_s, n_filters=n_filters)
+        if given["n_filters"] < given["n_mfcc"]:
+            raise PrclabError(f"mfcc encoder: need n_mfcc <= n_filters, got {n_mfcc}, {n_filters}")
+        self.rate_hz, self.n_mfcc, self.n_filters = float(rate_hz), given["n_mfcc"], given["n_filters"]
+        self.window_s, self.hop_s = given["window_s"], given["hop_s"]
         self.n_features = self.n_mfcc
         self.window = int(round(window_s * rate_hz))  # samples
         self.hop = int(round(hop_s * rate_hz))  # samples
@@ -157,6 +166,28 @@ class SequenceEncoder(Encoder):
 
     def describe(self) -> dict:
         return {**super().describe(), "n_channels": self.n_features}
+
+
+#: ``[encoder]``: ``kind``, then the constructors' keywords with their defaults (the protocol gives
+#: low_V/high_V from [stimulus], rate_hz and n_channels come from the dataset)
+ENCODER_TABLE = from_signature("encoder", (Encoder, MFCCEncoder, SequenceEncoder), doc=(
+    "How each dataset item becomes electrode voltages (protocols.encoders); mfcc keys for audio only."),
+    first=(Key("kind", str, "", choices=("", "mfcc", "sequence"),
+               doc='"mfcc" (audio) or "sequence"; empty: from the dataset'),),
+    exclude=("low_V", "high_V", "rate_hz", "n_channels"), declared={
+        "amplitude": Key(low=0, high=1, low_open=True, doc="fraction of the stimulus half range used"),
+        "samples_per_frame": Key(low=1, high=MAX_SAMPLES_PER_FRAME, unit="samples",
+                                 doc="samples each feature frame is held for"),
+        "multiplex": Key(doc="play a frame's features in turn on one electrode (e.g. a potentiostat)"),
+        "n_mfcc": Key(low=1, high=1000, doc="mfcc: coefficients per frame (the channels)"),
+        "window_s": Key(low=0, low_open=True, high=MAX_FRAME_S, unit="s", doc="mfcc: analysis window"),
+        "hop_s": Key(low=0, low_open=True, high=MAX_FRAME_S, unit="s", doc="mfcc: frame step"),
+        "n_filters": Key(low=1, high=1000, doc="mfcc: mel filters (at least n_mfcc)")})
+
+
+def _checked(**given) -> dict:
+    """Constructor keywords ``given``, typed and range-checked against :data:`ENCODER_TABLE`."""
+    return ENCODER_TABLE.check(given, "encoder")
 
 
 def make_encoder(data: LabelledSequences, kind: str | None = None, **params) -> Encoder:

@@ -1,62 +1,36 @@
 """Protocol files (TOML): what to play into which substrate, how, and how to read it out.
 
-A protocol file has these tables (``*`` marks required keys; everything else has the default shown)::
+A protocol file has these tables; every key, its type, default, unit and range is in the reference
+generated from the schema, ``docs/protocol-keys.md`` (``python -m prclab.protocols.schema``)::
 
-    [protocol]
-    name = "spoken-digits"            # free text
-    sample_rate_hz = 1000.0           # * device sample rate, hertz
-    seed = 0                          # seeds trial order, simulated substrates and noise
-    repetitions = 1                   # times each dataset item is played
-    order = "random"                  # "random" (shuffled per repetition with seed) or "sequential"
-    block_samples = 250               # samples per device write/read block
+    [protocol]                        # name, sample_rate_hz (required), seed, repetitions, order,
+    sample_rate_hz = 1000.0           #   block_samples
+    [device]                          # spec: the device spec string (--device overrides it)
+    spec = "sim:potato"
+    [substrate]                       # the simulated substrate behind sim devices and emulators, and its
+    name = "potato"                   #   constructor keywords in params (checked against the model's)
+    params = { nodes = 200 }
+    [stimulus]                        # electrodes, low_V, high_V (all required)
+    electrodes = 13
+    low_V = -0.5
+    high_V = 0.5
+    [task]                            # dataset (required: a WAV folder or .npz relative to this file, or
+    dataset = "builtin:fsdd-subset"   #   builtin:fsdd-subset), max_items, labels
+    [encoder]                         # kind and the encoders' constructor keywords (protocols.encoders)
+    [timing]                          # washout_s, rest_s
+    [readout]                         # features (readouts.features)
+    [safety]                          # stimulation limits; per channel in [safety.channels.N]
 
-    [device]
-    spec = "sim:potato"               # device spec string (see drivers.spec); --device overrides
-
-    [substrate]                       # the simulated substrate behind sim devices and emulators
-    name = "potato"
-    params = { nodes = 200 }          # model parameters (reservoir docs)
-
-    [stimulus]
-    electrodes = 13                   # * stimulating electrodes; must equal the encoder's channels
-    low_V = -0.5                      # * stimulus range, volts
-    high_V = 0.5                      # *
-
-    [task]
-    dataset = "builtin:fsdd-subset"   # * a WAV folder or labelled-sequence .npz, relative to this file,
-                                      #   or builtin:fsdd-subset (the FSDD subset shipped with prclab)
-    max_items = 0                     # play only N items of each split, spread over the labels (0: all)
-    labels = []                       # play only items with these labels, e.g. ["0", "1", "2"] (all if empty)
-
-    [encoder]
-    kind = "mfcc"                     # mfcc (audio) or sequence; default from the dataset
-    amplitude = 0.9                   # fraction of the half range used
-    samples_per_frame = 10            # samples each feature frame is held for
-    multiplex = false                 # play a frame's features in turn on one electrode (potentiostat)
-    n_mfcc = 13                       # mfcc only: coefficients per frame, analysis window and frame
-    window_s = 0.025                  #   step (seconds), mel filters
-    hop_s = 0.01
-    n_filters = 26
-
-    [timing]
-    washout_s = 0.1                   # rest before each stimulus, seconds
-    rest_s = 0.2                      # rest after each stimulus, seconds
-
-    [readout]
-    features = "mean+last"            # feature spec (readouts.features)
-
-    [safety]                          # stimulation limits, per channel in [safety.channels.N]
-    material = "platinum"             #   (keys, defaults and sources: protocols.safety)
-
-Unknown tables or keys are refused, naming the key and the file.  Numbers are bounded (``MAX_*`` below;
-NaN and inf refused, except the ``[safety]`` limits where +inf means "no limit").  With ``spec =
-"sim:NAME"`` the simulated substrate is NAME: a ``[substrate] name`` naming another model is refused.
-``[safety.channels.N]`` tables are keyed by the integer ``N`` once parsed.
+Each table is declared once, below (:data:`TABLES`), with those of :mod:`.encoders` and :mod:`.safety`;
+:mod:`.schema` refuses unknown tables and keys (naming the nearest valid one), wrong types, NaN,
+infinities except where a key means "no limit", and numbers outside their range (``MAX_*`` below), in
+one line naming the file, the table and the key.  With ``spec = "sim:NAME"`` the simulated substrate is
+NAME: a ``[substrate] name`` naming another model is refused.  ``[safety.channels.N]`` tables are keyed
+by the integer ``N`` once parsed.
 """
 
 from __future__ import annotations
 
-import difflib
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,47 +41,82 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from prclab.errors import PrclabError
+from prclab.reservoir.registry import SUBSTRATES, substrate_defaults
 
 from . import safety
+from .encoders import ENCODER_TABLE
+from .schema import REQUIRED, Key, Table, from_defaults, unknown
 
 BUILTIN_DATASETS = {"fsdd-subset": Path(__file__).parent / "data" / "fsdd_subset"}
 
-_SCHEMA: dict[str, dict[str, tuple[type, object]]] = {
-    "protocol": {"name": (str, "protocol"), "sample_rate_hz": (float, None), "seed": (int, 0),
-                 "repetitions": (int, 1), "order": (str, "random"), "block_samples": (int, 250)},
-    "device": {"spec": (str, "sim:potato")},
-    "substrate": {"name": (str, "potato"), "params": (dict, {})},
-    "stimulus": {"electrodes": (int, None), "low_V": (float, None), "high_V": (float, None)},
-    "task": {"dataset": (str, None), "max_items": (int, 0), "labels": (list, [])},
-    "encoder": {"kind": (str, ""), "amplitude": (float, 0.9), "samples_per_frame": (int, 10)},
-    "timing": {"washout_s": (float, 0.1), "rest_s": (float, 0.2)},
-    "readout": {"features": (str, "mean+last")},
-    "safety": safety.SCHEMA,
-}
-#: keys a table may give with no default of the protocol's own: passed on only when given (the
-#: encoder's own parameters and defaults, protocols.encoders)
-_OPTIONAL: dict[str, dict[str, type]] = {
-    "encoder": {"multiplex": bool, "n_mfcc": int, "window_s": float, "hop_s": float, "n_filters": int}}
+#: upper bounds of the protocol's numbers (a typo such as 1e12 is refused, not run for ever)
+MAX_RATE_HZ = 10e6
+MAX_REPETITIONS = 100_000
+MAX_BLOCK_SAMPLES = 1_000_000
+MAX_ELECTRODES = 4096
+MAX_ITEMS = 10_000_000
+MAX_SECONDS = 3600.0
+MAX_ABS_V = 1000.0
+MAX_SEED = 2 ** 32 - 1
+
+#: every table of a protocol file, in the order of the reference
+TABLES: tuple[Table, ...] = (
+    Table("protocol", (
+        Key("name", str, "protocol", doc="free text"),
+        Key("sample_rate_hz", float, REQUIRED, unit="Hz", low=0, low_open=True, high=MAX_RATE_HZ,
+            doc="device sample rate"),
+        Key("seed", int, 0, low=0, high=MAX_SEED, doc="seeds trial order, simulated substrates and noise"),
+        Key("repetitions", int, 1, low=1, high=MAX_REPETITIONS, doc="times each dataset item is played"),
+        Key("order", str, "random", choices=("random", "sequential"),
+            doc="random: shuffled per repetition with seed"),
+        Key("block_samples", int, 250, unit="samples", low=1, high=MAX_BLOCK_SAMPLES,
+            doc="samples per device write/read block")),
+        "The run: sample rate, seed, repetitions and trial order."),
+    Table("device", (Key("spec", str, "sim:potato", doc="device spec string (drivers); --device overrides"),),
+          "The device the protocol runs on."),
+    Table("substrate", (
+        Key("name", str, "potato", choices=tuple(SUBSTRATES),
+            doc="model behind sim devices and emulators; with spec sim:NAME, NAME"),
+        Key("params", dict, {}, doc="the model's constructor keywords: [substrate.params] below")),
+        "The simulated substrate."),
+    Table("stimulus", (
+        Key("electrodes", int, REQUIRED, low=1, high=MAX_ELECTRODES,
+            doc="stimulating electrodes; must equal the encoder's channels"),
+        Key("low_V", float, REQUIRED, unit="V", low=-MAX_ABS_V, high=MAX_ABS_V, doc="stimulus range, low end"),
+        Key("high_V", float, REQUIRED, unit="V", low=-MAX_ABS_V, high=MAX_ABS_V,
+            doc="stimulus range, high end (above low_V)")),
+        "The stimulating electrodes and the voltage range the encoder fills."),
+    Table("task", (
+        Key("dataset", str, REQUIRED,
+            doc="a WAV folder or labelled-sequence .npz, relative to this file, or builtin:fsdd-subset"),
+        Key("max_items", int, 0, low=0, high=MAX_ITEMS,
+            doc="play only N items of each split, spread over the labels (0: all)"),
+        Key("labels", list, [], items=str, doc="play only items with these labels (all if empty)")),
+        "The dataset played."),
+    ENCODER_TABLE,
+    Table("timing", (
+        Key("washout_s", float, 0.1, unit="s", low=0, high=MAX_SECONDS, doc="rest before each stimulus"),
+        Key("rest_s", float, 0.2, unit="s", low=0, high=MAX_SECONDS, doc="rest after each stimulus")),
+        "Rests around each stimulus, at the rest level."),
+    Table("readout", (Key("features", str, "mean+last", doc="feature spec (readouts.features)"),),
+          "The features a readout is trained on."),
+    safety.SAFETY_TABLE,
+    safety.CHANNEL_TABLE,
+)
+_TOP = {t.name: t for t in TABLES if "." not in t.name}  # the tables a file names at its top level
 
 
-def _typed(where: str, table: str, key: str, value, typ: type):
-    """``value`` as ``typ`` (an integer is a float where a float is asked for); else a one-line error."""
-    if typ is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if not isinstance(value, typ) or isinstance(value, bool) and typ is not bool:
-        raise PrclabError(f"{where}: [{table}] {key} must be {typ.__name__}, got {value!r}")
-    return value
-
-
-def _unknown_key(where: str, table: str, key: str, known) -> PrclabError:
-    near = difflib.get_close_matches(key, list(known), n=1)
-    hint = f"did you mean {near[0]!r}? " if near else ""
-    return PrclabError(f"{where}: unknown key {key!r} in [{table}]; {hint}known: {', '.join(known)}")
+def substrate_params_table(name: str) -> Table:
+    """``[substrate.params]`` of substrate ``name``: its constructor keywords (``n_inputs`` aside),
+    each typed by its default (``prclab.reservoir.registry.substrate_defaults``)."""
+    return from_defaults("substrate.params", substrate_defaults(name),
+                         f"The keyword parameters of {SUBSTRATES[name].cls.__name__} and their defaults.")
 
 
 @dataclass
 class Protocol:
-    """A validated protocol; ``values[table][key]`` holds every setting, ``text`` the file's text."""
+    """A validated protocol; ``values[table][key]`` holds every setting (defaults filled in), ``text``
+    the file's text, ``encoder_extra`` the ``[encoder]`` keywords the file gives (``kind`` aside)."""
 
     values: dict
     text: str
@@ -159,11 +168,10 @@ class Protocol:
         return str(self.path) if self.path else "protocol"
 
     def encoder_params(self) -> dict:
-        enc = self.values["encoder"]
-        params = {"amplitude": enc["amplitude"], "samples_per_frame": enc["samples_per_frame"],
-                  "low_V": self.values["stimulus"]["low_V"], "high_V": self.values["stimulus"]["high_V"],
-                  **self.encoder_extra}
-        return params
+        """The encoder's keywords: the stimulus range and the ``[encoder]`` keywords the file gives (the
+        others keep the constructor's defaults, which are the table's)."""
+        return {"low_V": self.values["stimulus"]["low_V"], "high_V": self.values["stimulus"]["high_V"],
+                **self.encoder_extra}
 
 
 def load_protocol(path: str | Path) -> Protocol:
@@ -179,80 +187,28 @@ def load_protocol(path: str | Path) -> Protocol:
 
 
 def parse_protocol(text: str, path: Path | None = None) -> Protocol:
-    """Validate protocol ``text``; see the module docstring for the format."""
+    """Validate protocol ``text`` against :data:`TABLES` (see the module docstring); ``path`` names the
+    file in errors and anchors a relative dataset path."""
     where = str(path) if path else "protocol"
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise PrclabError(f"{where}: malformed TOML ({exc})") from None
-    unknown = set(raw) - set(_SCHEMA)
-    if unknown:
-        raise PrclabError(f"{where}: unknown table [{sorted(unknown)[0]}]; known: {', '.join(_SCHEMA)}")
-    values, extra = {}, {}
-    for table, keys in _SCHEMA.items():
-        given = raw.get(table, {})
-        if not isinstance(given, dict):
-            raise PrclabError(f"{where}: [{table}] must be a table")
-        optional = _OPTIONAL.get(table, {})
-        for key in given:
-            if key not in keys and key not in optional:
-                raise _unknown_key(where, table, key, [*keys, *optional])
-        values[table] = {}
-        for key, (typ, default) in keys.items():
-            if key not in given:
-                if default is None:
-                    raise PrclabError(f"{where}: missing required key {key!r} in [{table}]")
-                values[table][key] = default
-                continue
-            values[table][key] = _typed(where, table, key, given[key], typ)
-        if optional:
-            extra = {k: _typed(where, table, k, v, optional[k]) for k, v in given.items() if k in optional}
-    _check_values(values, where)
-    named = "name" in raw.get("substrate", {})
-    spec = values["device"]["spec"]
+    for name in raw:
+        if name not in _TOP:
+            raise unknown(where, "", "table", f"[{name}]", [f"[{t}]" for t in _TOP])
+    values = {name: table.validate(raw.get(name, {}), where) for name, table in _TOP.items()}
+    given = {name: raw.get(name, {}) for name in _TOP}  # each a table: validate refused any other
+    if not values["stimulus"]["low_V"] < values["stimulus"]["high_V"]:
+        raise PrclabError(f"{where}: [stimulus] low_V must be below high_V")
+    substrate, spec = values["substrate"], values["device"]["spec"]
+    named = "name" in given["substrate"]
     if not named and spec.startswith("sim:") and spec[4:]:  # the model the file's own spec names
-        values["substrate"]["name"] = spec[4:]
-    values["safety"] = safety.check_table(values["safety"], values["stimulus"]["electrodes"], where)
+        if spec[4:] not in SUBSTRATES:
+            raise PrclabError(f"{where}: [device] spec {spec!r} names an unknown substrate; known: "
+                              f"{', '.join(SUBSTRATES)}")
+        substrate["name"] = spec[4:]
+    substrate["params"] = substrate_params_table(substrate["name"]).check(substrate["params"], where)
+    extra = {k: values["encoder"][k] for k in given["encoder"] if k != "kind"}
+    values["safety"] = safety.check_table(given["safety"], values["stimulus"]["electrodes"], where)
     return Protocol(values, text, path, extra, named)
-
-
-#: upper bounds of the protocol's numbers (a typo such as 1e12 is refused, not run for ever)
-MAX_RATE_HZ = 10e6
-MAX_REPETITIONS = 100_000
-MAX_BLOCK_SAMPLES = 1_000_000
-MAX_ELECTRODES = 4096
-MAX_ITEMS = 10_000_000
-MAX_SECONDS = 3600.0
-MAX_SAMPLES_PER_FRAME = 1_000_000
-MAX_ABS_V = 1000.0
-MAX_SEED = 2 ** 32 - 1
-
-
-def _check_values(v: dict, where: str) -> None:
-    """Refuse out-of-range numbers in one line naming the table and key; NaN and inf nowhere."""
-    def need(ok: bool, message: str) -> None:
-        if not ok:
-            raise PrclabError(f"{where}: {message}")
-
-    def within(table: str, key: str, low, high, low_open: bool = False) -> None:
-        x = v[table][key]
-        ok = (low < x if low_open else low <= x) and x <= high  # False for NaN
-        need(ok, f"[{table}] {key} must lie in {'(' if low_open else '['}{low:g}, {high:g}], got {x}")
-
-    p = v["protocol"]
-    within("protocol", "sample_rate_hz", 0, MAX_RATE_HZ, low_open=True)
-    within("protocol", "seed", 0, MAX_SEED)
-    within("protocol", "repetitions", 1, MAX_REPETITIONS)
-    need(p["order"] in ("random", "sequential"), "[protocol] order must be 'random' or 'sequential'")
-    within("protocol", "block_samples", 1, MAX_BLOCK_SAMPLES)
-    s = v["stimulus"]
-    within("stimulus", "electrodes", 1, MAX_ELECTRODES)
-    within("stimulus", "low_V", -MAX_ABS_V, MAX_ABS_V)
-    within("stimulus", "high_V", -MAX_ABS_V, MAX_ABS_V)
-    need(s["low_V"] < s["high_V"], "[stimulus] low_V must be below high_V")
-    within("timing", "washout_s", 0, MAX_SECONDS)
-    within("timing", "rest_s", 0, MAX_SECONDS)
-    within("task", "max_items", 0, MAX_ITEMS)
-    need(all(isinstance(x, str) for x in v["task"]["labels"]), "[task] labels must be strings")
-    within("encoder", "amplitude", 0, 1, low_open=True)
-    within("encoder", "samples_per_frame", 1, MAX_SAMPLES_PER_FRAME)

@@ -62,6 +62,8 @@ import numpy as np
 from prclab.errors import PrclabError
 from prclab.reservoir.base import Electrode
 
+from .schema import Key, Table
+
 
 class SafetyError(PrclabError):
     """A stimulus sample breaks a safety limit; the message names trial, channel, sample and limit."""
@@ -86,17 +88,49 @@ MATERIALS = {
 
 SHANNON_DAMAGE_K = 1.85
 
-#: keys of ``[safety]`` that a ``[safety.channels.N]`` table may override, with their types and defaults
-CHANNEL_KEYS: dict[str, tuple[type, object]] = {
-    "material": (str, ""), "low_V": (float, -math.inf), "high_V": (float, math.inf),
-    "impedance_ohm": (float, 0.0), "max_current_A": (float, math.inf),
-    "max_slew_V_per_s": (float, math.inf), "electrode_area_cm2": (float, 0.0),
-    "max_charge_per_phase_C": (float, math.inf), "max_charge_density_C_per_cm2": (float, 0.0),
-    "max_dc_charge_C": (float, 0.0)}
-#: run-wide keys of ``[safety]``
-GLOBAL_KEYS: dict[str, tuple[type, object]] = {
-    "shannon_k": (float, 0.0), "living": (bool, False), "dc_window_s": (float, 1.0),
-    "ramp_s": (float, 0.0), "channels": (dict, {})}
+#: largest dc_window_s and ramp_s (seconds): an hour; the DC window is held in memory as samples
+MAX_WINDOW_S = 3600.0
+
+#: keys of ``[safety]`` that a ``[safety.channels.N]`` table may override
+_CHANNEL = (
+    Key("material", str, "", choices=("", *MATERIALS),
+        doc="electrode material: sets the water window and charge-injection limit (none if empty)"),
+    Key("low_V", float, -math.inf, unit="V", infinite=-math.inf,
+        doc="voltage limit; the window is this, the material's and [stimulus] low_V/high_V together"),
+    Key("high_V", float, math.inf, unit="V", infinite=math.inf, doc="voltage limit (see low_V)"),
+    Key("impedance_ohm", float, 0.0, unit="ohm", low=0,
+        doc="electrode impedance; 0: the one the rig declares, else unknown (current/charge limits refused)"),
+    Key("max_current_A", float, math.inf, unit="A", low=0, infinite=math.inf,
+        doc="limit of |V| / impedance_ohm (needs an impedance)"),
+    Key("max_slew_V_per_s", float, math.inf, unit="V/s", low=0, infinite=math.inf,
+        doc="limit of |V[t] - V[t-1]| x sample rate"),
+    Key("electrode_area_cm2", float, 0.0, unit="cm2", low=0,
+        doc="stimulating electrode area; 0: the rig's, else unknown (charge density unchecked)"),
+    Key("max_charge_per_phase_C", float, math.inf, unit="C", low=0, infinite=math.inf,
+        doc="charge of one phase (a run of samples of one polarity)"),
+    Key("max_charge_density_C_per_cm2", float, 0.0, unit="C/cm2", low=0,
+        doc="charge density per phase; 0: the material's charge-injection limit"),
+    Key("max_dc_charge_C", float, 0.0, unit="C", low=0,
+        doc="living: limit of the net charge over any dc_window_s; 0: the per-phase charge limit"))
+#: ``[safety.channels.N]``: stimulus channel N's overrides of ``[safety]``
+CHANNEL_TABLE = Table("safety.channels.N", _CHANNEL,
+                      "Overrides of [safety] for stimulus channel N (0-based, plain decimal).")
+#: ``[safety]``: the run's stimulation limits (defaults and sources: this module's docstring)
+SAFETY_TABLE = Table("safety", _CHANNEL + (
+    Key("shannon_k", float, 0.0, low=0, high=SHANNON_DAMAGE_K, high_open=True,
+        doc="> 0: Shannon criterion log10(D) + log10(Q) <= k (uC/cm2, uC); damage seen at k >= 1.85"),
+    Key("living", bool, False, doc="living tissue: the net charge over any dc_window_s must stay below "
+                                   "max_dc_charge_C (charge-balanced stimulation)"),
+    Key("dc_window_s", float, 1.0, unit="s", low=0, low_open=True, high=MAX_WINDOW_S,
+        doc="window of the living-tissue DC balance check"),
+    Key("ramp_s", float, 0.0, unit="s", low=0, high=MAX_WINDOW_S,
+        doc="amplitude ramp over the first ramp_s seconds of the run"),
+    Key("channels", dict, {}, doc="per-channel tables [safety.channels.N]")),
+    "Stimulation limits, checked on every sample before the device sees it.")
+#: ``{key: (type, default)}`` views of the two tables: the per-channel keys, the run-wide ones, and all
+CHANNEL_KEYS: dict[str, tuple[type, object]] = {k.name: (k.type, k.default) for k in _CHANNEL}
+GLOBAL_KEYS: dict[str, tuple[type, object]] = {k.name: (k.type, k.default) for k in SAFETY_TABLE.keys
+                                               if k.name not in CHANNEL_KEYS}
 SCHEMA = {**CHANNEL_KEYS, **GLOBAL_KEYS}
 
 
@@ -138,19 +172,15 @@ class SafetyLimits:
         return np.maximum(self.high_V - self.rest_V, self.rest_V - self.low_V)
 
 
-#: largest dc_window_s and ramp_s (seconds): an hour; the DC window is held in memory as samples
-MAX_WINDOW_S = 3600.0
 #: largest DC window in samples (dc_window_s x sample rate): its ring of net charges stays small
 MAX_WINDOW_SAMPLES = 10_000_000
 _CHANNEL_NAME = re.compile(r"0|[1-9][0-9]{0,5}")  # canonical ASCII decimal, no sign, no leading zero
-#: keys that may be +inf (no limit); every other numeric key must be finite.  None may be NaN.
-_INF_OK = {"high_V", "max_current_A", "max_slew_V_per_s", "max_charge_per_phase_C"}
-_NEG_OK = {"low_V", "high_V"}
 
 
 def check_table(table: dict, n_channels: int, where: str) -> dict:
-    """Validate a ``[safety]`` table (types already checked) and return it with ``channels`` keyed by
-    integer channel index.
+    """Validate a ``[safety]`` table against :data:`SAFETY_TABLE` (as parsed, or as this function
+    returned it) and return it complete, with defaults for the keys not given and ``channels`` keyed by
+    integer channel index, each channel holding only the :data:`CHANNEL_TABLE` keys it gives.
 
     A channel table must be named by the canonical decimal index (``0`` .. ``n_channels - 1``): ``01``,
     ``+1``, ``1.0`` or non-ASCII digits are refused, so every override is applied to the channel it names.
@@ -160,6 +190,7 @@ def check_table(table: dict, n_channels: int, where: str) -> dict:
     Raises:
         PrclabError: one line naming ``where`` (the file), the table and the key.
     """
+    table = SAFETY_TABLE.validate(table, where)
     channels = {}
     for name, over in table["channels"].items():
         label = f"[safety.channels.{name}]"
@@ -172,39 +203,7 @@ def check_table(table: dict, n_channels: int, where: str) -> dict:
                               f"0..{n_channels - 1} (plain decimal digits, no leading zero), got {name!r:.40}")
         if not 0 <= index < n_channels:
             raise PrclabError(f"{where}: {label}: channel must be 0..{n_channels - 1}")
-        if not isinstance(over, dict):
-            raise PrclabError(f"{where}: {label} must be a table")
-        for key, value in over.items():
-            if key not in CHANNEL_KEYS:
-                raise PrclabError(f"{where}: unknown key {key!r} in {label}; known: {', '.join(CHANNEL_KEYS)}")
-            typ = CHANNEL_KEYS[key][0]
-            ok = isinstance(value, str) if typ is str else \
-                isinstance(value, (int, float)) and not isinstance(value, bool)
-            if not ok:
-                raise PrclabError(f"{where}: {label} {key} must be {typ.__name__}, got {value!r}")
-        channels[index] = {k: float(v) if CHANNEL_KEYS[k][0] is float else v for k, v in over.items()}
-    for label, values in [("[safety]", table)] + [(f"[safety.channels.{n}]", o) for n, o in channels.items()]:
-        for key, value in values.items():
-            if key == "material":
-                if value and value not in MATERIALS:
-                    raise PrclabError(f"{where}: {label} material {value!r} unknown; known: "
-                                      f"{', '.join(MATERIALS)}")
-                continue
-            if key not in CHANNEL_KEYS and key not in ("shannon_k", "dc_window_s", "ramp_s"):
-                continue
-            if math.isnan(value):
-                raise PrclabError(f"{where}: {label} {key} is nan; give a number")
-            if math.isinf(value) and not (key in _INF_OK and value > 0 or key == "low_V" and value < 0):
-                raise PrclabError(f"{where}: {label} {key} must be finite, got {value}")
-            if key not in _NEG_OK and value < 0:
-                raise PrclabError(f"{where}: {label} {key} must be >= 0, got {value}")
-    k = table["shannon_k"]
-    if not 0 <= k < SHANNON_DAMAGE_K:
-        raise PrclabError(f"{where}: [safety] shannon_k must lie in [0, {SHANNON_DAMAGE_K}) (damage seen "
-                          f"at k >= {SHANNON_DAMAGE_K}), got {k}")
-    if not 0 < table["dc_window_s"] <= MAX_WINDOW_S or not 0 <= table["ramp_s"] <= MAX_WINDOW_S:
-        raise PrclabError(f"{where}: [safety] dc_window_s must lie in (0, {MAX_WINDOW_S:g}] s and ramp_s in "
-                          f"[0, {MAX_WINDOW_S:g}] s")
+        channels[index] = CHANNEL_TABLE.check(over, where, label)
     return {**table, "channels": channels}
 
 

@@ -272,7 +272,7 @@ def test_potentiostat_potentials_never_round_outward():
 
 # -- typos and wrong types in [encoder] are refused at load, with the nearest valid name ---------------
 @pytest.mark.parametrize("line, message", [
-    ("amplitud = 0.5", r"unknown key 'amplitud' in \[encoder\]; did you mean 'amplitude'\?"),
+    ("amplitud = 0.5", r"^protocol: \[encoder\] unknown key 'amplitud'; did you mean 'amplitude'\?"),
     ('multiplex = "yes"', r"\[encoder\] multiplex must be bool, got 'yes'"),
     ("n_mfcc = 13.5", r"\[encoder\] n_mfcc must be int")])
 def test_encoder_typos_and_types_are_refused_at_load(line, message):
