@@ -56,7 +56,8 @@ def random_input(rng: np.random.Generator, batch: int, frames: int) -> np.ndarra
     return rng.uniform(-1.0, 1.0, (batch, frames))
 
 
-def drive(substrate, u: np.ndarray, amplitude: float = 0.5, hold: int = 1, seed: int = 0) -> np.ndarray:
+def drive(substrate, u: np.ndarray, amplitude: float = 0.5, hold: int = 1,
+          seed: int | np.random.SeedSequence = 0) -> np.ndarray:
     """Run the scalar inputs ``u`` through ``substrate`` from a fresh ``reset(seed)``.
 
     Args:
@@ -231,7 +232,7 @@ def numerical_rank(matrix: np.ndarray, rank_tol: float = 1e-2) -> int:
 
 
 def ranks(substrate, n_streams: int | None = None, frames: int = 100, amplitude: float = 0.5,
-          hold: int = 1, rank_tol: float = 1e-2, seed: int = 0) -> dict:
+          hold: int = 1, rank_tol: float = 1e-2, seed: int | np.random.SeedSequence = 0) -> dict:
     """Kernel rank and generalisation rank over ``n_streams`` streams of ``frames`` frames from rest.
 
     ``n_streams`` defaults to ``n_outputs`` (so either rank can reach ``n_outputs``), at most 1000.
@@ -251,7 +252,7 @@ def ranks(substrate, n_streams: int | None = None, frames: int = 100, amplitude:
 
 
 def consistency(substrate, repeats: int = 8, frames: int = 300, washout: int = 100,
-                amplitude: float = 0.5, hold: int = 1, seed: int = 0) -> float:
+                amplitude: float = 0.5, hold: int = 1, seed: int | np.random.SeedSequence = 0) -> float:
     """Mean pairwise correlation of responses to one stimulus entered from ``repeats`` different states.
 
     Each repeat first gets its own random prefix of ``washout`` frames (a different state and noise),
@@ -289,10 +290,13 @@ def characterize_substrate(substrate, frames: int = 2000, batch: int = 4, amplit
     """
     t0 = time.perf_counter()
     rank_options = {k: options.pop(k) for k in ("rank_tol", "n_streams") if k in options}
-    u = random_input(np.random.default_rng(seed), batch, frames)
-    result = capacities(u, drive(substrate, u, amplitude, hold, seed), **options)
-    result.update(ranks(substrate, amplitude=amplitude, hold=hold, seed=seed + 1, **rank_options))
-    result["consistency"] = consistency(substrate, amplitude=amplitude, hold=hold, seed=seed + 2)
+    # independent streams for the three experiments (each: its input, and the substrate's noise from
+    # the stream's children, see reservoir.streams); none is the substrate's weight stream SeedSequence(seed)
+    capacity_seed, rank_seed, consistency_seed = np.random.SeedSequence(seed).spawn(3)
+    u = random_input(np.random.default_rng(capacity_seed), batch, frames)
+    result = capacities(u, drive(substrate, u, amplitude, hold, capacity_seed), **options)
+    result.update(ranks(substrate, amplitude=amplitude, hold=hold, seed=rank_seed, **rank_options))
+    result["consistency"] = consistency(substrate, amplitude=amplitude, hold=hold, seed=consistency_seed)
     result["frame_s"] = hold * float(substrate.dt)
     result["seconds"] = time.perf_counter() - t0
     return result

@@ -37,7 +37,7 @@ SUBSTRATE_DEFAULTS = {"esn": (0.1, {"leak_rate": 1.0})}
 DEFAULT_AMPLITUDE = 0.5
 
 
-def narma10(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def narma10(n: int, seed: int | np.random.SeedSequence = 0) -> tuple[np.ndarray, np.ndarray]:
     """NARMA-10 input ``u`` ``(n,)`` in ``[0, 0.5]`` and target ``y`` ``(n,)`` (``y[t]`` uses ``u[..t-1]``).
 
     The recurrence occasionally diverges for an unlucky input; such a draw is replaced by the next
@@ -56,7 +56,7 @@ def narma10(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     raise PrclabError(f"narma10: no bounded series of {n} steps from seed {seed}")
 
 
-def mackey_glass(n: int, seed: int = 0, tau: float = 17.0, dt: float = 0.1, sample_every: float = 1.0,
+def mackey_glass(n: int, seed: int | np.random.SeedSequence = 0, tau: float = 17.0, dt: float = 0.1, sample_every: float = 1.0,
                  discard: float = 500.0) -> np.ndarray:
     """Mackey–Glass series ``(n,)`` sampled every ``sample_every`` time units after ``discard`` units.
 
@@ -82,7 +82,7 @@ def mackey_glass(n: int, seed: int = 0, tau: float = 17.0, dt: float = 0.1, samp
     return x[lag + int(round(discard / dt)) + step::step][:n]
 
 
-def task_series(task: str, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def task_series(task: str, n: int, seed: int | np.random.SeedSequence = 0) -> tuple[np.ndarray, np.ndarray]:
     """Input ``u`` and target ``y`` ``(n,)`` of a named task; ``y[t]`` is predicted from ``u[..t]``."""
     if task == "narma10":
         u, y = narma10(n + 1, seed)
@@ -135,7 +135,10 @@ def run_regression_task(task: str, substrate: str = "esn", size: int | None = No
     if n_train < 10 or n_test < 10 or washout < 0:
         raise PrclabError(f"{task}: need n_train >= 10, n_test >= 10 and washout >= 0")
     entry = substrate_entry(substrate)
-    u, y = task_series(task, washout + n_train + n_test, seed)
+    # the series and the substrate's noise from independent children of SeedSequence(seed), which itself
+    # draws the substrate's weights (reservoir.streams)
+    series_seed, noise_seed = np.random.SeedSequence(seed).spawn(2)
+    u, y = task_series(task, washout + n_train + n_test, series_seed)
     train, test = slice(washout, washout + n_train), slice(washout + n_train, None)
     lo, hi = u[train].min(), u[train].max()
     scaled = 2.0 * (u - lo) / max(hi - lo, 1e-12) - 1.0
@@ -143,7 +146,7 @@ def run_regression_task(task: str, substrate: str = "esn", size: int | None = No
     amplitude = default_amplitude if amplitude is None else amplitude
     params = {"seed": seed, **default_params, **(substrate_params or {})}
     model = make_substrate(substrate, 1, size=size, **params)
-    states = drive(model, scaled[None], amplitude=amplitude, hold=entry.samples_per_frame, seed=seed)[0]
+    states = drive(model, scaled[None], amplitude=amplitude, hold=entry.samples_per_frame, seed=noise_seed)[0]
     score, readout = _fit_score(states, y, train, test)
     baseline, _ = _fit_score(delay_features(scaled, baseline_delays), y, train, test)
     return {

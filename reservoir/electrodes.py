@@ -28,6 +28,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.signal import lfilter
 
+from .streams import RowStreams
+
 
 def first_order(x: np.ndarray, r: float, gain: float, y_prev: np.ndarray) -> np.ndarray:
     """``y[t] = r y[t-1] + gain x[t]`` along axis 1 of ``x`` ``(batch, steps, ...)``, from ``y_prev``.
@@ -111,20 +113,23 @@ class ElectrodeDrift:
     def reset(self) -> None:
         self.d = None
 
-    def __call__(self, batch: int, steps: int, rng: np.random.Generator) -> np.ndarray:
-        """Drift ``(batch, steps, n)`` in volts; the first block starts from a stationary draw."""
+    def __call__(self, batch: int, steps: int, streams: RowStreams) -> np.ndarray:
+        """Drift ``(batch, steps, n)`` in volts, each row from its own stream of ``streams`` (a stream of
+        its own: a row's drift then depends only on its own steps so far); the first block starts from a
+        stationary draw."""
         k = len(self.tau_s)
         if self.d is None:
-            self.d = self.sigma * rng.standard_normal((batch, self.n, k))
+            self.d = self.sigma * streams.standard_normal((batch, self.n, k))
         elif len(self.d) != batch:
             raise ValueError(f"drift holds a batch of {len(self.d)}, asked for {batch}; "
                              "call reset() before changing the batch size")
         total = np.zeros((batch, steps, self.n))
         if self.sigma == 0 or steps == 0:
             return total
-        noise = rng.standard_normal((k, batch, steps, self.n))
+        # time-major per row: a row's draws for a step do not depend on how many steps follow it
+        noise = streams.standard_normal((batch, steps, k, self.n))
         for j in range(k):
-            comp = first_order(noise[j], self.r[j], self.sigma * np.sqrt(1 - self.r[j] ** 2),
+            comp = first_order(noise[:, :, j], self.r[j], self.sigma * np.sqrt(1 - self.r[j] ** 2),
                                self.d[:, :, j])
             self.d[:, :, j] = comp[:, -1]
             total += comp

@@ -45,7 +45,7 @@ from scipy.sparse.linalg import eigs
 from threadpoolctl import ThreadpoolController
 
 from .base import Substrate, check_input
-from .rng_state import rng_from_array, rng_to_array
+from .streams import RowSeeds, RowStreams
 
 #: fewest batch rows worth a thread of their own (a smaller block loses more to GEMM efficiency)
 MIN_ROWS_PER_THREAD = 16
@@ -122,18 +122,20 @@ class EchoStateCore:
         density = np.count_nonzero(self.w_t) / max(1, self.w_t.size)
         self._w_csr = sparse.csr_array(self.w_t.T) if density <= SPARSE_MAX_DENSITY else None
         self._x: np.ndarray | None = None
-        self._rng = np.random.default_rng(0)
+        self._noise = RowStreams()
+        self.reset(0)
 
-    def reset(self, seed: int | None = None) -> None:
-        """Return to the rest state (zeros) and re-seed the noise stream."""
+    def reset(self, seed=None) -> None:
+        """Return to the rest state (zeros) and re-seed the noise: an int, ``None``, a ``SeedSequence``
+        or one ``SeedSequence`` per batch row (see ``reservoir.streams``)."""
         self._x = None
-        self._rng = np.random.default_rng(seed)
+        self._noise.reset(RowSeeds.of(seed))
 
     @property
     def state(self) -> dict[str, np.ndarray]:
-        """``x`` ``(batch, N)`` and the noise generator's position ``rng`` (see ``reservoir.rng_state``)."""
+        """``x`` ``(batch, N)`` and the noise streams' positions ``rng`` ``(batch, 6)`` (``reservoir.streams``)."""
         x = self._x if self._x is not None else np.zeros((0, self.n_units), self.dtype)
-        return {"x": x.copy(), "rng": rng_to_array(self._rng)}
+        return {"x": x.copy(), "rng": self._noise.state(len(x))}
 
     def load_state(self, state: dict[str, np.ndarray]) -> None:
         x = np.asarray(state["x"], dtype=self.dtype)
@@ -141,7 +143,7 @@ class EchoStateCore:
             raise ValueError(f"state 'x' must be (batch, {self.n_units}), got {x.shape}")
         self._x = x.copy() if len(x) else None
         if "rng" in state:
-            self._rng = rng_from_array(state["rng"])
+            self._noise.load_state(state["rng"], len(x))
 
     def run(self, u: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
         """Run ``u`` ``(batch, steps, n_inputs)`` from the current state; returns ``(batch, steps, N)``.
@@ -158,6 +160,10 @@ class EchoStateCore:
         elif self._x.shape[0] != batch:
             raise ValueError(f"state holds a batch of {self._x.shape[0]}, input has {batch}; "
                              "call reset() before changing the batch size")
+        # drawn here, in one piece and in the caller's row order, so the noise does not depend on the
+        # number of threads nor on the reordering below; each row draws from its own stream
+        noise = None if self.noise <= 0 else \
+            self.noise * self._noise.standard_normal((steps, batch, self.n_units), axis=1, dtype=self.dtype)
         order = None
         if lengths is not None:
             lengths = np.asarray(lengths)
@@ -167,6 +173,7 @@ class EchoStateCore:
             if np.any(np.diff(lengths) > 0):
                 order = np.argsort(-lengths, kind="stable")
                 u, lengths, self._x = u[order], lengths[order], self._x[order]
+                noise = None if noise is None else noise[:, order]
         # time-major, so each step writes one contiguous (batch, N) block.  Dense path: each worker first
         # writes the input drive of its rows for every step into the output buffer, which its
         # integration then overwrites with the states; sparse path: see _integrate_sparse
@@ -175,8 +182,6 @@ class EchoStateCore:
         u_tm = np.ones((steps, batch, self.n_inputs + 1), self.dtype)   # last input: 1, for the bias
         u_tm[:, :, :-1] = u.transpose(1, 0, 2)
         out = np.empty((steps, batch, self.n_units), self.dtype)
-        # drawn here, in one piece, so the noise does not depend on the number of threads
-        noise = self.noise * self._rng.standard_normal(out.shape, dtype=self.dtype) if self.noise > 0 else None
         # active[t]: rows still running at step t (a prefix, rows being sorted by decreasing length)
         active = None if lengths is None else np.count_nonzero(lengths[None, :] > np.arange(steps)[:, None],
                                                                axis=1)
@@ -327,10 +332,3 @@ class EchoStateNetwork(EchoStateCore, Substrate):
         w_in *= rng.random((units, n_inputs)) < input_connectivity
         bias = rng.uniform(-bias_scaling, bias_scaling, units)
         super().__init__(w, w_in, bias, leak_rate, noise=noise, dtype=dtype, dt=dt, threads=threads)
-        self.params = dict(n_inputs=n_inputs, units=units, spectral_radius=spectral_radius,
-                           input_scaling=input_scaling, leak_rate=leak_rate, bias_scaling=bias_scaling,
-                           connectivity=connectivity, input_connectivity=input_connectivity,
-                           noise=noise, dtype=str(np.dtype(dtype)), seed=seed, dt=dt)
-
-    def describe(self) -> dict:
-        return {"model": "esn", **self.params}

@@ -52,7 +52,7 @@ import numpy as np
 
 from .base import Electrode, Substrate, check_input
 from .electrodes import ElectrodeDrift
-from .rng_state import rng_from_array, rng_to_array
+from .streams import RowSeeds, RowStreams
 
 FARADAY_C_PER_MOL = 96485.33
 THERMAL_VOLTAGE_V = 0.0257   # kT/e at 25 C
@@ -126,11 +126,7 @@ class HydrogelModel(Substrate):
         if grid_step_s > limit_s / 5:
             raise ValueError(f"grid_step_s={grid_step_s} s exceeds a fifth of the explicit stability "
                              f"limit cell^2/(4D) = {limit_s:.3g} s")
-        self.params = dict(n_inputs=n_inputs, n_outputs=n_outputs, dt=dt, grid=grid, cell_um=cell_um,
-                           thickness_um=thickness_um, diffusion_m2_per_s=diffusion_m2_per_s,
-                           tau_bind_s=tau_bind_s, c0_mM=c0_mM, g0_S=g0_S, n_sat=n_sat,
-                           transfer_ohm=transfer_ohm, coupling_length_um=coupling_length_um, noise_V=noise_V,
-                           drift_V_per_sqrt_s=drift_V_per_sqrt_s, grid_step_s=grid_step_s, seed=seed)
+        self.g0_S, self.n_sat, self.noise_V = g0_S, n_sat, noise_V
         self.n_inputs, self.n_outputs, self.dt = n_inputs, n_outputs, float(dt)
         self.block = max(1, int(round(grid_step_s / dt)))   # samples per lattice step
         self.grid_dt = self.block * self.dt
@@ -151,21 +147,26 @@ class HydrogelModel(Substrate):
         self._n_per_C = 1.0 / cell_charge_C
         self.drift = ElectrodeDrift(n_outputs, drift_V_per_sqrt_s, dt)
         self.interface_current_A = np.zeros((0, 0, n_inputs))
+        self._drift_noise, self._measurement = RowStreams(), RowStreams()
         self.reset(seed)
 
-    def reset(self, seed: int | None = None) -> None:
-        """Bulk concentration everywhere, no pending charge; re-seed noise and drift."""
+    def reset(self, seed=None) -> None:
+        """Bulk concentration everywhere, no pending charge; re-seed: per batch row (``reservoir.streams``),
+        the drift from the row seed's child 0, the white noise from its child 1."""
         self._n: np.ndarray | None = None
         self._charge = np.zeros((0, self.n_inputs))
         self._phase = 0
         self.drift.reset()
-        self._rng = np.random.default_rng(seed)
+        seeds = RowSeeds.of(seed)
+        self._drift_noise.reset(seeds.child(0))
+        self._measurement.reset(seeds.child(1))
 
     @property
     def state(self) -> dict[str, np.ndarray]:
         n = np.zeros((0, self.grid, self.grid)) if self._n is None else self._n.copy()
         return {"n": n, "charge_C": self._charge.copy(), "phase": np.array(self._phase),
-                "drift": self.drift.state, "rng": rng_to_array(self._rng)}
+                "drift": self.drift.state, "drift_rng": self._drift_noise.state(len(n)),
+                "rng": self._measurement.state(len(n))}
 
     def load_state(self, state: dict[str, np.ndarray]) -> None:
         n = np.asarray(state["n"], dtype=np.float64)
@@ -179,7 +180,9 @@ class HydrogelModel(Substrate):
         self._n = n.copy() if len(n) else None
         self._charge, self._phase = charge.copy(), phase
         self.drift.load_state(state["drift"])
-        self._rng = rng_from_array(state["rng"])
+        self._measurement.load_state(state["rng"], len(n))
+        # state saved before the drift had a stream of its own drew it from this one
+        self._drift_noise.load_state(state.get("drift_rng", state["rng"]), len(n))
 
     def run(self, u: np.ndarray) -> np.ndarray:
         """Electrode volts ``(batch, steps, n_inputs)`` -> recorded volts ``(batch, steps, n_outputs)``."""
@@ -208,15 +211,15 @@ class HydrogelModel(Substrate):
         self.interface_current_A = current
         v = current @ self.transfer
         v += nernst
-        v += self.drift(batch, steps, self._rng)
-        if self.params["noise_V"] > 0:
-            v += self._rng.normal(0, self.params["noise_V"], v.shape)
+        v += self.drift(batch, steps, self._drift_noise)
+        if self.noise_V > 0:
+            v += self.noise_V * self._measurement.standard_normal(v.shape)
         return v
 
     def _conductance(self, n: np.ndarray) -> np.ndarray:
         """Electrode conductance (siemens) at relative excess concentration ``n``."""
-        n_sat = self.params["n_sat"]
-        return self.params["g0_S"] * (1.0 + np.where(n > 0, n_sat * np.tanh(n / n_sat), n))
+        n_sat = self.n_sat
+        return self.g0_S * (1.0 + np.where(n > 0, n_sat * np.tanh(n / n_sat), n))
 
     def _step_lattice(self) -> None:
         """One explicit Euler step of the lattice, injecting the charge passed since the last one."""
@@ -233,8 +236,8 @@ class HydrogelModel(Substrate):
     @property
     def electrodes(self) -> tuple[Electrode, ...]:
         """Non-polarisable Ag/AgCl electrodes of impedance ``1 / g0_S`` at bulk concentration."""
-        return tuple(Electrode(material="Ag/AgCl", impedance_ohm=1.0 / self.params["g0_S"])
-                     for _ in range(self.n_inputs))
+        return tuple(Electrode(material="Ag/AgCl", impedance_ohm=1.0 / self.g0_S) for _ in range(self.n_inputs))
 
-    def describe(self) -> dict:
-        return {"model": "hydrogel", **self.params, "lattice_step_s": self.grid_dt}
+    def derived(self) -> dict[str, object]:
+        """``lattice_step_s``: the lattice time step after rounding to whole samples."""
+        return {"lattice_step_s": self.grid_dt}

@@ -49,7 +49,7 @@ Defaults (1000 neurons, no input): network bursts about once a second holding ~6
 asynchronous firing between them.
 
 Everything is vectorised over batch and neurons; the only Python loop is over time samples.  The state
-(``v``, ``u``, ``x``, the pending synaptic input, the field filter and the noise generator) saves as
+(``v``, ``u``, ``x``, the pending synaptic input, the field filter and the noise streams) saves as
 plain arrays.  The network is a subsample: a real organoid has 10^5-10^6 cells.
 """
 
@@ -59,7 +59,7 @@ import numpy as np
 
 from .base import Substrate, check_input
 from .electrodes import first_order
-from .rng_state import rng_from_array, rng_to_array
+from .streams import RowSeeds, RowStreams
 
 SPIKE_PEAK_MV = 30.0
 NOISE_CHUNK_STEPS = 256   # noise is drawn this many samples at a time (memory: chunk x batch x N)
@@ -109,15 +109,7 @@ class OrganoidModel(Substrate):
             raise ValueError("lengths and time constants must be positive")
         if min(connect_prob, w_exc_mV, w_inh_mV, noise_exc_mV, noise_inh_mV, noise_V) < 0:
             raise ValueError("probabilities, weights and noise levels must be non-negative")
-        self.params = dict(n_inputs=n_inputs, n_outputs=n_outputs, dt=dt, neurons=neurons,
-                           exc_fraction=exc_fraction, mea_rows=mea_rows, mea_cols=mea_cols,
-                           pitch_um=pitch_um, connect_prob=connect_prob,
-                           connect_length_um=connect_length_um, w_exc_mV=w_exc_mV, w_inh_mV=w_inh_mV,
-                           std_U=std_U, std_tau_rec_s=std_tau_rec_s, noise_exc_mV=noise_exc_mV,
-                           noise_inh_mV=noise_inh_mV, stim_mV_per_V=stim_mV_per_V,
-                           stim_length_um=stim_length_um, detect_radius_um=detect_radius_um,
-                           output=output, lfp_uV_per_spike=lfp_uV_per_spike, lfp_tau_s=lfp_tau_s,
-                           noise_V=noise_V, seed=seed)
+        self.output, self.noise_V, self.std_U = output, noise_V, std_U
         self.n_inputs, self.n_outputs, self.dt = n_inputs, n_outputs, float(dt)
         self.dt_ms = 1e3 * self.dt
         rng = np.random.default_rng(seed)
@@ -157,12 +149,16 @@ class OrganoidModel(Substrate):
         self.noise_sd = np.where(self.is_exc, noise_exc_mV, noise_inh_mV) / np.sqrt(self.dt_ms)
         self._recover = self.dt / std_tau_rec_s
         self._lfp_r = float(np.exp(-self.dt / lfp_tau_s))
+        self._input_noise, self._field_noise = RowStreams(), RowStreams()
         self.reset(seed)
 
-    def reset(self, seed: int | None = None) -> None:
-        """Neurons at rest (``v = c``, ``u = b v``), synapses recovered; re-seed the noise."""
+    def reset(self, seed=None) -> None:
+        """Neurons at rest (``v = c``, ``u = b v``), synapses recovered; re-seed the noise: per batch row
+        (``reservoir.streams``), the input noise from the row seed's child 0, the field's from child 1."""
         self._v: np.ndarray | None = None
-        self._rng = np.random.default_rng(seed)
+        seeds = RowSeeds.of(seed)
+        self._input_noise.reset(seeds.child(0))
+        self._field_noise.reset(seeds.child(1))
 
     def _rest(self, batch: int) -> None:
         self._v = np.tile(self.c, (batch, 1))
@@ -173,12 +169,17 @@ class OrganoidModel(Substrate):
 
     @property
     def state(self) -> dict[str, np.ndarray]:
+        streams = {"rng": self._input_noise.state(self._batch), "field_rng": self._field_noise.state(self._batch)}
         if self._v is None:
             empty = np.zeros((0, len(self.c)))
-            return {"v": empty, "u": empty, "x": empty, "syn": empty,
-                    "lfp": np.zeros((0, self.n_outputs)), "rng": rng_to_array(self._rng)}
+            return {"v": empty, "u": empty, "x": empty, "syn": empty, "lfp": np.zeros((0, self.n_outputs)),
+                    **streams}
         return {"v": self._v.copy(), "u": self._u.copy(), "x": self._x.copy(), "syn": self._syn.copy(),
-                "lfp": self._lfp.copy(), "rng": rng_to_array(self._rng)}
+                "lfp": self._lfp.copy(), **streams}
+
+    @property
+    def _batch(self) -> int:
+        return 0 if self._v is None else len(self._v)
 
     def load_state(self, state: dict[str, np.ndarray]) -> None:
         arrays = {k: np.asarray(state[k], dtype=np.float64) for k in ("v", "u", "x", "syn", "lfp")}
@@ -189,7 +190,9 @@ class OrganoidModel(Substrate):
                                  f"got {arrays[k].shape}")
         if arrays["lfp"].shape != (batch, self.n_outputs):
             raise ValueError(f"organoid state 'lfp' must be (batch, {self.n_outputs})")
-        self._rng = rng_from_array(state["rng"])
+        self._input_noise.load_state(state["rng"], batch)
+        if "field_rng" in state:   # state saved before the field noise had a stream of its own has none
+            self._field_noise.load_state(state["field_rng"], batch)
         if batch == 0:
             self._v = None
             return
@@ -208,17 +211,17 @@ class OrganoidModel(Substrate):
         counts = np.empty((batch, steps, self.n_outputs))
         for start in range(0, steps, NOISE_CHUNK_STEPS):
             stop = min(steps, start + NOISE_CHUNK_STEPS)
-            drive = self._rng.standard_normal((stop - start, batch, len(self.c)))
+            drive = self._input_noise.standard_normal((stop - start, batch, len(self.c)), axis=1)
             drive *= self.noise_sd
             drive += np.matmul(u[:, start:stop].transpose(1, 0, 2), self.stim_gain)
             spikes = self._integrate(drive)
             counts[:, start:stop] = np.matmul(spikes, self.readout).transpose(1, 0, 2)
-        if self.params["output"] == "spikes":
+        if self.output == "spikes":
             return counts
         lfp = first_order(counts, self._lfp_r, 1.0 - self._lfp_r, self._lfp)
         self._lfp = lfp[:, -1].copy()
-        if self.params["noise_V"] > 0:
-            lfp += self._rng.normal(0, self.params["noise_V"], lfp.shape)
+        if self.noise_V > 0:
+            lfp += self.noise_V * self._field_noise.standard_normal(lfp.shape)
         return lfp
 
     def _integrate(self, drive: np.ndarray) -> np.ndarray:
@@ -227,7 +230,7 @@ class OrganoidModel(Substrate):
         u_keep, u_from_v, c, d = 1.0 - self.a * self.dt_ms, self.a * self.b * self.dt_ms, self.c, self.d
         x_keep, x_gain = 1.0 - self._recover, self._recover
         half = 0.5 * self.dt_ms
-        release = self.params["std_U"]
+        release = self.std_U
         spikes = np.empty(drive.shape)
         total = np.empty_like(v)
         dv = np.empty_like(v)
@@ -258,6 +261,3 @@ class OrganoidModel(Substrate):
             x[:, cols] -= efficacy
             np.matmul(efficacy, self._w_current[cols], out=syn)  # arrives at the next sample
         return spikes
-
-    def describe(self) -> dict:
-        return {"model": "organoid", **self.params}

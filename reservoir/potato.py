@@ -38,9 +38,11 @@ positions inside an ellipsoid; for stimulating electrode ``e`` and node ``j`` wi
 Inputs are volts on ``n_inputs`` stimulating electrodes; outputs are volts on ``n_outputs`` recording
 electrodes.  Electrodes sit evenly on a ring in the tuber's mid-plane, stimulating and recording ones
 interleaved.  The state (``state`` / ``load_state``) holds the node potentials ``x``, the double-layer
-voltages ``v_dl``, the drift components ``drift``, the noise generators ``rng`` (the core's, unused
-while it has no state noise) and ``measurement_rng``, the interface current of an unfinished tissue
-step ``pending_current`` and the output of the last finished one ``held_V``.
+voltages ``v_dl``, the drift components ``drift``, the noise streams ``rng`` (the core's, unused while
+it has no state noise), ``drift_rng`` and ``measurement_rng`` (``(batch, 6)`` each, see
+``reservoir.streams``), the
+interface current of an unfinished tissue step ``pending_current`` and the output of the last finished
+one ``held_V``.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ import numpy as np
 from .base import Electrode, Substrate, check_input
 from .electrodes import DoubleLayer, ElectrodeDrift
 from .esn import EchoStateCore, max_abs_eigenvalue
-from .rng_state import rng_from_array, rng_to_array
+from .streams import RowSeeds, RowStreams
 
 
 class PotatoModel(Substrate):
@@ -91,12 +93,7 @@ class PotatoModel(Substrate):
             raise ValueError("c_dl_F, r_access_ohm and v_sat must be positive")
         if noise_V < 0:
             raise ValueError(f"noise_V must be non-negative, got {noise_V}")
-        self.params = dict(n_inputs=n_inputs, n_outputs=n_outputs, nodes=nodes, dt=dt,
-                           tau_fast_s=tau_fast_s, tau_slow_s=tau_slow_s, v_sat=v_sat,
-                           coupling_length_mm=coupling_length_mm, spectral_radius=spectral_radius,
-                           gain_V=gain_V, noise_V=noise_V, drift_V_per_sqrt_s=drift_V_per_sqrt_s,
-                           c_dl_F=c_dl_F, r_access_ohm=r_access_ohm, tissue_step_s=tissue_step_s,
-                           seed=seed, dtype=str(np.dtype(dtype)))
+        self.v_sat, self.gain_V, self.noise_V = v_sat, gain_V, noise_V
         if tissue_step_s is None:
             tissue_step_s = tau_fast_s / 2.5
         if tissue_step_s <= 0:
@@ -142,48 +139,55 @@ class PotatoModel(Substrate):
                                   threads=threads)
         self.double_layer = DoubleLayer(n_inputs, self.tau_dl_s, dt)
         self.drift = ElectrodeDrift(n_outputs, drift_V_per_sqrt_s, dt)
+        self._drift_noise, self._measurement = RowStreams(), RowStreams()
         self.reset(0)
 
-    def reset(self, seed: int | None = None) -> None:
-        """Return to rest and re-seed measurement noise and drift."""
-        self.core.reset(seed)
+    def reset(self, seed=None) -> None:
+        """Return to rest and re-seed: per batch row (``reservoir.streams``), the core's stream is the row
+        seed's child 0, the drift's child 1 and the white measurement noise's child 2."""
+        seeds = RowSeeds.of(seed)
+        self.core.reset(seeds.child(0))
+        self._drift_noise.reset(seeds.child(1))
+        self._measurement.reset(seeds.child(2))
         self.double_layer.reset()
         self.drift.reset()
-        self._rng = np.random.default_rng(None if seed is None else seed + 1)
         self._pending = np.zeros((0, 0, self.n_inputs))    # interface current of an unfinished step
         self._held = np.zeros((0, self.n_outputs))         # tissue output of the last finished step
 
     @property
     def state(self) -> dict[str, np.ndarray]:
         return {**self.core.state, "v_dl": self.double_layer.state, "drift": self.drift.state,
-                "measurement_rng": rng_to_array(self._rng), "pending_current": self._pending.copy(),
-                "held_V": self._held.copy()}
+                "drift_rng": self._drift_noise.state(len(self._held)),
+                "measurement_rng": self._measurement.state(len(self._held)),
+                "pending_current": self._pending.copy(), "held_V": self._held.copy()}
 
     def load_state(self, state: dict[str, np.ndarray]) -> None:
         self.core.load_state(state)
         self.double_layer.load_state(state["v_dl"])
         self.drift.load_state(state["drift"])
-        self._rng = rng_from_array(state["measurement_rng"])
         pending = np.asarray(state["pending_current"], dtype=np.float64)
         held = np.asarray(state["held_V"], dtype=np.float64)
         if (pending.ndim != 3 or pending.shape[1] >= self.substeps or pending.shape[2] != self.n_inputs
                 or held.shape != (len(pending), self.n_outputs)):
             raise ValueError("potato state: pending_current must be (batch, < substeps, n_inputs) and "
                              "held_V (batch, n_outputs)")
+        self._measurement.load_state(state["measurement_rng"], len(held))
+        # state saved before the drift had a stream of its own drew it from the measurement stream
+        self._drift_noise.load_state(state.get("drift_rng", state["measurement_rng"]), len(held))
         self._pending, self._held = pending.copy(), held.copy()
 
     def run(self, u: np.ndarray) -> np.ndarray:
         """Electrode volts ``(batch, steps, n_inputs)`` -> recorded volts ``(batch, steps, n_outputs)``."""
         u = check_input(u, self.n_inputs, np.float64)
         batch, steps, _ = u.shape
-        current = np.tanh(self.double_layer(u) / self.params["v_sat"])
+        current = np.tanh(self.double_layer(u) / self.v_sat)
         if len(self._held) != batch:
             self._pending = np.zeros((batch, 0, self.n_inputs))
             self._held = np.zeros((batch, self.n_outputs))
         v = self._tissue(current)
-        v += self.drift(batch, steps, self._rng)
-        if self.params["noise_V"] > 0:
-            v += self._rng.normal(0, self.params["noise_V"], v.shape)
+        v += self.drift(batch, steps, self._drift_noise)
+        if self.noise_V > 0:
+            v += self.noise_V * self._measurement.standard_normal(v.shape)
         return v
 
     def _tissue(self, current: np.ndarray) -> np.ndarray:
@@ -200,7 +204,7 @@ class PotatoModel(Substrate):
         windows = joined[:, :n_windows * k].reshape(batch, n_windows, k, self.n_inputs).mean(axis=2)
         self._pending = joined[:, n_windows * k:].copy()
         x = self.core.run(windows)
-        tissue_v = np.concatenate([self._held[:, None], (x @ self.h_t) * self.params["gain_V"]], axis=1)
+        tissue_v = np.concatenate([self._held[:, None], (x @ self.h_t) * self.gain_V], axis=1)
         self._held = tissue_v[:, -1].astype(np.float64)
         # sample j of this block ends at joined index done + j + 1: the last finished step is that // k
         return tissue_v[:, (done + np.arange(1, steps + 1)) // k].astype(np.float64)
@@ -208,7 +212,9 @@ class PotatoModel(Substrate):
     @property
     def electrodes(self) -> tuple[Electrode, ...]:
         """Each stimulating electrode sees the tissue's access resistance ``r_access_ohm``."""
-        return tuple(Electrode(impedance_ohm=float(self.params["r_access_ohm"])) for _ in range(self.n_inputs))
+        return tuple(Electrode(impedance_ohm=float(self.get_params()["r_access_ohm"]))
+                     for _ in range(self.n_inputs))
 
-    def describe(self) -> dict:
-        return {"model": "potato", **self.params, "tau_dl_s": self.tau_dl_s, "substeps": self.substeps}
+    def derived(self) -> dict[str, object]:
+        """``tau_dl_s``: the double layer's ``r_access_ohm * c_dl_F``; ``substeps``: samples per tissue step."""
+        return {"tau_dl_s": self.tau_dl_s, "substeps": self.substeps}

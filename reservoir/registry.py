@@ -37,6 +37,7 @@ SUBSTRATES: dict[str, SubstrateEntry] = {
 
 
 def substrate_entry(name: str) -> SubstrateEntry:
+    """The registry entry of ``name``; raises ``PrclabError`` for an unknown name."""
     try:
         return SUBSTRATES[name]
     except KeyError:
@@ -73,3 +74,34 @@ def substrate_defaults(name: str) -> dict[str, object]:
     Raises ``PrclabError`` for an unknown name.
     """
     return dict(_defaults(substrate_entry(name).cls))
+
+
+def registered_name(cls: type) -> str:
+    """The registry name of model class ``cls`` (its class name if it is not registered)."""
+    return next((name for name, entry in SUBSTRATES.items() if entry.cls is cls), cls.__name__)
+
+
+def substrate_from_description(description: dict, where: str = "substrate description"):
+    """Rebuild the substrate that ``describe()`` described; it responds identically for the same seed.
+
+    Reads ``{"model": name, "params": {...}, "derived": {...}}`` and the flat shape that descriptions
+    (and the recordings that hold them) had before, ``{"model": name, <parameters and derived values>}``,
+    whose derived values are told from parameters by the constructor's signature.  ``where`` names the
+    description's origin in the ``PrclabError`` raised for a missing or unknown model or a bad parameter.
+    """
+    name = description.get("model") if isinstance(description, dict) else None
+    if not isinstance(name, str):
+        raise PrclabError(f"{where}: has no 'model' name")
+    if name not in SUBSTRATES:
+        raise PrclabError(f"{where}: unknown substrate {name!r}; known: {', '.join(sorted(SUBSTRATES))}")
+    if "params" in description:
+        params = dict(description["params"])
+    else:
+        taken = _defaults(SUBSTRATES[name].cls).keys() | {"n_inputs"}
+        params = {k: v for k, v in description.items() if k in taken}
+    if "n_inputs" not in params:
+        raise PrclabError(f"{where}: parameters of {name!r} lack n_inputs")
+    try:
+        return make_substrate(name, **params)
+    except PrclabError as exc:
+        raise PrclabError(f"{where}: {exc}") from None

@@ -109,9 +109,12 @@ def test_every_registered_substrate_can_be_characterised(name):
     result = characterize_named(name, size=30, frames=700, batch=2, nonlinear_window=4)
     assert 0 < result["memory_capacity"] <= result["n_features"]
     # no order between the two ranks here: in a noisy substrate (the organoid) a shared late input can
-    # trigger synchronised bursts whose size varies from trial to trial and lifts the generalisation rank
-    assert 1 <= result["kernel_rank"] <= result["n_streams"]
-    assert 1 <= result["generalization_rank"] <= result["n_streams"]
+    # trigger synchronised bursts whose size varies from trial to trial and lifts the generalisation rank.
+    # The ranks read the last sample only: a 30-neuron organoid's spike count there is often zero in
+    # every stream (rank 0), a continuous output's never is
+    lowest = 0 if name == "organoid" else 1
+    assert lowest <= result["kernel_rank"] <= result["n_streams"]
+    assert lowest <= result["generalization_rank"] <= result["n_streams"]
     assert -1 <= result["consistency"] <= 1
 
 
@@ -119,7 +122,7 @@ def test_cli_prints_json_and_writes_the_memory_curve(tmp_path, capsys):
     assert main(["characterize", "--substrate", "esn", "--units", "30", "--json",
                  "--plot", str(tmp_path)]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["substrate"]["units"] == 30 and result["seconds"] > 0
+    assert result["substrate"]["params"]["units"] == 30 and result["seconds"] > 0
     assert (tmp_path / "memory_curve_esn.png").stat().st_size > 1000
     assert main(["characterize", "--substrate", "no-such"]) == 2
     assert "unknown substrate" in capsys.readouterr().err
