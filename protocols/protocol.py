@@ -110,7 +110,12 @@ def substrate_params_table(name: str) -> Table:
     """``[substrate.params]`` of substrate ``name``: its constructor keywords (``n_inputs`` aside),
     each typed by its default (``prclab.reservoir.registry.substrate_defaults``)."""
     return from_defaults("substrate.params", substrate_defaults(name),
-                         f"The keyword parameters of {SUBSTRATES[name].cls.__name__} and their defaults.")
+                         f"The constructor keywords of {_qualname(SUBSTRATES[name].cls)} (see its docstring), "
+                         f"each of its default's type.")
+
+
+def _qualname(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 @dataclass
@@ -208,7 +213,8 @@ def parse_protocol(text: str, path: Path | None = None) -> Protocol:
             raise PrclabError(f"{where}: [device] spec {spec!r} names an unknown substrate; known: "
                               f"{', '.join(SUBSTRATES)}")
         substrate["name"] = spec[4:]
-    substrate["params"] = substrate_params_table(substrate["name"]).check(substrate["params"], where)
+    substrate["params"] = substrate_params_table(substrate["name"]).check(
+        substrate["params"], where, f"[substrate.params] (name = {substrate['name']!r})")
     extra = {k: values["encoder"][k] for k in given["encoder"] if k != "kind"}
     values["safety"] = safety.check_table(given["safety"], values["stimulus"]["electrodes"], where)
     return Protocol(values, text, path, extra, named)

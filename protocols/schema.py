@@ -178,7 +178,8 @@ class Table:
             bounds = [k.unit, k.range_text().replace("lie in ", "in ").replace("be ", ""),
                       "one of " + ", ".join(f"`{toml_text(c)}`" for c in k.choices) if k.choices else "",
                       f"`{toml_text(k.infinite)}`: no limit" if k.infinite is not None else ""]
-            rows.append(f"| `{k.name}` | {typ} | {default} | {'; '.join(b for b in bounds if b)} | {k.doc} |")
+            cells = [f"`{k.name}`", typ, default, "; ".join(b for b in bounds if b), k.doc]
+            rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
         return "\n".join(rows) + "\n"
 
 
@@ -243,7 +244,9 @@ def toml_text(value) -> str:
 
 def _number_text(x) -> str:
     """A bound as written: whole numbers in full (``4294967295``), others short (``0.025``, ``1.85``)."""
-    return str(int(x)) if x is not None and float(x).is_integer() and abs(x) < 1e15 else f"{x:g}"
+    if x is None:
+        return ""
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else f"{x:g}"
 
 
 def _copy(value):
