@@ -73,6 +73,9 @@ def work(tmp_path_factory):
                                                    dataset=root / "toy.npz"))
     (root / "netbf.toml").write_text(PROTOCOL.format(spec="brainflow:synthetic?ip_address=10.0.0.1",
                                                      dataset=root / "toy.npz"))
+    valid = PROTOCOL.format(spec="sim:esn", dataset=root / "toy.npz")
+    (root / "typo.toml").write_text(valid.replace("[timing]", "[safety]\nmax_curent_A = 1e-3\n\n[timing]"))
+    (root / "param.toml").write_text(valid.replace("units = 20", "unit = 20"))
     assert main(["run", str(root / "p.toml"), "--out", str(root / "rec.h5"), "--json"]) == 0
     assert main(["train", str(root / "rec.h5"), "--json"]) == 0
     (root / "garbage.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(range(256)) * 4)
@@ -116,6 +119,8 @@ def _cases(w: Path):
                                                    "potentiostat:rfc2217://127.0.0.1:9"],
         "run NUL in a path": ["run", proto, "--out", str(w / "a\x00b.h5")],
         "run device fails to open": ["run", proto, "--out", new, "--device", "nidaq:NoSuchDev"],
+        "run misspelt safety key": ["run", str(w / "typo.toml"), "--out", new],
+        "run misspelt substrate parameter": ["run", str(w / "param.toml"), "--out", new],
         # train
         "train recording missing": ["train", str(w / "nope.h5")],
         "train recording garbage": ["train", str(w / "garbage.h5")],
@@ -201,6 +206,14 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, work, capsys):
     assert _listing(work) == before, f"{case}: wrote {set(_listing(work)) - set(before)}"
     assert not Path("/proc/prclab-readonly").exists()
     print(f"{case}: {line[:150]}")
+
+
+@pytest.mark.parametrize("name, message", [
+    ("typo.toml", "[safety] unknown key 'max_curent_A'; did you mean 'max_current_A'?"),
+    ("param.toml", "[substrate.params] (name = 'esn') unknown key 'unit'; did you mean 'units'?")])
+def test_a_misspelt_protocol_key_names_the_file_the_table_and_the_nearest_key(work, capsys, name, message):
+    line = _expect_refusal(["run", str(work / name), "--out", str(work / "new.h5")], capsys)
+    assert line.startswith(f"prclab: error: {work / name}: {message}")
 
 
 def test_train_plot_is_checked_before_training(work, capsys, monkeypatch):
