@@ -11,7 +11,6 @@ correlation; ``plot_comparison`` draws them.
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 
 import numpy as np
@@ -29,9 +28,11 @@ def replay_recording(path: str | Path, substrate: str, out: str | Path, params: 
     """Drive simulated ``substrate`` with the stimuli recorded in ``path``; write recording ``out``.
 
     Args:
-        params: model parameters; default: the protocol's ``[substrate] params`` when ``substrate`` is
-            the protocol's substrate, else the model's defaults with as many recording electrodes as the
-            recording has response channels (where the model takes ``n_outputs``).
+        params: model parameters; default: those of the recorded model when ``substrate`` is the one
+            recorded (its stored description, either ``describe()`` shape), else the protocol's
+            ``[substrate] params`` when it is the protocol's substrate, else the model's defaults with
+            as many recording electrodes as the recording has response channels (where the model takes
+            ``n_outputs``).
     Returns:
         dict with ``out``, ``n_trials`` replayed and ``problems`` (damaged trials left out).
     """
@@ -43,8 +44,7 @@ def replay_recording(path: str | Path, substrate: str, out: str | Path, params: 
     protocol = parse_protocol(str(rec.attrs.get("protocol_text", "")), Path(path))
     n_stim, n_resp = rec.trials[0].stimulus.shape[1], rec.trials[0].response.shape[1]
     if params is None:
-        params = dict(protocol["substrate"]["params"]) if substrate == protocol["substrate"]["name"] else \
-            ({"n_outputs": n_resp} if "n_outputs" in _model_parameters(substrate) else {})
+        params = _default_params(rec.attrs.get("substrate") or {}, substrate, protocol, n_resp, path)
     s = protocol["stimulus"]
     request = DeviceRequest(n_stimulus=n_stim, rate_hz=protocol.rate_hz,
                             stimulus_range_V=(s["low_V"], s["high_V"]), substrate=substrate,
@@ -63,10 +63,16 @@ def replay_recording(path: str | Path, substrate: str, out: str | Path, params: 
     return {"out": str(out), "n_trials": len(trials), "problems": rec.problems}
 
 
-def _model_parameters(name: str) -> set[str]:
-    from prclab.reservoir import substrate_entry
+def _default_params(recorded: dict, substrate: str, protocol, n_resp: int, path) -> dict:
+    """``replay_recording``'s default model parameters (``n_inputs`` aside), see there."""
+    from prclab.reservoir import described_params, substrate_defaults
 
-    return set(inspect.signature(substrate_entry(name).cls.__init__).parameters)
+    if isinstance(recorded, dict) and recorded.get("model") == substrate:
+        _, params = described_params(recorded, f"recording {path}: substrate")
+        return {k: v for k, v in params.items() if k != "n_inputs"}
+    if substrate == protocol["substrate"]["name"]:
+        return dict(protocol["substrate"]["params"])
+    return {"n_outputs": n_resp} if "n_outputs" in substrate_defaults(substrate) else {}
 
 
 def compare_recordings(recorded: str | Path, simulated: str | Path) -> dict:

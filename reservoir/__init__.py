@@ -5,11 +5,11 @@ from .esn import EchoStateCore, EchoStateNetwork
 from .hydrogel import HydrogelModel
 from .organoid import OrganoidModel
 from .potato import PotatoModel
-from .registry import (SUBSTRATES, SubstrateEntry, make_substrate, substrate_defaults, substrate_entry,
-                       substrate_from_description)
+from .registry import (SUBSTRATES, SubstrateEntry, described_params, make_substrate, substrate_defaults,
+                       substrate_entry, substrate_from_description)
 from .checks import check_substrate
 
 __all__ = ["Electrode", "Substrate", "electrodes_of", "length_buckets", "run_sequences", "EchoStateCore",
            "EchoStateNetwork", "HydrogelModel", "OrganoidModel", "PotatoModel", "SUBSTRATES", "SubstrateEntry",
-           "make_substrate", "substrate_defaults", "substrate_entry", "substrate_from_description",
+           "described_params", "make_substrate", "substrate_defaults", "substrate_entry", "substrate_from_description",
            "check_substrate"]

@@ -90,12 +90,6 @@ class Substrate:
         self.__dict__.update(vars(rebuilt))
         return self
 
-    @property
-    def params(self) -> dict[str, object]:
-        """``get_params()``, for ``protocols.safety.substrate_impedance_ohm``, which reads it until it
-        reads ``electrodes``."""
-        return self.get_params()
-
     def derived(self) -> dict[str, object]:
         """Values computed from the parameters that a reader of ``describe()`` may want (none here)."""
         return {}

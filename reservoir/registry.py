@@ -81,13 +81,13 @@ def registered_name(cls: type) -> str:
     return next((name for name, entry in SUBSTRATES.items() if entry.cls is cls), cls.__name__)
 
 
-def substrate_from_description(description: dict, where: str = "substrate description"):
-    """Rebuild the substrate that ``describe()`` described; it responds identically for the same seed.
+def described_params(description: dict, where: str = "substrate description") -> tuple[str, dict]:
+    """The model name and constructor keywords (``n_inputs`` included) that ``describe()`` recorded.
 
     Reads ``{"model": name, "params": {...}, "derived": {...}}`` and the flat shape that descriptions
     (and the recordings that hold them) had before, ``{"model": name, <parameters and derived values>}``,
     whose derived values are told from parameters by the constructor's signature.  ``where`` names the
-    description's origin in the ``PrclabError`` raised for a missing or unknown model or a bad parameter.
+    description's origin in the ``PrclabError`` raised for a missing or unknown model.
     """
     name = description.get("model") if isinstance(description, dict) else None
     if not isinstance(name, str):
@@ -95,10 +95,15 @@ def substrate_from_description(description: dict, where: str = "substrate descri
     if name not in SUBSTRATES:
         raise PrclabError(f"{where}: unknown substrate {name!r}; known: {', '.join(sorted(SUBSTRATES))}")
     if "params" in description:
-        params = dict(description["params"])
-    else:
-        taken = _defaults(SUBSTRATES[name].cls).keys() | {"n_inputs"}
-        params = {k: v for k, v in description.items() if k in taken}
+        return name, dict(description["params"])
+    taken = _defaults(SUBSTRATES[name].cls).keys() | {"n_inputs"}
+    return name, {k: v for k, v in description.items() if k in taken}
+
+
+def substrate_from_description(description: dict, where: str = "substrate description"):
+    """Rebuild the substrate that ``describe()`` described (either shape, see ``described_params``); it
+    responds identically for the same ``reset`` seed.  Raises ``PrclabError`` naming ``where``."""
+    name, params = described_params(description, where)
     if "n_inputs" not in params:
         raise PrclabError(f"{where}: parameters of {name!r} lack n_inputs")
     try:
