@@ -28,8 +28,10 @@ response stream and the marks are the recorder's, so a stimulator and a recorder
 aligned by the recorder's markers (brainflow puts a marker into the next sample it receives).  In a
 two-device rig ``read(n)`` first plays ``n`` stimulus samples (the stimulator's own inputs are read and
 dropped), then reads ``n`` from the recorder; the mark of a trial is put in just before the stimulator
-plays the trial's first block, so the marker and the stimulus reach the recorder within a few samples of
-each other (measured in ``tests/test_rig.py``).
+plays the trial's first block, and only once the stimulus played before it has played out (a stimulator
+that returns before its block has played, such as an emulator, would otherwise queue the trial behind
+it), so the marker and the stimulus reach the recorder within a few samples of each other (measured in
+``tests/test_rig.py``).
 
 Emulators (``emulate``): the rig builds each device's emulator, starts it before the device opens and
 points the driver at it (``connect_to``), and closes it after the device closes, when the open fails,
@@ -47,6 +49,7 @@ Network devices: each part of a spec is checked by :func:`prclab.drivers.spec.ne
 from __future__ import annotations
 
 import re
+import time
 import weakref
 from dataclasses import dataclass
 from typing import Callable
@@ -190,6 +193,7 @@ class Rig(Device):
         for emulator in self.emulators.values():
             weakref.finalize(self, emulator.close)
         self._pending_mark: str | None = None
+        self._playing_until = 0.0  # time.monotonic() when the stimulus played so far has played out
         self._n_written = 0
 
     @property
@@ -265,10 +269,12 @@ class Rig(Device):
 
     def _read(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         if self.separate:
-            if self._pending_mark is not None:  # the marker goes in as the trial's stimulus is played
-                label, self._pending_mark = self._pending_mark, None
+            if self._pending_mark is not None:  # the marker goes in as the trial's stimulus is played,
+                label, self._pending_mark = self._pending_mark, None  # once what was played before
+                time.sleep(max(0.0, self._playing_until - time.monotonic()))  # has played out
                 self._guarded(self.recorder.mark, label)
             self._guarded(self.stimulator.read, n)  # plays n stimulus samples; its inputs are dropped
+            self._playing_until = max(time.monotonic(), self._playing_until) + n / self.channels.rate_hz
         return self._guarded(self.recorder.read, n)
 
     def mark(self, label: str) -> None:
