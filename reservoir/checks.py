@@ -135,6 +135,11 @@ def check_substrate(factory: Callable[[], Substrate], steps: int = 120, batch: i
     # describe
     description = json.loads(json.dumps(model.describe()))
     require(set(description) >= {"model", "params"}, "describe", "describe() lacks 'model' or 'params'")
-    require(np.array_equal(response(substrate_from_description(description, f"{name}.describe()")), y),
-            "describe", "the model rebuilt from describe() responds differently")
+    try:
+        rebuilt = substrate_from_description(description, "describe()")
+    except PrclabError as exc:
+        raise PrclabError(f"check_substrate({name}): describe: {exc} (a model must be registered in "
+                          f"reservoir.registry.SUBSTRATES to be rebuilt)") from None
+    require(np.array_equal(response(rebuilt), y), "describe",
+            "the model rebuilt from describe() responds differently")
     return list(CHECKS)
