@@ -24,7 +24,7 @@ from prclab.protocols.protocol import parse_protocol
 from prclab.protocols.recording import RecordingWriter
 from prclab.protocols.runner import prepare, run_trials, safety_limits
 from prclab.protocols.safety import SafetyError, SafetyMonitor, resolve_limits, validate_trials
-from prclab.reservoir import EchoStateNetwork
+from prclab.reservoir import Electrode, EchoStateNetwork
 
 TOL = 1e-9
 
@@ -137,9 +137,16 @@ def test_bad_safety_tables_name_the_key(table, message):
         resolve_limits(table, 2, 1000.0, (-0.5, 0.5), 0.0)
 
 
-def test_the_substrates_impedance_is_used_when_none_is_given():
-    lim = resolve_limits(_table(max_current_A=1e-4), 1, 1000.0, (-0.5, 0.5), 0.0, substrate_ohm=2e3)
-    assert lim.abs_V[0] == pytest.approx(0.2)
+def test_the_rigs_declared_electrodes_fill_what_safety_leaves_unset():
+    declared = (Electrode(material="platinum", area_cm2=1e-3, impedance_ohm=2e3),)
+    lim = resolve_limits(_table(max_current_A=1e-4), 1, 1000.0, (-1.0, 1.0), 0.0, declared)
+    assert lim.abs_V[0] == pytest.approx(0.2)                      # 1e-4 A x 2 kohm
+    assert (lim.low_V[0], lim.high_V[0]) == (-0.6, 0.8)             # the declared material's window
+    assert lim.max_phase_C[0] == pytest.approx(50e-6 * 1e-3)        # its charge density x the area
+    table = _table(max_current_A=1e-4, impedance_ohm=1e3)
+    assert resolve_limits(table, 1, 1000.0, (-1.0, 1.0), 0.0, declared).abs_V[0] == pytest.approx(0.1)
+    with pytest.raises(PrclabError, match="needs an electrode impedance"):  # unknown: nan, refused
+        resolve_limits(_table(max_current_A=1e-4), 1, 1000.0, (-1.0, 1.0), 0.0, (Electrode("gold"),))
 
 
 # -- property: monitor vs reference on random streams, random block splits ---------------------------
