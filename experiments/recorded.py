@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from prclab.errors import PrclabError
-from prclab.protocols.recording import Recording, read_recording
+from prclab.protocols.recording import read_recording
 
 from prclab.readouts.features import trial_features
 from .tasks import evaluate_features
@@ -27,21 +27,22 @@ def train_on_recording(path, features: str | None = None) -> dict:
         ``n_classes``, ``features``, ``problems`` (damaged trials skipped), and for plotting
         ``labels``, ``predictions`` and ``classes`` of the test trials.
     """
-    rec: Recording = read_recording(path)
+    with read_recording(path) as rec:  # checksums checked; then only the stimulus windows are read
+        windows = [t.stimulus_window for t in rec.trials]
     if not rec.trials:
         raise PrclabError(f"recording {path}: holds no intact trials")
-    bad = [t for t in rec.trials if t.nonfinite or not np.all(np.isfinite(t.stimulus_window[1]))]
-    if bad:  # recorded as measured (an overload, a dropout), but a readout cannot fit NaN or inf
+    finite = [not t.nonfinite and bool(np.all(np.isfinite(r))) for t, (_, r) in zip(rec.trials, windows)]
+    if not all(finite):  # recorded as measured (an overload, a dropout), but a readout cannot fit NaN or inf
+        bad = [t for t, ok in zip(rec.trials, finite) if not ok]
         names = ", ".join(f"{t.index:06d}" for t in bad[:10]) + (f" and {len(bad) - 10} more" if len(bad) > 10
                                                                   else "")
         rec.problems.append(f"trial(s) {names}: response holds NaN or infinite values; left out of "
                             f"training")
-        bad_ids = {id(t) for t in bad}
-        rec.trials = [t for t in rec.trials if id(t) not in bad_ids]
+        rec.trials = [t for t, ok in zip(rec.trials, finite) if ok]
+        windows = [w for w, ok in zip(windows, finite) if ok]
         if not rec.trials:
             raise PrclabError(f"recording {path}: every trial's response holds NaN or infinite values")
     features = features or rec.attrs.get("readout", {}).get("features", "mean+last")
-    windows = [t.stimulus_window for t in rec.trials]
     labels = np.array([t.label for t in rec.trials])
     split = np.array([t.split for t in rec.trials])
     train, test = np.flatnonzero(split == "train"), np.flatnonzero(split == "test")

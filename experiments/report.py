@@ -34,7 +34,7 @@ def response_unit(attrs: dict) -> str:
 
 def plot_trials(trials, path, n: int = HEATMAP_TRIALS, unit: str = "") -> None:
     """Stimulus (top) and response (bottom) heat maps, channels over time, of the first trial of each of
-    up to ``n`` labels (``protocols.recording.TrialRecord`` list); ``unit`` labels the response scale."""
+    up to ``n`` labels (``protocols.recording.Trial`` list); ``unit`` labels the response scale."""
     from matplotlib.figure import Figure  # no pyplot: a notebook's backend is left as it is
     from matplotlib.ticker import MaxNLocator
 
@@ -140,7 +140,7 @@ def _recording_figures(path: Path, out: Path) -> tuple[dict, list[tuple[str, str
     from prclab.readouts.ridge import RidgeClassifier
 
     result = train_on_recording(path)
-    rec = read_recording(path)
+    rec = read_recording(path, verify=False)  # train_on_recording just checked every trial
     figures = []
     plot_confusion(result, out / "confusion.png")
     figures.append(("confusion.png", "test confusion matrix"))

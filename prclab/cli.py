@@ -238,11 +238,23 @@ def check_result_json(path) -> dict:
     return result
 
 
-def _progress_bar(total: int, desc: str, unit: str, initial: int = 0):
+def _progress_bar(total: int, desc: str, unit: str):
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True,
-                disable=None, initial=initial)
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True, disable=None)
+
+
+def _trial_bar(bar):
+    """A runner subscriber moving ``bar`` on: to the trials already recorded at ``run_start`` (a resume;
+    not counted in the rate), one per ``trial_end``."""
+    def subscriber(event: str, fields: dict) -> None:
+        if event == "run_start":
+            bar.reset(fields["total"])
+            bar.initial = bar.n = fields["done"]
+            bar.refresh()
+        elif event == "trial_end":
+            bar.update(1)
+    return subscriber
 
 
 def _print_result(result: dict, as_json: bool) -> None:
@@ -280,7 +292,6 @@ def _run(protocol_path, out, device_spec=None, emulate=False, resume=False,
          allow_network=False) -> dict:
     from prclab.drivers import DeviceError
     from prclab.protocols.protocol import load_protocol
-    from prclab.protocols.recording import count_intact_trials
     from prclab.protocols.runner import prepare, run_protocol
     from prclab.experiments.recorded import train_on_recording
 
@@ -292,12 +303,11 @@ def _run(protocol_path, out, device_spec=None, emulate=False, resume=False,
     protocol = load_protocol(protocol_path)
     device = _device_for(protocol, device_spec, emulate, allow_network)
     prepared = prepare(protocol, device)  # safety limits from the device actually run
-    done = count_intact_trials(out) if resume else 0
     try:
-        with _progress_bar(len(prepared[2]), f"{protocol['protocol']['name']} on {device.name}", "trial",
-                           done) as bar:
-            run_protocol(protocol, device, out, progress=lambda trial: bar.update(1), resume=resume,
-                         prepared=prepared)
+        with _progress_bar(len(prepared[2]), f"{protocol['protocol']['name']} on {device.name}",
+                           "trial") as bar:
+            run_protocol(protocol, device, out, resume=resume, prepared=prepared,
+                         subscribers=[_trial_bar(bar)])
     except KeyboardInterrupt:
         print(f"prclab: stopped; {_outputs_state(device)}; {out} holds every finished trial; continue "
               f"with: prclab run {protocol_path} --resume {out}", file=sys.stderr)

@@ -63,6 +63,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+from numpy.lib.mixins import NDArrayOperatorsMixin
 
 from prclab import __version__
 
@@ -96,6 +97,11 @@ def trial_digest_v2(attrs: dict, stimulus: np.ndarray, response, timestamps: np.
     shapes = [list(np.shape(stimulus)), [rows, *cols], list(np.shape(timestamps))]
     if arrays_sha256 is None:
         arrays_sha256 = trial_digest(stimulus, blocks, timestamps)
+    return _digest_v2(attrs, shapes, arrays_sha256)
+
+
+def _digest_v2(attrs: dict, shapes: list, arrays_sha256: str) -> str:
+    """:func:`trial_digest_v2` from the arrays' ``shapes`` (stimulus, response, timestamps) and digest."""
     return hashlib.sha256(b"prclab-trial-v2\0" + _canonical(
         {"attrs": {k: v for k, v in attrs.items() if k != "sha256"}, "shapes": shapes,
          "arrays_sha256": arrays_sha256})).hexdigest()
@@ -141,34 +147,116 @@ _IDENTITY_NAMES = {"protocol_sha256": "protocol text", "dataset_sha256": "datase
 
 
 @dataclass
-class TrialRecord:
-    """One trial as read back: arrays as in the module docstring plus its attributes."""
+class Trial:
+    """One trial of a run, planned or recorded: the runner compiles a protocol into trials holding
+    their ``stimulus`` (nothing played yet: ``response`` and ``timestamps`` are None), and a recording
+    reads back the same type with all three arrays (as :class:`TrialArray` views read on access).
+
+    Attributes:
+        index: position in the run's playing order (the trial's group name in the file).
+        item, item_id, label, split: the dataset item played (position, id, label, train/test split).
+        repetition: which repetition of the dataset this is.
+        stimulus: ``(n, n_stimulus)`` volts, as sent to the device: washout, encoded stimulus, rest.
+        stim_start, stim_stop: the encoded stimulus's sample range within ``stimulus``.
+        response: ``(n, n_response)`` in the response channels' units, None until recorded.
+        timestamps: ``(n,)`` seconds on the device clock, None until recorded.
+        session: the session (0, then one more per resume) that recorded it; None until recorded.
+        nonfinite: count of NaN/inf response values (recorded as measured).
+    """
 
     index: int
     item: int
-    item_id: str
+    repetition: int
     label: str
     split: str
-    repetition: int
+    item_id: str
+    stimulus: "np.ndarray | TrialArray"
     stim_start: int
     stim_stop: int
-    stimulus: np.ndarray
-    response: np.ndarray
-    timestamps: np.ndarray
+    response: "np.ndarray | TrialArray | None" = None
+    timestamps: "np.ndarray | TrialArray | None" = None
+    session: int | None = None
     nonfinite: int = 0
 
     @property
+    def waveform(self) -> "np.ndarray | TrialArray":
+        """``stimulus``: the name the compiled plan and the safety layer use for it."""
+        return self.stimulus
+
+    @property
     def stimulus_window(self) -> tuple[np.ndarray, np.ndarray]:
-        """(stimulus, response) over the samples the encoded stimulus was applied."""
+        """(stimulus, response) over the samples the encoded stimulus was applied: ``(w, n_stimulus)``
+        volts and ``(w, n_response)``; of a recorded trial only those rows are read from the file."""
         sl = slice(self.stim_start, self.stim_stop)
         return self.stimulus[sl], self.response[sl]
 
 
-def _trial_record(attrs: dict, arrays: tuple) -> TrialRecord:
+class TrialArray(NDArrayOperatorsMixin):
+    """One array of a recorded trial, left in the file until it is read: ``shape``, ``dtype`` and
+    ``len`` come from HDF5's metadata; indexing reads only the rows asked for (``a[100:200]``,
+    ``a[:, :4]``: h5py hyperslabs); ``np.asarray(a)`` and arithmetic read the whole array.  Nothing is
+    cached: each access reads again (so iterating over a long recording holds one trial at a time)."""
+
+    def __init__(self, source: "_Source", name: str, key: str, shape: tuple, dtype: np.dtype):
+        self._source, self._name, self._key = source, name, key
+        self.shape, self.dtype = tuple(shape), np.dtype(dtype)
+
+    ndim = property(lambda self: len(self.shape))
+    size = property(lambda self: int(np.prod(self.shape)))
+
+    @property
+    def T(self) -> np.ndarray:
+        """The whole array, read, transposed."""
+        return np.asarray(self).T
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, selection) -> np.ndarray:
+        return self._source.read(self._name, self._key, selection)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        a = self[()]
+        return a if dtype is None else a.astype(dtype, copy=False)
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        inputs = tuple(np.asarray(x) if isinstance(x, TrialArray) else x for x in inputs)
+        return getattr(ufunc, method)(*inputs, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"TrialArray(trial {self._name} {self._key}, shape {self.shape}, {self.dtype}, in " \
+               f"{self._source.path})"
+
+
+class _Source:
+    """The open file behind a recording's :class:`TrialArray` views: opened on the first read, closed
+    by :meth:`Recording.close` (or when the recording is garbage collected)."""
+
+    def __init__(self, path: Path):
+        self.path, self._f = path, None
+
+    def read(self, name: str, key: str, selection) -> np.ndarray:
+        try:
+            if self._f is None or not self._f.id.valid:
+                self._f = h5py.File(self.path, "r")
+            return np.asarray(_inside(_inside(_inside(self._f, "trials"), name), key)[selection])
+        except (OSError, RuntimeError, KeyError) as exc:
+            raise PrclabError(f"recording {self.path}: trial {name} {key} unreadable "
+                              f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+
+    def close(self) -> None:
+        if self._f is not None and self._f.id.valid:
+            self._f.close()
+        self._f = None
+
+
+def _trial_record(attrs: dict, arrays: tuple) -> Trial:
+    """A recorded :class:`Trial` from its attrs and its (stimulus, response, timestamps)."""
     a = attrs
-    return TrialRecord(int(a["index"]), int(a["item"]), str(a["item_id"]), str(a["label"]),
-                       str(a["split"]), int(a["repetition"]), int(a["stim_start"]), int(a["stim_stop"]),
-                       *arrays, nonfinite=int(a.get("nonfinite", 0)))
+    stimulus, response, timestamps = arrays
+    return Trial(int(a["index"]), int(a["item"]), int(a["repetition"]), str(a["label"]), str(a["split"]),
+                 str(a["item_id"]), stimulus, int(a["stim_start"]), int(a["stim_stop"]), response,
+                 timestamps, int(a.get("session", 0)), int(a.get("nonfinite", 0)))
 
 
 # -- records: self-delimiting, self-checking byte strings stored contiguously in the file ----------
@@ -326,17 +414,26 @@ class RecordingWriter:
 
     @classmethod
     def resume(cls, path: str | Path, protocol_text: str, fsync: bool = True,
-               identity: dict | None = None) -> "RecordingWriter":
+               identity: dict | None = None, verify: bool = True) -> "RecordingWriter":
         """Reopen a recording to continue its run after its last intact trial.
 
         Trials ``0 .. n_done - 1`` must be intact; a damaged or partial trial at the end (the one in
         flight when the run died) is removed and will be played again.  ``last_state`` holds the
         substrate state stored with the last intact trial (None if none was stored).  A file HDF5
-        cannot open (cut, or left by a full disk) is first rebuilt from its records.
+        cannot open (cut, or left by a full disk) is first rebuilt from its records (which reads the
+        whole file once).
+
+        What is read: every trial's attrs and record (bytes each), the last intact trial's arrays and
+        state, the safety log from its last checkpoint on (:meth:`safety_resume_point`) and, with
+        ``verify``, every earlier trial's arrays once, one trial at a time.
 
         Args:
             identity: :func:`run_identity` of the run about to continue; refused if it differs from
                 the one stored at creation.
+            verify: check every earlier trial's array bytes against its checksum (a trial damaged
+                before the end is refused).  ``False``: earlier trials are checked complete, with attrs
+                and shapes matching their checksums (:func:`read_recording`'s ``verify=False``); only
+                the last one, which a crash can leave torn, is read - a few MB whatever the file's size.
         Raises:
             PrclabError: not a recording, made with another protocol text, dataset, encoder fit or
                 device, damaged before its end, or being written by another process.
@@ -353,12 +450,12 @@ class RecordingWriter:
                 _rebuild(self.path)
             try:
                 self._f = h5py.File(self.path, "r+")
-                self._resume(protocol_text, identity)
+                self._resume(protocol_text, identity, verify)
             except (OSError, RuntimeError, KeyError, ValueError):  # HDF5's structures are damaged
                 self._detach()
                 _rebuild(self.path)
                 self._f = h5py.File(self.path, "r+")
-                self._resume(protocol_text, identity)
+                self._resume(protocol_text, identity, verify)
         except BaseException as exc:
             if isinstance(exc, (OSError, RuntimeError)):
                 self._detach()
@@ -368,7 +465,7 @@ class RecordingWriter:
             raise
         return self
 
-    def _resume(self, protocol_text: str, identity: dict | None) -> None:
+    def _resume(self, protocol_text: str, identity: dict | None, verify: bool) -> None:
         attrs, problems, _ = _file_attrs(self._f, self.path)
         if attrs.get("format") != FORMAT or "trials" not in self._f:
             raise PrclabError(f"recording {self.path}: not a prclab recording")
@@ -392,9 +489,11 @@ class RecordingWriter:
         names = sorted(self._trials)
         good = 0
         for i, name in enumerate(names):
-            if name != f"{i:06d}" or _trial_problem(self._trials, name, version)[0] is not None:
+            if name != f"{i:06d}" or _trial_problem(self._trials, name, version, verify)[0] is not None:
                 break
             good += 1
+        if good and not verify and _trial_problem(self._trials, names[good - 1], version)[0] is not None:
+            good -= 1  # the last one, in flight at a crash, is read whole
         bad = names[good:]
         if len(bad) > 1:
             raise PrclabError(f"recording {self.path}: trial {bad[0]} is damaged "
@@ -543,6 +642,53 @@ class RecordingWriter:
         ds = self._f.get("safety_delivered") if self._f is not None else None
         return None if ds is None else ds[:int(ds.attrs["n"])]
 
+    def note_safety_state(self, state: dict[str, np.ndarray]) -> None:
+        """Store the safety monitor's ``state`` (plain arrays) as it is after every sample logged so far,
+        in ``/safety_checkpoint`` (over the previous one), so a resume continues the monitor from it and
+        the log's rows after it instead of the whole log.  Its attr ``at`` - JSON ``{"n": log rows
+        covered, "sha256": of the state}`` - is removed first and written last: a checkpoint cut short
+        is not taken, and the resume replays the whole log as before.  Flushed."""
+        if self._f is None or not self._f.id.valid:
+            return
+        try:
+            log = self._f.get("safety_delivered")
+            n = 0 if log is None else int(log.attrs["n"])
+            g = self._f.require_group("safety_checkpoint")
+            if "at" in g.attrs:
+                del g.attrs["at"]
+            for key, value in state.items():
+                value = np.asarray(value)
+                if key in g and g[key].shape == value.shape and g[key].dtype == value.dtype:
+                    g[key][...] = value  # the same shape every trial: written in place
+                else:
+                    if key in g:
+                        del g[key]
+                    g.create_dataset(key, data=value)
+            g.attrs["at"] = json.dumps({"n": n, "sha256": _state_digest(state)})
+            self._f.flush()
+        except (OSError, RuntimeError) as exc:
+            self._detach()
+            raise _write_error(self.path, exc, "storing the safety monitor's state", self.n_done) from None
+
+    def safety_resume_point(self) -> tuple[dict[str, np.ndarray] | None, np.ndarray] | None:
+        """Where a resumed safety monitor starts: ``(state, tail)`` - the monitor state of the last intact
+        :meth:`note_safety_state` checkpoint and the logged samples after it ``(k, n_stimulus)`` volts,
+        or ``(None, the whole log)`` without one (older files, a checkpoint cut short); None if the
+        file holds no safety log.  Reads the checkpoint and the log's rows after it only."""
+        log = self._f.get("safety_delivered") if self._f is not None else None
+        if log is None:
+            return None
+        n = int(log.attrs["n"])
+        g = self._f.get("safety_checkpoint")
+        try:
+            at = json.loads(_text(g.attrs["at"])) if g is not None and "at" in g.attrs else None
+            state = None if at is None else {key: _inside(g, key)[()] for key in g}
+            if state is not None and (not 0 <= int(at["n"]) <= n or _state_digest(state) != at["sha256"]):
+                state = None
+        except (KeyError, TypeError, ValueError, OSError, RuntimeError, PrclabError):
+            state = None
+        return state, log[int(at["n"]) if state is not None else 0:n]
+
     def previous_stop(self) -> dict:
         """The stop note of the session before this one (``{}`` if it left none: a kill)."""
         sessions = json.loads(_text(self._f.attrs.get("sessions", "[]")))
@@ -625,8 +771,16 @@ def _attrs_of(g) -> dict:
     return {k: _plain(g.attrs[k]) for k in g.attrs}
 
 
-def _trial_problem(trials: h5py.Group, name: str, version: int) -> tuple[str | None, tuple | None]:
-    """(why trial ``name`` is not intact or None, (attrs, arrays) when it is)."""
+def _trial_problem(trials: h5py.Group, name: str, version: int,
+                   verify: bool = True) -> tuple[str | None, tuple | None]:
+    """(why trial ``name`` is not intact or None, (attrs, [(shape, dtype)] of its three arrays) when it
+    is).
+
+    ``verify``: check the arrays' bytes against the checksum (reads the trial's arrays, not kept).
+    Otherwise no array byte is read: the trial must be complete and its attrs and array shapes must
+    match its checksum, with the arrays' digest taken from its record (format 1 trials, whose checksum
+    covers the arrays only, are then taken as complete).  The substrate state, small, is always checked.
+    """
     try:
         g = _inside(trials, name)
         if not isinstance(g, h5py.Group):
@@ -634,12 +788,21 @@ def _trial_problem(trials: h5py.Group, name: str, version: int) -> tuple[str | N
         attrs = _attrs_of(g)
         if "sha256" not in attrs:
             return "incomplete (no checksum: the run stopped while writing it)", None
-        arrays = tuple(_inside(g, k)[()] for k in ("stimulus", "response", "timestamps"))
-        arrays_digest = trial_digest(*arrays)
+        datasets = [_inside(g, k) for k in ("stimulus", "response", "timestamps")]
+        shapes = [list(d.shape) for d in datasets]
+        if verify:
+            arrays_digest = trial_digest(*(d[()] for d in datasets))
+        elif version == 1:
+            arrays_digest = str(attrs["sha256"])
+        else:
+            parsed = _parse_record(bytes(_inside(g, "record")[()].tobytes()))
+            arrays_digest = parsed[0].get("arrays_sha256") if parsed else None
+            if not isinstance(arrays_digest, str):
+                return "unreadable (its record is damaged)", None
         if version == 1:
             ok = arrays_digest == str(attrs["sha256"])
         else:
-            ok = trial_digest_v2(attrs, *arrays, arrays_sha256=arrays_digest) == str(attrs["sha256"])
+            ok = _digest_v2(attrs, shapes, arrays_digest) == str(attrs["sha256"])
         if not ok:
             changed = _what_changed(g, attrs, arrays_digest) if version != 1 else ""
             return f"{changed} (checksum mismatch)" if changed else "checksum mismatch", None
@@ -648,7 +811,7 @@ def _trial_problem(trials: h5py.Group, name: str, version: int) -> tuple[str | N
             for key in sg:
                 _inside(sg, key)
             _read_state(g)
-        return None, (attrs, arrays)
+        return None, (attrs, [(tuple(d.shape), d.dtype) for d in datasets])
     except (KeyError, OSError, ValueError, TypeError, RuntimeError, PrclabError) as exc:
         return f"unreadable ({exc})", None
 
@@ -668,12 +831,26 @@ def _what_changed(g: h5py.Group, attrs: dict, arrays_digest: str) -> str:
 
 @dataclass
 class Recording:
-    """A recording read back: file-level ``attrs``, intact ``trials`` and ``problems`` found."""
+    """A recording read back: file-level ``attrs``, intact ``trials`` (:class:`Trial`, index order,
+    arrays read on access) and ``problems`` found.  The file stays open for the arrays' reads until
+    :meth:`close` (or ``with read_recording(path) as rec:``, or garbage collection)."""
 
     path: Path
     attrs: dict
-    trials: list[TrialRecord]
+    trials: list[Trial]
     problems: list[str]
+    source: _Source | None = None
+
+    def close(self) -> None:
+        """Close the file behind the trials' arrays (reading one after this opens it again)."""
+        if self.source is not None:
+            self.source.close()
+
+    def __enter__(self) -> "Recording":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def _check_file(path: Path, what: str = "recording") -> None:
@@ -758,16 +935,24 @@ def _version(attrs: dict, path: Path) -> int:
     return v
 
 
-def read_recording(path: str | Path) -> Recording:
-    """Read every intact trial; a trial whose checksum or arrays do not match is named in ``problems``.
+def read_recording(path: str | Path, verify: bool = True) -> Recording:
+    """Open a recording: its attrs and its intact trials, whose arrays are read when accessed
+    (:class:`TrialArray`); a trial whose checksum or arrays do not match is named in ``problems``.
+
+    Args:
+        verify: check every trial's arrays against its checksum now (reads each trial once, one at a
+            time, nothing kept).  ``False``: read no array byte now; a trial's attrs and shapes are
+            still checked against its checksum (through the digest its record holds), the array bytes
+            are not: for a caller that reads part of a recording and does not need it proven intact.
 
     A file HDF5 cannot safely open (cut short: the superblock's end-of-file lies past the file's size)
-    or cannot read is recovered from its in-file records without HDF5 (module docstring): every trial
-    whose record and arrays lie before the cut comes back; the damage is the first problem named.
+    or cannot read is recovered from its in-file records without HDF5 (module docstring): the whole
+    file is read once and every trial whose record and arrays lie before the cut comes back, in memory;
+    the damage is the first problem named.
 
     Raises:
         PrclabError: not found, not a regular file, not a recording, a format this version does not
-            read, or nothing recoverable.
+            read (a newer or unknown ``format_version``), or nothing recoverable.
     """
     path = Path(path)
     _check_file(path)
@@ -778,6 +963,7 @@ def read_recording(path: str | Path) -> Recording:
         f = h5py.File(path, "r")
     except OSError as exc:
         return _recover(path, f"HDF5 structure unreadable ({str(exc).splitlines()[0]})")
+    source = _Source(path)
     with f:
         attrs, problems, record = _file_attrs(f, path)
         if attrs.get("format") != FORMAT and record is None:
@@ -792,10 +978,13 @@ def read_recording(path: str | Path) -> Recording:
             return _recover(path, f"trial index unreadable ({exc})", attrs, problems)
         trials, unreadable = [], []
         for name in names:
-            why, got = _trial_problem(trials_group, name, version)
+            why, got = _trial_problem(trials_group, name, version, verify)
             if why is None:
+                attrs_of, specs = got
                 try:
-                    trials.append(_trial_record(*got))
+                    trials.append(_trial_record(attrs_of, tuple(
+                        TrialArray(source, name, key, shape, dtype)
+                        for key, (shape, dtype) in zip(("stimulus", "response", "timestamps"), specs))))
                     continue
                 except (KeyError, TypeError, ValueError) as exc:
                     why = f"unreadable ({exc})"
@@ -811,18 +1000,17 @@ def read_recording(path: str | Path) -> Recording:
                 i = next(i for i, p in enumerate(problems) if p.startswith(f"trial {name}: unreadable"))
                 problems[i] += "; recovered from its record"
         trials.sort(key=lambda t: t.index)
-    return Recording(path, attrs, trials, problems)
+    return Recording(path, attrs, trials, problems, source)
 
 
-def _scan(path: Path) -> tuple[dict | None, dict, int]:
-    """Records in ``path``'s bytes: (latest file record, {trial name: (header, arrays)}, size)."""
-    size = path.stat().st_size
+def _scan(path: Path) -> tuple[dict | None, dict, bytes]:
+    """Records in ``path``'s bytes, read once, whole: (latest file record, {trial name: (header,
+    arrays)}, the bytes)."""
     files, trials = [], {}
-    if size == 0:
-        return None, trials, size
     with open(path, "rb") as fh:  # read, not mmap: a hole in a file on a full tmpfs is SIGBUS under mmap
         mm = fh.read()
-    if True:
+    size = len(mm)
+    if size:
         pos = mm.find(RECORD_MAGIC)
         found = []
         while pos != -1:
@@ -843,7 +1031,7 @@ def _scan(path: Path) -> tuple[dict | None, dict, int]:
                     (old[1] is not None, old[0].get("session", 0)):
                 trials[h["name"]] = (h, arrays)
     latest = max(files, key=lambda h: h.get("session", 0)) if files else None
-    return latest, trials, size
+    return latest, trials, mm
 
 
 def _arrays_at(mm, header: dict, size: int) -> tuple | None:
@@ -871,9 +1059,11 @@ def _arrays_at(mm, header: dict, size: int) -> tuple | None:
         return None
 
 
-def _recover(path: Path, why: str, attrs: dict | None = None, problems: list | None = None) -> Recording:
-    """Read ``path`` from its records alone (no HDF5); ``why`` is the first problem named."""
-    record, found, _ = _scan(path)
+def _recover(path: Path, why: str, attrs: dict | None = None, problems: list | None = None,
+             scanned: tuple | None = None) -> Recording:
+    """Read ``path`` from its records alone (no HDF5; ``scanned``: its :func:`_scan` if already made);
+    ``why`` is the first problem named."""
+    record, found, _ = scanned or _scan(path)
     if record is None and attrs is None:
         raise PrclabError(f"recording {path}: {why or 'damaged'}; no prclab recording records found "
                           f"(a format 1 recording, or not a recording)")
@@ -900,10 +1090,11 @@ def _recover(path: Path, why: str, attrs: dict | None = None, problems: list | N
 
 def _rebuild(path: Path) -> None:
     """Rewrite a recording HDF5 cannot open from its records; the original is kept beside it."""
-    rec = _recover(path, "rebuild")
+    scanned = _scan(path)
+    rec = _recover(path, "rebuild", scanned=scanned)
     if rec.attrs.get("format") != FORMAT:
         raise PrclabError(f"recording {path}: cannot be rebuilt (no file record)")
-    _, found, _ = _scan(path)
+    _, found, mm = scanned
     tmp = path.with_name(path.name + ".rebuild")
     if tmp.exists():
         tmp.unlink()
@@ -927,15 +1118,12 @@ def _rebuild(path: Path) -> None:
             w.session = max(0, len(rec.attrs.get("sessions", [])) - 1)
             w._write_file_record()
             trials = w._f.create_group("trials")
-            with open(path, "rb") as fh:
-                mm = fh.read()
-            if True:
-                for name in keep:
-                    header, arrays = found[name]
-                    state = _state_at(mm, header)
-                    w.session = int(header["attrs"].get("session", 0))
-                    attrs = {k: v for k, v in header["attrs"].items() if k not in ("sha256", "nonfinite")}
-                    w._write_trial(trials, name, *arrays, state, attrs)
+            for name in keep:
+                header, arrays = found[name]
+                state = _state_at(mm, header)
+                w.session = int(header["attrs"].get("session", 0))
+                attrs = {k: v for k, v in header["attrs"].items() if k not in ("sha256", "nonfinite")}
+                w._write_trial(trials, name, *arrays, state, attrs)
             if log is not None and log.ndim == 2:
                 w.note_delivered(log)
             w._sync()

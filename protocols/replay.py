@@ -21,7 +21,7 @@ from prclab.errors import PrclabError
 
 from .protocol import parse_protocol
 from .recording import RecordingWriter, read_recording
-from .runner import Trial, run_trials
+from .runner import run_trials
 
 
 def replay_recording(path: str | Path, substrate: str, out: str | Path, params: dict | None = None) -> dict:
@@ -52,15 +52,13 @@ def replay_recording(path: str | Path, substrate: str, out: str | Path, params: 
     model = request.build_substrate()
     device = SimDevice(model, protocol.rate_hz, stimulus_range_V=request.stimulus_range_V,
                        seed=request.seed)
-    trials = [Trial(t.index, t.item, t.repetition, t.label, t.split, t.item_id, t.stimulus, t.stim_start,
-                    t.stim_stop) for t in sorted(rec.trials, key=lambda t: t.index)]
     keep = ("protocol_text", "rate_hz", "encoder", "readout", "dataset", "n_trials_planned")
     metadata = {k: rec.attrs[k] for k in keep if k in rec.attrs}
     metadata.update({"device": device.describe(), "substrate": model.describe(),
                      "replayed_from": str(path)})
-    with RecordingWriter(out, metadata) as writer, device:
-        run_trials(trials, device, writer, protocol["protocol"]["block_samples"], substrate=model)
-    return {"out": str(out), "n_trials": len(trials), "problems": rec.problems}
+    with rec, RecordingWriter(out, metadata) as writer, device:  # recorded trials play as planned ones
+        run_trials(rec.trials, device, writer, protocol["protocol"]["block_samples"], substrate=model)
+    return {"out": str(out), "n_trials": len(rec.trials), "problems": rec.problems}
 
 
 def _default_params(recorded: dict, substrate: str, protocol, n_resp: int, path) -> dict:

@@ -1,10 +1,18 @@
 """The protocol runner: compile a protocol into trials, play them through a Device, record each.
 
-A protocol compiles to a list of :class:`Trial` steps (Bluesky-style: a plan is data, the runner
-executes it).  For each trial the runner marks the trial start in the device's response stream, streams
-the trial waveform (washout, encoded stimulus, rest) in blocks of ``block_samples`` - write a block,
-read as many samples - then cuts the trial's response out of the stream at the mark's position (devices
-with latency report their marks later in the stream) and appends the trial to the recording, flushed.
+A protocol compiles to a list of :class:`~protocols.recording.Trial` steps (Bluesky-style: a plan is
+data, the runner executes it; a recording reads back the same type).  For each trial the runner marks
+the trial start in the device's response stream, streams the trial waveform (washout, encoded stimulus,
+rest) in blocks of ``block_samples`` - write a block, read as many samples - then cuts the trial's
+response out of the stream at the mark's position (devices with latency report their marks later in the
+stream).
+
+Events: the runner tells its subscribers what happens, in order - ``run_start``, then per trial
+``trial_start``, ``block_written`` / ``block_read`` per block, ``trial_end``, and ``run_stop`` however
+the run ends (see :class:`Subscriber` for each event's fields).  The recording writer is the first
+subscriber (:class:`Recorder`: it logs each block before the device gets it and appends each finished
+trial, flushed); a progress bar, a live view or an online readout subscribe the same way.  A subscriber
+that raises stops the run as any fault does: outputs ramped to rest, the trials already appended kept.
 
 Safety (:mod:`protocols.safety`): ``prepare`` applies the protocol's start-of-run ramp to the compiled
 waveforms and refuses the protocol if any sample of any trial breaks a limit; the runner checks every
@@ -25,9 +33,9 @@ run ends - normal end, Ctrl-C, SIGTERM, a device fault, an exception - the outpu
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import numpy as np
 
@@ -39,32 +47,8 @@ from prclab.reservoir import electrodes_of, make_substrate
 from .datasets import LabelledSequences, load_dataset
 from .encoders import Encoder, make_encoder
 from .protocol import Protocol
-from .recording import RecordingWriter, run_identity
+from .recording import RecordingWriter, Trial, run_identity
 from .safety import SafetyError, SafetyLimits, SafetyMonitor, apply_ramp, resolve_limits, validate_trials
-
-
-@dataclass
-class Trial:
-    """One step of a compiled protocol.
-
-    Attributes:
-        index: position in the run.
-        item: index of the dataset item played.
-        repetition: which repetition of the dataset this is.
-        label, split, item_id: copied from the dataset.
-        waveform: ``(n, n_stimulus)`` volts: washout, stimulus, rest.
-        stim_start, stim_stop: the stimulus's sample range within ``waveform``.
-    """
-
-    index: int
-    item: int
-    repetition: int
-    label: str
-    split: str
-    item_id: str
-    waveform: np.ndarray
-    stim_start: int
-    stim_stop: int
 
 
 def prepare(protocol: Protocol, device: Device | None = None) -> tuple[LabelledSequences, Encoder, list[Trial]]:
@@ -179,11 +163,90 @@ def compile_trials(protocol: Protocol, data: LabelledSequences, encoder: Encoder
     return trials
 
 
+EVENTS = ("run_start", "trial_start", "block_written", "block_read", "trial_end", "run_stop")
+
+
+class Subscriber:
+    """What the runner tells its subscribers: one method per event, called with the event's fields as
+    keywords; each does nothing here, so a subscriber overrides those it needs.  Any callable
+    ``fn(event, fields)`` subscribes too (``event`` one of :data:`EVENTS`, ``fields`` a dict): this
+    class's ``__call__`` is what dispatches.  In the spirit of Bluesky's ``RunEngine.subscribe`` and
+    ``CallbackBase``, without documents or a dispatcher.
+
+    Subscribers are called in order, synchronously, on the runner's thread: a slow one slows the run;
+    one that raises stops it as a device fault does (outputs to rest, the trials recorded kept).
+    """
+
+    def __call__(self, event: str, fields: dict) -> None:
+        getattr(self, event)(**fields)
+
+    def run_start(self, *, total: int, done: int, resume: bool) -> None:
+        """The run begins: ``total`` trials planned, ``done`` of them already recorded (a resume)."""
+
+    def trial_start(self, *, trial: Trial) -> None:
+        """``trial`` (planned: ``stimulus`` only) begins; its mark has been asked of the device."""
+
+    def block_written(self, *, trial: Trial | None, start: int, block: np.ndarray) -> None:
+        """``block`` ``(n, n_stimulus)`` volts, rows ``start`` onwards of ``trial``'s stimulus (``trial``
+        None: a resume's lead-in), passed the safety monitor and goes to the device when every
+        subscriber has returned (one that raises keeps it from the device)."""
+
+    def block_read(self, *, samples: np.ndarray, times: np.ndarray) -> None:
+        """``samples`` ``(n, n_response)`` and ``times`` ``(n,)`` seconds, read from the device's
+        response stream (the stream, not yet cut into trials)."""
+
+    def trial_end(self, *, trial: Trial, response: list[np.ndarray], times: np.ndarray,
+                  state: dict | None, safety: dict | None) -> None:
+        """``trial`` was played: ``response`` is its ``(n, n_response)`` response as row blocks in order
+        (views of what was read, uncopied: ``np.concatenate`` them), ``times`` ``(n,)`` seconds on the
+        device clock, ``state`` the simulated substrate's state after it (None on hardware),
+        ``safety`` the safety monitor's state after it (None without a monitor)."""
+
+    def run_stop(self, *, reason: str, note: dict) -> None:
+        """The run ended (``reason``: :func:`stop_reason`) with the outputs ramped to rest as ``note``
+        says (the session's stop note: ``stopped``, ``outputs_at_rest``, ``rest_V``, ...)."""
+
+
+class Recorder(Subscriber):
+    """The recording writer as a subscriber: each block is logged before the device gets it (the
+    resume rebuilds the safety monitor from the log), each finished trial appended (flushed and
+    fsync-ed, then the monitor's state checkpointed), and the session's stop note written."""
+
+    def __init__(self, writer: RecordingWriter):
+        self.writer = writer
+
+    def block_written(self, *, block: np.ndarray, **_) -> None:
+        self.writer.note_delivered(block)
+
+    def trial_end(self, *, trial: Trial, response: list[np.ndarray], times: np.ndarray,
+                  state: dict | None, safety: dict | None) -> None:
+        t = trial
+        self.writer.append(t.index, t.stimulus, response, times, state=state, item=t.item,
+                           item_id=t.item_id, label=t.label, split=t.split, repetition=t.repetition,
+                           stim_start=t.stim_start, stim_stop=t.stim_stop)
+        if safety is not None:
+            self.writer.note_safety_state(safety)
+
+    def run_stop(self, *, note: dict, **_) -> None:
+        self.writer.note_session(**note)
+
+
+def _emitter(writer: RecordingWriter | None, subscribers: Iterable) -> Callable[..., None]:
+    """``emit(event, **fields)``: tell ``writer`` (as a :class:`Recorder`), then every subscriber, in
+    order (the first to raise stops the rest)."""
+    subscribers = [*([Recorder(writer)] if writer is not None else []), *subscribers]
+
+    def emit(event: str, **fields) -> None:
+        for subscriber in subscribers:
+            subscriber(event, fields)
+    return emit
+
+
 class _ResponseStream:
     """The device's response stream as read so far, cut into trials at the marks' positions."""
 
-    def __init__(self, device: Device):
-        self.device = device
+    def __init__(self, device: Device, emit: Callable[..., None]):
+        self.device, self.emit = device, emit
         self.start = 0                       # stream index of buffer[0]
         self.samples: list[np.ndarray] = []
         self.times: list[np.ndarray] = []
@@ -191,6 +254,7 @@ class _ResponseStream:
 
     def read(self, n: int) -> None:
         samples, times = self.device.read(n)
+        self.emit("block_read", samples=samples, times=times)
         self.samples.append(samples)
         self.times.append(times)
         self.end += len(samples)
@@ -235,30 +299,33 @@ def _mark_position(device: Device, stream: _ResponseStream, label: str, n: int, 
         extra += chunk
 
 
-def run_trials(trials: list[Trial], device: Device, writer: RecordingWriter, block_samples: int,
-               progress: Callable[[Trial], None] | None = None, monitor: SafetyMonitor | None = None,
-               substrate=None, lead_in: np.ndarray | None = None,
-               resume_state: dict | None = None) -> None:
-    """Play ``trials`` through the open ``device`` and append each to ``writer``.
+def run_trials(trials: list[Trial], device: Device, writer: RecordingWriter | None, block_samples: int,
+               monitor: SafetyMonitor | None = None, substrate=None, lead_in: np.ndarray | None = None,
+               resume_state: dict | None = None, subscribers: Iterable = ()) -> None:
+    """Play ``trials`` through the open ``device``, telling ``writer`` (as a :class:`Recorder`, first)
+    and then ``subscribers`` each ``trial_start``, ``block_written``, ``block_read`` and ``trial_end``.
 
-    Every block is checked by ``monitor``, then logged (``writer.note_delivered``: the resume rebuilds
-    the monitor from it), then written: a refused block is never written, and a block handed to the
-    device counts as delivered.
+    Every block is checked by ``monitor``, then announced (``block_written``: the recorder logs it, so
+    the resume rebuilds the monitor from it), then written: a refused block is never written, and a
+    block handed to the device counts as delivered.
 
     Args:
+        writer: the recording the trials are appended to (None: not recorded, subscribers only).
         monitor: checks every block before ``device.write`` (a refused block is never written).
         substrate: the simulated substrate behind ``device``, whose ``state`` is stored with each trial.
         lead_in: ``(k, n_stimulus)`` volts played before the first trial (a resume's ramp from the
             outputs' level to rest, see :func:`resume_lead_in`); its response is read and dropped.
         resume_state: ``substrate``'s state to restore after the lead-in (a simulated substrate
             resumes where its last trial left it, as if the pause and lead-in were not there).
+        subscribers: callables ``fn(event, fields)`` (:class:`Subscriber`).
     """
-    stream = _ResponseStream(device)
+    emit = _emitter(writer, subscribers)
+    stream = _ResponseStream(device, emit)
     if lead_in is not None and len(lead_in):
         if monitor is not None:
             monitor.check(lead_in, lambda row: ("resume lead-in", row))
             monitor.restart_ramp()
-        writer.note_delivered(lead_in)
+        emit("block_written", trial=None, start=0, block=lead_in)
         device.write(lead_in)
         stream.read(len(lead_in))
     if resume_state is not None:
@@ -267,24 +334,22 @@ def run_trials(trials: list[Trial], device: Device, writer: RecordingWriter, blo
         label = f"trial:{trial.index}"
         since = device.n_events
         device.mark(label)
-        wave = trial.waveform
+        emit("trial_start", trial=trial)
+        wave = trial.stimulus
         for a in range(0, len(wave), block_samples):
             block = wave[a:a + block_samples]
             if monitor is not None:
                 monitor.check(block, lambda row, a=a, t=trial: (t.index, a + row))
-            writer.note_delivered(block)
+            emit("block_written", trial=trial, start=a, block=block)
             device.write(block)
             stream.read(len(block))
         begin = _mark_position(device, stream, label, len(wave), since)
         if begin is None:
             raise PrclabError(f"{device.name}: mark {label!r} never came back in the response stream")
         response, times = stream.cut(begin, len(wave))  # response: the trial's blocks, uncopied
-        writer.append(trial.index, wave, response, times,
-                      state=None if substrate is None else substrate.state, item=trial.item,
-                      item_id=trial.item_id, label=trial.label, split=trial.split,
-                      repetition=trial.repetition, stim_start=trial.stim_start, stim_stop=trial.stim_stop)
-        if progress is not None:
-            progress(trial)
+        emit("trial_end", trial=trial, response=response, times=times,
+             state=None if substrate is None else substrate.state,
+             safety=None if monitor is None else monitor.state())
 
 
 def stop_reason(exc: BaseException | None) -> str:
@@ -309,8 +374,11 @@ def resume_lead_in(monitor: SafetyMonitor, writer: RecordingWriter, trials: list
     What is physically there at a resume, and what is done about it:
 
     - delivered so far: the recording's safety log (every block handed to the device, the interrupted
-      trial's played part included), then, if the last session's stop ramped the outputs to rest, that
-      ramp (from the stop note's ``from_V``, at the sample rate and slew limit);
+      trial's played part included) - taken in as the monitor's state at the log's last checkpoint
+      (:meth:`~protocols.recording.RecordingWriter.safety_resume_point`, stored after each trial) plus
+      the rows after it, or the whole log where there is none - then, if the last session's stop ramped
+      the outputs to rest, that ramp (from the stop note's ``from_V``, at the sample rate and slew
+      limit);
     - the outputs' level now: the rest level if that stop confirmed it; otherwise unknown, and taken to
       be the last sample delivered (a DAC holds its last value until reset; a device power-cycled since
       idles at 0 V instead, which this cannot see);
@@ -328,10 +396,13 @@ def resume_lead_in(monitor: SafetyMonitor, writer: RecordingWriter, trials: list
     lim = monitor.limits
     if not trials:
         return np.zeros((0, lim.n_channels)), trials
-    history = writer.delivered()
-    if history is None:
+    point = writer.safety_resume_point()
+    if point is None:
         raise PrclabError(f"recording {writer.path}: holds no safety log of the stimulus delivered "
                           f"(made by an older prclab); it cannot be resumed safely, start a new recording")
+    checkpoint, history = point
+    if checkpoint is not None:  # the history taken in with no ramp envelope, as a replay of the log is
+        monitor.load_state({**checkpoint, "ramp_from": np.array(0)})
     monitor.check(history, lambda row: ("history", row), refuse=False)
     stop = writer.previous_stop()
     if stop.get("outputs_at_rest") and "from_V" in stop:
@@ -343,8 +414,8 @@ def resume_lead_in(monitor: SafetyMonitor, writer: RecordingWriter, trials: list
     lead_in = rest_ramp(level, lim.rest_V, lim.max_slew_V_per_s, lim.rate_hz)
     if np.isfinite(lim.max_dc_C).any():
         lead_in = np.concatenate([lead_in, np.full((lim.dc_window, lim.n_channels), lim.rest_V)])
-    trials = [replace(t, waveform=t.waveform.copy()) for t in trials]
-    apply_ramp([t.waveform for t in trials], lim)
+    trials = [replace(t, stimulus=np.array(t.stimulus)) for t in trials]
+    apply_ramp([t.stimulus for t in trials], lim)
     twin = monitor.copy()
     try:
         twin.check(lead_in, lambda row: ("resume lead-in", row))
@@ -371,15 +442,20 @@ def _opened(device: Device, writer: RecordingWriter, resume: bool):
 
 
 @contextlib.contextmanager
-def _safe_stop(device: Device, writer: RecordingWriter, monitor: SafetyMonitor | None = None):
-    """However the run ends - normal end, Ctrl-C, SIGTERM, device fault, exception - drive the outputs
-    to their rest level (ramped, see :meth:`drivers.Device.rest`) and note it in the recording's
-    session entry: ``{"stopped": reason, "outputs_at_rest": bool, ...}``.
+def _safe_stop(device: Device, writer: RecordingWriter, monitor: SafetyMonitor | None = None,
+               subscribers: Iterable = ()):
+    """However the run ends - normal end, Ctrl-C, SIGTERM, device fault, exception, a subscriber that
+    raised - drive the outputs to their rest level (ramped, see :meth:`drivers.Device.rest`) and emit
+    ``run_stop`` with the session's stop note ``{"stopped": reason, "outputs_at_rest": bool, ...}`` to
+    ``writer`` (which stores it in the recording's session entry), then to ``subscribers``.
 
     The ramp is the fastest the slew limit allows, so the path to rest that passes the least charge;
     ``monitor`` accounts for it (as sampled at the run's rate) after the stream it ends, and a limit it
     still breaks - a phase's charge or the DC balance, on a channel stopped near its limit - is stated in
-    the note as ``stop_ramp_violation`` rather than leaving the outputs where they were."""
+    the note as ``stop_ramp_violation`` rather than leaving the outputs where they were.
+
+    ``run_stop`` reaches every subscriber; a subscriber failing on it fails a run that went well, and is
+    left out (the run's own error is raised) where the run already failed."""
     error = None
     try:
         yield
@@ -397,22 +473,32 @@ def _safe_stop(device: Device, writer: RecordingWriter, monitor: SafetyMonitor |
             if problem:
                 report = {**report, "stop_ramp_violation": problem}
         try:
-            writer.note_session(**report)
+            _emitter(writer, subscribers)("run_stop", reason=report["stopped"], note=report)
         except (OSError, RuntimeError, ValueError, PrclabError):
             if error is None:  # the run itself went well: a recording that cannot take the note fails
                 raise
 
 
+def _each_trial(fn: Callable[[Trial], None]) -> Callable[[str, dict], None]:
+    """A subscriber calling ``fn(trial)`` at each ``trial_end`` (after the recorder appended it)."""
+    def subscriber(event: str, fields: dict) -> None:
+        if event == "trial_end":
+            fn(fields["trial"])
+    return subscriber
+
+
 def run_protocol(protocol: Protocol, device: Device, out: str | Path,
                  progress: Callable[[Trial], None] | None = None, substrate: dict | None = None,
-                 resume: bool = False, prepared: tuple | None = None) -> Path:
+                 resume: bool = False, prepared: tuple | None = None, subscribers: Iterable = ()) -> Path:
     """Run ``protocol`` on ``device`` (opened here) and write the recording ``out``; returns its path.
 
     Args:
+        progress: ``progress(trial)`` after each trial is recorded (a ``trial_end`` subscriber).
         resume: continue the run recorded in ``out`` (made with the same protocol text) after its last
-            intact trial, restoring a simulated substrate's state; ``progress`` is called for the
-            trials played now.
+            intact trial, restoring a simulated substrate's state; events are emitted for the trials
+            played now (``run_start`` says how many were done before).
         prepared: ``prepare(protocol)``'s result, if the caller already has it.
+        subscribers: told every event after the recording writer (:class:`Subscriber`).
     """
     data, encoder, trials = prepared or prepare(protocol)
     if device.channels.rate_hz != protocol.rate_hz:
@@ -435,15 +521,17 @@ def run_protocol(protocol: Protocol, device: Device, out: str | Path,
                     "readout": {"features": protocol["readout"]["features"]},
                     "dataset": data.source, "n_trials_planned": len(trials), "identity": identity}
         writer = RecordingWriter(out, metadata)
+    subscribers = [*subscribers, *([_each_trial(progress)] if progress is not None else [])]
     with writer:
-        done, lead_in = writer.n_done, None
+        total, done, lead_in = len(trials), writer.n_done, None
         if resume:  # the monitor continues from everything ever delivered; refused before anything runs
             lead_in, trials = resume_lead_in(monitor, writer, trials[done:], protocol.where)
         else:
             validate_trials(trials, limits, protocol.where)  # with this device's limits
-        with _opened(device, writer, resume), _safe_stop(device, writer, monitor):
+        with _opened(device, writer, resume), _safe_stop(device, writer, monitor, subscribers):
             if done and sim is not None and writer.last_state is None:
                 raise PrclabError(f"recording {out}: holds no substrate state to resume the simulation from")
-            run_trials(trials, device, writer, protocol["protocol"]["block_samples"], progress,
-                       monitor, sim, lead_in, writer.last_state if done and sim is not None else None)
+            _emitter(writer, subscribers)("run_start", total=total, done=done, resume=resume)
+            run_trials(trials, device, writer, protocol["protocol"]["block_samples"], monitor, sim,
+                       lead_in, writer.last_state if done and sim is not None else None, subscribers)
     return Path(out)
