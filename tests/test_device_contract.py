@@ -1,22 +1,48 @@
-"""One contract suite that every Device passes: simulated, emulated hardware, replayed.
+"""The Device contract kit (``prclab.drivers.checks``) run on every device: each registered kind through
+the rig (emulated where it is hardware), the drivers as a user builds them, a two-device rig, and a
+tiny example kind that stays in the tests (``example_kind.py``: a driver, its emulator, one registry
+entry - all that adding a kind takes).
 
-Each entry of ``FACTORIES`` is a context manager that yields an *unopened* device and tears down
-whatever backs it (an emulator process, a pty, a server) afterwards.  Add a driver by adding a factory.
+Each entry of ``FACTORIES`` is a context manager that yields an *unopened* device and tears down whatever
+backs it afterwards.  ``REGISTERED`` must name every kind of ``DEVICE_KINDS``: a new kind is checked by
+adding it there.
 """
 
 from __future__ import annotations
 
 import contextlib
+import tempfile
+from pathlib import Path
 
-import numpy as np
 import pytest
 
-from prclab.drivers import Device, DeviceError, SimDevice
+import example_kind
+from prclab.drivers import DeviceRequest, SimDevice, capabilities
+from prclab.drivers.checks import DEVICE_CHECKS, check_device, mid_range
+from prclab.protocols import rig
+from prclab.protocols.rig import DEVICE_KINDS, make_rig
 from prclab.reservoir import EchoStateNetwork
 from test_brainflow_emulated import emulated_cyton, synthetic_board
 from test_nidaq_emulated import emulated_nidaq
 from test_potentiostat_emulated import emulated_potentiostat
-from test_replay import replay_of_a_sim_recording
+from test_replay import replay_of_a_sim_recording, write_sim_recording
+
+ESN = {"substrate": "esn", "substrate_params": {"units": 20}, "seed": 1, "stimulus_range_V": (-0.5, 0.5)}
+
+
+def _rig(spec: str, **request):
+    """A factory of the rig ``spec`` names, emulated, on a small ESN."""
+    @contextlib.contextmanager
+    def factory():
+        yield make_rig(spec, DeviceRequest(**{**ESN, "emulate": True, **request}))
+    return factory
+
+
+@contextlib.contextmanager
+def replay_rig():
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write_sim_recording(Path(tmp) / "rec.h5")
+        yield make_rig(f"replay:{path}", DeviceRequest(n_stimulus=2, rate_hz=1000.0, emulate=True))
 
 
 @contextlib.contextmanager
@@ -24,7 +50,15 @@ def sim_device():
     yield SimDevice(EchoStateNetwork(2, units=20, seed=1), rate_hz=1000.0)
 
 
-FACTORIES = [pytest.param(sim_device, id="sim"),
+REGISTERED = {"sim": _rig("sim:esn", n_stimulus=2, rate_hz=1000.0),
+              "potentiostat": _rig("potentiostat:/dev/ttyACM0", n_stimulus=1, rate_hz=1000.0),
+              "nidaq": _rig("nidaq:Dev1", n_stimulus=2, rate_hz=1000.0),
+              "replay": replay_rig,
+              "brainflow": _rig("brainflow:cyton:/dev/ttyUSB0", n_stimulus=2, rate_hz=250.0)}
+FACTORIES = [*(pytest.param(f, id=f"rig-{kind}") for kind, f in REGISTERED.items()),
+             pytest.param(_rig("nidaq:Dev1+brainflow:cyton:/dev/ttyUSB0", n_stimulus=2, rate_hz=250.0),
+                          id="rig-nidaq+cyton"),
+             pytest.param(sim_device, id="sim"),
              pytest.param(emulated_potentiostat, id="potentiostat-methodscript"),
              pytest.param(emulated_nidaq, id="nidaq-grpc"),
              pytest.param(replay_of_a_sim_recording, id="replay"),
@@ -32,90 +66,48 @@ FACTORIES = [pytest.param(sim_device, id="sim"),
              pytest.param(synthetic_board, id="brainflow-synthetic")]
 
 
-@pytest.fixture(params=FACTORIES)
-def device(request):
-    with request.param() as dev:
-        yield dev
-        dev.close()
+def _stimulus(device, n):
+    """What to write next: a replay accepts only its recorded stimulus, and names it."""
+    replay = getattr(device, "recorder", device)
+    return replay.expected_stimulus(n) if hasattr(replay, "expected_stimulus") else mid_range(device, n)
 
 
-def _mid_block(dev: Device, n: int) -> np.ndarray:
-    """A mid-range stimulus block; a device that accepts only one stimulus (a replay) names it."""
-    if hasattr(dev, "expected_stimulus"):
-        return dev.expected_stimulus(n)
-    lo, hi = dev.channels.stimulus_low, dev.channels.stimulus_high
-    t = np.linspace(0, 1, n)[:, None]
-    return lo + (hi - lo) * (0.5 + 0.4 * np.sin(2 * np.pi * 5 * t + np.arange(len(lo))))
+def test_every_registered_kind_is_checked():
+    assert set(REGISTERED) == set(DEVICE_KINDS)
 
 
-def test_channels_are_described(device):
-    ch = device.channels
-    assert ch.rate_hz > 0
-    assert len(ch.stimulus) >= 1 and len(ch.response) >= 1
-    for c in ch.stimulus + ch.response:
-        assert c.name and c.unit and c.low < c.high
-    desc = device.describe()
-    assert desc["rate_hz"] == ch.rate_hz and len(desc["response"]) == len(ch.response)
+@pytest.mark.parametrize("check", DEVICE_CHECKS, ids=lambda c: c.__name__.removeprefix("check_"))
+@pytest.mark.parametrize("factory", FACTORIES)
+def test_device_passes_the_contract_kit(factory, check):
+    check(factory, _stimulus)
 
 
-def test_context_manager_opens_and_closes(device):
-    with device as dev:
-        assert dev.is_open
-    assert not device.is_open
-    with pytest.raises(DeviceError):
-        device.read(1)
+@pytest.mark.parametrize("kind", sorted(REGISTERED))
+def test_a_kind_can_do_what_its_registry_entry_declares(kind):
+    with REGISTERED[kind]() as device:
+        assert DEVICE_KINDS[kind].capabilities <= capabilities(device)
 
 
-def test_write_read_blocks_with_monotone_timestamps(device):
-    n = int(device.channels.rate_hz * 0.2)
-    with device as dev:
-        times = []
-        for _ in range(3):
-            dev.write(_mid_block(dev, n))
-            samples, t = dev.read(n)
-            assert samples.shape == (n, len(dev.channels.response))
-            assert t.shape == (n,)
-            assert np.all(np.isfinite(samples))
-            times.append(t)
-        t = np.concatenate(times)
-        assert np.all(np.diff(t) > 0)
-        # the clock runs at the stated rate, within 5 %
-        span = (t[-1] - t[0]) / (len(t) - 1)
-        assert abs(span * dev.channels.rate_hz - 1) < 0.05
+def test_a_new_kind_is_a_driver_its_emulator_and_one_registry_entry(monkeypatch):
+    monkeypatch.setitem(rig.DEVICE_KINDS, "echobox", example_kind.KIND)
+    factory = _rig("echobox:/dev/ttyUSB3", n_stimulus=2, rate_hz=100.0)
+    check_device(factory)
+    with factory() as device:
+        assert isinstance(device.stimulator, example_kind.EchoBoxDevice) and device.emulator.port == ""
+        assert capabilities(device) == example_kind.KIND.capabilities
 
 
-def test_marks_land_in_the_response_stream(device):
-    n = int(device.channels.rate_hz * 0.1)
-    with device as dev:
-        dev.write(_mid_block(dev, n))
-        dev.read(n)
-        dev.mark("trial:1")
-        dev.write(_mid_block(dev, n))
-        dev.read(n)
-        events = dev.events()
-    labels = [label for _, label in events]
-    assert "trial:1" in labels
-    index = dict((label, i) for i, label in events)["trial:1"]
-    assert n - 2 <= index <= n + int(0.05 * device.channels.rate_hz)
+def test_a_failed_check_names_the_check_and_the_device():
+    class Leaky(SimDevice):
+        def _write(self, block):  # accepts blocks wider than its channels
+            super()._write(block[:, :len(self.channels.stimulus)])
 
+        def write(self, block):
+            self._write(block)
 
-def test_out_of_range_stimulus_is_refused(device):
-    with device as dev:
-        block = _mid_block(dev, 10)
-        block[3, 0] = dev.channels.stimulus_high[0] + 1.0
-        with pytest.raises(DeviceError, match="outside"):
-            dev.write(block)
-        with pytest.raises(DeviceError):
-            dev.write(np.zeros((4, len(dev.channels.stimulus) + 1)))
+    @contextlib.contextmanager
+    def leaky():
+        yield Leaky(EchoStateNetwork(2, units=5, seed=1), rate_hz=1000.0)
 
-
-def test_clean_close_after_an_error(device):
-    with pytest.raises(RuntimeError):
-        with device as dev:
-            dev.write(_mid_block(dev, 10))
-            raise RuntimeError("user code failed mid-run")
-    assert not device.is_open
-    with device as dev:  # reopens cleanly
-        dev.write(_mid_block(dev, 10))
-        samples, _ = dev.read(10)
-        assert samples.shape[0] == 10
+    with pytest.raises(AssertionError, match=r"refusal on sim: accepted a \(10, 2\) block"):
+        check_device(leaky)
