@@ -27,8 +27,17 @@ def train_on_recording(path, features: str | None = None) -> dict:
         ``n_classes``, ``features``, ``problems`` (damaged trials skipped), and for plotting
         ``labels``, ``predictions`` and ``classes`` of the test trials.
     """
-    with read_recording(path) as rec:  # checksums checked; then only the stimulus windows are read
-        windows = [t.stimulus_window for t in rec.trials]
+    with read_recording(path, verify=False) as rec:  # each trial then read once, checked, windows kept
+        trials, windows = [], []
+        for t in rec.trials:
+            try:
+                t = rec.load(t)
+            except PrclabError as exc:  # a damaged trial is named and left out, as read_recording does
+                rec.problems.append(str(exc))
+                continue
+            trials.append(t)
+            windows.append(tuple(np.array(a) for a in t.stimulus_window))  # copies: the trial is dropped
+        rec.trials = trials
     if not rec.trials:
         raise PrclabError(f"recording {path}: holds no intact trials")
     finite = [not t.nonfinite and bool(np.all(np.isfinite(r))) for t, (_, r) in zip(rec.trials, windows)]

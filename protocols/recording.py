@@ -19,6 +19,15 @@ Layout (open it with plain h5py)::
                sha256, written last: over the canonical JSON of every other attr, the arrays' shapes
                and the sha256 of the three arrays' bytes (format 1 files: over the arrays only; still
                read; newer formats are refused naming the version)
+    /safety_delivered        (rows, n_stimulus) float64 volts, chunked: every block handed to the device,
+                             in order; attr ``n``: the rows that count
+    /safety_checkpoint/      optional: the safety monitor's state after the last finished trial, one
+                             plain array per key, attr ``at`` (JSON: log rows covered, sha256)
+
+Reading: :func:`read_recording` returns the trials as :class:`Trial` objects whose arrays are
+:class:`TrialArray` views, read from the file when accessed (``np.asarray(t.response)``, or only rows
+``t.response[a:b]``), so a recording larger than memory opens, and reading one trial reads no other.
+The ``format_version`` is checked on opening: a newer or unknown one is refused, naming it.
 
 Integrity: the checksum covers everything a result depends on, so an edited label or split is named
 (``trial 000012: label/split edited or damaged (checksum mismatch)``).
@@ -58,7 +67,7 @@ import os
 import stat as _stat
 import struct
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import h5py
@@ -232,17 +241,30 @@ class _Source:
     """The open file behind a recording's :class:`TrialArray` views: opened on the first read, closed
     by :meth:`Recording.close` (or when the recording is garbage collected)."""
 
-    def __init__(self, path: Path):
-        self.path, self._f = path, None
+    def __init__(self, path: Path, version: int):
+        self.path, self.version, self._f = path, version, None
+
+    def _trials(self) -> h5py.Group:
+        if self._f is None or not self._f.id.valid:
+            self._f = h5py.File(self.path, "r")
+        return _inside(self._f, "trials")
 
     def read(self, name: str, key: str, selection) -> np.ndarray:
         try:
-            if self._f is None or not self._f.id.valid:
-                self._f = h5py.File(self.path, "r")
-            return np.asarray(_inside(_inside(_inside(self._f, "trials"), name), key)[selection])
+            return np.asarray(_inside(_inside(self._trials(), name), key)[selection])
         except (OSError, RuntimeError, KeyError) as exc:
             raise PrclabError(f"recording {self.path}: trial {name} {key} unreadable "
                               f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+
+    def load(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Trial ``name``'s (stimulus, response, timestamps), read once and checked."""
+        try:
+            why, got = _trial_problem(self._trials(), name, self.version)
+        except (OSError, RuntimeError, KeyError, PrclabError) as exc:
+            why = f"unreadable ({exc})"
+        if why is not None:
+            raise PrclabError(f"trial {name}: {why}")
+        return got[2]
 
     def close(self) -> None:
         if self._f is not None and self._f.id.valid:
@@ -646,16 +668,15 @@ class RecordingWriter:
         """Store the safety monitor's ``state`` (plain arrays) as it is after every sample logged so far,
         in ``/safety_checkpoint`` (over the previous one), so a resume continues the monitor from it and
         the log's rows after it instead of the whole log.  Its attr ``at`` - JSON ``{"n": log rows
-        covered, "sha256": of the state}`` - is removed first and written last: a checkpoint cut short
-        is not taken, and the resume replays the whole log as before.  Flushed."""
+        covered, "sha256": of the state}`` - is written last: a checkpoint cut short does not match
+        it and is not taken (the resume then replays the whole log, as for a file without one).
+        Flushed."""
         if self._f is None or not self._f.id.valid:
             return
         try:
             log = self._f.get("safety_delivered")
             n = 0 if log is None else int(log.attrs["n"])
             g = self._f.require_group("safety_checkpoint")
-            if "at" in g.attrs:
-                del g.attrs["at"]
             for key, value in state.items():
                 value = np.asarray(value)
                 if key in g and g[key].shape == value.shape and g[key].dtype == value.dtype:
@@ -744,10 +765,12 @@ def _state_digest(state: dict[str, np.ndarray]) -> str:
 
 
 def _read_state(g: h5py.Group) -> dict[str, np.ndarray] | None:
+    """Trial group ``g``'s substrate state (None if it has none), checked against its sha256."""
     if "state" not in g:
         return None
-    state = {key: g["state"][key][()] for key in g["state"]}
-    if _state_digest(state) != _text(g["state"].attrs.get("sha256", "")):
+    sg = _inside(g, "state")
+    state = {key: _inside(sg, key)[()] for key in sg}
+    if _state_digest(state) != _text(sg.attrs.get("sha256", "")):
         raise PrclabError(f"trial {g.name}: stored substrate state fails its checksum")
     return state
 
@@ -773,13 +796,13 @@ def _attrs_of(g) -> dict:
 
 def _trial_problem(trials: h5py.Group, name: str, version: int,
                    verify: bool = True) -> tuple[str | None, tuple | None]:
-    """(why trial ``name`` is not intact or None, (attrs, [(shape, dtype)] of its three arrays) when it
-    is).
+    """(why trial ``name`` is not intact or None, (attrs, [(shape, dtype)] of its three arrays, the
+    arrays read or None) when it is).
 
     ``verify``: check the arrays' bytes against the checksum (reads the trial's arrays, not kept).
     Otherwise no array byte is read: the trial must be complete and its attrs and array shapes must
     match its checksum, with the arrays' digest taken from its record (format 1 trials, whose checksum
-    covers the arrays only, are then taken as complete).  The substrate state, small, is always checked.
+    covers the arrays only, are then taken as complete), and its substrate state is not read.
     """
     try:
         g = _inside(trials, name)
@@ -790,8 +813,9 @@ def _trial_problem(trials: h5py.Group, name: str, version: int,
             return "incomplete (no checksum: the run stopped while writing it)", None
         datasets = [_inside(g, k) for k in ("stimulus", "response", "timestamps")]
         shapes = [list(d.shape) for d in datasets]
+        arrays = tuple(d[()] for d in datasets) if verify else None
         if verify:
-            arrays_digest = trial_digest(*(d[()] for d in datasets))
+            arrays_digest = trial_digest(*arrays)
         elif version == 1:
             arrays_digest = str(attrs["sha256"])
         else:
@@ -806,12 +830,9 @@ def _trial_problem(trials: h5py.Group, name: str, version: int,
         if not ok:
             changed = _what_changed(g, attrs, arrays_digest) if version != 1 else ""
             return f"{changed} (checksum mismatch)" if changed else "checksum mismatch", None
-        if "state" in g:
-            sg = _inside(g, "state")
-            for key in sg:
-                _inside(sg, key)
+        if verify and "state" in g:
             _read_state(g)
-        return None, (attrs, [(tuple(d.shape), d.dtype) for d in datasets])
+        return None, (attrs, [(tuple(d.shape), d.dtype) for d in datasets], arrays)
     except (KeyError, OSError, ValueError, TypeError, RuntimeError, PrclabError) as exc:
         return f"unreadable ({exc})", None
 
@@ -840,6 +861,19 @@ class Recording:
     trials: list[Trial]
     problems: list[str]
     source: _Source | None = None
+
+    def load(self, trial: Trial) -> Trial:
+        """``trial`` with its three arrays read into memory and checked against its checksum, in one
+        read: for a caller that goes through every trial of a recording opened with ``verify=False``
+        and needs each proven intact (a trial recovered from its record is in memory, checked, already).
+
+        Raises:
+            PrclabError: ``trial NNNNNN: why`` (checksum mismatch, unreadable), as ``problems`` words it.
+        """
+        if self.source is None or not isinstance(trial.stimulus, TrialArray):
+            return trial
+        stimulus, response, timestamps = self.source.load(f"{trial.index:06d}")
+        return replace(trial, stimulus=stimulus, response=response, timestamps=timestamps)
 
     def close(self) -> None:
         """Close the file behind the trials' arrays (reading one after this opens it again)."""
@@ -963,12 +997,12 @@ def read_recording(path: str | Path, verify: bool = True) -> Recording:
         f = h5py.File(path, "r")
     except OSError as exc:
         return _recover(path, f"HDF5 structure unreadable ({str(exc).splitlines()[0]})")
-    source = _Source(path)
     with f:
         attrs, problems, record = _file_attrs(f, path)
         if attrs.get("format") != FORMAT and record is None:
             raise PrclabError(f"recording {path}: not a prclab recording")
         version = _version(attrs, path)
+        source = _Source(path, version)
         try:
             trials_group = _inside(f, "trials")
             names = sorted(trials_group)
@@ -980,7 +1014,7 @@ def read_recording(path: str | Path, verify: bool = True) -> Recording:
         for name in names:
             why, got = _trial_problem(trials_group, name, version, verify)
             if why is None:
-                attrs_of, specs = got
+                attrs_of, specs, _ = got  # the arrays were read to be checked: not kept
                 try:
                     trials.append(_trial_record(attrs_of, tuple(
                         TrialArray(source, name, key, shape, dtype)
