@@ -2,8 +2,8 @@
 
 The real ``nidaqmx`` client, given ``GrpcSessionOptions`` on a channel to :attr:`NidaqEmulator.address`,
 drives this server exactly as it drives NI's gRPC Device Server.  The servicer implements the subset of
-``nidaqmx._stubs.nidaqmx_pb2_grpc.NiDAQmxServicer`` that :mod:`drivers.nidaq` calls (see
-:data:`RPCS`); any other RPC answers ``UNIMPLEMENTED`` as the base class does.  The server listens on
+``nidaqmx._stubs.nidaqmx_pb2_grpc.NiDAQmxServicer`` that :mod:`prclab.drivers.nidaq` calls (the
+servicer's methods); any other RPC answers ``UNIMPLEMENTED`` as the base class does.  The server listens on
 127.0.0.1 with an ephemeral port.
 
 The device (``Dev1`` by default) has ``substrate.n_inputs`` analog outputs ``ao0..`` and
@@ -703,10 +703,6 @@ class NidaqServicer(pb_grpc.NiDAQmxServicer):
 
 for _name in _ATTRIBUTE_RPCS:
     setattr(NidaqServicer, _name, _attribute_rpc(_name))
-
-RPCS = tuple(sorted(name for name, value in vars(NidaqServicer).items()
-                    if name[0].isupper() and callable(value)))
-"""The NiDAQmx RPCs this emulator implements."""
 
 
 class NidaqEmulator:

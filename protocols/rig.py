@@ -218,7 +218,7 @@ class Rig(Device):
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def _open(self) -> None:
-        self._pending_mark, self._n_written = None, 0
+        self._pending_mark, self._playing_until, self._n_written = None, 0.0, 0
         opened = []
         try:
             for device in self.devices:
@@ -303,7 +303,7 @@ class Rig(Device):
             return action(*args)
         except DeviceError:
             if any(not d.is_open for d in self.devices):
-                self.last_stop = self.rest("device fault")
+                self.rest("device fault")  # the faulty device reports its own stop; the other rests
                 self.is_open = False
                 self._release([d for d in self.devices if d.is_open])
             raise
@@ -332,6 +332,26 @@ def _kind(part: str, spec: str) -> tuple[DeviceKind, str]:
     return DEVICE_KINDS[kind], address
 
 
+def _emulators(parts: list[str], kinds: list[tuple[DeviceKind, str]], request: DeviceRequest) -> list:
+    """Each part's emulator (None for a simulation), the recorder's first: a stimulator's emulator is
+    wired to the recorder emulator's electrodes, so both run on its one substrate."""
+    recorder_kind, recorder_address = kinds[-1]
+    recorder = None if recorder_kind.emulator is None else \
+        recorder_kind.emulator(recorder_address, request, None)
+    if len(parts) == 1:
+        return [recorder]
+    if recorder is None or not hasattr(recorder, "apply"):
+        raise PrclabError(f"{parts[1]}: no emulator that takes stimulus from another instrument")
+    stimulator_kind, stimulator_address = kinds[0]
+    try:
+        if stimulator_kind.emulator is None:
+            raise PrclabError(f"{parts[0]}: a simulation cannot drive an emulated instrument's electrodes")
+        return [stimulator_kind.emulator(stimulator_address, request, recorder), recorder]
+    except BaseException:
+        recorder.close()
+        raise
+
+
 def make_rig(spec: str, request: DeviceRequest, allow_network: bool = False, origin: str = "") -> Rig:
     """Build the (unopened) rig named by ``spec`` (see the module docstring); ``PrclabError`` for a bad
     spec.
@@ -354,17 +374,7 @@ def make_rig(spec: str, request: DeviceRequest, allow_network: bool = False, ori
             where = f" from {origin}" if origin else ""
             raise PrclabError(f"device {spec[:200]!r}{where} would open a network connection ({why}); "
                               "devices are local unless you pass --allow-network")
-    # the recorder's emulator first: a stimulator's emulator is wired to its electrodes
-    emulators: list = [None] * len(parts)
-    for i in reversed(range(len(parts))) if request.emulate else ():
-        kind, address = kinds[i]
-        wired_to = emulators[-1] if i < len(parts) - 1 else None
-        if wired_to is not None and not hasattr(wired_to, "apply"):
-            raise PrclabError(f"{parts[-1]}: its emulator takes no stimulus from another instrument")
-        if kind.emulator is not None:
-            emulators[i] = kind.emulator(address, request, wired_to)
-        elif wired_to is not None:
-            raise PrclabError(f"{parts[i]}: a simulation cannot drive an emulated instrument's electrodes")
+    emulators = _emulators(parts, kinds, request) if request.emulate else [None] * len(parts)
     try:
         devices = [kind.driver(address, request, emulator, i == 0)
                    for i, ((kind, address), emulator) in enumerate(zip(kinds, emulators))]

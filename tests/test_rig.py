@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from prclab.drivers import DeviceRequest, capabilities
+from prclab.drivers import DeviceError, DeviceRequest, capabilities
 from prclab.errors import PrclabError
 from prclab.protocols.protocol import parse_protocol
 from prclab.protocols.recording import read_recording
@@ -93,6 +93,32 @@ def test_specs_split_only_before_a_registered_kind():
         make_rig("sim:esn+sim:esn+sim:esn", _request(emulate=False))
     with pytest.raises(PrclabError, match="cannot stimulate .*stimulator of"):
         make_rig("brainflow:synthetic+sim:esn", _request(emulate=False))
+
+
+def test_a_two_device_rehearsal_needs_a_stimulator_emulator_wired_to_a_recorder_emulator():
+    for spec, message in [("potentiostat:/dev/ttyACM0+brainflow:cyton:/dev/ttyUSB0", "cannot drive another"),
+                          ("nidaq:Dev1+nidaq:Dev2", "no emulator that takes stimulus"),
+                          ("sim:esn+brainflow:cyton:/dev/ttyUSB0", "a simulation cannot drive")]:
+        with pytest.raises(PrclabError, match=message):
+            make_rig(spec, _request())
+
+
+@pytest.mark.slow
+def test_a_recorder_fault_rests_the_stimulator_and_stops_both_emulators():
+    rig = make_rig(TWO, _request())
+    nidaq, cyton = rig.emulators[rig.stimulator], rig.emulators[rig.recorder]
+    rig.set_rest(0.1)
+    with pytest.raises(DeviceError, match="brainflow cyton .*(unplugged|stall)") as err:
+        with rig:
+            rig.write(np.full((50, 2), 0.4))
+            rig.read(50)
+            cyton.inject("unplug")
+            rig.write(np.full((50, 2), 0.4))
+            rig.read(50)
+    assert "\n" not in str(err.value) and not rig.is_open
+    assert rig.last_stop["outputs_at_rest"] and np.allclose(rig.stimulator.output_V, 0.1)
+    np.testing.assert_allclose(nidaq.output_levels_V, 0.1)  # what the NI lines hold
+    assert not nidaq.serving and not cyton.serving
 
 
 def test_capabilities_of_rigs():
