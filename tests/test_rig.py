@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from prclab.drivers import DeviceError, DeviceRequest, capabilities
+from prclab.cli import main
 from prclab.errors import PrclabError
 from prclab.protocols.protocol import parse_protocol
 from prclab.protocols.recording import read_recording
@@ -62,11 +63,15 @@ rest_s = 0.04
 """
 
 
-def _protocol(dataset, spec=TWO, substrate="esn", items=6, safety="", block=250):
+def _protocol_text(dataset, spec=TWO, substrate="esn", items=6, safety="", block=250) -> str:
     params = "params = { " + ", ".join(f"{k} = {v}" for k, v in SUBSTRATE.items()) + " }" \
         if substrate == "esn" else ""
-    return parse_protocol(PROTOCOL.format(spec=spec, substrate=substrate, params=params, dataset=dataset,
-                                          items=items, safety=safety, block=block))
+    return PROTOCOL.format(spec=spec, substrate=substrate, params=params, dataset=dataset, items=items,
+                           safety=safety, block=block)
+
+
+def _protocol(dataset, **kwargs):
+    return parse_protocol(_protocol_text(dataset, **kwargs))
 
 
 def _request(emulate=True, substrate="esn"):
@@ -167,16 +172,36 @@ def test_no_hardware_run_reaches_simulation_defaults(toy_npz):
 def test_two_device_rig_records_trials_aligned_with_their_stimuli(tmp_path, toy_npz):
     """NI AO stimulates, the Cyton records, through the real client libraries: every recorded trial's
     response lags its stimulus by at most ``ALIGNMENT_BOUND_SAMPLES``."""
-    protocol = _protocol(toy_npz)
+    protocol = _protocol(toy_npz, items=4)
     reference = read_recording(run_protocol(protocol, make_rig("sim:esn", _request(emulate=False)),
                                             tmp_path / "sim.h5"))
-    assert [_lag(t.stimulus, t.response[:, :8]) for t in reference.trials] == [0] * 12  # the estimator
+    assert [_lag(t.stimulus, t.response[:, :8]) for t in reference.trials] == [0] * 8  # the estimator
     rig = make_rig(TWO, _request())
     out = run_protocol(protocol, rig, tmp_path / "rec.h5")
     assert not rig.is_open and all(not e.serving for e in rig.emulators.values())
     recording = read_recording(out)
-    assert recording.problems == [] and len(recording.trials) == 12
+    assert recording.problems == [] and len(recording.trials) == 8
     lags = [_lag(t.stimulus, t.response[:, :8]) for t in recording.trials]
     assert max(abs(lag) for lag in lags) <= ALIGNMENT_BOUND_SAMPLES, lags
     assert rig.describe()["alignment"] == "recorder markers"
     assert recording.attrs["device"]["recorder"]["board"] == "cyton"
+
+
+def test_cli_refuses_a_stimulating_protocol_on_a_record_only_device_in_one_line(tmp_path, toy_npz, capsys):
+    proto = tmp_path / "p.toml"
+    proto.write_text(PROTOCOL.format(spec="sim:esn", substrate="esn", params="", dataset=toy_npz, items=6,
+                                     safety="", block=50))
+    out = tmp_path / "rec.h5"
+    assert main(["run", str(proto), "--device", "brainflow:synthetic", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "cannot stimulate" in err and "\n" not in err and not out.exists()
+
+
+@pytest.mark.slow
+def test_cli_runs_the_two_device_rig_on_emulators(tmp_path, toy_npz, capsys):
+    proto = tmp_path / "p.toml"
+    proto.write_text(_protocol_text(toy_npz, spec=TWO, items=3))
+    out = tmp_path / "rec.h5"
+    assert main(["run", str(proto), "--emulate", "--out", str(out)]) == 0
+    recording = read_recording(out)
+    assert len(recording.trials) == 6 and recording.attrs["device"]["alignment"] == "recorder markers"
