@@ -599,6 +599,8 @@ class RecordingWriter:
         g.attrs["sha256"] = digest
 
     space_margin = 256 << 10  # bytes kept free beyond twice the trial's arrays (HDF5 metadata, records)
+    _log = None  # the safety log, kept open: its chunk cache holds the partly filled last chunk (opened
+    #              anew per block, HDF5 would read that chunk back from the file before every write)
 
     def _check_space(self, index, *arrays) -> None:
         """Refuse a trial the disk has no room for before writing any of it (HDF5 failing half way
@@ -643,12 +645,14 @@ class RecordingWriter:
             return
         block = np.asarray(block, dtype=np.float64)
         try:
-            ds = self._f.get("safety_delivered")
+            ds = self._log if self._log is not None and self._log.id.valid else \
+                self._f.get("safety_delivered")
             if ds is None:
                 ds = self._f.create_dataset("safety_delivered", shape=(0, block.shape[1]),
                                             dtype=np.float64, maxshape=(None, block.shape[1]),
                                             chunks=(4096, block.shape[1]))
                 ds.attrs["n"] = 0
+            self._log = ds
             n = int(ds.attrs["n"])
             if ds.shape[0] < n + len(block):
                 ds.resize(n + len(block), axis=0)
