@@ -8,11 +8,18 @@ The goal is >= 20 million per second (a 1024-channel MEA at 20 kHz).
 
     python benchmarks/bench_runner.py                      # 16 stimulus + 1024 response channels, 20 kHz
     python benchmarks/bench_runner.py --response 64 --trials 40
+    python benchmarks/bench_runner.py --response 64 --trials 40 --resume   # bytes a resume reads
+
+``--resume`` stops the run (a subscriber raising) after 90% of its trials and resumes it twice, from two
+copies of the stopped recording: with every earlier trial checked (what ``prclab run --resume`` does) and
+with only the last one (``verify=False``); bytes read are this process's ``rchar`` (``/proc/self/io``:
+read(2) and pread(2) calls, page cache or not).
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -21,7 +28,7 @@ import numpy as np
 
 from prclab.drivers import SimDevice
 from prclab.protocols.protocol import load_protocol
-from prclab.protocols.runner import prepare, run_protocol
+from prclab.protocols.runner import Subscriber, prepare, run_protocol
 
 
 class NullSubstrate:
@@ -51,6 +58,47 @@ class NullSubstrate:
 
     def describe(self) -> dict:
         return {"model": "null", "n_outputs": self.n_outputs}
+
+
+class _Stop(Exception):
+    pass
+
+
+class StopAfter(Subscriber):
+    """Stops the run once ``n`` trials are recorded."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def trial_end(self, *, trial, **_) -> None:
+        if trial.index + 1 >= self.n:
+            raise _Stop
+
+
+def bytes_read() -> int:
+    """This process's bytes read so far through read(2)/pread(2) (``rchar`` in ``/proc/self/io``)."""
+    with open("/proc/self/io") as fh:
+        return int(dict(line.split(": ") for line in fh.read().splitlines())["rchar"])
+
+
+def measure_resume(protocol, device, prepared, rec: Path) -> None:
+    """Stop a run after 90% of its trials, then resume copies of it, printing bytes read and seconds."""
+    done = max(1, len(prepared[2]) * 9 // 10)
+    try:
+        run_protocol(protocol, device, rec, prepared=prepared, subscribers=[StopAfter(done)])
+    except _Stop:
+        pass
+    size = rec.stat().st_size
+    print(f"resume after {done} of {len(prepared[2])} trials, recording {size / 1e6:.0f} MB:")
+    for verify in (True, False):
+        copy = rec.with_name(f"resume-{verify}.h5")
+        shutil.copyfile(rec, copy)
+        r0, t0 = bytes_read(), time.perf_counter()
+        run_protocol(protocol, device, copy, prepared=prepared, resume=True, verify=verify)
+        what = "every earlier trial checked" if verify else "the last trial checked   "
+        print(f"  {what} (verify={verify!s:5}): read {(bytes_read() - r0) / 1e6:7.1f} MB, "
+              f"{time.perf_counter() - t0:5.2f} s (resume and the last {len(prepared[2]) - done} trials)")
+        copy.unlink()
 
 
 PROTOCOL = """
@@ -98,6 +146,7 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=20)
     ap.add_argument("--block", type=int, default=2000, help="samples per device block")
     ap.add_argument("--dir", help="where the recording is written (default: a temporary folder)")
+    ap.add_argument("--resume", action="store_true", help="measure the bytes a resume reads instead")
     args = ap.parse_args()
 
     spf = 100
@@ -114,12 +163,15 @@ def main() -> None:
         protocol = load_protocol(tmp / "bench.toml")
         device = SimDevice(NullSubstrate(args.stimulus, args.response, 1 / args.rate), args.rate,
                            stimulus_range_V=(-0.5, 0.5))
+        if args.resume:
+            measure_resume(protocol, device, prepare(protocol, device), tmp / "rec.h5")
+            return
         t0 = time.perf_counter()
         prepared = prepare(protocol, device)
         t1 = time.perf_counter()
         run_protocol(protocol, device, tmp / "rec.h5", prepared=prepared)
         t2 = time.perf_counter()
-        samples = sum(len(t.waveform) for t in prepared[2])
+        samples = sum(len(t.stimulus) for t in prepared[2])
         size = (tmp / "rec.h5").stat().st_size
     ch = args.stimulus + args.response
     total = samples * ch

@@ -489,7 +489,8 @@ def _each_trial(fn: Callable[[Trial], None]) -> Callable[[str, dict], None]:
 
 def run_protocol(protocol: Protocol, device: Device, out: str | Path,
                  progress: Callable[[Trial], None] | None = None, substrate: dict | None = None,
-                 resume: bool = False, prepared: tuple | None = None, subscribers: Iterable = ()) -> Path:
+                 resume: bool = False, prepared: tuple | None = None, subscribers: Iterable = (),
+                 verify: bool = True) -> Path:
     """Run ``protocol`` on ``device`` (opened here) and write the recording ``out``; returns its path.
 
     Args:
@@ -499,6 +500,8 @@ def run_protocol(protocol: Protocol, device: Device, out: str | Path,
             played now (``run_start`` says how many were done before).
         prepared: ``prepare(protocol)``'s result, if the caller already has it.
         subscribers: told every event after the recording writer (:class:`Subscriber`).
+        verify: on resume, check every earlier trial's arrays against its checksum, reading them once;
+            False: only the last trial's (see :meth:`~protocols.recording.RecordingWriter.resume`).
     """
     data, encoder, trials = prepared or prepare(protocol)
     if device.channels.rate_hz != protocol.rate_hz:
@@ -513,7 +516,7 @@ def run_protocol(protocol: Protocol, device: Device, out: str | Path,
     device.set_rest(limits.rest_V, limits.max_slew_V_per_s)  # where every stop leaves the outputs
     identity = run_identity(protocol.text, data, encoder, device)
     if resume:
-        writer = RecordingWriter.resume(out, protocol.text, identity=identity)
+        writer = RecordingWriter.resume(out, protocol.text, identity=identity, verify=verify)
     else:
         metadata = {"protocol_text": protocol.text, "rate_hz": protocol.rate_hz,
                     "device": device.describe(), "encoder": encoder.describe(),
