@@ -130,6 +130,22 @@ def test_a_recorder_fault_rests_the_stimulator_and_stops_both_emulators():
     assert not nidaq.serving and not cyton.serving
 
 
+@pytest.mark.slow
+def test_a_stimulator_fault_stops_the_recorder_and_both_emulators_and_says_what_was_reached():
+    rig = make_rig(TWO, _request())
+    nidaq, cyton = rig.emulators[rig.stimulator], rig.emulators[rig.recorder]
+    with pytest.raises(DeviceError, match="nidaq:Dev1: DAQmx error -201003") as err:
+        with rig:
+            rig.write(np.full((50, 2), 0.3))
+            rig.read(50)
+            nidaq.inject("unplug")
+            rig.write(np.full((50, 2), 0.3))
+            rig.read(50)
+    assert "\n" not in str(err.value) and not rig.is_open and not rig.recorder.is_open
+    assert rig.last_stop["outputs_at_rest"] is False  # an unplugged card cannot be driven: said so
+    assert not nidaq.serving and not cyton.serving
+
+
 def test_capabilities_of_rigs():
     two = make_rig(TWO, _request())
     assert isinstance(two, Rig) and capabilities(two) == {"stimulate", "record", "mark"}
