@@ -18,8 +18,8 @@ Stimulus side: these boards have no analog output.  **A board is record-only** (
 every stimulus block is refused, and a rig refuses a stimulating protocol before it runs) unless it is
 given a ``stimulator``, a callable that applies each (range-checked) block on the protocol's stimulus
 channels - in a rehearsal the emulator's side channel (``CytonEmulator.apply`` in
-:mod:`prclab.hardware_sims.cyton`), which drives its substrate in real time (write ahead of reading, or
-blocks may be separated by held samples).  On a real MEA stimulation goes through a separate
+:mod:`prclab.hardware_sims.cyton`, handed over by the rig), which drives its substrate in real time
+(write ahead of reading, or blocks may be separated by held samples).  On a real MEA stimulation goes through a separate
 stimulator device, which a rig (:mod:`prclab.protocols.rig`) composes with the board and aligns
 through the markers.
 

@@ -19,11 +19,10 @@ blocks, during which the outputs hold their last voltage.  Timestamps are nomina
 its duration plus ``read_timeout_s`` (1.5 s by default), so a silent card fails within 2 s.
 
 Transport, chosen outside the driver (as nidaqmx-python picks its interpreter): with ``grpc_options``
-(``nidaqmx.GrpcSessionOptions``) or ``grpc_address`` (``host:port``, no credentials: a rig's emulator,
-:mod:`prclab.hardware_sims.nidaq_grpc`, points the driver at itself with ``connect_to``) the tasks live
-on an NI gRPC Device Server; every RPC then carries a deadline (the request's
-own timeout plus ``read_timeout_s``, else ``rpc_timeout_s``), so a server that stops answering cannot
-hang the caller.  Without it, the tasks run on the local NI-DAQmx driver and a real card.
+(``nidaqmx.GrpcSessionOptions``) or ``grpc_address`` (``host:port``, no credentials: a rig points the
+driver at its emulator, :mod:`prclab.hardware_sims.nidaq_grpc`, with ``connect_to``) the tasks live on
+an NI gRPC Device Server; every RPC then carries a deadline (the request's own timeout plus
+``read_timeout_s``, else ``rpc_timeout_s``), so a server that stops answering cannot hang the caller.  Without it, the tasks run on the local NI-DAQmx driver and a real card.
 
 Safe stop (``rest``, also on ``close`` and before a fault abandons the session): a finite block still
 playing is first completed (its remaining AI samples read and discarded, so the outputs end exactly at
