@@ -79,7 +79,10 @@ class Key:
         if not isinstance(value, wanted) or isinstance(value, bool) and self.type is not bool:
             raise PrclabError(f"{at} must be {self.type.__name__}, got {value!r:.60}")
         if self.type is float:
-            value = float(value)
+            try:
+                value = float(value)
+            except OverflowError:  # an integer of hundreds of digits
+                raise PrclabError(f"{at} must be finite, got {value!r:.40}") from None
             if math.isnan(value):
                 raise PrclabError(f"{at} is nan; give a number")
             if math.isinf(value):

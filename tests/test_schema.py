@@ -121,6 +121,10 @@ def test_nan_never_and_infinity_only_where_declared(table, key, base, label):
             assert f"{label} {key.name} must be finite, got {text}" in _refused(line)
 
 
+def test_an_integer_too_large_for_a_float_is_refused_in_one_line():
+    assert "[timing] rest_s must be finite" in _refused(_set(BASE, "timing", "rest_s = " + "9" * 400))
+
+
 @pytest.mark.parametrize("table, key, base, label", _where(lambda k: k.low is not None or k.high is not None))
 def test_numbers_outside_the_declared_range_are_refused(table, key, base, label):
     outside = []
