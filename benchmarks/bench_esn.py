@@ -6,17 +6,17 @@ frames, the same size, leak rate 0.3 and spectral radius 0.9, and run every utte
 
 - ReservoirPy 0.4: ``Reservoir(units, lr=0.3, sr=0.9).run(list_of_utterances)`` (its own batching of a
   list: one utterance after another, sparse float64 weights, 10 % connectivity by default);
-- ours, ``packed``: utterances sorted by decreasing length, cut into buckets of at most ``--chunk``
-  whose shortest member is at least half their longest, each bucket zero-padded and run by one
+- ours: ``reservoir.run_sequences(esn, utterances, batch_size)``, what ``prclab task`` runs: utterances
+  sorted by decreasing length, cut into ``reservoir.length_buckets`` of at most ``batch_size`` whose
+  shortest member is at least half their longest, each bucket zero-padded and run by one
   ``EchoStateCore.run(u, lengths)`` call, which steps each row only for its own length (no compute on
-  padding; the bound on padding keeps the output buffers small);
-- ours, ``run_sequences``: ``reservoir.run_sequences(esn, utterances, batch_size)``, the generic path
-  for any substrate (batches of similar length padded to their longest member, padding computed).
+  padding; the bound on padding keeps the output buffers small), each trial's noise from its own
+  stream.  Once per ``--batch-size`` (default 64, what tasks use, and 512).
 
 Steps/s counts real frames (padding excluded) over wall time; each contender's best of ``--repeats``
 passes is reported, the passes of all contenders taking turns.  Run from the repository root::
 
-    python benchmarks/bench_esn.py                 # 500 and 2000 units
+    python benchmarks/bench_esn.py                 # 500 and 2000 units, batches of 64 and 512
     python benchmarks/bench_esn.py --units 500 --subset 300 --repeats 1   # a quick look
 
 Skips with a message (exit 0) when ``../shared/data`` is absent or ReservoirPy is not installed (then
@@ -63,28 +63,6 @@ def best_rate(fn, n_frames: int, repeats: int) -> float:
     return n_frames / best
 
 
-def length_buckets(lengths: list[int], chunk: int, min_ratio: float = 0.5) -> list[list[int]]:
-    """Indices sorted by decreasing length, cut into buckets of at most ``chunk`` whose shortest member
-    is at least ``min_ratio`` times their longest (so padding stays under ``1 / min_ratio`` per row)."""
-    buckets: list[list[int]] = []
-    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
-        if not buckets or len(buckets[-1]) == chunk or lengths[i] < min_ratio * lengths[buckets[-1][0]]:
-            buckets.append([])
-        buckets[-1].append(i)
-    return buckets
-
-
-def run_packed(esn: EchoStateNetwork, feats: list[np.ndarray], chunk: int) -> None:
-    """Run every utterance from rest through ``esn``, one length bucket at a time, with ``lengths``."""
-    for b, idx in enumerate(length_buckets([len(f) for f in feats], chunk)):
-        lengths = np.array([len(feats[i]) for i in idx])
-        u = np.zeros((len(idx), lengths[0], feats[idx[0]].shape[1]))
-        for row, i in enumerate(idx):
-            u[row, :lengths[row]] = feats[i]
-        esn.reset(b)
-        esn.run(u, lengths=lengths)
-
-
 def reservoirpy_runner(units: int, feats: list[np.ndarray]):
     """A zero-argument callable that runs ReservoirPy over ``feats``, or None without ReservoirPy."""
     try:
@@ -99,8 +77,7 @@ def reservoirpy_runner(units: int, feats: list[np.ndarray]):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--units", type=int, nargs="+", default=[500, 2000])
-    ap.add_argument("--batch-size", type=int, default=64, help="run_sequences batch size")
-    ap.add_argument("--chunk", type=int, default=512, help="utterances per packed run() call")
+    ap.add_argument("--batch-size", type=int, nargs="+", default=[64, 512], help="run_sequences batch sizes")
     ap.add_argument("--threads", type=int, default=None, help="EchoStateCore threads (default: cores)")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--dtypes", nargs="+", default=["float32", "float64"], choices=["float32", "float64"])
@@ -123,10 +100,9 @@ def main(argv=None) -> int:
         for dtype in args.dtypes:
             esn = EchoStateNetwork(13, units=units, leak_rate=0.3, spectral_radius=0.9, dtype=dtype,
                                    threads=args.threads)
-            contenders[f"packed, chunk {args.chunk}, {dtype}"] = (
-                lambda esn=esn: run_packed(esn, feats, args.chunk))
-            contenders[f"run_sequences, batch {args.batch_size}, {dtype}"] = (
-                lambda esn=esn: run_sequences(esn, feats, batch_size=args.batch_size))
+            for size in args.batch_size:
+                contenders[f"run_sequences, batch {size}, {dtype}"] = (
+                    lambda esn=esn, size=size: run_sequences(esn, feats, batch_size=size))
         # rounds interleave the contenders, so a busy spell on a shared machine hits them alike
         rates = {name: 0.0 for name in contenders}
         for _ in range(args.repeats):

@@ -56,8 +56,8 @@ def narma10(n: int, seed: int | np.random.SeedSequence = 0) -> tuple[np.ndarray,
     raise PrclabError(f"narma10: no bounded series of {n} steps from seed {seed}")
 
 
-def mackey_glass(n: int, seed: int | np.random.SeedSequence = 0, tau: float = 17.0, dt: float = 0.1, sample_every: float = 1.0,
-                 discard: float = 500.0) -> np.ndarray:
+def mackey_glass(n: int, seed: int | np.random.SeedSequence = 0, tau: float = 17.0, dt: float = 0.1,
+                 sample_every: float = 1.0, discard: float = 500.0) -> np.ndarray:
     """Mackey–Glass series ``(n,)`` sampled every ``sample_every`` time units after ``discard`` units.
 
     The constant initial history is ``1.2 + 0.1 * N(0, 1)`` drawn from ``seed``.

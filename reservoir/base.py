@@ -5,7 +5,8 @@ sequences ``u`` of shape ``(batch, steps, n_inputs)`` (volts on the stimulating 
 for the abstract echo-state core) and returns ``y`` of shape ``(batch, steps, n_outputs)``.  The internal
 state carries over between calls, so a long stimulus can be streamed block by block; ``reset(seed)``
 returns it to rest and re-seeds every random draw made while running (noise), so a run is
-deterministic for a seed.  ``state`` / ``load_state`` expose that state as a dict of plain numpy arrays
+deterministic for a seed: an int, ``None`` or a ``numpy.random.SeedSequence``, whose children seed the
+batch rows, or one ``SeedSequence`` per batch row (``reservoir.streams``).  ``state`` / ``load_state`` expose that state as a dict of plain numpy arrays
 (saved with ``numpy.savez``, loaded without pickle).  ``electrodes`` says what each stimulating
 electrode is known to be (:class:`Electrode`, one per input).
 """
@@ -66,7 +67,7 @@ class Substrate:
             if cls is type(self) or "_params" not in vars(self):
                 bound = signature.bind(self, *args, **kw)
                 bound.apply_defaults()
-                self._params = {k: v for k, v in list(bound.arguments.items())[1:]}
+                self._params = dict(list(bound.arguments.items())[1:])   # all but self
             init(self, *args, **kw)
 
         cls.__init__ = recording_init
