@@ -151,7 +151,8 @@ class EchoStateCore:
         ``lengths`` ``(batch,)``, optional: valid steps of each row of a zero-padded batch.  A row is then
         integrated only for its own length (padding costs no compute), its outputs past that are zero
         and its state stays where its sequence ended.  Rows already sorted by decreasing length avoid a
-        reordering copy of the output.
+        reordering copy of the output.  Each row draws its state noise from its own stream for all
+        ``steps`` (those of its own length first), so its noise does not depend on the other rows.
         """
         u = check_input(u, self.n_inputs, self.dtype)
         batch, steps, _ = u.shape

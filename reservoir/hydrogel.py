@@ -52,7 +52,7 @@ import numpy as np
 
 from .base import Electrode, Substrate, check_input
 from .electrodes import ElectrodeDrift
-from .streams import RowSeeds, RowStreams
+from .streams import RowSeeds, RowStreams, split_off
 
 FARADAY_C_PER_MOL = 96485.33
 THERMAL_VOLTAGE_V = 0.0257   # kT/e at 25 C
@@ -182,7 +182,8 @@ class HydrogelModel(Substrate):
         self.drift.load_state(state["drift"])
         self._measurement.load_state(state["rng"], len(n))
         # state saved before the drift had a stream of its own drew it from this one
-        self._drift_noise.load_state(state.get("drift_rng", state["rng"]), len(n))
+        self._drift_noise.load_state(state["drift_rng"] if "drift_rng" in state else split_off(state["rng"]),
+                                     len(n))
 
     def run(self, u: np.ndarray) -> np.ndarray:
         """Electrode volts ``(batch, steps, n_inputs)`` -> recorded volts ``(batch, steps, n_outputs)``."""

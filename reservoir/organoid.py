@@ -59,7 +59,7 @@ import numpy as np
 
 from .base import Substrate, check_input
 from .electrodes import first_order
-from .streams import RowSeeds, RowStreams
+from .streams import RowSeeds, RowStreams, split_off
 
 SPIKE_PEAK_MV = 30.0
 NOISE_CHUNK_STEPS = 256   # noise is drawn this many samples at a time (memory: chunk x batch x N)
@@ -191,8 +191,9 @@ class OrganoidModel(Substrate):
         if arrays["lfp"].shape != (batch, self.n_outputs):
             raise ValueError(f"organoid state 'lfp' must be (batch, {self.n_outputs})")
         self._input_noise.load_state(state["rng"], batch)
-        if "field_rng" in state:   # state saved before the field noise had a stream of its own has none
-            self._field_noise.load_state(state["field_rng"], batch)
+        # state saved before the field noise had a stream of its own drew it from the input noise's
+        self._field_noise.load_state(state["field_rng"] if "field_rng" in state else split_off(state["rng"]),
+                                     batch)
         if batch == 0:
             self._v = None
             return

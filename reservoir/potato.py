@@ -52,7 +52,7 @@ import numpy as np
 from .base import Electrode, Substrate, check_input
 from .electrodes import DoubleLayer, ElectrodeDrift
 from .esn import EchoStateCore, max_abs_eigenvalue
-from .streams import RowSeeds, RowStreams
+from .streams import RowSeeds, RowStreams, split_off
 
 
 class PotatoModel(Substrate):
@@ -173,7 +173,8 @@ class PotatoModel(Substrate):
                              "held_V (batch, n_outputs)")
         self._measurement.load_state(state["measurement_rng"], len(held))
         # state saved before the drift had a stream of its own drew it from the measurement stream
-        self._drift_noise.load_state(state.get("drift_rng", state["measurement_rng"]), len(held))
+        drift_words = state["drift_rng"] if "drift_rng" in state else split_off(state["measurement_rng"])
+        self._drift_noise.load_state(drift_words, len(held))
         self._pending, self._held = pending.copy(), held.copy()
 
     def run(self, u: np.ndarray) -> np.ndarray:

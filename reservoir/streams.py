@@ -121,3 +121,13 @@ class RowStreams:
         if words.ndim != 2 or words.shape[1] != 6 or (batch and len(words) != batch):
             raise ValueError(f"random stream state must be ({batch}, 6) uint64 words, got {words.shape}")
         self._gens = [rng_from_array(w) for w in words] if batch else None
+
+
+def split_off(words: np.ndarray) -> np.ndarray:
+    """Positions of new streams independent of the saved ones ``words`` (``(batch, 6)`` or ``(6,)``),
+    derived from them (seeded by ``SeedSequence(words)``): for state saved when two uses shared one
+    stream, so the use that now has a stream of its own does not repeat the other's draws."""
+    words = np.asarray(words, dtype=np.uint64)
+    rows = words[None] if words.ndim == 1 else words
+    return np.stack([rng_to_array(np.random.Generator(np.random.PCG64(np.random.SeedSequence(
+        [int(w) for w in row])))) for row in rows]) if len(rows) else np.zeros((0, 6), np.uint64)
