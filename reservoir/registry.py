@@ -63,9 +63,9 @@ def make_substrate(name: str, n_inputs: int, size: int | None = None, **params):
 
 
 @cache
-def _defaults(cls: type) -> dict[str, object]:
-    return {name: p.default for name, p in inspect.signature(cls.__init__).parameters.items()
-            if name not in ("self", "n_inputs") and p.default is not inspect.Parameter.empty}
+def _keywords(cls: type) -> dict[str, inspect.Parameter]:
+    """The constructor's keywords of model class ``cls`` (``self`` aside), read once."""
+    return {name: p for name, p in inspect.signature(cls.__init__).parameters.items() if name != "self"}
 
 
 def substrate_defaults(name: str) -> dict[str, object]:
@@ -73,7 +73,8 @@ def substrate_defaults(name: str) -> dict[str, object]:
 
     Raises ``PrclabError`` for an unknown name.
     """
-    return dict(_defaults(substrate_entry(name).cls))
+    return {key: p.default for key, p in _keywords(substrate_entry(name).cls).items()
+            if key != "n_inputs" and p.default is not inspect.Parameter.empty}
 
 
 def registered_name(cls: type) -> str:
@@ -96,7 +97,7 @@ def described_params(description: dict, where: str = "substrate description") ->
         raise PrclabError(f"{where}: unknown substrate {name!r}; known: {', '.join(sorted(SUBSTRATES))}")
     if "params" in description:
         return name, dict(description["params"])
-    taken = _defaults(SUBSTRATES[name].cls).keys() | {"n_inputs"}
+    taken = _keywords(SUBSTRATES[name].cls)
     return name, {k: v for k, v in description.items() if k in taken}
 
 

@@ -19,6 +19,8 @@ its steps are split into ``run`` calls either.  Its position saves as plain ``ui
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 from .rng_state import rng_from_array, rng_to_array
@@ -40,13 +42,13 @@ class RowSeeds:
             :meth:`of`).
     """
 
-    def __init__(self, seed=None, path: tuple[int, ...] = ()):
+    def __init__(self, seed=None):
         if isinstance(seed, (list, tuple)):
             self._rows: list[np.random.SeedSequence] | None = [_as_seed_sequence(s) for s in seed]
             self._root = None
         else:
             self._rows, self._root = None, _as_seed_sequence(seed)
-        self._path = path
+        self._path: tuple[int, ...] = ()   # use keys below each row's seed
 
     @classmethod
     def of(cls, seed) -> RowSeeds:
@@ -55,8 +57,8 @@ class RowSeeds:
 
     def child(self, k: int) -> RowSeeds:
         """The seeds of use ``k``: each row's child ``k``."""
-        out = RowSeeds.__new__(RowSeeds)
-        out._rows, out._root, out._path = self._rows, self._root, self._path + (k,)
+        out = copy.copy(self)
+        out._path = self._path + (k,)
         return out
 
     def generators(self, batch: int) -> list[np.random.Generator]:
