@@ -59,6 +59,7 @@ are numbers, strings or JSON text.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import errno as _errno
 import hashlib
@@ -210,8 +211,13 @@ class TrialArray(NDArrayOperatorsMixin):
         self._source, self._name, self._key = source, name, key
         self.shape, self.dtype = tuple(shape), np.dtype(dtype)
 
-    ndim = property(lambda self: len(self.shape))
-    size = property(lambda self: int(np.prod(self.shape)))
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
 
     @property
     def T(self) -> np.ndarray:
@@ -238,20 +244,30 @@ class TrialArray(NDArrayOperatorsMixin):
 
 
 class _Source:
-    """The open file behind a recording's :class:`TrialArray` views: opened on the first read, closed
-    by :meth:`Recording.close` (or when the recording is garbage collected)."""
+    """The file behind a recording's :class:`TrialArray` views: opened for each read and closed after
+    it, or held open across the reads made inside ``with recording:`` (:meth:`hold`, :meth:`close`).
+    Not kept open otherwise: HDF5 refuses to open for writing (a resume) a file that the same process
+    has open for reading."""
 
     def __init__(self, path: Path, version: int):
         self.path, self.version, self._f = path, version, None
 
-    def _trials(self) -> h5py.Group:
+    def hold(self) -> None:
         if self._f is None or not self._f.id.valid:
             self._f = h5py.File(self.path, "r")
-        return _inside(self._f, "trials")
+
+    @contextlib.contextmanager
+    def _trials(self):
+        if self._f is not None and self._f.id.valid:
+            yield _inside(self._f, "trials")
+        else:
+            with h5py.File(self.path, "r") as f:
+                yield _inside(f, "trials")
 
     def read(self, name: str, key: str, selection) -> np.ndarray:
         try:
-            return np.asarray(_inside(_inside(self._trials(), name), key)[selection])
+            with self._trials() as trials:
+                return np.asarray(_inside(_inside(trials, name), key)[selection])
         except (OSError, RuntimeError, KeyError) as exc:
             raise PrclabError(f"recording {self.path}: trial {name} {key} unreadable "
                               f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
@@ -259,7 +275,8 @@ class _Source:
     def load(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Trial ``name``'s (stimulus, response, timestamps), read once and checked."""
         try:
-            why, got = _trial_problem(self._trials(), name, self.version)
+            with self._trials() as trials:
+                why, got = _trial_problem(trials, name, self.version)
         except (OSError, RuntimeError, KeyError, PrclabError) as exc:
             why = f"unreadable ({exc})"
         if why is not None:
@@ -473,7 +490,10 @@ class RecordingWriter:
             try:
                 self._f = h5py.File(self.path, "r+")
                 self._resume(protocol_text, identity, verify)
-            except (OSError, RuntimeError, KeyError, ValueError):  # HDF5's structures are damaged
+            except (OSError, RuntimeError, KeyError, ValueError) as exc:  # HDF5's structures are damaged
+                if "already open" in str(exc):  # ... or this process reads the file: not damage
+                    raise PrclabError(f"recording {self.path}: this process has it open for reading "
+                                      f"(leave the Recording's with block first); cannot resume it") from None
                 self._detach()
                 _rebuild(self.path)
                 self._f = h5py.File(self.path, "r+")
@@ -662,11 +682,6 @@ class RecordingWriter:
         except (OSError, RuntimeError) as exc:  # disk full: one line, the finished trials stay resumable
             self._detach()
             raise _write_error(self.path, exc, "logging the stimulus delivered", self.n_done) from None
-
-    def delivered(self) -> np.ndarray | None:
-        """The safety log's samples ``(n, n_stimulus)`` volts (:meth:`note_delivered`), None if absent."""
-        ds = self._f.get("safety_delivered") if self._f is not None else None
-        return None if ds is None else ds[:int(ds.attrs["n"])]
 
     def note_safety_state(self, state: dict[str, np.ndarray]) -> None:
         """Store the safety monitor's ``state`` (plain arrays) as it is after every sample logged so far,
@@ -857,8 +872,8 @@ def _what_changed(g: h5py.Group, attrs: dict, arrays_digest: str) -> str:
 @dataclass
 class Recording:
     """A recording read back: file-level ``attrs``, intact ``trials`` (:class:`Trial`, index order,
-    arrays read on access) and ``problems`` found.  The file stays open for the arrays' reads until
-    :meth:`close` (or ``with read_recording(path) as rec:``, or garbage collection)."""
+    arrays read on access) and ``problems`` found.  Each array read opens the file and closes it again;
+    inside ``with read_recording(path) as rec:`` the file is held open for them, until the block ends."""
 
     path: Path
     attrs: dict
@@ -880,11 +895,13 @@ class Recording:
         return replace(trial, stimulus=stimulus, response=response, timestamps=timestamps)
 
     def close(self) -> None:
-        """Close the file behind the trials' arrays (reading one after this opens it again)."""
+        """Stop holding the file open (reading an array after this opens it for that read)."""
         if self.source is not None:
             self.source.close()
 
     def __enter__(self) -> "Recording":
+        if self.source is not None:
+            self.source.hold()
         return self
 
     def __exit__(self, *exc) -> None:

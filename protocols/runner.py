@@ -159,7 +159,7 @@ def compile_trials(protocol: Protocol, data: LabelledSequences, encoder: Encoder
             wave[n_wash:n_wash + len(stim)] = stim
             trials.append(Trial(len(trials), int(item), rep, str(data.labels[item]), str(data.split[item]),
                                 str(data.ids[item]), wave, n_wash, n_wash + len(stim)))
-    apply_ramp([t.waveform for t in trials], limits)
+    apply_ramp([t.stimulus for t in trials], limits)
     return trials
 
 
@@ -331,6 +331,8 @@ def run_trials(trials: list[Trial], device: Device, writer: RecordingWriter | No
     if resume_state is not None:
         substrate.load_state(resume_state)
     for trial in trials:
+        if not isinstance(trial.stimulus, np.ndarray):  # a recorded trial played again: read it once
+            trial = replace(trial, stimulus=np.asarray(trial.stimulus))
         label = f"trial:{trial.index}"
         since = device.n_events
         device.mark(label)
@@ -454,8 +456,9 @@ def _safe_stop(device: Device, writer: RecordingWriter, monitor: SafetyMonitor |
     still breaks - a phase's charge or the DC balance, on a channel stopped near its limit - is stated in
     the note as ``stop_ramp_violation`` rather than leaving the outputs where they were.
 
-    ``run_stop`` reaches every subscriber; a subscriber failing on it fails a run that went well, and is
-    left out (the run's own error is raised) where the run already failed."""
+    ``run_stop`` reaches the writer first, so the note is stored before any other subscriber runs; one
+    failing on it (the rest are then not told) fails a run that went well, while a run that already
+    failed raises its own error."""
     error = None
     try:
         yield
