@@ -79,13 +79,11 @@ class DeviceKind:
             request's substrate, or (``wired_to``, another emulator) driving that one's electrodes;
             None where the kind needs no emulator (a simulation).  Raises ``PrclabError`` where it
             has none for this address.
-        example: a spec of this kind.
     """
 
     driver: Callable[[str, DeviceRequest, object, bool], Device]
     capabilities: frozenset[str]
     emulator: Callable[[str, DeviceRequest, object], object] | None = None
-    example: str = ""
 
 
 def _sim(address: str, request: DeviceRequest, emulator, stimulates: bool) -> Device:
@@ -156,13 +154,11 @@ def _brainflow_emulator(address: str, request: DeviceRequest, wired_to):
 
 
 DEVICE_KINDS: dict[str, DeviceKind] = {
-    "sim": DeviceKind(_sim, frozenset({STIMULATE, RECORD, MARK, SNAPSHOT}), example="sim:esn"),
-    "potentiostat": DeviceKind(_potentiostat, frozenset({STIMULATE, RECORD, MARK}), _potentiostat_emulator,
-                               "potentiostat:/dev/ttyACM0"),
-    "nidaq": DeviceKind(_nidaq, frozenset({STIMULATE, RECORD, MARK}), _nidaq_emulator, "nidaq:Dev1"),
-    "replay": DeviceKind(_replay, frozenset({STIMULATE, RECORD, MARK}), example="replay:run.h5"),
-    "brainflow": DeviceKind(_brainflow, frozenset({RECORD, MARK}), _brainflow_emulator,
-                            "brainflow:cyton:/dev/ttyUSB0"),
+    "sim": DeviceKind(_sim, frozenset({STIMULATE, RECORD, MARK, SNAPSHOT})),
+    "potentiostat": DeviceKind(_potentiostat, frozenset({STIMULATE, RECORD, MARK}), _potentiostat_emulator),
+    "nidaq": DeviceKind(_nidaq, frozenset({STIMULATE, RECORD, MARK}), _nidaq_emulator),
+    "replay": DeviceKind(_replay, frozenset({STIMULATE, RECORD, MARK})),
+    "brainflow": DeviceKind(_brainflow, frozenset({RECORD, MARK}), _brainflow_emulator),
 }
 
 

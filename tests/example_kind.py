@@ -135,4 +135,4 @@ def _emulator(address, request, wired_to):
     return EchoBoxEmulator(request.build_substrate(), seed=request.seed)
 
 
-KIND = DeviceKind(_driver, frozenset({STIMULATE, RECORD, MARK}), _emulator, "echobox:/dev/ttyUSB3")
+KIND = DeviceKind(_driver, frozenset({STIMULATE, RECORD, MARK}), _emulator)
