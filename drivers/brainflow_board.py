@@ -19,9 +19,9 @@ every stimulus block is refused, and a rig refuses a stimulating protocol before
 given a ``stimulator``, a callable that applies each (range-checked) block on the protocol's stimulus
 channels - in a rehearsal the emulator's side channel (``CytonEmulator.apply`` in
 :mod:`prclab.hardware_sims.cyton`, handed over by the rig), which drives its substrate in real time
-(write ahead of reading, or blocks may be separated by held samples).  On a real MEA stimulation goes through a separate
-stimulator device, which a rig (:mod:`prclab.protocols.rig`) composes with the board and aligns
-through the markers.
+(write ahead of reading, or blocks may be separated by held samples).  On a real MEA stimulation
+goes through a separate stimulator device, which a rig (:mod:`prclab.protocols.rig`) composes with the
+board and aligns through the markers.
 
 Safe stop: with a stimulator, ``rest`` appends a slew-limited ramp from the last row written to the
 rest level, and ``hold`` (given with the stimulator) keeps the stimulator at the rest level whenever no
@@ -34,9 +34,9 @@ first counter is taken as it comes.
 Board notes: the Cyton handshake (``prepare_session``) takes about 1 s; brainflow itself gives up on a
 silent port only after about 6 s, so ``open`` waits at most ``open_timeout_s`` (2 s; a spec may ask
 for more, ``?open_timeout_s=5``, for a slow real board) and then fails naming the board (brainflow's
-attempt is released in the background when it ends).  The playback board needs ``master_board`` (the board that
-recorded the file) and does **not** replay recorded markers: brainflow overwrites the marker channel
-with live ones, so events are only those marked during the playback.
+attempt is released in the background when it ends).  The playback board needs ``master_board`` (the
+board that recorded the file) and does **not** replay recorded markers: brainflow overwrites the marker
+channel with live ones, so events are only those marked during the playback.
 """
 
 from __future__ import annotations

@@ -22,7 +22,8 @@ Transport, chosen outside the driver (as nidaqmx-python picks its interpreter): 
 (``nidaqmx.GrpcSessionOptions``) or ``grpc_address`` (``host:port``, no credentials: a rig points the
 driver at its emulator, :mod:`prclab.hardware_sims.nidaq_grpc`, with ``connect_to``) the tasks live on
 an NI gRPC Device Server; every RPC then carries a deadline (the request's own timeout plus
-``read_timeout_s``, else ``rpc_timeout_s``), so a server that stops answering cannot hang the caller.  Without it, the tasks run on the local NI-DAQmx driver and a real card.
+``read_timeout_s``, else ``rpc_timeout_s``), so a server that stops answering cannot hang the caller.
+Without either, the tasks run on the local NI-DAQmx driver and a real card.
 
 Safe stop (``rest``, also on ``close`` and before a fault abandons the session): a finite block still
 playing is first completed (its remaining AI samples read and discarded, so the outputs end exactly at

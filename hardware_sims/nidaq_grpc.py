@@ -29,9 +29,10 @@ simplification, any other running AO task) generates one sample per AI sample, s
 is the substrate's output while AO sample ``k`` is applied: the substrate runs once per read on that
 read's ``(1, k, n_inputs)`` AO voltages.  AO channels not in a running task (and an AO task that ran
 out of samples) hold their last voltage, 0 V at power-up; a write to an on-demand (untimed) AO task sets
-its lines at once.  ``device.ao_level`` is the voltage each AO line holds now.  AI readings are clipped to each channel's
-range (the ADC saturates) but not quantised.  The substrate is reset with ``seed`` once, at
-construction: it lives on across client sessions and server restarts, as a potato on the bench does.
+its lines at once.  ``device.ao_level`` is the voltage each AO line holds now.  AI readings are
+clipped to each channel's range (the ADC saturates) but not quantised.  The substrate is reset with
+``seed`` once, at construction: it lives on across client sessions and server restarts, as a potato on
+the bench does.
 Wired to another emulator (``wired_to``, :mod:`hardware_sims.wiring`), the AO lines drive that
 emulator's substrate instead (every AO sample played, and each on-demand level) and the AI lines read
 the AO lines back.
