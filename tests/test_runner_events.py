@@ -15,7 +15,7 @@ from prclab.cli import _trial_bar
 from prclab.drivers import SimDevice
 from prclab.protocols.protocol import load_protocol
 from prclab.protocols.recording import read_recording
-from prclab.protocols.runner import Subscriber, prepare, run_protocol
+from prclab.protocols.runner import EVENTS, Subscriber, prepare, run_protocol
 from prclab.reservoir import EchoStateNetwork
 from test_spine import PROTOCOL, write_protocol
 
@@ -80,6 +80,7 @@ def test_a_subscriber_sees_every_event_in_order_and_what_was_recorded(tmp_path, 
         want.append(("trial_end", t.index))
     want.append(("run_stop", "end", True))
     assert tape.events == want  # a sim device returns each mark at once: no extra read
+    assert {e[0] for e in tape.events} == set(EVENTS)
     assert tape.written == tape.read == sum(len(t.stimulus) for t in trials)
     with read_recording(tmp_path / "r.h5") as rec:
         assert [t.index for t in rec.trials] == sorted(tape.responses)
