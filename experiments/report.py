@@ -146,7 +146,8 @@ def _recording_figures(path: Path, out: Path) -> tuple[dict, list[tuple[str, str
     figures.append(("confusion.png", "test confusion matrix"))
     plot_trials(rec.trials, out / "trials.png", unit=response_unit(rec.attrs))
     figures.append(("trials.png", "stimulus and response of one trial per label"))
-    windows = [t.stimulus_window for t in rec.trials]
+    with rec:  # the file held open while every trial's window is read
+        windows = [t.stimulus_window for t in rec.trials]
     labels = np.array([t.label for t in rec.trials])
     split = np.array([t.split for t in rec.trials])
     train, test = split == "train", split == "test"

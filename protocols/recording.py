@@ -1208,8 +1208,8 @@ def _state_at(mm, header: dict) -> dict | None:
 
 
 def count_intact_trials(path: str | Path) -> int:
-    """How many trials ``0, 1, ...`` in a row carry their checksum (not verified: cheap, for progress
-    display); 0 if the file cannot be read that way."""
+    """How many trials ``0, 1, ...`` in a row carry their checksum (not verified: cheap, reads metadata
+    only, but a cut file is recovered by a scan); 0 if the file cannot be read that way."""
     path = Path(path)
     try:
         _check_file(path)
