@@ -82,7 +82,8 @@ TABLES: tuple[Table, ...] = (
     Table("stimulus", (
         Key("electrodes", int, REQUIRED, low=1, high=MAX_ELECTRODES,
             doc="stimulating electrodes; must equal the encoder's channels"),
-        Key("low_V", float, REQUIRED, unit="V", low=-MAX_ABS_V, high=MAX_ABS_V, doc="stimulus range, low end"),
+        Key("low_V", float, REQUIRED, unit="V", low=-MAX_ABS_V, high=MAX_ABS_V,
+            doc="stimulus range, low end"),
         Key("high_V", float, REQUIRED, unit="V", low=-MAX_ABS_V, high=MAX_ABS_V,
             doc="stimulus range, high end (above low_V)")),
         "The stimulating electrodes and the voltage range the encoder fills."),
@@ -110,8 +111,8 @@ def substrate_params_table(name: str) -> Table:
     """``[substrate.params]`` of substrate ``name``: its constructor keywords (``n_inputs`` aside),
     each typed by its default (``prclab.reservoir.registry.substrate_defaults``)."""
     return from_defaults("substrate.params", substrate_defaults(name),
-                         f"The constructor keywords of {_qualname(SUBSTRATES[name].cls)} (see its docstring), "
-                         f"each of its default's type.")
+                         f"The constructor keywords of {_qualname(SUBSTRATES[name].cls)} (see its "
+                         f"docstring), each of its default's type.")
 
 
 def _qualname(cls: type) -> str:
@@ -202,8 +203,9 @@ def parse_protocol(text: str, path: Path | None = None) -> Protocol:
     for name in raw:
         if name not in _TOP:
             raise unknown(where, "", "table", f"[{name}]", [f"[{t}]" for t in _TOP])
-    values = {name: table.validate(raw.get(name, {}), where) for name, table in _TOP.items()}
-    given = {name: raw.get(name, {}) for name in _TOP}  # each a table: validate refused any other
+    given = {name: raw.get(name, {}) for name in _TOP}
+    values = {name: table.validate(given[name], where) for name, table in _TOP.items()
+              if name != "safety"}  # [safety] with its channel tables: safety.check_table below
     if not values["stimulus"]["low_V"] < values["stimulus"]["high_V"]:
         raise PrclabError(f"{where}: [stimulus] low_V must be below high_V")
     substrate, spec = values["substrate"], values["device"]["spec"]

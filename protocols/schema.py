@@ -96,7 +96,8 @@ class Key:
         if self.choices and value not in self.choices:
             near = difflib.get_close_matches(str(value), [str(c) for c in self.choices], n=1)
             hint = f"did you mean {near[0]!r}? " if near else ""
-            raise PrclabError(f"{at} {value!r:.40} unknown; {hint}known: {', '.join(map(repr, self.choices))}")
+            known = ", ".join(map(repr, self.choices))
+            raise PrclabError(f"{at} {value!r:.40} unknown; {hint}known: {known}")
         if not self._within(value):
             raise PrclabError(f"{at} must {self.range_text()}, got {value}")
         return value
