@@ -1,7 +1,7 @@
 """Echo-state core speed on the full FSDD feature set, side by side with ReservoirPy.
 
 Features: every WAV in ``../shared/data/fsdd/recordings`` (3,000 utterances, 8 kHz) read with soundfile,
-13 MFCCs per 10 ms frame (25 ms window) from ``python_speech_features.mfcc``.  Both reservoirs get the same
+13 MFCCs per 10 ms frame (25 ms window) from ``protocols.encoders.MFCCEncoder`` (librosa), as tasks use.  Both reservoirs get the same
 frames, the same size, leak rate 0.3 and spectral radius 0.9, and run every utterance from rest:
 
 - ReservoirPy 0.4: ``Reservoir(units, lr=0.3, sr=0.9).run(list_of_utterances)`` (its own batching of a
@@ -32,24 +32,25 @@ from pathlib import Path
 
 import numpy as np
 
+from prclab.reservoir import EchoStateNetwork, run_sequences
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from prclab.reservoir import EchoStateNetwork, run_sequences  # noqa: E402
-
 FSDD = ROOT.parent / "shared" / "data" / "fsdd" / "recordings"
 
 
 def load_features(subset: int | None) -> list[np.ndarray]:
     """MFCC frames ``(frames_i, 13)`` of each FSDD recording, in file-name order."""
     import soundfile
-    from python_speech_features import mfcc
 
-    files = sorted(FSDD.glob("*.wav"))[:subset]
+    from prclab.protocols.encoders import MFCCEncoder
+
+    encoder = MFCCEncoder(rate_hz=8000.0)
     feats = []
-    for path in files:
+    for path in sorted(FSDD.glob("*.wav"))[:subset]:
         audio, rate = soundfile.read(path, dtype="float64", always_2d=True)
-        feats.append(mfcc(audio[:, 0], rate, winlen=0.025, winstep=0.01, numcep=13))
+        if rate != 8000:
+            raise SystemExit(f"{path}: {rate} Hz, FSDD is 8000 Hz")
+        feats.append(encoder.features(audio[:, 0]))
     return feats
 
 

@@ -17,15 +17,11 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
+from sklearn.linear_model import Ridge
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from sklearn.linear_model import Ridge  # noqa: E402
-
-from prclab.readouts.ridge import RidgeReadout  # noqa: E402
+from prclab.readouts.ridge import RidgeReadout
 
 
 def best_times(fits: dict, repeats: int):

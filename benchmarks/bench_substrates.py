@@ -15,13 +15,10 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from prclab.reservoir import HydrogelModel, OrganoidModel, PotatoModel  # noqa: E402
+from prclab.reservoir import HydrogelModel, OrganoidModel, PotatoModel
 
 MODELS = {
     "potato 16 in + 16 out, 200 nodes": lambda: PotatoModel(n_inputs=16, n_outputs=16),

@@ -75,7 +75,7 @@ TABLES: tuple[Table, ...] = (
     Table("device", (Key("spec", str, "sim:potato", doc="device spec string (drivers); --device overrides"),),
           "The device the protocol runs on."),
     Table("substrate", (
-        Key("name", str, "potato", choices=tuple(SUBSTRATES),
+        Key("name", str, "potato", choices=lambda: tuple(SUBSTRATES),  # substrates registered later too
             doc="model behind sim devices and emulators; with spec sim:NAME, NAME"),
         Key("params", dict, {}, doc="the model's constructor keywords: [substrate.params] below")),
         "The simulated substrate."),

@@ -21,6 +21,7 @@ import inspect
 import json
 import math
 import numbers
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from prclab.errors import PrclabError
@@ -50,7 +51,8 @@ class Key:
         default: the value when the file omits the key, or :data:`REQUIRED`.
         doc: one line saying what it does; ``unit``: its unit (``"V"``, ``"s"``, ``"Hz"``...).
         low, high: inclusive bounds (``None``: unbounded); ``low_open`` / ``high_open`` make them strict.
-        choices: the values allowed (empty: any of the type).
+        choices: the values allowed (empty: any of the type), or a function returning them when a value
+            is checked (a registry that grows after import, such as the substrates).
         infinite: the one infinity the key may hold, meaning "no limit" (``math.inf`` or ``-math.inf``);
             ``None``: finite only.  NaN is never allowed.
         items: the type of a list's items.
@@ -65,7 +67,7 @@ class Key:
     high: float | None = None
     low_open: bool = False
     high_open: bool = False
-    choices: tuple = ()
+    choices: tuple | Callable[[], tuple] = ()
     infinite: float | None = None
     items: type | None = None
 
@@ -93,14 +95,19 @@ class Key:
             value = int(value)
         if self.items is not None and not all(isinstance(x, self.items) for x in value):
             raise PrclabError(f"{at} must be a list of {self.items.__name__}, got {value!r:.60}")
-        if self.choices and value not in self.choices:
-            near = difflib.get_close_matches(str(value), [str(c) for c in self.choices], n=1)
+        allowed = self.allowed()
+        if allowed and value not in allowed:
+            near = difflib.get_close_matches(str(value), [str(c) for c in allowed], n=1)
             hint = f"did you mean {near[0]!r}? " if near else ""
-            known = ", ".join(map(repr, self.choices))
+            known = ", ".join(map(repr, allowed))
             raise PrclabError(f"{at} {value!r:.40} unknown; {hint}known: {known}")
         if not self._within(value):
             raise PrclabError(f"{at} must {self.range_text()}, got {value}")
         return value
+
+    def allowed(self) -> tuple:
+        """The values allowed now (empty: any of the type)."""
+        return tuple(self.choices()) if callable(self.choices) else self.choices
 
     def _within(self, x) -> bool:
         above = self.low is None or (self.low < x if self.low_open else self.low <= x)
@@ -180,7 +187,7 @@ class Table:
                 typ += f" of {k.items.__name__}"
             default = "required" if k.default is REQUIRED else f"`{toml_text(k.default)}`"
             bounds = [k.unit, k.range_text().replace("lie in ", "in ").replace("be ", ""),
-                      "one of " + ", ".join(f"`{toml_text(c)}`" for c in k.choices) if k.choices else "",
+                      "one of " + ", ".join(f"`{toml_text(c)}`" for c in k.allowed()) if k.allowed() else "",
                       f"`{toml_text(k.infinite)}`: no limit" if k.infinite is not None else ""]
             cells = [f"`{k.name}`", typ, default, "; ".join(b for b in bounds if b), k.doc]
             rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")

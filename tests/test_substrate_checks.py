@@ -105,3 +105,24 @@ def test_run_sequences_uses_lengths_where_run_takes_them(monkeypatch):
     for s, y in zip(seqs, out):
         esn.reset()
         np.testing.assert_allclose(y, real_run(esn, s[None])[0], rtol=0, atol=1e-12)
+
+
+def test_a_new_substrate_runs_from_a_protocol_file(rc_registered, tmp_path, capsys):
+    """The registry entry is all a protocol file needs: ``[substrate] name`` and ``sim:NAME`` accept it."""
+    from pathlib import Path
+
+    from prclab.cli import main
+    from prclab.protocols.recording import read_recording
+
+    text = (Path(__file__).resolve().parent.parent / "protocols" / "examples" /
+            "spoken_digits_one_electrode.toml").read_text()
+    for old, new in {'spec = "sim:esn"': 'spec = "sim:rc"', 'name = "esn"': 'name = "rc"',
+                     "params = { units = 300, leak_rate = 0.1, spectral_radius = 0.99 }": "params = { tau_max_s = 0.05 }",
+                     'labels = ["0", "1", "2", "3"]': 'labels = ["0", "1"]', "max_items = 40": "max_items = 4"}.items():
+        assert old in text
+        text = text.replace(old, new)
+    protocol = tmp_path / "rc.toml"
+    protocol.write_text(text)
+    assert main(["run", str(protocol), "--out", str(tmp_path / "rc.h5")]) == 0
+    rec = read_recording(tmp_path / "rc.h5")
+    assert len(rec.trials) == 8 and rec.attrs["device"]["substrate"]["model"] == "rc"
