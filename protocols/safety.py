@@ -1,28 +1,21 @@
 """The safety layer between encoder and device: stimulation limits, checked on every sample.
 
 A protocol's ``[safety]`` table sets the limits (all optional; per-channel overrides in
-``[safety.channels.N]`` for stimulus channel ``N``)::
+``[safety.channels.N]`` for stimulus channel ``N``); every key, with its type, default, unit and range,
+is declared once below (:data:`SAFETY_TABLE`, :data:`CHANNEL_TABLE`) and listed in
+``docs/protocol-keys.md``, generated from them.  For example::
 
     [safety]
-    material = "platinum"               # electrode material: sets the water window and charge-injection
-                                        #   limit (MATERIALS below); "" for none
-    low_V = -inf                        # voltage limits, volts; the effective window is the intersection of
-    high_V = inf                        #   these, the material's water window and [stimulus] low_V/high_V
-    impedance_ohm = 0.0                 # electrode impedance, ohms; 0: for a sim: device, the simulated
-                                        #   substrate's (potato r_access_ohm, hydrogel 1 / g0_S); for
-                                        #   hardware unknown (current/charge/DC limits then refused)
-    max_current_A = inf                 # |V| / impedance_ohm must stay below (needs an impedance)
-    max_slew_V_per_s = inf              # |V[t] - V[t-1]| * rate
-    electrode_area_cm2 = 0.0            # stimulating electrode area (0: unknown; charge density unchecked)
-    max_charge_per_phase_C = inf        # charge of one phase (a run of samples of one polarity)
-    max_charge_density_C_per_cm2 = 0.0  # per phase; 0: the material's charge-injection limit
-    shannon_k = 0.0                     # > 0: Shannon criterion log10(D) + log10(Q) <= k (uC/cm2, uC)
-    living = false                      # living tissue: net charge over any dc_window_s must stay below
-    dc_window_s = 1.0                   #   max_dc_charge_C (charge-balanced biphasic stimulation)
-    max_dc_charge_C = 0.0               # 0: the per-phase charge limit
-    ramp_s = 0.0                        # global amplitude ramp over the first ramp_s seconds of the run
-    [safety.channels.3]                 # stimulus channel 3: any per-channel key above
+    material = "platinum"               # water window and charge-injection limit (MATERIALS below)
+    max_current_A = 1e-4                # |V| / impedance must stay below (needs an impedance)
+    living = true                       # net charge over any dc_window_s below max_dc_charge_C
+    [safety.channels.3]                 # stimulus channel 3: any per-channel key
     high_V = 0.2
+
+Electrodes: what ``[safety]`` leaves unset (material, area, impedance) is filled from the electrodes the
+rig declares (``Device.electrodes``, one per stimulus channel: a simulated substrate declares its own,
+hardware what its driver knows - usually nothing), never from a simulation's parameters; a current,
+charge or DC limit that needs an impedance nobody declared is refused, naming the key to set.
 
 Currents and charges use a resistive electrode model, ``I = V / impedance_ohm`` against a return
 electrode at 0 V, which bounds the charge a series double layer would pass from above (conservative).
