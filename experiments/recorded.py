@@ -1,7 +1,9 @@
 """Train and score a readout on a recording: what ``prclab train`` and the end of ``prclab run`` print.
 
 Each trial's response over its stimulus window gives the reservoir features; the stimulus over the same
-window gives the no-reservoir baseline features.  Trials keep the split they were recorded with.
+window gives the no-reservoir baselines' features (linear: the stimulus; quadratic: the stimulus and its
+square), each side's feature spec chosen on the training trials (``experiments.tasks.compare_sides``)
+unless one is given.  Trials keep the split they were recorded with.
 Trials whose response holds NaN or infinite values (recorded as measured, flagged ``nonfinite``) are
 left out and named in ``problems``.
 """
@@ -13,18 +15,21 @@ import numpy as np
 from prclab.errors import PrclabError
 from prclab.protocols.recording import read_recording
 
-from prclab.readouts.features import trial_features
-from .tasks import evaluate_features
+from prclab.readouts.features import FEATURE_CANDIDATES
+from .tasks import compare_sides
 
 
 def train_on_recording(path, features: str | None = None) -> dict:
     """Fit and score a RidgeClassifier on recording ``path``.
 
     Args:
-        features: feature spec; defaults to the one the recording's protocol asked for.
+        features: feature spec for every side (then nothing is searched); None: each side's spec is
+            chosen on the training trials from the protocol's ``[readout] features`` followed by
+            ``FEATURE_CANDIDATES`` (the protocol's spec first, so it wins ties).
     Returns:
-        dict with ``accuracy``, ``baseline_accuracy``, ``chance``, ``n_train``, ``n_test``,
-        ``n_classes``, ``features``, ``problems`` (damaged trials skipped), and for plotting
+        dict with ``accuracy``, ``baseline_accuracy``, ``quadratic_baseline_accuracy``, ``features``,
+        ``baseline_features``, ``quadratic_baseline_features``, ``feature_search``, ``chance``,
+        ``n_train``, ``n_test``, ``n_classes``, ``problems`` (damaged trials skipped), and for plotting
         ``labels``, ``predictions`` and ``classes`` of the test trials.
     """
     with read_recording(path, verify=False) as rec:  # each trial then read once, checked, windows kept
@@ -51,20 +56,20 @@ def train_on_recording(path, features: str | None = None) -> dict:
         windows = [w for w, ok in zip(windows, finite) if ok]
         if not rec.trials:
             raise PrclabError(f"recording {path}: every trial's response holds NaN or infinite values")
-    features = features or rec.attrs.get("readout", {}).get("features", "mean+last")
+    protocol_spec = rec.attrs.get("readout", {}).get("features")
+    candidates = ((protocol_spec,) if protocol_spec else ()) + FEATURE_CANDIDATES
     labels = np.array([t.label for t in rec.trials])
     split = np.array([t.split for t in rec.trials])
     train, test = np.flatnonzero(split == "train"), np.flatnonzero(split == "test")
     if len(test) == 0 or len(np.unique(labels[train])) < 2:
         raise PrclabError(f"recording {path}: needs test trials and training trials of two or more "
                           f"classes (has {len(train)} train, {len(test)} test)")
-    x = trial_features([r for _, r in windows], features)
-    accuracy, clf = evaluate_features(x, labels, train, test)
-    baseline, _ = evaluate_features(trial_features([s for s, _ in windows], features), labels, train, test)
+    fields, fits = compare_sides([r for _, r in windows], [s for s, _ in windows], labels, train, test,
+                                 features, candidates)
+    x, clf = fits[""]["x"], fits[""]["classifier"]
     counts = np.unique(labels[test], return_counts=True)[1]
-    return {"accuracy": accuracy, "baseline_accuracy": baseline,
-            "chance": float(counts.max() / counts.sum()), "n_train": int(len(train)),
-            "n_test": int(len(test)), "n_classes": int(len(np.unique(labels))), "features": features,
+    return {**fields, "chance": float(counts.max() / counts.sum()), "n_train": int(len(train)),
+            "n_test": int(len(test)), "n_classes": int(len(np.unique(labels))),
             "problems": rec.problems, "labels": labels[test].tolist(),
             "predictions": clf.predict(x[test]).tolist(), "classes": clf.classes_.tolist()}
 

@@ -2,9 +2,15 @@
 
 ``run_tasks`` is what ``prclab task`` runs (``run_task`` once per seed, or a regression task from
 ``experiments.timeseries``).  The substrate is driven in batches (sequences grouped by
-length, each from rest) without going through a device: the fast path for planning and sweeping.
-Every accuracy comes with the no-reservoir baseline: the same features and readout on the encoded
-stimulus itself.
+length, each from rest: the substrate is reset before every sequence, unlike a real substrate driven
+trial after trial) without going through a device: the fast path for planning and sweeping.
+
+Every accuracy comes with two no-reservoir baselines, fitted exactly as the reservoir's readout is:
+the linear baseline on the encoded stimulus itself, and the quadratic baseline on the stimulus and its
+element-wise square (``with_squares``: what a memoryless square-law substrate would add).  Unless a
+feature spec is given, each side's spec is chosen from ``readouts.features.FEATURE_CANDIDATES`` by
+``choose_features`` on the training trials only (one function, one rule for all three), so neither side
+is held to a spec that suits the other.
 """
 
 from __future__ import annotations
@@ -18,11 +24,16 @@ from prclab.protocols.datasets import LabelledSequences
 from prclab.protocols.encoders import make_encoder
 from prclab.reservoir import make_substrate, run_sequences, substrate_entry
 
-from prclab.readouts.features import trial_features
+from prclab.readouts.features import FEATURE_CANDIDATES, trial_features
 from prclab.readouts.ridge import RidgeClassifier
 
 
 SPLITS = ("official", "speaker")
+#: what ``run_task`` says of the substrate's state between sequences (the ``trial_state`` key)
+TRIAL_STATE = "reset to rest before every sequence (batched fast path; a device session carries state)"
+#: the three sides of a comparison: result-key prefix -> what the readout sees
+SIDES = {"": "reservoir response", "baseline_": "encoded stimulus, no reservoir",
+         "quadratic_baseline_": "encoded stimulus and its element-wise square, no reservoir"}
 
 
 def train_test_index(data: LabelledSequences, seed: int = 0, test_fraction: float = 0.3,
@@ -69,8 +80,76 @@ def evaluate_features(x: np.ndarray, labels: np.ndarray, train, test) -> tuple[f
     return float(clf.score(x[test], labels[test])), clf
 
 
+def with_squares(sequences: list[np.ndarray]) -> list[np.ndarray]:
+    """Each ``(steps, channels)`` sequence with its element-wise square appended: ``(steps, 2 * channels)``
+    (the quadratic baseline's input; same units squared in the second half)."""
+    return [np.concatenate([s, np.square(s)], axis=1) for s in (np.asarray(s, dtype=np.float64)
+                                                                 for s in sequences)]
+
+
+def choose_features(sequences: list[np.ndarray], labels: np.ndarray, train, features: str | None = None,
+                    candidates=FEATURE_CANDIDATES) -> dict:
+    """The feature spec of one side of a comparison, chosen on the training trials only.
+
+    Every spec in ``candidates`` (``features`` alone when it is given: then nothing is searched) is
+    fitted by a RidgeClassifier on ``sequences[train]``, its ridge parameter chosen by leave-one-out as
+    always; the spec with the lowest leave-one-out squared error of the ±1 class targets (at its best
+    ridge parameter) wins, ties to the earlier spec.  Test trials are never looked at.
+
+    Args:
+        sequences: one ``(steps_i, channels)`` array per trial (responses or stimuli).
+        labels: ``(n_trials,)`` class labels; only ``labels[train]`` is read.
+        train: indices of the training trials.
+    Returns:
+        dict: ``features`` (the spec), ``x`` ``(n_trials, n_features)`` of every trial in that spec,
+        ``classifier`` (fitted on ``x[train]``), ``loo_error`` (spec -> leave-one-out error; only when
+        searched).
+    """
+    specs = (features,) if features is not None else tuple(dict.fromkeys(candidates))
+    if not specs:
+        raise PrclabError("feature search: no candidate feature specs")
+    best, errors = None, {}
+    for spec in specs:
+        x = trial_features(sequences, spec)
+        clf = RidgeClassifier().fit(x[train], labels[train])
+        cv = clf.readout_.cv_errors_
+        errors[spec] = float(np.min(cv[np.isfinite(cv)])) if np.isfinite(cv).any() else float("inf")
+        if best is None or errors[spec] < best["error"]:
+            best = {"features": spec, "x": x, "classifier": clf, "error": errors[spec]}
+    del best["error"]
+    if features is None:
+        best["loo_error"] = {k: (v if np.isfinite(v) else None) for k, v in errors.items()}
+    return best
+
+
+def compare_sides(responses: list[np.ndarray], stimuli: list[np.ndarray], labels: np.ndarray, train, test,
+                  features: str | None = None, candidates=FEATURE_CANDIDATES) -> tuple[dict, dict]:
+    """Reservoir, linear baseline and quadratic baseline, each through ``choose_features`` and scored
+    on the test trials.
+
+    Returns ``(fields, fits)``: ``fields`` is JSON-able, for each side prefix of ``SIDES`` (``""``,
+    ``baseline_``, ``quadratic_baseline_``) ``{prefix}accuracy`` and ``{prefix}features``, plus
+    ``feature_search`` (``given`` or the candidates and each side's leave-one-out errors);
+    ``fits`` maps each prefix to its ``choose_features`` dict.
+    """
+    inputs = {"": responses, "baseline_": stimuli, "quadratic_baseline_": with_squares(stimuli)}
+    fits = {prefix: choose_features(seqs, labels, train, features, candidates) for prefix, seqs in inputs.items()}
+    fields = {}
+    for prefix, fit in fits.items():
+        fields[f"{prefix}accuracy"] = float(fit["classifier"].score(fit["x"][test], labels[test]))
+        fields[f"{prefix}features"] = fit["features"]
+    if features is None:
+        fields["feature_search"] = {"candidates": list(dict.fromkeys(candidates)),
+                                    "rule": "lowest leave-one-out error on the training trials",
+                                    "loo_error": {prefix.rstrip("_") or "reservoir": fit["loo_error"]
+                                                  for prefix, fit in fits.items()}}
+    else:
+        fields["feature_search"] = "given"
+    return fields, fits
+
+
 def run_task(data: LabelledSequences, substrate: str = "esn", size: int | None = None, seed: int = 0,
-             features: str = "mean+last", substrate_params: dict | None = None,
+             features: str | None = None, substrate_params: dict | None = None,
              encoder_params: dict | None = None, batch_size: int = 64, progress=None,
              split: str = "official") -> dict:
     """Run the whole pipeline once and return the result as a JSON-able dict.
@@ -80,12 +159,15 @@ def run_task(data: LabelledSequences, substrate: str = "esn", size: int | None =
         substrate: substrate name (``reservoir.SUBSTRATES``).
         size: the substrate's size (units / nodes / neurons); model default if None.
         seed: seed of the substrate's weights and noise and of a random split.
-        features: feature spec (``readouts.features``).
+        features: feature spec (``readouts.features``) for every side; None (the default): each side's
+            chosen from ``FEATURE_CANDIDATES`` on the training trials (``choose_features``).
         progress: optional callable ``progress(n_done_items)``.
         split: ``official`` or ``speaker`` (see ``train_test_index``).
     Returns:
-        dict with ``accuracy``, ``baseline_accuracy``, ``chance``, ``n_train``, ``n_test``,
-        ``n_classes``, ``substrate``, ``features``, ``split`` (``held_out`` speaker), ``alpha`` (chosen,
+        dict with ``accuracy``, ``baseline_accuracy``, ``quadratic_baseline_accuracy`` and the spec each
+        used, ``features``, ``baseline_features``, ``quadratic_baseline_features`` (``feature_search``:
+        how they were chosen), ``chance``, ``n_train``, ``n_test``, ``n_classes``, ``substrate``,
+        ``trial_state`` (each sequence from rest), ``split`` (``held_out`` speaker), ``alpha`` (chosen,
         per training trial), ``alpha_curve`` (test accuracy of reservoir and baseline per ridge
         parameter), the test ``labels``, ``predictions`` and ``classes``, ``seconds`` and the parameters.
     """
@@ -98,14 +180,13 @@ def run_task(data: LabelledSequences, substrate: str = "esn", size: int | None =
     params = {"seed": seed, **(substrate_params or {})}
     model = make_substrate(substrate, encoder.n_channels, size=size, **params)
     responses = run_sequences(model, stimuli, batch_size=batch_size, seed=seed, progress=progress)
-    x, x_base = trial_features(responses, features), trial_features(stimuli, features)
-    accuracy, clf = evaluate_features(x, data.labels, train, test)
-    baseline, base_clf = evaluate_features(x_base, data.labels, train, test)
+    fields, fits = compare_sides(responses, stimuli, data.labels, train, test, features)
+    x, clf = fits[""]["x"], fits[""]["classifier"]
+    x_base, base_clf = fits["baseline_"]["x"], fits["baseline_"]["classifier"]
     counts = np.unique(data.labels[test], return_counts=True)[1]
     alphas = np.asarray(clf.alphas if clf.alphas is not None else [clf.alpha], dtype=float)
     result = {
-        "accuracy": accuracy,
-        "baseline_accuracy": baseline,
+        **fields,
         "chance": float(counts.max() / counts.sum()),
         "n_train": int(len(train)),
         "n_test": int(len(test)),
@@ -113,7 +194,7 @@ def run_task(data: LabelledSequences, substrate: str = "esn", size: int | None =
         "substrate": substrate,
         "substrate_params": model.describe(),
         "encoder": encoder.describe(),
-        "features": features,
+        "trial_state": TRIAL_STATE,
         "dataset": data.source,
         "split": split,
         "alpha": float(clf.alpha_),
@@ -130,24 +211,28 @@ def run_task(data: LabelledSequences, substrate: str = "esn", size: int | None =
     return result
 
 
-def aggregate_seeds(results: list[dict], metric: str, baseline: str) -> dict:
-    """One result from runs over seeds: the first run's fields, then ``{metric}_mean``/``_std``,
-    ``baseline_mean``/``_std`` (population std over seeds), and the per-seed lists ``seeds``,
-    ``{metric}_per_seed``, ``baseline_per_seed`` (and ``held_out_per_seed`` for speaker splits)."""
+def aggregate_seeds(results: list[dict], metric: str, baselines: dict[str, str]) -> dict:
+    """One result from runs over seeds: the first run's fields, then ``{metric}_mean``/``_std`` and, for
+    each ``baselines`` item ``result key -> name``, ``{name}_mean``/``_std`` (population std over seeds),
+    and the per-seed lists ``seeds``, ``{metric}_per_seed``, ``{name}_per_seed`` (and ``held_out_per_seed``
+    for speaker splits, ``{side}features_per_seed`` where the spec was chosen per seed)."""
     values = np.array([r[metric] for r in results])
-    bases = np.array([r[baseline] for r in results])
     out = dict(results[0])
     out.update({f"{metric}_mean": float(values.mean()), f"{metric}_std": float(values.std()),
-                "baseline_mean": float(bases.mean()), "baseline_std": float(bases.std()),
                 "seeds": [r["seed"] for r in results], f"{metric}_per_seed": values.tolist(),
-                "baseline_per_seed": bases.tolist(), "seconds": round(sum(r["seconds"] for r in results), 3)})
-    if "held_out" in results[0]:
-        out["held_out_per_seed"] = [r["held_out"] for r in results]
+                "seconds": round(sum(r["seconds"] for r in results), 3)})
+    for key, name in baselines.items():
+        bases = np.array([r[key] for r in results])
+        out.update({f"{name}_mean": float(bases.mean()), f"{name}_std": float(bases.std()),
+                    f"{name}_per_seed": bases.tolist()})
+    for key in ("held_out", *(f"{prefix}features" for prefix in SIDES)):
+        if key in results[0]:
+            out[f"{key}_per_seed"] = [r[key] for r in results]
     return out
 
 
 def run_tasks(data_path=None, task: str | None = None, substrate: str = "esn", size: int | None = None,
-              seed: int = 0, seeds: int = 1, features: str = "mean+last", split: str = "official",
+              seed: int = 0, seeds: int = 1, features: str | None = None, split: str = "official",
               progress_bar=None) -> dict:
     """What ``prclab task`` runs: a dataset (``data_path``) or a regression ``task``, over ``seeds`` seeds.
 
@@ -169,7 +254,7 @@ def run_tasks(data_path=None, task: str | None = None, substrate: str = "esn", s
             raise PrclabError(f"task: --split {split} applies to --data, not to the time-series task {task}")
         for s in range(seed, seed + seeds):
             results.append({"seed": s, **run_regression_task(task, substrate, size=size, seed=s)})
-        return results[0] if seeds == 1 else aggregate_seeds(results, "nrmse", "baseline_nrmse")
+        return results[0] if seeds == 1 else aggregate_seeds(results, "nrmse", {"baseline_nrmse": "baseline"})
     data = load_dataset(data_path)
     for s in range(seed, seed + seeds):
         if progress_bar is None:
@@ -179,7 +264,17 @@ def run_tasks(data_path=None, task: str | None = None, substrate: str = "esn", s
                 result = run_task(data, substrate, size=size, seed=s, features=features, split=split,
                                   progress=bar.update)
         results.append({"seed": s, **result})
-    return results[0] if seeds == 1 else aggregate_seeds(results, "accuracy", "baseline_accuracy")
+    return results[0] if seeds == 1 else aggregate_seeds(
+        results, "accuracy", {"baseline_accuracy": "baseline", "quadratic_baseline_accuracy": "quadratic_baseline"})
+
+
+def _spec_note(result: dict, prefix: str) -> str:
+    """``; features SPEC`` of one side (each seed's distinct choices, in order), or ``""`` for regression."""
+    if f"{prefix}features" not in result:
+        return ""
+    specs = result.get(f"{prefix}features_per_seed", [result[f"{prefix}features"]])
+    how = "given" if result.get("feature_search") == "given" else "chosen on training trials"
+    return f"; features {', '.join(dict.fromkeys(specs))} ({how})"
 
 
 def format_task_result(result: dict) -> str:
@@ -198,14 +293,19 @@ def format_task_result(result: dict) -> str:
             held = result.get("held_out_per_seed", [result["held_out"]])
             lines.append(f"held-out speaker   {', '.join(held)}")
     f = "{:.3g}" if regression else "{:.3f}"  # one-step Mackey-Glass NRMSE is ~1e-4
-    if "seeds" in result:
-        lines.append(f"test {name:<13} {f.format(result[metric + '_mean'])} ± {f.format(result[metric + '_std'])}  "
-                     f"(mean ± std over {len(result['seeds'])} seeds: "
-                     f"{', '.join(f.format(v) for v in result[metric + '_per_seed'])})")
-        lines.append(f"baseline {name:<9} {f.format(result['baseline_mean'])} ± {f.format(result['baseline_std'])}  "
-                     f"({baseline_note})")
-    else:
-        base_key = "baseline_nrmse" if regression else "baseline_accuracy"
-        lines.append(f"test {name:<13} {f.format(result[metric])}")
-        lines.append(f"baseline {name:<9} {f.format(result[base_key])}  ({baseline_note})")
+    rows = [(f"test {name:<13}", metric, "", "reservoir"),
+            (f"baseline {name:<9}", "baseline_nrmse" if regression else "baseline_accuracy", "baseline_",
+             baseline_note)]
+    if "quadratic_baseline_accuracy" in result:
+        rows.append(("quadratic baseline", "quadratic_baseline_accuracy", "quadratic_baseline_",
+                     "same readout on the stimulus and its square, no reservoir"))
+    for label, key, prefix, note in rows:
+        if "seeds" in result:
+            stem = metric if key == metric else key.rsplit("_", 1)[0]
+            spread = (f"{f.format(result[stem + '_mean'])} ± {f.format(result[stem + '_std'])}  "
+                      f"(mean ± std over {len(result['seeds'])} seeds: "
+                      f"{', '.join(f.format(v) for v in result[stem + '_per_seed'])}")
+            lines.append(f"{label} {spread}; {note}{_spec_note(result, prefix)})")
+        else:
+            lines.append(f"{label} {f.format(result[key])}  ({note}{_spec_note(result, prefix)})")
     return "\n".join(lines)

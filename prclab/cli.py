@@ -186,11 +186,12 @@ def check_result_json(path) -> dict:
                 not all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in value):
             bad(key, "must be a non-empty list of labels" + (f" of {length}" if length is not None else ""))
 
-    for key in ("accuracy", "baseline_accuracy", "accuracy_mean", "baseline_mean"):
+    for key in ("accuracy", "baseline_accuracy", "quadratic_baseline_accuracy", "accuracy_mean",
+                "baseline_mean", "quadratic_baseline_mean"):
         if key in result:
             number(key, result[key], 0.0, 1.0) if "accuracy" in key else number(key, result[key])
     for key in ("nrmse", "memory_capacity", "nonlinear_capacity", "alpha", "seconds", "seed",
-                "accuracy_std", "baseline_std", "nrmse_mean", "nrmse_std", "n_train", "n_test",
+                "accuracy_std", "baseline_std", "quadratic_baseline_std", "nrmse_mean", "nrmse_std", "n_train", "n_test",
                 "n_classes", "chance"):
         if key in result:
             number(key, result[key])
@@ -227,7 +228,8 @@ def check_result_json(path) -> dict:
         bad("substrate", "must be text or an object")
     if isinstance(result.get("substrate"), dict) and not isinstance(result["substrate"].get("model", ""), str):
         bad("substrate.model", "must be text")
-    for key in ("dataset", "task", "split", "held_out", "features"):
+    for key in ("dataset", "task", "split", "held_out", "features", "baseline_features",
+                "quadratic_baseline_features"):
         value = result.get(f"{key}_per_seed", result.get(key))
         if key in result and not (isinstance(value, (str, int, float)) or
                                   (isinstance(value, list) and all(isinstance(v, str) for v in value))):
@@ -263,10 +265,14 @@ def _print_result(result: dict, as_json: bool) -> None:
         return
     if "recording" in result:
         print(f"recording          {result['recording']}")
+    how = "given" if result.get("feature_search") == "given" else "chosen on training trials"
     print(f"test accuracy      {result['accuracy']:.3f}  ({result['n_test']} test / "
-          f"{result['n_train']} train, {result['n_classes']} classes, chance {result['chance']:.3f})")
+          f"{result['n_train']} train, {result['n_classes']} classes, chance {result['chance']:.3f}; "
+          f"features {result['features']}, {how})")
     print(f"baseline accuracy  {result['baseline_accuracy']:.3f}  (same readout on the encoded stimulus, "
-          f"no reservoir)")
+          f"no reservoir; features {result['baseline_features']})")
+    print(f"quadratic baseline {result['quadratic_baseline_accuracy']:.3f}  (same readout on the stimulus "
+          f"and its square, no reservoir; features {result['quadratic_baseline_features']})")
     for problem in result.get("problems", []):
         print(f"warning: {problem}")
 
@@ -477,7 +483,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train and score a ridge readout on a recording")
     t.add_argument("recording", help="recording file (HDF5)")
-    t.add_argument("--features", help="feature spec (default: the protocol's), e.g. mean+last, bins:4")
+    t.add_argument("--features", help="feature spec for reservoir and baselines, e.g. mean+last, bins:4 "
+                                      "(default: each side's chosen on the training trials from the "
+                                      "protocol's and the standard candidates)")
     t.add_argument("--plot", help="write the confusion matrix to this PNG")
     t.add_argument("--json", action="store_true", help="print the result as one JSON object")
     t.set_defaults(func=cmd_train)
@@ -498,7 +506,8 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--split", choices=["official", "speaker"], default="official",
                    help="official train/test split, or leave one speaker out (speaker = seed mod speakers)")
     _add_substrate_arguments(k)
-    k.add_argument("--features", default="mean+last", help="feature spec, e.g. mean+last, bins:4+last")
+    k.add_argument("--features", help="feature spec for reservoir and baselines, e.g. mean+last, "
+                                      "bins:4+last (default: each side's chosen on the training trials)")
     k.add_argument("--json", action="store_true", help="print the result as one JSON object")
     k.set_defaults(func=cmd_task)
 

@@ -20,6 +20,16 @@ import numpy as np
 
 from prclab.errors import PrclabError
 
+#: Feature specs a readout's features are chosen from when none is given (``experiments.tasks.
+#: choose_features``: the lowest leave-one-out error on the training trials, the same list and the same
+#: rule for the reservoir and for every baseline).  They span what a fading-memory readout can use, from
+#: least to most time resolution: ``mean+last`` (the time average and the end state, today's default),
+#: ``bins:2+last`` (first and second half: a coarse order), ``bins:4`` and ``bins:4+last`` (quarters, the
+#: syllable scale of a spoken digit and the phases of a gesture) and ``bins:8`` (eighths).  Finer bins
+#: give the baseline, which has no memory of its own, a memory of the stimulus; leaving them out would
+#: make the comparison unfair to the baseline.  Ties go to the earlier (coarser) spec.
+FEATURE_CANDIDATES = ("mean+last", "bins:2+last", "bins:4", "bins:4+last", "bins:8")
+
 
 def parse_feature_spec(spec: str) -> list[tuple[str, int]]:
     """``"bins:4+last"`` -> ``[("bins", 4), ("last", 0)]``; raises ``PrclabError`` if malformed."""
