@@ -1,49 +1,86 @@
-"""An ionic hydrogel between electrodes: ions diffusing on a 2-D grid, memristive electrode conductance.
+"""An electro-active hydrogel in an ionic bath: Na+ and Cl- obeying Nernst-Planck, Ag/AgCl electrodes.
 
-Physical picture: a thin ionically conducting gel (e.g. polyacrylamide swollen with a salt solution;
-0.1-10 S/m, Keplinger et al. 2013, Science 341:984) carries electrodes on a ring.  Current through a
-stimulating electrode moves ions into or out of the gel next to it; the local ion concentration sets
-the local conductivity, so the electrode's conductance remembers the charge that has passed: a
-memristive element with a pinched current-voltage hysteresis loop (Chua 1971, IEEE Trans. Circuit
-Theory 18:507; seen in soft-matter gel devices over seconds to tens of seconds, Koo, So, Dickey &
-Velev 2011, Adv. Mater. 23:3559).  Injected ions spread by diffusion and are slowly taken up by the
-gel's fixed charges.
+Physical picture (after the electro-active polymer reservoir of Strong, Holderbaum & Hayashi, iScience
+25:105558, 2022: a gel suspended in a salt bath, stimulated across its width, read out by its bending):
+a ``grid x grid`` sheet of ``cell_um`` cells and ``thickness_um`` thickness, swollen with NaCl and
+surrounded on all four edges by a bath held at ``c_bath_mM`` and 0 V.  Stimulating Ag/AgCl electrodes
+sit on a ring inside the gel at the applied voltages; recording Ag/AgCl electrodes on the same ring are
+held at 0 V by transimpedance amplifiers whose output (volts) is the model's output.  The bath is the
+return electrode.
 
-State: the relative excess ion concentration ``n = c / c0 - 1`` on an ``grid x grid`` lattice of
-``cell_um`` cells (dimensionless, ``n >= -0.99``: a cell cannot be emptied).  Per stimulating electrode
-``e`` at cell ``r_e`` with applied voltage ``V_e`` (volts)::
+State per cell: ``c_na``, ``c_cl`` (mol/m^3 = mM), and the swelling of the left and right halves of the
+gel.  Equations (``psi = phi / V_T`` the potential in thermal volts, ``V_T = RT/F``, ``h`` the cell)::
 
-    g_e      = g0_S * (1 + s(n(r_e)))                      (conductivity ~ concentration, saturating)
-    s(n)     = n for n <= 0,  n_sat tanh(n / n_sat) for n > 0
-    i_e      = g_e * V_e                                    (amperes; non-polarisable Ag/AgCl electrodes)
-    dn/dt    = D lap(n) - n / tau_bind_s + sum_e i_e delta(r - r_e) / (F c0 V_cell)
-    v_m      = sum_e R_tr exp(-d_me / lambda) i_e + (kT/e) ln(1 + n(r_m)) + drift_m + noise_m
+    dc_k/dt  = -div J_k + s_k,        J_k = -D_k (grad c_k + z_k c_k grad psi)          (Nernst-Planck)
+    div i = i_src,   i = F sum_k z_k J_k   ->   div(kappa grad psi) = -div(D_na grad c_na - D_cl grad c_cl)
+                                               - i_src / F,   kappa = D_na c_na + D_cl c_cl
+    i_e      = g_e (W_e - phi(r_e)),  g_e = g0_S sqrt(c_cl(r_e) / c_bath)  (Ag + Cl- <-> AgCl + e-,
+                                  linearised Butler-Volmer, exchange current ~ c^(1-alpha), alpha = 0.5)
+    dc_k/dt += -(c_k - c_bath) / tau_x,   tau_x = T^2 / (pi^2 D_a)   (salt pairs leave through the
+                                  sheet's faces to the bath: the slab's slowest diffusion mode)
+    s_cl(r_e) = -i_e / (F h^2 T)       (an anodic current takes Cl- out of the electrode's cell; Na+ inert)
+    q_side   = mean over the half of (c_na + c_cl) / (2 c_bath) - 1         (osmotic excess, van 't Hoff)
+    ds/dt    = (q_side - s) / tau,  tau = tau_swell_s if q_side > s else tau_deswell_s
+    theta    = bend_rad * (s_left - s_right)                          (bending angle, radians)
+    out_m    = -tia_ohm * i_m + drift_m + noise_m                      (recording electrodes, W_m = 0 V)
 
-- ``D`` (``diffusion_m2_per_s``, default 1e-9 m^2/s): small ions in a hydrogel diffuse at 0.5-2e-9 m^2/s,
-  a little slower than in water (Amsden 1998, Macromolecules 31:8382).  With 100 um cells the electrode
-  cell relaxes by diffusion with ``cell^2 / (4 D)`` = 2.5 s, and ``tau_bind_s`` (default 10 s) removes
-  ions everywhere: the memory is seconds long, against milliseconds for the potato.
-- Conductivity grows with concentration (Kohlrausch) but saturates at ``1 + n_sat`` times the bulk
-  value (ion pairing and crowding at high concentration); without that bound the loop "more ions ->
-  more current -> more ions" would run away under a sustained voltage.
-- ``F c0 V_cell`` is the charge of the bulk ions in one cell (``c0_mM``, ``cell_um`` squared times
-  ``thickness_um``); ``g0_S`` (default 1 uS, a ~100 um electrode) sets how fast a current fills it.
-- Recording electrodes see the injected currents through the gel's resistance (``transfer_ohm``, falling
-  with distance over ``coupling_length_um``; weak: a few mV per uA at neighbouring electrodes) and the
-  Nernst (concentration-cell) potential of their own cell, ``kT/e = 25.7 mV`` per e-fold, then 1/f
-  drift and white noise as for the potato (``reservoir.electrodes.ElectrodeDrift``).
+Electroneutrality is not imposed on the concentrations: each species moves with its own flux, and the
+potential that keeps the charge density from changing is solved from current continuity each lattice
+step (the discrete equation is exactly the sum of the two discrete species balances, so ``c_na - c_cl``
+stays at its initial zero to the solver tolerance; tested).  The net current of all electrodes leaves
+through the bath (tested: sum of electrode currents = bath current).
 
-Numerics: the lattice is stepped by explicit Euler with the 5-point Laplacian and no-flux gel edges
-(vectorised over batch and cells), every ``grid_step_s`` (default 10 ms, at most a fifth of the explicit
-stability limit ``cell^2 / (4 D)``).  Within one lattice step the conductances are held, so the currents
-and outputs of all its samples are computed at once; the charge each electrode passed is injected at
-the lattice step.  The current through each stimulating electrode over the last ``run`` (what a
-potentiostat measures) is kept in ``interface_current_A`` ``(batch, steps, n_inputs)``.
+Memory: an anodic electrode depletes Cl- in its cell, a cathodic one enriches it (the salt follows by
+migration of Na+), so the electrode conductance remembers the charge passed; the enrichment relaxes by
+exchange with the bath through the faces in ``tau_x`` (7.6 s at the defaults).  Under a constant
+voltage the electrode cell settles where the Faradaic supply balances that exchange: with ``k = g0 V /
+(F c_bath h^2 T)`` (0.17 /s at 1 V) the memory time is about ``1 / (1/tau_x + k)`` = 3.3 s and the I-V
+loop area of a stimulating electrode peaks for sweep periods near ``2 pi`` times that (measured, one
+electrode, 1 V triangle, third cycle, 12 x 12 grid: 0.008, 0.039, 0.103, 0.092, 0.042, 0.016 uA V at
+1, 5, 20, 60, 200, 600 s).  The recording electrodes' currents carry it (their own conductance and the potential around them depend on the
+concentrations), and the bending carries the slower osmotic memory.
 
-Hysteresis (defaults, one electrode, 1 V triangle sweep, I-V loop area summed over both lobes, third
-cycle): 0.07, 0.27, 0.66, 1.13 and 0.52 uA V for sweep periods of 0.5, 2, 5, 20 and 60 s.  The loop
-grows as the sweep slows towards the seconds-scale memory and closes again when the sweep is slow
-enough for the concentration to follow it (the memristor's frequency dependence, Chua 1971).
+Sources (quantity | model value | literature value | source):
+
+=============================  ==================  ===========================  ==========================
+quantity                       model value         literature value             source
+=============================  ==================  ===========================  ==========================
+D(Na+) in the gel              1.0e-9 m^2/s        1.33e-9 in water, 0.5-1x     Robinson & Stokes 1959;
+                                                   that in hydrogels            Amsden 1998 Macromolecules
+                                                                                31:8382
+D(Cl-) in the gel              1.5e-9 m^2/s        2.03e-9 in water             same
+bath / gel NaCl                10 mM               not checked in the paper     assumption
+conductivity at 10 mM          0.094 S/m (derived) 0.118 S/m in water (10 mM   CRC Handbook (Kohlrausch);
+                               from D and c        NaCl, 25 C); lower in gels   Keplinger 2013 Science
+                                                   by obstruction              341:984 (0.1-10 S/m gels)
+Ag/AgCl conductance g0         2 uS per 200 um     not checked (model choice:   assumption; law from
+                               electrode (5 mA/cm2 a bounded current density)   Bard & Faulkner 2001 ch. 3
+                               at 1 V)                                          (i0 ~ c^(1-alpha))
+transfer coefficient alpha     0.5                 ~0.5 for one-electron steps  Bard & Faulkner 2001
+gel thickness                  300 um              not checked in the paper     assumption
+thermal voltage RT/F           25.7 mV             25.7 mV at 25 C              --
+swelling time                  2 s                 faster than de-swelling      Strong et al. 2022
+                                                   (qualitative)
+de-swelling time               10 s                slower than swelling         Strong et al. 2022; Strong,
+                                                                                Holderbaum & Hayashi 2024
+bending per osmotic excess     0.5 rad             bending ~ osmotic pressure   Doi, Matsumoto & Hirose
+                                                   difference across the gel    1992 Macromolecules 25:5504
+=============================  ==================  ===========================  ==========================
+
+The rows marked "assumption", the swelling and de-swelling times and the bending gain are
+order-of-magnitude choices, not figures taken from the papers; none was fitted to any task.
+
+Numerics: conservative finite volumes on the 5-point stencil, the bath as a Dirichlet face at half a
+cell.  Every ``grid_step_s`` the potential is solved with conjugate gradients preconditioned by the exact
+inverse of the bulk-conductivity operator (separable: one eigen-decomposition of the 1-D chain; vectorised
+over the batch), then both species
+take an explicit Euler step.  Within a lattice step the electrode currents of every sample are linear in
+the applied voltages: ``i = (1 + G R0)^-1 G (W - phi_0)``, with ``R0`` the bulk transfer resistance
+between the electrode cells and ``phi_0`` the electrode-cell potential of the last solve less the part
+the last currents drove through ``R0`` (the local conductivity enters the field that moves the ions,
+not this per-sample transfer).  The current through each stimulating electrode over the last ``run`` is
+kept in ``interface_current_A`` ``(batch, steps, n_inputs)``, the bending angle in ``bending_rad``
+``(batch, steps)``.
 """
 
 from __future__ import annotations
@@ -55,8 +92,9 @@ from .electrodes import ElectrodeDrift
 from .streams import RowSeeds, RowStreams, split_off
 
 FARADAY_C_PER_MOL = 96485.33
-THERMAL_VOLTAGE_V = 0.0257   # kT/e at 25 C
-N_MIN = -0.99                # a cell keeps at least 1 % of its ions
+THERMAL_VOLTAGE_V = 0.0257   # RT/F at 25 C
+CG_TOL = 1e-10               # relative residual of the potential solve
+CG_MAX_ITER = 200
 
 
 def ring_cells(n_electrodes: int, grid: int, radius_frac: float = 0.35) -> np.ndarray:
@@ -71,90 +109,135 @@ def ring_cells(n_electrodes: int, grid: int, radius_frac: float = 0.35) -> np.nd
     return cells
 
 
-def laplacian_no_flux(n: np.ndarray) -> np.ndarray:
-    """5-point Laplacian (per cell^2) of ``n`` ``(batch, rows, cols)`` with reflecting (no-flux) edges."""
-    lap = -4.0 * n
-    lap[:, 1:] += n[:, :-1]
-    lap[:, :-1] += n[:, 1:]
-    lap[:, :, 1:] += n[:, :, :-1]
-    lap[:, :, :-1] += n[:, :, 1:]
-    lap[:, 0] += n[:, 0]
-    lap[:, -1] += n[:, -1]
-    lap[:, :, 0] += n[:, :, 0]
-    lap[:, :, -1] += n[:, :, -1]
-    return lap
+def face_means(c: np.ndarray, c_bath: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Face values of ``c`` ``(batch, rows, cols)``: horizontal ``(b, r, c-1)``, vertical ``(b, r-1, c)``
+    and the cell-to-bath faces as a ``(b, r, c)`` sum over each edge cell's bath faces (0 inside)."""
+    horiz = 0.5 * (c[:, :, 1:] + c[:, :, :-1])
+    vert = 0.5 * (c[:, 1:] + c[:, :-1])
+    edge = np.zeros_like(c)
+    mean = 0.5 * (c + c_bath)
+    edge[:, 0] += mean[:, 0]
+    edge[:, -1] += mean[:, -1]
+    edge[:, :, 0] += mean[:, :, 0]
+    edge[:, :, -1] += mean[:, :, -1]
+    return horiz, vert, edge
+
+
+def outflow(horiz: np.ndarray, vert: np.ndarray, edge: np.ndarray, x: np.ndarray, x_bath: float) -> np.ndarray:
+    """``sum over faces of k_f (x_cell - x_other)`` per cell ``(batch, rows, cols)``: the discrete
+    ``-div(k grad x)`` times ``h^2``.  ``horiz``/``vert``/``edge`` are face coefficients as from
+    :func:`face_means` (broadcast over the batch); the bath faces sit at half a cell (factor 2) with
+    ``x = x_bath`` beyond."""
+    dx_h = horiz * (x[:, :, :-1] - x[:, :, 1:])
+    dx_v = vert * (x[:, :-1] - x[:, 1:])
+    out = 2.0 * edge * (x - x_bath)
+    out[:, :, :-1] += dx_h
+    out[:, :, 1:] -= dx_h
+    out[:, :-1] += dx_v
+    out[:, 1:] -= dx_v
+    return out
+
+
+def bulk_inverse(grid: int) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvectors ``q`` ``(grid, grid)`` and inverse eigenvalues ``(grid, grid)`` of :func:`outflow` with unit
+    face coefficients and the bath at 0: the operator is ``T (x) 1 + 1 (x) T`` with ``T`` the 1-D chain whose
+    end cells have a bath face, so its inverse is ``x -> q ((q^T x q) * inv) q^T``."""
+    chain = 2.0 * np.eye(grid) - np.eye(grid, k=1) - np.eye(grid, k=-1)
+    chain[0, 0] = chain[-1, -1] = 3.0
+    lam, q = np.linalg.eigh(chain)
+    return q, 1.0 / (lam[:, None] + lam[None, :])
 
 
 class HydrogelModel(Substrate):
-    """Simulated ionic hydrogel with ``n_inputs`` stimulating and ``n_outputs`` recording electrodes.
+    """Simulated electro-active hydrogel with ``n_inputs`` stimulating and ``n_outputs`` recording electrodes.
 
     Args:
-        n_inputs: stimulating electrodes (input volts).
-        n_outputs: recording electrodes (output volts).
+        n_inputs: stimulating electrodes (input volts against the bath).
+        n_outputs: recording electrodes (held at 0 V; output volts = ``tia_ohm`` times their current).
         dt: sample period in seconds.
         grid: lattice side in cells.
         cell_um: cell side (micrometres).
         thickness_um: gel thickness (micrometres).
-        diffusion_m2_per_s: ion diffusion coefficient in the gel.
-        tau_bind_s: lifetime of excess ions (uptake by the gel's fixed charges), seconds.
-        c0_mM: bulk ion concentration (millimolar).
-        g0_S: electrode conductance at bulk concentration (siemens).
-        n_sat: conductance saturates at ``(1 + n_sat) * g0_S``.
-        transfer_ohm: gel resistance from a stimulating to a recording electrode at zero distance.
-        coupling_length_um: distance over which that transfer resistance falls by ``e``.
+        d_na_m2_per_s: Na+ diffusion coefficient in the gel.
+        d_cl_m2_per_s: Cl- diffusion coefficient in the gel.
+        c_bath_mM: NaCl concentration of the bath and of the gel at rest (millimolar).
+        g0_S: Ag/AgCl interface conductance of one electrode at ``c_bath_mM`` (siemens).
+        tia_ohm: transimpedance (feedback resistance) of the recording amplifiers (ohms; 1 MOhm = 1 V/uA).
+        tau_swell_s: time constant of swelling (seconds).
+        tau_deswell_s: time constant of de-swelling (seconds).
+        bend_rad: bending angle per unit difference in osmotic excess between the gel's halves.
         noise_V: white measurement noise (volts RMS per sample).
-        drift_V_per_sqrt_s: 1/f drift of each recording electrode (RMS change over 1 s, volts).
+        drift_V_per_sqrt_s: 1/f drift of each recording channel (RMS change over 1 s, volts).
         grid_step_s: lattice time step (seconds), a multiple of ``dt`` after rounding.
         seed: seed of the noise and drift until ``reset`` re-seeds them (the layout is fixed).
     """
 
     def __init__(self, n_inputs: int = 4, n_outputs: int = 8, dt: float = 1e-3, grid: int = 24,
-                 cell_um: float = 100.0, thickness_um: float = 100.0, diffusion_m2_per_s: float = 1e-9,
-                 tau_bind_s: float = 10.0, c0_mM: float = 10.0, g0_S: float = 1e-6, n_sat: float = 3.0,
-                 transfer_ohm: float = 5e3, coupling_length_um: float = 500.0, noise_V: float = 10e-6,
-                 drift_V_per_sqrt_s: float = 5e-6, grid_step_s: float = 0.01, seed: int = 0):
+                 cell_um: float = 200.0, thickness_um: float = 300.0, d_na_m2_per_s: float = 1.0e-9,
+                 d_cl_m2_per_s: float = 1.5e-9, c_bath_mM: float = 10.0, g0_S: float = 2e-6,
+                 tia_ohm: float = 1e6, tau_swell_s: float = 2.0, tau_deswell_s: float = 10.0,
+                 bend_rad: float = 0.5, noise_V: float = 10e-6, drift_V_per_sqrt_s: float = 5e-6,
+                 grid_step_s: float = 0.05, seed: int = 0):
         if min(n_inputs, n_outputs, grid) < 1:
             raise ValueError("n_inputs, n_outputs and grid must be positive")
-        if min(dt, cell_um, thickness_um, diffusion_m2_per_s, tau_bind_s, c0_mM, g0_S,
-               coupling_length_um, grid_step_s, n_sat) <= 0:
-            raise ValueError("dt, lengths, diffusion, tau_bind_s, c0_mM, g0_S, n_sat and grid_step_s "
-                             "must be positive")
-        if transfer_ohm < 0 or noise_V < 0:
-            raise ValueError("transfer_ohm and noise_V must be non-negative")
-        cell_m = cell_um * 1e-6
-        limit_s = cell_m ** 2 / (4 * diffusion_m2_per_s)
+        if min(dt, cell_um, thickness_um, d_na_m2_per_s, d_cl_m2_per_s, c_bath_mM, g0_S, tia_ohm,
+               tau_swell_s, tau_deswell_s, grid_step_s) <= 0:
+            raise ValueError("dt, lengths, diffusion coefficients, c_bath_mM, g0_S, tia_ohm, the swelling "
+                             "times and grid_step_s must be positive")
+        if noise_V < 0 or bend_rad < 0:
+            raise ValueError("noise_V and bend_rad must be non-negative")
+        h = cell_um * 1e-6
+        limit_s = h ** 2 / (4 * max(d_na_m2_per_s, d_cl_m2_per_s))
         if grid_step_s > limit_s / 5:
             raise ValueError(f"grid_step_s={grid_step_s} s exceeds a fifth of the explicit stability "
-                             f"limit cell^2/(4D) = {limit_s:.3g} s")
-        self.g0_S, self.n_sat, self.noise_V = g0_S, n_sat, noise_V
-        self.n_inputs, self.n_outputs, self.dt = n_inputs, n_outputs, float(dt)
+                             f"limit h^2/(4D) = {limit_s:.3g} s")
+        self.n_inputs, self.n_outputs, self.dt, self.grid = n_inputs, n_outputs, float(dt), grid
         self.block = max(1, int(round(grid_step_s / dt)))   # samples per lattice step
         self.grid_dt = self.block * self.dt
-        self.grid = grid
-        # electrodes on a ring, inputs and outputs interleaved as on the potato
+        self.d_na, self.d_cl, self.c_bath = d_na_m2_per_s, d_cl_m2_per_s, c_bath_mM
+        self.g0_S, self.tia_ohm, self.noise_V = g0_S, tia_ohm, noise_V
+        self.tau_swell, self.tau_deswell, self.bend_rad = tau_swell_s, tau_deswell_s, bend_rad
+        # electrodes on a ring, inputs and outputs interleaved
         n_el = n_inputs + n_outputs
         cells = ring_cells(n_el, grid)
         is_input = np.zeros(n_el, bool)
         is_input[np.round(np.linspace(0, n_el, n_inputs, endpoint=False)).astype(int)] = True
         self.input_cells, self.output_cells = cells[is_input], cells[~is_input]
-        self._in_flat = self.input_cells[:, 0] * grid + self.input_cells[:, 1]
-        self._out_flat = self.output_cells[:, 0] * grid + self.output_cells[:, 1]
-        dist_um = cell_um * np.linalg.norm(self.input_cells[:, None] - self.output_cells[None], axis=2)
-        self.transfer = transfer_ohm * np.exp(-dist_um / coupling_length_um)   # (n_inputs, n_outputs)
-        self._diff = diffusion_m2_per_s * self.grid_dt / cell_m ** 2              # <= 0.05
-        self._decay = self.grid_dt / tau_bind_s
-        cell_charge_C = FARADAY_C_PER_MOL * c0_mM * cell_m ** 2 * thickness_um * 1e-6
-        self._n_per_C = 1.0 / cell_charge_C
+        self._el_flat = np.concatenate([self.input_cells, self.output_cells]) @ np.array([grid, 1])
+        self._left = np.arange(grid) < grid // 2                         # columns of the left half
+        # current balance per cell: F T * outflow(...) = injected current (A); F T in C/m^2 * m
+        self._ft = FARADAY_C_PER_MOL * thickness_um * 1e-6
+        self._rate = self.grid_dt / h ** 2                               # explicit step per D * outflow
+        self._cell_mol_per_C = 1.0 / (FARADAY_C_PER_MOL * h ** 2 * thickness_um * 1e-6)
+        # bulk operator (unit conductivity), factorised once; R0 between electrode cells (ohms)
+        self._h = h
+        d_a = 2 * d_na_m2_per_s * d_cl_m2_per_s / (d_na_m2_per_s + d_cl_m2_per_s)
+        self._exchange_s = (thickness_um * 1e-6) ** 2 / (np.pi ** 2 * d_a)   # slowest mode of the slab
+        self._exchange = 1.0 - np.exp(-self.grid_dt / self._exchange_s)
+        self._unit_faces = face_means(np.ones((1, grid, grid)), 1.0)    # unit coefficients, bath-face counts
+        self._kappa0 = (d_na_m2_per_s + d_cl_m2_per_s) * c_bath_mM
+        self._q, self._inv_eig = bulk_inverse(grid)
+        unit = np.zeros((n_el, grid * grid))
+        unit[np.arange(n_el), self._el_flat] = 1.0
+        response = self._bulk_solve(unit.reshape(n_el, grid, grid)).reshape(n_el, -1)
+        self.r0_ohm = THERMAL_VOLTAGE_V * response[:, self._el_flat].T / self._ft
         self.drift = ElectrodeDrift(n_outputs, drift_V_per_sqrt_s, dt)
         self.interface_current_A = np.zeros((0, 0, n_inputs))
+        self.bending_rad = np.zeros((0, 0))
         self._drift_noise, self._measurement = RowStreams(), RowStreams()
         self.reset(seed)
 
+    # ---- state ------------------------------------------------------------------------------------
+
     def reset(self, seed=None) -> None:
-        """Bulk concentration everywhere, no pending charge; re-seed: per batch row (``reservoir.streams``),
-        the drift from the row seed's child 0, the white noise from its child 1."""
-        self._n: np.ndarray | None = None
-        self._charge = np.zeros((0, self.n_inputs))
+        """Gel at rest with the bath; re-seed: per batch row (``reservoir.streams``), the drift from the
+        row seed's child 0, the white noise from its child 1."""
+        self._c: np.ndarray | None = None         # (2, batch, grid, grid): Na+, Cl- in mM
+        self._psi = np.zeros((0, self.grid, self.grid))
+        self._swell = np.zeros((0, 2))
+        self._charge = np.zeros((0, self.n_inputs + self.n_outputs))
+        self._last_i = np.zeros((0, self.n_inputs + self.n_outputs))   # mean currents of the last step
+        self.last_step = {}
         self._phase = 0
         self.drift.reset()
         seeds = RowSeeds.of(seed)
@@ -163,82 +246,171 @@ class HydrogelModel(Substrate):
 
     @property
     def state(self) -> dict[str, np.ndarray]:
-        n = np.zeros((0, self.grid, self.grid)) if self._n is None else self._n.copy()
-        return {"n": n, "charge_C": self._charge.copy(), "phase": np.array(self._phase),
-                "drift": self.drift.state, "drift_rng": self._drift_noise.state(len(n)),
-                "rng": self._measurement.state(len(n))}
+        c = np.zeros((2, 0, self.grid, self.grid)) if self._c is None else self._c.copy()
+        return {"c_mM": c, "psi": self._psi.copy(), "swell": self._swell.copy(),
+                "charge_C": self._charge.copy(), "last_current_A": self._last_i.copy(), "phase": np.array(self._phase),
+                "drift": self.drift.state, "drift_rng": self._drift_noise.state(c.shape[1]),
+                "rng": self._measurement.state(c.shape[1])}
 
     def load_state(self, state: dict[str, np.ndarray]) -> None:
-        n = np.asarray(state["n"], dtype=np.float64)
-        charge = np.asarray(state["charge_C"], dtype=np.float64)
-        if n.ndim != 3 or n.shape[1:] != (self.grid, self.grid) or charge.shape != (len(n), self.n_inputs):
-            raise ValueError(f"hydrogel state: n must be (batch, {self.grid}, {self.grid}) and charge_C "
-                             f"(batch, {self.n_inputs}), got {n.shape} and {charge.shape}")
+        c = np.asarray(state["c_mM"], dtype=np.float64)
+        g, n_el = self.grid, self.n_inputs + self.n_outputs
+        batch = c.shape[1] if c.ndim == 4 else -1
+        psi, swell = np.asarray(state["psi"], np.float64), np.asarray(state["swell"], np.float64)
+        charge = np.asarray(state["charge_C"], np.float64)
+        last_i = np.asarray(state["last_current_A"], np.float64)
+        if (c.shape != (2, batch, g, g) or psi.shape != (batch, g, g) or swell.shape != (batch, 2)
+                or charge.shape != (batch, n_el) or last_i.shape != (batch, n_el)):
+            raise ValueError(f"hydrogel state: c_mM must be (2, batch, {g}, {g}), psi (batch, {g}, {g}), "
+                             f"swell (batch, 2), charge_C and last_current_A (batch, {n_el}); got {c.shape}, {psi.shape}, "
+                             f"{swell.shape}, {charge.shape}")
         phase = int(state["phase"])
         if not 0 <= phase < self.block:
             raise ValueError(f"hydrogel state: phase must lie in [0, {self.block}), got {phase}")
-        self._n = n.copy() if len(n) else None
-        self._charge, self._phase = charge.copy(), phase
+        self._c = c.copy() if batch else None
+        self._psi, self._swell, self._charge, self._phase = psi.copy(), swell.copy(), charge.copy(), phase
+        self._last_i = last_i.copy()
         self.drift.load_state(state["drift"])
-        self._measurement.load_state(state["rng"], len(n))
-        # state saved before the drift had a stream of its own drew it from this one
+        self._measurement.load_state(state["rng"], batch)
         self._drift_noise.load_state(state["drift_rng"] if "drift_rng" in state else split_off(state["rng"]),
-                                     len(n))
+                                     batch)
+
+    # ---- dynamics ---------------------------------------------------------------------------------
 
     def run(self, u: np.ndarray) -> np.ndarray:
-        """Electrode volts ``(batch, steps, n_inputs)`` -> recorded volts ``(batch, steps, n_outputs)``."""
+        """Electrode volts ``(batch, steps, n_inputs)`` -> amplifier volts ``(batch, steps, n_outputs)``."""
         u = check_input(u, self.n_inputs, np.float64)
         batch, steps, _ = u.shape
-        if self._n is None:
-            self._n = np.zeros((batch, self.grid, self.grid))
-            self._charge = np.zeros((batch, self.n_inputs))
-        elif len(self._n) != batch:
-            raise ValueError(f"state holds a batch of {len(self._n)}, input has {batch}; "
+        n_el = self.n_inputs + self.n_outputs
+        if self._c is None:
+            self._c = np.full((2, batch, self.grid, self.grid), self.c_bath)
+            self._psi = np.zeros((batch, self.grid, self.grid))
+            self._swell = np.zeros((batch, 2))
+            self._charge = np.zeros((batch, n_el))
+            self._last_i = np.zeros((batch, n_el))
+        elif self._c.shape[1] != batch:
+            raise ValueError(f"state holds a batch of {self._c.shape[1]}, input has {batch}; "
                              "call reset() before changing the batch size")
-        current = np.empty((batch, steps, self.n_inputs))
-        nernst = np.empty((batch, steps, self.n_outputs))
+        current = np.empty((batch, steps, n_el))
+        bending = np.empty((batch, steps))
         start = 0
         while start < steps:
             stop = min(steps, start + self.block - self._phase)
-            flat = self._n.reshape(batch, -1)
-            g = self._conductance(flat[:, self._in_flat])                       # (batch, n_inputs)
-            current[:, start:stop] = g[:, None, :] * u[:, start:stop]
-            nernst[:, start:stop] = THERMAL_VOLTAGE_V * np.log1p(flat[:, self._out_flat])[:, None, :]
+            gain, offset = self._electrode_map()
+            current[:, start:stop] = np.einsum("bsj,bij->bsi", u[:, start:stop], gain[:, :, :self.n_inputs])
+            current[:, start:stop] -= offset[:, None, :]
+            bending[:, start:stop] = self.bend_rad * (self._swell[:, :1] - self._swell[:, 1:])
             self._charge += current[:, start:stop].sum(axis=1) * self.dt
             self._phase += stop - start
             if self._phase == self.block:
                 self._step_lattice()
             start = stop
-        self.interface_current_A = current
-        v = current @ self.transfer
-        v += nernst
+        self.interface_current_A = current[:, :, :self.n_inputs]
+        self.bending_rad = bending
+        v = -self.tia_ohm * current[:, :, self.n_inputs:]
         v += self.drift(batch, steps, self._drift_noise)
         if self.noise_V > 0:
             v += self.noise_V * self._measurement.standard_normal(v.shape)
         return v
 
-    def _conductance(self, n: np.ndarray) -> np.ndarray:
-        """Electrode conductance (siemens) at relative excess concentration ``n``."""
-        n_sat = self.n_sat
-        return self.g0_S * (1.0 + np.where(n > 0, n_sat * np.tanh(n / n_sat), n))
+    def electrode_conductance(self) -> np.ndarray:
+        """Ag/AgCl interface conductance ``(batch, n_electrodes)`` (siemens), inputs first."""
+        c_cl = self._c[1].reshape(self._c.shape[1], -1)[:, self._el_flat]
+        return self.g0_S * np.sqrt(np.maximum(c_cl, 0.0) / self.c_bath)
+
+    def _electrode_map(self) -> tuple[np.ndarray, np.ndarray]:
+        """``gain`` ``(batch, n_el, n_el)`` and ``offset`` ``(batch, n_el)``: ``i = gain @ W - offset``."""
+        g = self.electrode_conductance()
+        n_el = g.shape[1]
+        system = np.eye(n_el) + g[:, :, None] * self.r0_ohm
+        gain = np.linalg.solve(system, np.eye(n_el) * g[:, None, :])      # (1 + G R0)^-1 G
+        phi_0 = (THERMAL_VOLTAGE_V * self._psi.reshape(len(g), -1)[:, self._el_flat]
+                 - np.einsum("bj,ij->bi", self._last_i, self.r0_ohm))  # per row
+        return gain, np.einsum("bij,bj->bi", gain, phi_0)
+
+    def _bulk_solve(self, r: np.ndarray) -> np.ndarray:
+        """``A0^-1 r`` for ``r`` ``(batch, g, g)``: the operator at bulk conductivity (the preconditioner;
+        one matrix product per row, so a row's result does not depend on its batch)."""
+        q = self._q
+        return q @ ((q.T @ r @ q) * self._inv_eig) @ q.T / self._kappa0
+
+    def _solve_potential(self, c: np.ndarray, source: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Potential (thermal volts) ``(batch, g, g)`` from current continuity, warm-started from the last,
+        and the conductivity faces ``D_na c_na + D_cl c_cl`` it used.
+
+        ``c`` ``(2, batch, g, g)`` (mM); ``source`` ``(batch, g, g)``: injected current per cell over
+        ``F T`` (mol/(m s))."""
+        faces = [self.d_na * na + self.d_cl * cl
+                 for na, cl in zip(face_means(c[0], self.c_bath), face_means(c[1], self.c_bath))]
+        diffusion = (self.d_na * outflow(*self._unit_faces, c[0], self.c_bath)
+                     - self.d_cl * outflow(*self._unit_faces, c[1], self.c_bath))
+        rhs = source - diffusion
+
+        def matvec(x):
+            return outflow(*faces, x, 0.0)
+
+        x = self._psi.copy()
+        r = rhs - matvec(x)
+        norm_rhs = np.sqrt((rhs ** 2).sum(axis=(1, 2))) + 1e-300
+        z = self._bulk_solve(r)
+        p = z.copy()
+        rz = (r * z).sum(axis=(1, 2))
+        for _ in range(CG_MAX_ITER):
+            active = np.sqrt((r ** 2).sum(axis=(1, 2))) > CG_TOL * norm_rhs
+            if not active.any():
+                break
+            ap = matvec(p)
+            # a converged row stops moving, so a row's result does not depend on the rest of its batch
+            alpha = np.where(active, rz / np.maximum((p * ap).sum(axis=(1, 2)), 1e-300), 0.0)
+            x += alpha[:, None, None] * p
+            r -= alpha[:, None, None] * ap
+            z = self._bulk_solve(r)
+            rz_new = (r * z).sum(axis=(1, 2))
+            p = z + (rz_new / np.maximum(rz, 1e-300))[:, None, None] * p
+            rz = rz_new
+        return x, faces
 
     def _step_lattice(self) -> None:
-        """One explicit Euler step of the lattice, injecting the charge passed since the last one."""
-        n = self._n
-        dn = self._diff * laplacian_no_flux(n)
-        dn -= self._decay * n
-        flat = dn.reshape(len(n), -1)
-        flat[:, self._in_flat] += self._charge * self._n_per_C    # electrode cells are distinct
-        n += dn
-        np.maximum(n, N_MIN, out=n)
+        """Solve the potential for the charge passed since the last step, then step both species."""
+        batch, g = self._c.shape[1], self.grid
+        mean_i = self._charge / self.grid_dt                             # (batch, n_el) amperes
+        source = np.zeros((batch, g * g))
+        source[:, self._el_flat] = mean_i / self._ft
+        source = source.reshape(batch, g, g)
+        psi, faces = self._solve_potential(self._c, source)
+        new = np.empty_like(self._c)
+        for k, (d, z) in enumerate(((self.d_na, 1.0), (self.d_cl, -1.0))):
+            c = self._c[k]
+            diff = outflow(*self._unit_faces, c, self.c_bath)
+            drift = outflow(*face_means(c, self.c_bath), psi, 0.0)
+            new[k] = c - self._rate * d * (diff + z * drift)
+        new -= self._exchange * (self._c - self.c_bath)                  # salt pairs through the faces
+        cl = new[1].reshape(batch, -1)
+        cl[:, self._el_flat] -= self._charge * self._cell_mol_per_C     # Ag/AgCl: anodic current takes Cl-
+        # current into the bath through the edge faces (half a cell away, bath at c_bath and 0 V)
+        to_bath = 2.0 * (faces[2] * psi + self._unit_faces[2] * (self.d_na * (self._c[0] - self.c_bath)
+                                                                 - self.d_cl * (self._c[1] - self.c_bath)))
+        self.last_step = {"electrode_current_A": mean_i, "bath_current_A": self._ft * to_bath.sum(axis=(1, 2))}
+        self._c, self._psi, self._last_i = new, psi, mean_i
+        osm = (new[0] + new[1]) / (2 * self.c_bath) - 1.0                # (batch, g, g)
+        q = np.stack([osm[:, :, self._left].mean(axis=(1, 2)), osm[:, :, ~self._left].mean(axis=(1, 2))], 1)
+        tau = np.where(q > self._swell, self.tau_swell, self.tau_deswell)
+        self._swell += (q - self._swell) * (1.0 - np.exp(-self.grid_dt / tau))
         self._charge[:] = 0.0
         self._phase = 0
 
+    # ---- description ------------------------------------------------------------------------------
+
     @property
     def electrodes(self) -> tuple[Electrode, ...]:
-        """Non-polarisable Ag/AgCl electrodes of impedance ``1 / g0_S`` at bulk concentration."""
+        """Non-polarisable Ag/AgCl electrodes of interface impedance ``1 / g0_S`` at the bath's salt."""
         return tuple(Electrode(material="Ag/AgCl", impedance_ohm=1.0 / self.g0_S) for _ in range(self.n_inputs))
 
     def derived(self) -> dict[str, object]:
-        """``lattice_step_s``: the lattice time step after rounding to whole samples."""
-        return {"lattice_step_s": self.grid_dt}
+        """Lattice step, bulk conductivity (S/m), ambipolar diffusion, its one-cell relaxation time and the
+        salt exchange time with the bath through the gel's faces, ``T^2 / (pi^2 D_a)`` (seconds)."""
+        d_a = 2 * self.d_na * self.d_cl / (self.d_na + self.d_cl)
+        return {"lattice_step_s": self.grid_dt,
+                "conductivity_S_per_m": FARADAY_C_PER_MOL * self._kappa0 / THERMAL_VOLTAGE_V,
+                "ambipolar_diffusion_m2_per_s": d_a, "cell_relaxation_s": self._h ** 2 / (4 * d_a),
+                "bath_exchange_s": self._exchange_s}

@@ -131,7 +131,7 @@ def loop_area(v: np.ndarray, i: np.ndarray) -> float:
 
 
 def hydrogel_loop(period_s: float) -> tuple[np.ndarray, np.ndarray]:
-    gel = HydrogelModel(n_inputs=1, n_outputs=2, noise_V=0, drift_V_per_sqrt_s=0)
+    gel = HydrogelModel(n_inputs=1, n_outputs=2, grid=12, noise_V=0, drift_V_per_sqrt_s=0)
     v = triangle(period_s, 3, gel.dt)
     gel.reset(0)
     gel.run(v[None, :, None])
@@ -144,27 +144,21 @@ def test_hydrogel_memristive_hysteresis_widens_with_slower_sweep():
     for period in (0.5, 5.0):
         v, i = hydrogel_loop(period)
         areas[period] = loop_area(v, i)
-        # pinched at the origin: |i| <= g_max |v| with g_max = (1 + n_sat) g0
-        assert np.all(np.abs(i) <= (1 + 3.0) * 1e-6 * np.abs(v) * (1 + 1e-12))
+        # pinched: where the sweep crosses 0 V the current is a small fraction of its peak
+        assert np.abs(i[np.argmin(np.abs(v))]) < 0.02 * np.abs(i).max()
     assert areas[0.5] > 0
-    assert areas[5.0] > 5 * areas[0.5]                       # documented: 0.07 vs 0.66 uA V
+    assert areas[5.0] > 5 * areas[0.5]                       # below the ~20 s peak (module docstring)
 
 
-def test_hydrogel_is_slower_and_weaker_than_potato():
+def test_hydrogel_conductance_still_changes_seconds_into_a_constant_voltage():
     u = np.zeros((1, 3000, 1))
-    u[:, 100:] = 0.5
-    gel = HydrogelModel(n_inputs=1, n_outputs=4, noise_V=0, drift_V_per_sqrt_s=0)
-    gel.reset(0)
-    gel_volts = gel.run(u)[0]
+    u[:, 100:] = 1.0                                         # anodic: Cl- is taken from the electrode cell
+    gel = HydrogelModel(n_inputs=1, n_outputs=4, grid=12, noise_V=0, drift_V_per_sqrt_s=0)
+    gel.run(u)
     current = gel.interface_current_A[0, :, 0]
-    # the conductance still creeps up seconds into a constant voltage (seconds-scale memory)
-    assert current[-1] > 1.2 * current[150]
-    potato = PotatoModel(n_inputs=1, n_outputs=4, noise_V=0, drift_V_per_sqrt_s=0)
-    potato.reset(0)
-    potato_volts = potato.run(u)[0]
-    potato.reset(0)
-    potato_volts -= potato.run(np.zeros_like(u))[0]
-    assert np.abs(gel_volts).max() < np.abs(potato_volts).max()
+    # seconds-scale memory, against ms for the potato (weak: migration brings back 60 % of the Cl-)
+    assert current[-1] < 0.97 * current[150]
+    assert current[-1] > 0.5 * current[150]                  # the bath's exchange bounds the depletion
 
 
 # ---- organoid --------------------------------------------------------------------------------------
