@@ -24,8 +24,16 @@ Every metric reads responses only, so it applies to anything that turns an input
   state (a distinct random prefix) with its own noise; the mean pairwise correlation of the responses
   after a washout (1: the response is a function of the stimulus; near 0: it is not).
 
-Substrates with several inputs get the same scalar input on every input channel, scaled by
-``amplitude`` (default 0.5: volts +-0.5, the range the encoders drive every registered substrate with).
+A substrate with several stimulating electrodes gets an independent i.i.d. input on each (as a task's
+encoder drives them: one feature per electrode), scaled by ``amplitude`` (default 0.5: volts +-0.5, the
+range the encoders drive every registered substrate with).  The targets are then those of every
+(electrode, delay) pair: the memory capacity sums over electrodes (``memory_capacity_per_input`` gives
+each), bounded by ``n_outputs`` in total (Dambre et al. 2012, for a multivariate i.i.d. input), and the
+nonlinear scan combines delays ``0 .. nonlinear_window // n_inputs - 1`` (at least 0) of every
+electrode, so that its size stays that of one input over ``nonlinear_window`` delays (a lower bound of
+the nonlinear capacity; the cross-electrode products it keeps are the ones a multi-electrode substrate
+adds).  ``characterize_substrate`` also gives the figures of today's earlier convention, one shared
+scalar input on every electrode, under ``shared_input``.
 Physical models are stepped ``hold`` samples per input value (the registry's ``samples_per_frame``, e.g.
 10 ms frames at 1 kHz); the response of a frame is its last sample, and delays count frames.
 """
@@ -51,24 +59,34 @@ RELATIVE_ALPHAS = 10.0 ** np.arange(-9, 1)
 TARGET_CHUNK = 512
 
 
-def random_input(rng: np.random.Generator, batch: int, frames: int) -> np.ndarray:
-    """i.i.d. uniform input in ``[-1, 1]``, shape ``(batch, frames)``."""
-    return rng.uniform(-1.0, 1.0, (batch, frames))
+def random_input(rng: np.random.Generator, batch: int, frames: int, n_inputs: int | None = None) -> np.ndarray:
+    """i.i.d. uniform input in ``[-1, 1]``: ``(batch, frames)`` (one shared input), or
+    ``(batch, frames, n_inputs)`` (independent inputs, one per electrode) when ``n_inputs`` is given."""
+    return rng.uniform(-1.0, 1.0, (batch, frames) if n_inputs is None else (batch, frames, n_inputs))
+
+
+def _as_inputs(u: np.ndarray) -> np.ndarray:
+    """``(batch, frames)`` or ``(batch, frames, n_inputs)`` -> ``(batch, frames, n_inputs)``."""
+    u = np.asarray(u, dtype=np.float64)
+    return u[:, :, None] if u.ndim == 2 else u
 
 
 def drive(substrate, u: np.ndarray, amplitude: float = 0.5, hold: int = 1,
           seed: int | np.random.SeedSequence = 0) -> np.ndarray:
-    """Run the scalar inputs ``u`` through ``substrate`` from a fresh ``reset(seed)``.
+    """Run the inputs ``u`` through ``substrate`` from a fresh ``reset(seed)``.
 
     Args:
-        u: ``(batch, frames)`` values in ``[-1, 1]``; each is multiplied by ``amplitude``, put on every
-            input channel and held for ``hold`` samples.
+        u: values in ``[-1, 1]``, ``(batch, frames)`` (the same input on every input channel) or
+            ``(batch, frames, n_inputs)`` (one input per channel); each is multiplied by ``amplitude``
+            (volts) and held for ``hold`` samples.
     Returns:
         ``(batch, frames, n_outputs)`` float64, the response at the last sample of each frame.
     """
-    batch, frames = u.shape
-    stim = np.repeat(u * amplitude, hold, axis=1)[:, :, None]
-    stim = np.broadcast_to(stim, (batch, frames * hold, substrate.n_inputs))
+    u = _as_inputs(u)
+    batch, frames, n_u = u.shape
+    if n_u not in (1, substrate.n_inputs):
+        raise PrclabError(f"characterise: {n_u} inputs for a substrate with {substrate.n_inputs}")
+    stim = np.broadcast_to(np.repeat(u * amplitude, hold, axis=1), (batch, frames * hold, substrate.n_inputs))
     substrate.reset(seed)
     y = np.asarray(substrate.run(stim), dtype=np.float64)
     return y[:, hold - 1::hold]
@@ -85,18 +103,21 @@ def legendre_targets(u: np.ndarray, t_index: np.ndarray, degree: int, window: in
     """Products of Legendre polynomials of delayed inputs, with total degree ``degree``.
 
     Args:
-        u: ``(batch, frames)`` input in ``[-1, 1]``.
+        u: ``(batch, frames)`` input in ``[-1, 1]``, or ``(batch, frames, n_inputs)`` independent inputs.
         t_index: frames (each ``>= window - 1``) at which targets are taken.
-        window: delays ``0 .. window - 1`` are combined.
+        window: delays ``0 .. window - 1`` of every input are combined.
     Yields:
-        ``(delays, target)`` per combination: ``delays`` a tuple of ``degree`` delays (repeated delays
-        raise that input's polynomial degree), ``target`` ``(batch * len(t_index),)``.
+        ``(delays, target)`` per combination: ``delays`` a tuple of ``degree`` variables, each
+        ``delay * n_inputs + input`` (a repeated variable raises that input's polynomial degree),
+        ``target`` ``(batch * len(t_index),)``.
     """
+    u = _as_inputs(u)
+    n_u = u.shape[2]
     polys = {d: legendre.legval(u, [0] * d + [1]) for d in range(1, degree + 1)}
-    for delays in combinations_with_replacement(range(window), degree):
+    for delays in combinations_with_replacement(range(window * n_u), degree):
         target = np.ones((u.shape[0], len(t_index)))
-        for k in sorted(set(delays)):
-            target *= polys[delays.count(k)][:, t_index - k]
+        for v in sorted(set(delays)):
+            target *= polys[delays.count(v)][:, t_index - v // n_u, v % n_u]
         yield delays, target.ravel()
 
 
@@ -125,23 +146,28 @@ def capacities(u: np.ndarray, y: np.ndarray, max_delay: int | None = None, degre
     """Linear memory capacity and nonlinear capacities from inputs and responses.
 
     Args:
-        u: ``(batch, frames)`` i.i.d. uniform input in ``[-1, 1]`` (a 1-D array is a batch of one).
+        u: ``(batch, frames)`` i.i.d. uniform input in ``[-1, 1]`` (a 1-D array is a batch of one), or
+            ``(batch, frames, n_inputs)`` independent inputs (see the module docstring).
         y: ``(batch, frames, n_outputs)`` responses, one row per input row (2-D: a batch of one).
         max_delay: largest delay of the memory curve (frames); default ``min(2 n_outputs + 20, 300)``.
         degrees: polynomial degrees (> 1) of the nonlinear scan; ``()`` skips it.
-        nonlinear_window: delays ``0 .. nonlinear_window - 1`` enter the nonlinear targets.
+        nonlinear_window: delays ``0 .. nonlinear_window - 1`` enter the nonlinear targets (of one
+            input; of ``n_inputs`` inputs, ``max(1, nonlinear_window // n_inputs)`` delays each).
         washout: leading frames of every row that are not used (transient from the initial state).
         train_fraction: each row's first part trains the readout, the rest tests it.
         p_value: false-positive rate per target of the bias threshold.
     Returns:
-        dict: ``memory_capacity``, ``memory_curve`` (``r_k^2`` per delay, thresholded),
+        dict: ``memory_capacity``, ``memory_curve`` (``r_k^2`` per delay, thresholded, summed over
+        inputs), ``memory_capacity_per_input``, ``n_inputs``, ``nonlinear_delays`` (per input),
         ``nonlinear_capacity`` (degree -> summed capacity), ``total_capacity`` (all degrees),
         ``threshold``, ``alpha`` (ridge parameter used), ``n_train``, ``n_test``, ``n_features``.
     """
-    u = np.atleast_2d(np.asarray(u, dtype=np.float64))
+    u = np.asarray(u, dtype=np.float64)
+    u = _as_inputs(u[None] if u.ndim == 1 else u)
+    n_u = u.shape[2]
     y = np.asarray(y, dtype=np.float64)
     y = y[None] if y.ndim == 2 else y
-    if y.ndim != 3 or y.shape[:2] != u.shape:
+    if y.ndim != 3 or y.shape[:2] != u.shape[:2]:
         raise PrclabError(f"characterise: response {y.shape} does not match input {u.shape}")
     if not np.all(np.isfinite(u)) or not np.all(np.isfinite(y)):
         raise PrclabError("characterise: input or response holds NaN or infinite values")
@@ -161,12 +187,14 @@ def capacities(u: np.ndarray, y: np.ndarray, max_delay: int | None = None, degre
     n_train, n_test = len(x_train), len(x_test)
     threshold = capacity_threshold(n_test, p_value)
 
-    def lagged(t_index):
-        return np.stack([u[:, t_index - k].ravel() for k in range(max_delay + 1)], axis=1)
+    def lagged(t_index):  # columns: delay-major, input-minor
+        return np.concatenate([u[:, t_index - k].reshape(-1, n_u) for k in range(max_delay + 1)], axis=1)
 
     readout = RidgeReadout(alphas=RELATIVE_ALPHAS * n_train).fit(x_train, lagged(t_train))
-    curve = _squared_correlations(readout.predict(x_test), lagged(t_test))
-    curve[curve < threshold] = 0.0
+    memory = _squared_correlations(readout.predict(x_test), lagged(t_test)).reshape(max_delay + 1, n_u)
+    memory[memory < threshold] = 0.0
+    curve = memory.sum(axis=1)
+    window = max(1, nonlinear_window // n_u)
     # one factorisation of the regularised Gram matrix serves every nonlinear target
     x_mean = x_train.mean(axis=0)
     xc_train, xc_test = x_train - x_mean, x_test - x_mean
@@ -178,8 +206,7 @@ def capacities(u: np.ndarray, y: np.ndarray, max_delay: int | None = None, degre
         if degree < 2:
             raise PrclabError(f"characterise: nonlinear degrees must be 2 or more, got {degree}")
         total = 0.0
-        pairs = zip(legendre_targets(u, t_train, degree, nonlinear_window),
-                    legendre_targets(u, t_test, degree, nonlinear_window))
+        pairs = zip(legendre_targets(u, t_train, degree, window), legendre_targets(u, t_test, degree, window))
         while chunk := list(islice(pairs, TARGET_CHUNK)):
             tr = np.stack([train for (_, train), _ in chunk], axis=1)
             te = np.stack([test for _, (_, test) in chunk], axis=1)
@@ -188,7 +215,9 @@ def capacities(u: np.ndarray, y: np.ndarray, max_delay: int | None = None, degre
             total += float(r2[r2 >= threshold].sum())
         nonlinear[degree] = total
     mc = float(curve.sum())
-    return {"memory_capacity": mc, "memory_curve": curve.tolist(), "nonlinear_capacity": nonlinear,
+    return {"memory_capacity": mc, "memory_curve": curve.tolist(),
+            "memory_capacity_per_input": memory.sum(axis=0).tolist(), "n_inputs": n_u,
+            "nonlinear_delays": window if degrees else 0, "nonlinear_capacity": nonlinear,
             "total_capacity": mc + sum(nonlinear.values()), "threshold": threshold,
             "alpha": float(readout.alpha_), "n_train": n_train, "n_test": n_test,
             "n_features": int(x_train.shape[1])}
@@ -231,20 +260,28 @@ def numerical_rank(matrix: np.ndarray, rank_tol: float = 1e-2) -> int:
     return int(np.sum(s > rank_tol * s[0])) if len(s) and s[0] > 0 else 0
 
 
+def _inputs_of(substrate, independent: bool) -> int | None:
+    """``n_inputs`` argument of ``random_input``: one input per electrode, or None (one shared input)."""
+    return substrate.n_inputs if independent else None
+
+
 def ranks(substrate, n_streams: int | None = None, frames: int = 100, amplitude: float = 0.5,
-          hold: int = 1, rank_tol: float = 1e-2, seed: int | np.random.SeedSequence = 0) -> dict:
+          hold: int = 1, rank_tol: float = 1e-2, seed: int | np.random.SeedSequence = 0,
+          independent: bool = True) -> dict:
     """Kernel rank and generalisation rank over ``n_streams`` streams of ``frames`` frames from rest.
 
     ``n_streams`` defaults to ``n_outputs`` (so either rank can reach ``n_outputs``), at most 1000.
+    ``independent``: each input channel its own random input (else one shared input on all).
     Returns ``kernel_rank``, ``generalization_rank``, ``n_streams``.
     """
     m = n_streams or min(substrate.n_outputs, 1000)
     rng = np.random.default_rng(seed)
-    distinct = random_input(rng, m, frames)
+    n_u = _inputs_of(substrate, independent)
+    distinct = random_input(rng, m, frames, n_u)
     early = frames // 2
-    shared_late = np.concatenate([random_input(rng, m, early),
-                                  np.broadcast_to(random_input(rng, 1, frames - early), (m, frames - early))],
-                                 axis=1)
+    late = random_input(rng, 1, frames - early, n_u)
+    shared_late = np.concatenate([random_input(rng, m, early, n_u),
+                                  np.broadcast_to(late, (m,) + late.shape[1:])], axis=1)
     both = np.concatenate([distinct, shared_late])
     final = drive(substrate, both, amplitude, hold, seed)[:, -1]
     return {"kernel_rank": numerical_rank(final[:m], rank_tol),
@@ -252,19 +289,22 @@ def ranks(substrate, n_streams: int | None = None, frames: int = 100, amplitude:
 
 
 def consistency(substrate, repeats: int = 8, frames: int = 300, washout: int = 100,
-                amplitude: float = 0.5, hold: int = 1, seed: int | np.random.SeedSequence = 0) -> float:
+                amplitude: float = 0.5, hold: int = 1, seed: int | np.random.SeedSequence = 0,
+                independent: bool = True) -> float:
     """Mean pairwise correlation of responses to one stimulus entered from ``repeats`` different states.
 
     Each repeat first gets its own random prefix of ``washout`` frames (a different state and noise),
     then the common random stimulus of ``frames`` frames; the first ``washout`` frames of the common
-    part are discarded too.  Each response is centred per channel over time and flattened
+    part are discarded too (``independent`` as in ``ranks``).  Each response is centred per channel over time and flattened
     ``(frames - washout) * n_outputs``; the result is the mean correlation over pairs of repeats.
     """
     if repeats < 2 or frames <= washout:
         raise PrclabError("characterise: consistency needs 2+ repeats and frames > washout")
     rng = np.random.default_rng(seed)
-    stim = np.concatenate([random_input(rng, repeats, washout),
-                           np.broadcast_to(random_input(rng, 1, frames), (repeats, frames))], axis=1)
+    n_u = _inputs_of(substrate, independent)
+    common = random_input(rng, 1, frames, n_u)
+    stim = np.concatenate([random_input(rng, repeats, washout, n_u),
+                           np.broadcast_to(common, (repeats,) + common.shape[1:])], axis=1)
     y = drive(substrate, stim, amplitude, hold, seed)[:, 2 * washout:]
     z = (y - y.mean(axis=1, keepdims=True)).reshape(repeats, -1)
     norms = np.linalg.norm(z, axis=1)
@@ -277,28 +317,46 @@ def consistency(substrate, repeats: int = 8, frames: int = 300, washout: int = 1
 # ------------------------------------------------------------------------------------ whole substrate
 
 def characterize_substrate(substrate, frames: int = 2000, batch: int = 4, amplitude: float = 0.5,
-                           hold: int = 1, seed: int = 0, **options) -> dict:
-    """All metrics of ``substrate``, driving it with generated input.
+                           hold: int = 1, seed: int = 0, shared_input: bool = True, **options) -> dict:
+    """All metrics of ``substrate``, driving it with generated input, one independent input per
+    stimulating electrode.
 
     Args:
         frames: frames per trial of the capacity run (``batch`` trials run at once and are pooled).
+        shared_input: with several inputs, also measure under one input shared by every electrode
+            (doubles the time).
         options: ``capacities`` options, plus ``rank_tol`` and ``n_streams`` for ``ranks``.
     Returns:
         the ``capacities`` dict plus ``kernel_rank``, ``generalization_rank``, ``n_streams``,
-        ``consistency``, ``frame_s`` (seconds per frame, ``hold * dt``) and ``seconds`` (wall time of
-        the whole characterisation).
+        ``consistency``, ``frame_s`` (seconds per frame, ``hold * dt``), with several inputs
+        ``shared_input`` (the same metrics with one input shared by every electrode), and ``seconds``
+        (wall time of the whole characterisation).
     """
     t0 = time.perf_counter()
     rank_options = {k: options.pop(k) for k in ("rank_tol", "n_streams") if k in options}
+    conventions = (True, False) if shared_input and substrate.n_inputs > 1 else (True,)
+    runs = [_metrics(substrate, frames, batch, amplitude, hold, seed, independent, options, rank_options)
+            for independent in conventions]
+    result = runs[0]
+    if len(runs) > 1:
+        result["shared_input"] = runs[1]
+    result["frame_s"] = hold * float(substrate.dt)
+    result["seconds"] = time.perf_counter() - t0
+    return result
+
+
+def _metrics(substrate, frames, batch, amplitude, hold, seed, independent: bool, options: dict,
+             rank_options: dict) -> dict:
+    """Capacities, ranks and consistency under one input convention (see ``characterize_substrate``)."""
     # independent streams for the three experiments (each: its input, and the substrate's noise from
     # the stream's children, see reservoir.streams); none is the substrate's weight stream SeedSequence(seed)
     capacity_seed, rank_seed, consistency_seed = np.random.SeedSequence(seed).spawn(3)
-    u = random_input(np.random.default_rng(capacity_seed), batch, frames)
+    u = random_input(np.random.default_rng(capacity_seed), batch, frames, _inputs_of(substrate, independent))
     result = capacities(u, drive(substrate, u, amplitude, hold, capacity_seed), **options)
-    result.update(ranks(substrate, amplitude=amplitude, hold=hold, seed=rank_seed, **rank_options))
-    result["consistency"] = consistency(substrate, amplitude=amplitude, hold=hold, seed=consistency_seed)
-    result["frame_s"] = hold * float(substrate.dt)
-    result["seconds"] = time.perf_counter() - t0
+    result.update(ranks(substrate, amplitude=amplitude, hold=hold, seed=rank_seed, independent=independent,
+                        **rank_options))
+    result["consistency"] = consistency(substrate, amplitude=amplitude, hold=hold, seed=consistency_seed,
+                                        independent=independent)
     return result
 
 
@@ -328,8 +386,9 @@ def plot_memory_curve(result: dict, path, title: str = "") -> None:
     ax.axhline(result["threshold"], color="grey", ls=":", lw=1, label="bias threshold")
     frame = f" of {result['frame_s']:g} s" if "frame_s" in result else ""
     ax.set_xlabel(f"delay k (frames{frame})")
-    ax.set_ylabel("r² of u(t-k) reconstruction")
-    ax.set_ylim(-0.02, 1.02)
+    several = result.get("n_inputs", 1) > 1
+    ax.set_ylabel("r² of u(t-k), summed over electrodes" if several else "r² of u(t-k) reconstruction")
+    ax.set_ylim(-0.02, max(1.02, 1.05 * float(curve.max(initial=0.0))))
     ax.set_title(f"{title}  MC = {result['memory_capacity']:.2f}".strip())
     ax.legend(loc="upper right")
     fig.tight_layout()
@@ -345,8 +404,15 @@ def format_result(result: dict) -> str:
              f"total capacity       {result['total_capacity']:.2f}",
              f"kernel rank          {result['kernel_rank']} of {result['n_streams']} streams",
              f"generalization rank  {result['generalization_rank']} of {result['n_streams']} streams",
-             f"consistency          {result['consistency']:.3f}  (mean pairwise correlation of repeats)",
-             f"seconds              {result['seconds']:.2f}"]
+             f"consistency          {result['consistency']:.3f}  (mean pairwise correlation of repeats)"]
+    if result.get("n_inputs", 1) > 1:
+        lines[0] += f", independent inputs on {result['n_inputs']} electrodes"
+    if "shared_input" in result:
+        shared = result["shared_input"]
+        lines.append(f"shared input         memory {shared['memory_capacity']:.2f}, total "
+                     f"{shared['total_capacity']:.2f}, kernel rank {shared['kernel_rank']}, consistency "
+                     f"{shared['consistency']:.3f}  (one input on every electrode)")
+    lines.append(f"seconds              {result['seconds']:.2f}")
     if "plot" in result:
         lines.append(f"memory curve         {result['plot']}")
     return "\n".join(lines)

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from prclab.cli import main
-from prclab.experiments.characterize import (capacities, characterize_named, characterize_recorded, consistency,
-                                   drive, random_input, ranks)
+from prclab.experiments.characterize import (capacities, characterize_named, characterize_recorded,
+                                             characterize_substrate, consistency, drive, format_result,
+                                             random_input, ranks)
 from prclab.reservoir import SUBSTRATES, EchoStateNetwork
 
 
@@ -72,6 +73,31 @@ def test_constructed_responses_give_their_capacities():
     assert result["nonlinear_capacity"][3] == pytest.approx(1.0, abs=1e-6)
 
 
+def test_independent_inputs_give_each_electrode_its_own_memory():
+    rng = np.random.default_rng(7)
+    u = random_input(rng, 2, 3000, n_inputs=2)
+    y = np.zeros((2, 3000, 3))
+    y[:, :, 0] = u[:, :, 0]                          # electrode 0, delay 0
+    y[:, 2:, 1] = u[:, :-2, 1]                       # electrode 1, delay 2
+    y[:, 1:, 2] = u[:, 1:, 0] * u[:, :-1, 1]         # a cross product: P1(u0(t)) P1(u1(t-1))
+    result = capacities(u, y, nonlinear_window=4)    # 2 delays per electrode in the nonlinear scan
+    assert result["n_inputs"] == 2 and result["nonlinear_delays"] == 2
+    assert result["memory_capacity_per_input"] == pytest.approx([1.0, 1.0], abs=1e-6)
+    assert np.flatnonzero(result["memory_curve"]).tolist() == [0, 2]
+    assert result["nonlinear_capacity"][2] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_a_multi_electrode_substrate_is_driven_independently_and_shared_is_kept():
+    esn = EchoStateNetwork(3, units=20, spectral_radius=0.9, input_scaling=0.1, bias_scaling=0.0,
+                           dtype="float64", seed=3)
+    result = characterize_substrate(esn, frames=600, batch=2, nonlinear_window=3)
+    shared = result["shared_input"]
+    assert result["n_inputs"] == 3 and shared["n_inputs"] == 1
+    # three independent inputs are three signals to remember: more capacity than one shared input
+    assert shared["memory_capacity"] < result["memory_capacity"] <= 20
+    assert "shared input" in format_result(result) and "3 electrodes" in format_result(result)
+
+
 def test_threshold_removes_the_bias_of_an_unrelated_response():
     rng = np.random.default_rng(6)
     u = random_input(rng, 2, 2000)
@@ -106,7 +132,7 @@ def test_a_recorded_random_trial_gives_the_same_capacities_as_driving():
 
 @pytest.mark.parametrize("name", sorted(SUBSTRATES))
 def test_every_registered_substrate_can_be_characterised(name):
-    result = characterize_named(name, size=30, frames=700, batch=2, nonlinear_window=4)
+    result = characterize_named(name, size=30, frames=700, batch=2, nonlinear_window=4, shared_input=False)
     assert 0 < result["memory_capacity"] <= result["n_features"]
     # no order between the two ranks here: in a noisy substrate (the organoid) a shared late input can
     # trigger synchronised bursts whose size varies from trial to trial and lifts the generalisation rank.
