@@ -87,6 +87,27 @@ def with_squares(sequences: list[np.ndarray]) -> list[np.ndarray]:
                                                                  for s in sequences)]
 
 
+def training_row_space(x: np.ndarray, train) -> np.ndarray | None:
+    """``x`` ``(n_trials, n_features)`` standardised with the training trials' mean and standard deviation
+    and rotated onto the span of the standardised training rows: ``(n_trials, n_train)``; None when
+    there are no more features than training trials (nothing to gain).
+
+    Ridge regression is invariant to rotations of the feature space and its solution lies in the span
+    of the training rows, so a readout without standardisation on this gives the same fit,
+    leave-one-out errors and predictions as ``RidgeClassifier()`` (``standardize=True``) on ``x``, with
+    an ``n_train``-square instead of an ``n_features``-square eigendecomposition (40 BasicMotions
+    training trials against 4000 features of a 500-unit ESN in ``bins:8``).
+    """
+    train = np.asarray(train)
+    if len(train) >= x.shape[1]:
+        return None
+    mean, std = x[train].mean(axis=0), x[train].std(axis=0)
+    std = np.where(std > 1e-12 * max(1.0, float(std.max(initial=0.0))), std, 1.0)  # as RidgeReadout
+    z = (x - mean) / std
+    vt = np.linalg.svd(z[train], full_matrices=False)[2]
+    return z @ vt.T
+
+
 def choose_features(sequences: list[np.ndarray], labels: np.ndarray, train, features: str | None = None,
                     candidates=FEATURE_CANDIDATES) -> dict:
     """The feature spec of one side of a comparison, chosen on the training trials only.
@@ -101,8 +122,9 @@ def choose_features(sequences: list[np.ndarray], labels: np.ndarray, train, feat
         labels: ``(n_trials,)`` class labels; only ``labels[train]`` is read.
         train: indices of the training trials.
     Returns:
-        dict: ``features`` (the spec), ``x`` ``(n_trials, n_features)`` of every trial in that spec,
-        ``classifier`` (fitted on ``x[train]``), ``loo_error`` (spec -> leave-one-out error; only when
+        dict: ``features`` (the spec), ``x`` ``(n_trials, n_features)`` of every trial in that spec
+        (with fewer training trials than features, their ``training_row_space``), ``classifier``
+        (fitted on ``x[train]``), ``loo_error`` (spec -> leave-one-out error; only when
         searched).
     """
     specs = (features,) if features is not None else tuple(dict.fromkeys(candidates))
@@ -111,7 +133,9 @@ def choose_features(sequences: list[np.ndarray], labels: np.ndarray, train, feat
     best, errors = None, {}
     for spec in specs:
         x = trial_features(sequences, spec)
-        clf = RidgeClassifier().fit(x[train], labels[train])
+        reduced = training_row_space(x, train)
+        x = x if reduced is None else reduced
+        clf = RidgeClassifier(standardize=reduced is None).fit(x[train], labels[train])
         cv = clf.readout_.cv_errors_
         errors[spec] = float(np.min(cv[np.isfinite(cv)])) if np.isfinite(cv).any() else float("inf")
         if best is None or errors[spec] < best["error"]:

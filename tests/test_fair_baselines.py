@@ -10,9 +10,10 @@ import numpy as np
 
 from prclab.cli import main
 from prclab.experiments.tasks import (aggregate_seeds, choose_features, compare_sides, format_task_result,
-                                      run_task, with_squares)
+                                      run_task, training_row_space, with_squares)
 from prclab.protocols.datasets import load_dataset
 from prclab.readouts.features import FEATURE_CANDIDATES
+from prclab.readouts.ridge import RidgeClassifier
 
 SIDES = ("", "baseline_", "quadratic_baseline_")
 
@@ -81,3 +82,18 @@ def test_seeds_aggregate_the_quadratic_baseline_and_the_choices():
     assert out["quadratic_baseline_mean"] == 0.7 and np.isclose(out["quadratic_baseline_std"], 0.1)
     assert out["features_per_seed"] == ["mean+last", "bins:4"]
     assert "features mean+last, bins:4" in format_task_result(out)
+
+
+def test_the_training_row_space_changes_nothing_but_the_cost():
+    rng = np.random.default_rng(0)
+    labels = np.array(list("abc"))[rng.integers(0, 3, 80)]
+    x = rng.normal(size=(80, 300)) * rng.uniform(0.1, 10, 300) + 5 * rng.normal(size=300)
+    x[:, :3] += 2.0 * (labels == "a")[:, None]
+    train, test = np.arange(50), np.arange(50, 80)
+    z = training_row_space(x, train)
+    assert z.shape == (80, 50) and training_row_space(x[:, :40], train) is None
+    full = RidgeClassifier().fit(x[train], labels[train])
+    small = RidgeClassifier(standardize=False).fit(z[train], labels[train])
+    assert small.alpha_ == full.alpha_
+    np.testing.assert_allclose(small.readout_.cv_errors_, full.readout_.cv_errors_, rtol=1e-8)
+    np.testing.assert_allclose(small.decision_function(z[test]), full.decision_function(x[test]), atol=1e-10)
