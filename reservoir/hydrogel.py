@@ -170,6 +170,10 @@ class HydrogelModel(Substrate):
         drift_V_per_sqrt_s: 1/f drift of each recording channel (RMS change over 1 s, volts).
         grid_step_s: lattice time step (seconds), a multiple of ``dt`` after rounding.
         seed: seed of the noise and drift until ``reset`` re-seeds them (the layout is fixed).
+
+    After every ``run``: ``interface_current_A`` ``(batch, steps, n_inputs)`` (amperes into the gel),
+    ``bending_rad`` ``(batch, steps)`` and ``last_step``, the last lattice step's mean electrode currents
+    ``(batch, n_inputs + n_outputs)`` (inputs first) and the current into the bath ``(batch,)`` (amperes).
     """
 
     def __init__(self, n_inputs: int = 4, n_outputs: int = 8, dt: float = 1e-3, grid: int = 24,
@@ -297,7 +301,7 @@ class HydrogelModel(Substrate):
         while start < steps:
             stop = min(steps, start + self.block - self._phase)
             gain, offset = self._electrode_map()
-            current[:, start:stop] = np.einsum("bsj,bij->bsi", u[:, start:stop], gain[:, :, :self.n_inputs])
+            current[:, start:stop] = u[:, start:stop] @ gain[:, :, :self.n_inputs].transpose(0, 2, 1)
             current[:, start:stop] -= offset[:, None, :]
             bending[:, start:stop] = self.bend_rad * (self._swell[:, :1] - self._swell[:, 1:])
             self._charge += current[:, start:stop].sum(axis=1) * self.dt
@@ -334,14 +338,13 @@ class HydrogelModel(Substrate):
         q = self._q
         return q @ ((q.T @ r @ q) * self._inv_eig) @ q.T / self._kappa0
 
-    def _solve_potential(self, c: np.ndarray, source: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    def _solve_potential(self, c: np.ndarray, source: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
         """Potential (thermal volts) ``(batch, g, g)`` from current continuity, warm-started from the last,
         and the conductivity faces ``D_na c_na + D_cl c_cl`` it used.
 
         ``c`` ``(2, batch, g, g)`` (mM); ``source`` ``(batch, g, g)``: injected current per cell over
         ``F T`` (mol/(m s))."""
-        faces = [self.d_na * na + self.d_cl * cl
-                 for na, cl in zip(face_means(c[0], self.c_bath), face_means(c[1], self.c_bath))]
+        faces = face_means(self.d_na * c[0] + self.d_cl * c[1], self._kappa0)
         diffusion = (self.d_na * outflow(*self._unit_faces, c[0], self.c_bath)
                      - self.d_cl * outflow(*self._unit_faces, c[1], self.c_bath))
         rhs = source - diffusion
