@@ -1,48 +1,102 @@
-"""A potato (tuber tissue) between electrodes, built on the echo-state core.
+"""A potato (tuber tissue) between metal electrodes: linear Cole tissue, Butler-Volmer electrodes.
 
-Physical picture: metal electrodes are pushed into the tuber; the tissue between them is an ionic
-conductor (cytoplasm and apoplast electrolyte; intact tuber ~0.02-0.1 S/m at low frequency, Angersbach,
-Heinz & Knorr 1999, Biotechnol. Prog. 15:753) whose local potential relaxes slowly as ions redistribute
-across cell membranes.  The model discretises the tissue into ``N`` volume elements ("nodes") at random
-positions inside an ellipsoid; for stimulating electrode ``e`` and node ``j`` with potential ``x_j``::
+Physical picture.  Metal electrodes are pushed into the tuber and held at volts ``V_e`` against a large
+return electrode (a multichannel potentiostat: every stimulating electrode's current is measured); high-
+impedance recording electrodes read the tissue's potential.  All potentials are taken against a
+reference electrode (no current) at the tuber's top; the return electrode at its bottom takes the sum of
+the stimulating currents (Kirchhoff: ``i_return = -sum_e i_e``).  The tissue is a linear, passive ionic
+conductor; everything nonlinear happens at the metal/tissue interfaces, as in the material (Notes:
+substrate-fidelity.md, "Potato").
 
-    R C_dl dv_e/dt = V_e(t) - v_e                          (double layer in series: DC is blocked)
-    i_e(t)         = tanh((V_e(t) - v_e(t)) / V_sat)       (interface current, saturating)
-    tau_j dx_j/dt  = -x_j + tanh( sum_k W_jk x_k + sum_e G_je i_e(t) + b_j )
-    v_m(t)         = gain_V * sum_j H_mj x_j + drift_m(t) + noise_m(t)   (recording electrode m, volts)
+Tissue (linear).  A homogeneous conductor of resistivity ``rho(omega)`` with a Cole (beta) dispersion::
 
-- The stimulating interface is the double-layer capacitance ``c_dl_F`` in series with the tissue's
-  access resistance ``r_access_ohm`` (``reservoir.electrodes.DoubleLayer``): a voltage step reaches the
-  tissue as ``exp(-t / tau_dl)`` with ``tau_dl = r_access_ohm * c_dl_F`` (default 2 kOhm x 100 uF =
-  0.2 s: 10-40 uF/cm^2 double layer on a ~5 cm^2 zinc or copper electrode, Merrill, Bikson & Jefferys
-  2005, J. Neurosci. Methods 141:171; ~1-5 kOhm spreading resistance of cm-sized electrodes in
-  0.02-0.1 S/m tissue).
-- The interface current saturates (``V_sat``, default 0.3 V): the limiting-current behaviour of a
-  metal/electrolyte interface driven beyond the linear Butler-Volmer region (Bard & Faulkner,
-  *Electrochemical Methods*, 2001, ch. 3).  It is applied to the voltage across the series resistance,
-  i.e. after the double layer (a static approximation of the coupled nonlinear interface).
-- The tissue is integrated every ``tissue_step_s`` (default ``tau_fast_s / 2.5`` rounded down to whole
-  samples: 2 ms) on the interface current averaged over that step; nothing in it is faster than
-  ``tau_fast_s``, and one step per sample would only cost time.  Each sample reports the tissue's
-  last finished step.
-- ``tau_j`` are ionic relaxation times drawn log-uniformly in ``[tau_fast_s, tau_slow_s]`` (default
-  5 ms to 200 ms: impedance spectra of potato tissue show a beta-dispersion relaxation in the kHz range
-  plus a much slower alpha-like polarisation, Hayden, Moyse, Calder, Crawford & Setterfield 1969,
-  J. Exp. Bot. 20:177; the range is the slow tail that matters for a 1 kHz reservoir).
-- ``W`` couples nodes with a strength that falls as ``exp(-d / coupling_length_mm)`` with distance
-  ``d``, normalised to ``spectral_radius``; ``G`` and ``H`` couple electrodes to nodes the same way.
-- Recording electrodes add white measurement noise (``noise_V`` RMS per sample) and a 1/f drift
-  (``reservoir.electrodes.ElectrodeDrift``) whose RMS change over one second is
-  ``drift_V_per_sqrt_s`` (Huigen, Peper & Grimbergen 2002, Med. Biol. Eng. Comput. 40:332).
+    rho(omega) / rho_0 = r_inf + (1 - r_inf) / (1 + (j omega tau_c)^beta),   tau_c = 1 / (2 pi f_c)
 
-Inputs are volts on ``n_inputs`` stimulating electrodes; outputs are volts on ``n_outputs`` recording
-electrodes.  Electrodes sit evenly on a ring in the tuber's mid-plane, stimulating and recording ones
-interleaved.  The state (``state`` / ``load_state``) holds the node potentials ``x``, the double-layer
-voltages ``v_dl``, the drift components ``drift``, the noise streams ``rng`` (the core's, unused while
-it has no state noise), ``drift_rng`` and ``measurement_rng`` (``(batch, 6)`` each, see
-``reservoir.streams``), the
-interface current of an unfinished tissue step ``pending_current`` and the output of the last finished
-one ``held_V``.
+realised as ``nodes`` Debye (RC) branches whose relaxation times sample the Cole-Cole distribution
+``G(s) = sin(pi beta) / (2 pi (cosh(beta s) + cos(pi beta)))`` of ``s = ln(tau / tau_c)`` over
+``|s| <= 3 / beta`` (weights normalised to ``1 - r_inf``).  Each branch ``k`` is a first-order filter of
+the current, stepped exactly for a current held over a sample.  Electrodes are point sources in the
+conductor: the transfer resistance between points ``x, y`` is ``rho_0 / (4 pi |x - y|)`` and an
+electrode's own (spreading) resistance ``rho_0 / (4 pi a)`` for radius ``a``; ``rho_0`` follows from
+``r_access_ohm`` and ``electrode_radius_mm`` (``rho_0 = 4 pi a r_access_ohm``), so the coupling between
+electrodes falls as ``1 / distance``.  The tuber's boundary is not modelled (infinite medium).
+
+Electrodes (nonlinear).  Electrode ``e`` (metal, equilibrium potential ``E_e``) carries current ``i_e``
+(A, positive: out of the metal into the tissue, i.e. anodic)::
+
+    V_e - (E_e - E_ref) - eta_e = sum_k M_ek (rho/rho_0 * i_k)      (loop: tissue between e and reference)
+    i_e = C_e d eta_e / dt + i_F,e(eta_e)                            (interface: double layer || Faraday)
+    i_F(eta) = (exp(a_a f eta) - exp(-a_c f eta)) / (1 / i0 + exp(-a_c f eta) / i_lim)
+
+with ``f = F / (R T)``, ``a_a = 1 - alpha_e``, ``a_c = alpha_e`` and a cathodic mass-transport limit
+``i_lim`` (Butler-Volmer with mass transfer, Bard & Faulkner, *Electrochemical Methods* 2nd ed. 2001,
+eq. 3.4.30 with the anodic reaction, metal dissolution, unlimited).  ``M`` is the transfer-resistance matrix of
+the stimulating electrodes against the reference (``M_ek = R_ek - R_e,ret - R_ref,k + R_ref,ret``); the
+potentiostat holds each electrode against the reference, so the return electrode's own polarisation
+does not enter.  Per electrode, ``alpha_e`` is uniform in
+``alpha_mean +- alpha_spread``, ``i0`` and ``C_e`` log-normal about ``exchange_current_A`` and
+``c_dl_F`` (log-SD ``i0_log_sd``, ``c_dl_log_sd``), drawn from the model's seed.  ``i0`` follows
+Arrhenius in temperature (activation energy ``activation_kJ_per_mol``, reference 20 C) and the tissue's
+conductivity rises ``2 %/C``.  Time is stepped with backward Euler for the double layer; each block is
+solved whole by Newton's method on ``eta`` (the recurrence of each linearised sweep is a first-order
+time-varying filter, solved as a blocked scan), with the coupling between electrodes and the tissue's
+memory taken from the previous sweep, until ``eta`` changes less than ``1e-10`` V.
+
+Recording.  Recording site ``m`` (no current) reads ``V_m = sum_k T_mk (rho/rho_0 * i_k) + E_rec - E_ref``
+(``recording="monopolar"``, against the reference) or the difference between two sites
+``bipolar_spacing_mm`` apart along the radius (``"bipolar"``: local, dipole-like, galvanic offsets
+cancel), times ``gain_V`` (V/V), plus 1/f drift (``reservoir.electrodes.ElectrodeDrift``) and white
+noise ``noise_V``.  ``outputs`` chooses the channels: ``"voltage"`` (the ``n_outputs`` recording
+channels, volts), ``"current"`` (the ``n_inputs`` stimulating currents as the potentiostat's current
+amplifier reports them: ``transimpedance_ohm * i_e`` volts) or ``"both"`` (currents first, then
+voltages).  Every run also keeps the currents in amperes in ``interface_current_A`` and the
+overpotentials in ``overpotential_V`` ``(batch, steps, n_inputs)``.
+
+Electrodes are nails of ~1 cm^2 wetted area (2 cm of a 1.6 mm nail): ``c_dl_F``, ``exchange_current_A``
+and ``limiting_current_A`` are per electrode; ``electrode_radius_mm`` is the radius of the sphere with the
+same spreading resistance, which sets the coupling.  Geometry: electrodes evenly on a ring of radius 20 mm in the tuber's mid-plane (stimulating and
+recording interleaved), the return electrode 25 mm below its centre and the reference 25 mm above.
+
+Parameters and sources (model value | literature value | source):
+
+=============================== ===================== ================================ ==========================================
+quantity                        model                 literature                       source
+=============================== ===================== ================================ ==========================================
+low-frequency conductivity      0.08 S/m (derived)    0.02-0.1 S/m intact tuber        Angersbach, Heinz & Knorr 1999,
+                                                                                        Biotechnol. Prog. 15:753
+high/low-frequency ratio 1/r_inf 1 / 0.15 = 6.7       ~5-10 (intact vs disintegrated   Angersbach et al. 1999
+                                                      tissue conductivity)
+beta-dispersion centre f_c      20 kHz                10^3-10^5 Hz                     Zhang & Willison 1991, Can. J. Plant Sci.
+                                                                                        72:545; Hayden et al. 1969, J. Exp. Bot.
+                                                                                        20:177
+Cole exponent beta              0.7                   0.5-0.8 (plant tissues)          Zhang & Willison 1991; Roy et al. 2020,
+                                                                                        AIMS Biophysics 7:41 (potato, 1 Hz-1 MHz)
+double layer C_dl               20 uF (1 cm^2)        10-40 uF/cm^2                    Merrill, Bikson & Jefferys 2005, J.
+                                                                                        Neurosci. Methods 141:171; Bard & Faulkner
+                                                                                        2001 sec. 1.2
+exchange current i0             2 uA (2 uA/cm^2)      1e-7-1e-5 A/cm^2 (Cu, Zn in      Bard & Faulkner 2001 table 3.4.1 (orders
+                                                      weak electrolyte)                 of magnitude); not potato-specific
+transfer coefficient alpha      0.5 +- 0.2            0.3-0.7                          Bard & Faulkner 2001 sec. 3.3
+cathodic limiting current       40 uA (40 uA/cm^2)    O2 reduction, 10-100 uA/cm^2     Bard & Faulkner 2001 sec. 1.4 (aerated
+                                                      in aqueous media                  water); lower in tissue
+Zn/Cu galvanic voltage          1.10 V (E0 table)     ~0.9-1 V open circuit            Golberg, Rabinowitch & Rubinsky 2010,
+                                                                                        J. Renew. Sustain. Energy 2:033103
+conductivity temperature coeff. 2 %/C                 ~2 %/C (electrolytes)            substrate-fidelity.md
+charge-transfer activation      40 kJ/mol             20-60 kJ/mol                     Bard & Faulkner 2001 sec. 3.1
+recording drift                 5 uV over 1 s, 1/f    1/f electrode noise              Huigen, Peper & Grimbergen 2002, Med.
+                                                                                        Biol. Eng. Comput. 40:332
+=============================== ===================== ================================ ==========================================
+
+At 1 kHz sampling the tissue's arc lies above the Nyquist frequency: in band the tissue is nearly its
+low-frequency resistance and the impedance spectrum is the electrode's arc (``R_access + R_ct || C_dl``,
+phase minimum near ``1 / (2 pi C_dl sqrt(R_access (R_access + R_ct)))``, about 1-2 Hz for the defaults,
+``R_ct = 1 / (f i0)`` at ``alpha = 0.5``).  The double layer is an ideal capacitor (constant-phase
+exponent 1).
+
+The state (``state`` / ``load_state``): ``eta`` (overpotentials, ``(batch, n_inputs)``), ``tissue``
+(the Debye branches, ``(batch, n_inputs, nodes)``), the drifts ``rest_drift`` (stimulating electrodes'
+rest potentials) and ``drift`` (recording channels), and their streams ``rng``, ``drift_rng`` and the
+white noise's ``measurement_rng`` (``(batch, 6)`` each, see ``reservoir.streams``).
 """
 
 from __future__ import annotations
@@ -50,172 +104,304 @@ from __future__ import annotations
 import numpy as np
 
 from .base import Electrode, Substrate, check_input
-from .electrodes import DoubleLayer, ElectrodeDrift
-from .esn import EchoStateCore, max_abs_eigenvalue
+from .electrodes import ElectrodeDrift, first_order
 from .streams import RowSeeds, RowStreams, split_off
+
+FARADAY_C_PER_MOL = 96485.33212
+GAS_J_PER_MOL_K = 8.314462618
+T_REF_K = 293.15
+#: standard reduction potentials (V vs SHE), Bard & Faulkner 2001 appendix C
+METAL_POTENTIAL_V = {"zinc": -0.762, "iron": -0.447, "copper": 0.342, "silver": 0.800,
+                     "ag/agcl": 0.222, "platinum": 1.18}
+OUTPUTS = ("voltage", "current", "both")
+RECORDINGS = ("monopolar", "bipolar")
+SCAN_BLOCK = 16          # samples per block of the time-varying scan (keeps products in float64 range)
+MAX_SWEEPS = 200
+TOLERANCE_V = 1e-10
+
+
+def _metal(name: str) -> float:
+    try:
+        return METAL_POTENTIAL_V[name.strip().lower()]
+    except KeyError:
+        raise ValueError(f"unknown electrode metal {name!r}; known: {', '.join(METAL_POTENTIAL_V)}") from None
+
+
+def cole_branches(nodes: int, beta: float, r_inf: float) -> tuple[np.ndarray, np.ndarray]:
+    """Debye weights ``(nodes,)`` (summing to ``1 - r_inf``) and relaxation times in units of ``tau_c``
+    ``(nodes,)`` sampling the Cole-Cole distribution of exponent ``beta`` (module docstring)."""
+    s = np.linspace(-3 / beta, 3 / beta, nodes) if nodes > 1 else np.zeros(1)
+    density = np.sin(np.pi * beta) / (2 * np.pi * (np.cosh(beta * s) + np.cos(np.pi * beta)))
+    return (1 - r_inf) * density / density.sum(), np.exp(s)
+
+
+def linear_scan(a: np.ndarray, b: np.ndarray, y0: np.ndarray) -> np.ndarray:
+    """``y[t] = a[t] y[t-1] + b[t]`` along axis 1 of ``a, b`` ``(batch, steps, n)`` from ``y0``
+    ``(batch, n)``, with ``0 < a <= 1``: closed form inside blocks of ``SCAN_BLOCK`` samples, a short loop
+    over blocks."""
+    batch, steps, n = a.shape
+    nb = -(-steps // SCAN_BLOCK)
+    pad = nb * SCAN_BLOCK - steps
+    a_b = np.pad(a, ((0, 0), (0, pad), (0, 0)), constant_values=1.0).reshape(batch, nb, SCAN_BLOCK, n)
+    b_b = np.pad(b, ((0, 0), (0, pad), (0, 0))).reshape(batch, nb, SCAN_BLOCK, n)
+    prod = np.cumprod(a_b, axis=2)
+    inner = prod * np.cumsum(b_b / prod, axis=2)
+    start = np.empty((batch, nb, n))
+    y = y0
+    for j in range(nb):
+        start[:, j] = y
+        y = inner[:, j, -1] + prod[:, j, -1] * y
+    return (inner + prod * start[:, :, None]).reshape(batch, nb * SCAN_BLOCK, n)[:, :steps]
 
 
 class PotatoModel(Substrate):
     """Simulated potato with ``n_inputs`` stimulating and ``n_outputs`` recording electrodes.
 
     Args:
-        n_inputs: stimulating electrodes (input volts).
-        n_outputs: recording electrodes (output volts).
-        nodes: tissue volume elements ``N``.
+        n_inputs: stimulating electrodes (input volts against the reference electrode).
+        n_outputs: recording channels (sites; pairs of sites when bipolar).
+        nodes: Debye branches of the tissue's Cole dispersion (its size).
         dt: sample period in seconds (default 1 ms, a 1 kHz DAQ).
-        tau_fast_s, tau_slow_s: range of ionic relaxation times (seconds).
-        v_sat: interface saturation voltage (volts).
-        coupling_length_mm: distance over which coupling falls by ``e``.
-        spectral_radius: scale of the tissue-to-tissue coupling.
-        gain_V: volts on a recording electrode per unit node potential.
+        r_access_ohm: spreading resistance of a stimulating electrode at low frequency (ohms).
+        electrode_radius_mm: electrode radius (sets ``rho_0`` with ``r_access_ohm``), mm.
+        r_inf: ``rho_inf / rho_0`` of the Cole dispersion; cole_fc_hz, cole_beta: its centre (Hz) and
+            exponent.
+        c_dl_F: mean double-layer capacitance of a stimulating electrode (farads); c_dl_log_sd: its
+            per-electrode log-normal spread.
+        exchange_current_A: mean exchange current at 20 C (A); i0_log_sd: its log-normal spread.
+        alpha_mean, alpha_spread: transfer coefficient, uniform in ``alpha_mean +- alpha_spread``.
+        limiting_current_A: cathodic mass-transport limit (A).
+        metals: stimulating electrodes' metals, comma-separated, cycled over the electrodes.
+        reference_metal, record_metal: metals of the reference and the recording electrodes.
+        temperature_C: temperature (Butler-Volmer thermal voltage, Arrhenius ``i0``, tissue conductivity).
+        activation_kJ_per_mol: activation energy of ``i0``.
+        recording: ``"monopolar"`` or ``"bipolar"``; bipolar_spacing_mm: spacing of a bipolar pair.
+        outputs: ``"voltage"``, ``"current"`` or ``"both"`` (order and units: module docstring).
+        transimpedance_ohm: volts reported per ampere of stimulating current.
+        gain_V: recording amplifier gain (V/V).
         noise_V: white measurement noise (volts RMS per sample).
-        drift_V_per_sqrt_s: 1/f drift of each recording electrode (RMS change over 1 s, volts).
-        c_dl_F: double-layer capacitance of a stimulating electrode (farads).
-        r_access_ohm: access resistance of the tissue in series with it (ohms).
-        tissue_step_s: step of the tissue integration, a multiple of ``dt`` (default: the largest one
-            up to ``tau_fast_s / 2.5``, i.e. 2 ms for the defaults; ``dt`` reproduces a per-sample step).
-        seed: seed of the geometry and weights.
-        dtype: ``"float32"`` or ``"float64"``.
-        threads: worker threads of the echo-state core (does not change the results).
+        drift_V_per_sqrt_s: 1/f drift of each output channel (RMS change over 1 s, volts).
+        rest_drift_V_per_sqrt_s: 1/f drift of each stimulating electrode's rest (corrosion) potential,
+            which enters its Butler-Volmer loop (RMS change over 1 s, volts).
+        seed: seed of the geometry and the electrodes' heterogeneity.
     """
 
-    def __init__(self, n_inputs: int = 13, n_outputs: int = 16, nodes: int = 200, dt: float = 1e-3,
-                 tau_fast_s: float = 5e-3, tau_slow_s: float = 0.2, v_sat: float = 0.3,
-                 coupling_length_mm: float = 10.0, spectral_radius: float = 0.9,
-                 gain_V: float = 0.01, noise_V: float = 20e-6, drift_V_per_sqrt_s: float = 5e-6,
-                 c_dl_F: float = 100e-6, r_access_ohm: float = 2e3, tissue_step_s: float | None = None,
-                 seed: int = 0, dtype="float32", threads: int | None = None):
+    def __init__(self, n_inputs: int = 13, n_outputs: int = 16, nodes: int = 8, dt: float = 1e-3,
+                 r_access_ohm: float = 2e3, electrode_radius_mm: float = 0.5, r_inf: float = 0.15,
+                 cole_fc_hz: float = 2e4, cole_beta: float = 0.7, c_dl_F: float = 20e-6,
+                 c_dl_log_sd: float = 0.2, exchange_current_A: float = 2e-6, i0_log_sd: float = 0.5,
+                 alpha_mean: float = 0.5, alpha_spread: float = 0.2, limiting_current_A: float = 40e-6,
+                 metals: str = "copper", reference_metal: str = "copper", record_metal: str = "copper",
+                 temperature_C: float = 20.0, activation_kJ_per_mol: float = 40.0,
+                 recording: str = "monopolar", bipolar_spacing_mm: float = 2.0, outputs: str = "voltage",
+                 transimpedance_ohm: float = 1e3, gain_V: float = 1.0, noise_V: float = 20e-6,
+                 drift_V_per_sqrt_s: float = 5e-6, rest_drift_V_per_sqrt_s: float = 20e-6, seed: int = 0):
         if min(n_inputs, n_outputs, nodes) < 1:
             raise ValueError("n_inputs, n_outputs and nodes must be positive")
-        if not 0 < tau_fast_s <= tau_slow_s:
-            raise ValueError("need 0 < tau_fast_s <= tau_slow_s")
-        if c_dl_F <= 0 or r_access_ohm <= 0 or v_sat <= 0:
-            raise ValueError("c_dl_F, r_access_ohm and v_sat must be positive")
-        if noise_V < 0:
-            raise ValueError(f"noise_V must be non-negative, got {noise_V}")
-        self.v_sat, self.gain_V, self.noise_V = v_sat, gain_V, noise_V
-        if tissue_step_s is None:
-            tissue_step_s = tau_fast_s / 2.5
-        if tissue_step_s <= 0:
-            raise ValueError(f"tissue_step_s must be positive, got {tissue_step_s}")
-        self.substeps = max(1, int(np.floor(tissue_step_s / dt + 1e-9)))   # samples per tissue step
-        self.tau_dl_s = r_access_ohm * c_dl_F
-        self.n_inputs, self.n_outputs, self.dt = n_inputs, n_outputs, float(dt)
+        positive = {"dt": dt, "r_access_ohm": r_access_ohm, "electrode_radius_mm": electrode_radius_mm,
+                    "cole_fc_hz": cole_fc_hz, "c_dl_F": c_dl_F, "exchange_current_A": exchange_current_A,
+                    "limiting_current_A": limiting_current_A, "bipolar_spacing_mm": bipolar_spacing_mm,
+                    "transimpedance_ohm": transimpedance_ohm}
+        for key, value in positive.items():
+            if not value > 0:
+                raise ValueError(f"{key} must be positive, got {value}")
+        if not 0 < cole_beta <= 1 or not 0 <= r_inf < 1:
+            raise ValueError("need 0 < cole_beta <= 1 and 0 <= r_inf < 1")
+        if not (alpha_spread >= 0 and 0 < alpha_mean - alpha_spread and alpha_mean + alpha_spread < 1):
+            raise ValueError("alpha_mean +- alpha_spread must lie inside (0, 1)")
+        if min(c_dl_log_sd, i0_log_sd, noise_V) < 0 or temperature_C <= -273.15:
+            raise ValueError("spreads and noise_V must be non-negative, temperature above 0 K")
+        if outputs not in OUTPUTS or recording not in RECORDINGS:
+            raise ValueError(f"outputs must be one of {OUTPUTS}, recording one of {RECORDINGS}")
+        self.n_inputs, self.dt = n_inputs, float(dt)
+        self.n_outputs = {"voltage": n_outputs, "current": n_inputs, "both": n_inputs + n_outputs}[outputs]
+        self.outputs, self.gain_V, self.noise_V, self.transimpedance_ohm = outputs, gain_V, noise_V, \
+            transimpedance_ohm
         rng = np.random.default_rng(seed)
-        # tuber: ellipsoid with semi-axes 35 x 25 x 25 mm; nodes uniform inside it
-        axes = np.array([35.0, 25.0, 25.0])
-        pts = rng.uniform(-1, 1, (4 * nodes, 3))
-        pts = pts[np.sum(pts ** 2, axis=1) <= 1][:nodes] * axes
-        # electrodes on a ring of radius 20 mm in the mid-plane, inputs and outputs interleaved
+        # electrodes: heterogeneity (stream = the model's seed), temperature
+        temp_k = temperature_C + 273.15
+        self.f_per_V = FARADAY_C_PER_MOL / (GAS_J_PER_MOL_K * temp_k)
+        self.alpha = rng.uniform(alpha_mean - alpha_spread, alpha_mean + alpha_spread, n_inputs)
+        arrhenius = np.exp(-activation_kJ_per_mol * 1e3 / GAS_J_PER_MOL_K * (1 / temp_k - 1 / T_REF_K))
+        self.i0_A = exchange_current_A * arrhenius * np.exp(rng.normal(0, i0_log_sd, n_inputs))
+        self.c_dl = c_dl_F * np.exp(rng.normal(0, c_dl_log_sd, n_inputs))
+        self.i_lim_A = float(limiting_current_A)
+        names = [m for m in metals.split(",") if m.strip()] or ["?"]
+        e_ret = _metal(reference_metal)
+        self.galvanic_V = np.array([_metal(names[e % len(names)]) for e in range(n_inputs)]) - e_ret
+        self.record_offset_V = 0.0 if recording == "bipolar" else _metal(record_metal) - e_ret
+        # tissue: Debye branches, resistances in the conductor (rho_0 / 4 pi = r_access * a)
+        conductance_scale = 1 + 0.02 * (temperature_C - 20.0)
+        if conductance_scale <= 0:
+            raise ValueError(f"temperature_C {temperature_C} leaves the tissue no conductivity")
+        self.weights, tau_rel = cole_branches(nodes, cole_beta, r_inf)
+        self.branch_r = np.exp(-dt * 2 * np.pi * cole_fc_hz / tau_rel)
+        self.c_inst = r_inf + float(np.sum(self.weights * (1 - self.branch_r)))
+        a_m = electrode_radius_mm * 1e-3
+        unit = r_access_ohm * a_m / conductance_scale          # ohm m: rho_0 / (4 pi)
         n_el = n_inputs + n_outputs
         ang = 2 * np.pi * np.arange(n_el) / n_el
         ring = np.stack([20 * np.cos(ang), 20 * np.sin(ang), np.zeros(n_el)], axis=1)
         is_input = np.zeros(n_el, bool)
         is_input[np.round(np.linspace(0, n_el, n_inputs, endpoint=False)).astype(int)] = True
-        self.electrode_positions_mm = ring
-        self.input_electrodes = np.flatnonzero(is_input)
-        self.output_electrodes = np.flatnonzero(~is_input)
-        self.node_positions_mm = pts
+        ret, ref = np.array([[0.0, 0.0, -25.0]]), np.array([[0.0, 0.0, 25.0]])
+        stim, sites = ring[is_input], ring[~is_input]
+        self.electrode_positions_mm, self.return_position_mm, self.reference_position_mm = ring, ret[0], ref[0]
+        self.input_electrodes, self.output_electrodes = np.flatnonzero(is_input), np.flatnonzero(~is_input)
 
-        def kernel(a, b):
-            d = np.linalg.norm(a[:, None, :] - b[None, :, :], axis=2)
-            return np.exp(-d / coupling_length_mm)
+        def resistance(x, y):
+            d = np.linalg.norm(x[:, None] - y[None], axis=2)
+            return unit / (np.maximum(d, electrode_radius_mm) * 1e-3)   # own electrode: spreading
 
-        w = kernel(pts, pts) * rng.choice([-1.0, 1.0], (nodes, nodes))
-        np.fill_diagonal(w, 0.0)
-        radius = max_abs_eigenvalue(w)
-        if radius == 0:  # one node, or nodes too far apart to couple
-            raise ValueError(f"the {nodes}-node tissue network has no coupling; use more nodes or a "
-                             f"longer coupling_length_mm")
-        w *= spectral_radius / radius
-        g = kernel(pts, ring[is_input])
-        g *= 3.0 / g.max(axis=0, keepdims=True)
-        h = kernel(ring[~is_input], pts)
-        self.h_t = np.ascontiguousarray((h / h.sum(axis=1, keepdims=True)).T, dtype=dtype)
-        tau = np.exp(rng.uniform(np.log(tau_fast_s), np.log(tau_slow_s), nodes))
-        leak = np.minimum(self.substeps * dt / tau, 1.0)
-        bias = rng.normal(0, 0.1, nodes)
-        self.core = EchoStateCore(w, g, bias, leak, noise=0.0, dtype=dtype, dt=self.substeps * dt,
-                                  threads=threads)
-        self.double_layer = DoubleLayer(n_inputs, self.tau_dl_s, dt)
-        self.drift = ElectrodeDrift(n_outputs, drift_V_per_sqrt_s, dt)
-        self._drift_noise, self._measurement = RowStreams(), RowStreams()
+        def against_return(points):
+            """Transfer resistances ``(len(points), n_inputs)``: potential at ``points`` against the
+            reference per ampere into each stimulating electrode (the return electrode taking it out)."""
+            return (resistance(points, stim) - resistance(points, ret) - resistance(ref, stim)
+                    + resistance(ref, ret))
+
+        self.m_ohm = against_return(stim)
+        transfer = against_return(sites)
+        if recording == "bipolar":
+            inward = sites * (1 - bipolar_spacing_mm / 20.0)
+            transfer = transfer - against_return(inward)
+        self.transfer_t = np.ascontiguousarray(transfer.T)
+        self.g_tissue = np.linalg.inv(self.m_ohm)     # S: currents from the voltages across the tissue
+        self.drift = ElectrodeDrift(self.n_outputs, drift_V_per_sqrt_s, dt)
+        self.rest_drift = ElectrodeDrift(n_inputs, rest_drift_V_per_sqrt_s, dt)
+        self._rest_noise, self._drift_noise, self._measurement = RowStreams(), RowStreams(), RowStreams()
         self.reset(0)
 
     def reset(self, seed=None) -> None:
-        """Return to rest and re-seed: per batch row (``reservoir.streams``), the core's stream is the row
-        seed's child 0, the drift's child 1 and the white measurement noise's child 2."""
+        """Return to rest and re-seed: per batch row (``reservoir.streams``), the rest-potential drift's
+        stream is the row seed's child 0, the recording drift's child 1 and the white measurement
+        noise's child 2."""
         seeds = RowSeeds.of(seed)
-        self.core.reset(seeds.child(0))
+        self._rest_noise.reset(seeds.child(0))
+        self.rest_drift.reset()
         self._drift_noise.reset(seeds.child(1))
         self._measurement.reset(seeds.child(2))
-        self.double_layer.reset()
         self.drift.reset()
-        self._pending = np.zeros((0, 0, self.n_inputs))    # interface current of an unfinished step
-        self._held = np.zeros((0, self.n_outputs))         # tissue output of the last finished step
+        self._eta: np.ndarray | None = None
+        self._tissue = np.zeros((0, self.n_inputs, len(self.weights)))
+        self.interface_current_A = np.zeros((0, 0, self.n_inputs))
+        self.overpotential_V = np.zeros((0, 0, self.n_inputs))
+
+    def faradaic(self, eta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Butler-Volmer current (A) and its derivative (S) at overpotentials ``eta`` (V, ``(..., n_inputs)``)."""
+        x_a = np.minimum((1 - self.alpha) * self.f_per_V * eta, 30.0)
+        x_c = np.minimum(-self.alpha * self.f_per_V * eta, 30.0)
+        e_a, e_c = np.exp(x_a), np.exp(x_c)
+        num, den = e_a - e_c, 1 / self.i0_A + e_c / self.i_lim_A
+        d_num = self.f_per_V * ((1 - self.alpha) * e_a + self.alpha * e_c)
+        d_den = -self.alpha * self.f_per_V * e_c / self.i_lim_A
+        return num / den, (d_num * den - num * d_den) / den ** 2
+
+    def _tissue_memory(self, current: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The delayed part of ``rho/rho_0 * i`` for currents ``(batch, steps, n_inputs)``: returns ``m``
+        (same shape) with ``rho/rho_0 * i = c_inst * i + m``, and the branch states after the block."""
+        memory = np.zeros(current.shape)
+        end = self._tissue.copy()
+        for k in np.flatnonzero(self.weights * self.branch_r > 1e-17):   # the others forget within a sample
+            r, w = self.branch_r[k], self.weights[k]
+            s = first_order(current, r, 1 - r, self._tissue[:, :, k])     # s[t] = r s[t-1] + (1-r) i[t]
+            memory[:, :1] += w * r * self._tissue[:, None, :, k]
+            memory[:, 1:] += w * r * s[:, :-1]
+            if len(s[0]):
+                end[:, :, k] = s[:, -1]
+        return memory, end
+
+    def _solve(self, v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Overpotentials, currents and ``rho/rho_0 * i`` ``(batch, steps, n_inputs)`` for applied volts."""
+        batch, steps, n = v.shape
+        drive = v - self.galvanic_V
+        cap = self.c_dl / self.dt
+        g_diag = np.diag(self.g_tissue) / self.c_inst
+        g_off_t = (self.g_tissue - np.diag(np.diag(self.g_tissue))).T / self.c_inst
+        forced = drive @ self.g_tissue.T / self.c_inst
+        eta = np.broadcast_to(self._eta[:, None], v.shape).copy()
+        current = np.zeros(v.shape)
+        for sweep in range(MAX_SWEEPS):
+            memory, _ = self._tissue_memory(current)
+            lagged = eta @ g_off_t + memory / self.c_inst
+            f_val, g = self.faradaic(eta)
+            den = cap + g_diag + g
+            new_eta = linear_scan(cap / den, (forced - lagged - f_val + g * eta) / den, self._eta)
+            current = forced - new_eta * g_diag - lagged
+            change = np.max(np.abs(new_eta - eta)) if eta.size else 0.0
+            eta = new_eta
+            if change < TOLERANCE_V:
+                break
+        else:
+            raise ValueError(f"potato: the electrode equations did not converge in {MAX_SWEEPS} sweeps "
+                             f"(last change {change:.2e} V); use a shorter dt")
+        self.sweeps = sweep + 1
+        memory, self._tissue = self._tissue_memory(current)
+        return eta, current, self.c_inst * current + memory
+
+    def run(self, u: np.ndarray) -> np.ndarray:
+        """Electrode volts ``(batch, steps, n_inputs)`` -> outputs ``(batch, steps, n_outputs)`` (volts;
+        ``outputs`` says which channels)."""
+        u = check_input(u, self.n_inputs, np.float64)
+        batch, steps, _ = u.shape
+        if self._eta is None:
+            self._eta = np.zeros((batch, self.n_inputs))
+            self._tissue = np.zeros((batch, self.n_inputs, len(self.weights)))
+        elif len(self._eta) != batch:
+            raise ValueError(f"potato holds a batch of {len(self._eta)}, input has {batch}; "
+                             "call reset() before changing the batch size")
+        eta, current, tissue_current = self._solve(u - self.rest_drift(batch, steps, self._rest_noise))
+        if steps:
+            self._eta = eta[:, -1].copy()
+        self.interface_current_A, self.overpotential_V = current, eta
+        parts = []
+        if self.outputs != "voltage":
+            parts.append(self.transimpedance_ohm * current)
+        if self.outputs != "current":
+            parts.append(self.gain_V * (tissue_current @ self.transfer_t + self.record_offset_V))
+        y = np.concatenate(parts, axis=2)
+        y += self.drift(batch, steps, self._drift_noise)
+        if self.noise_V > 0:
+            y += self.noise_V * self._measurement.standard_normal(y.shape)
+        return y
 
     @property
     def state(self) -> dict[str, np.ndarray]:
-        return {**self.core.state, "v_dl": self.double_layer.state, "drift": self.drift.state,
-                "drift_rng": self._drift_noise.state(len(self._held)),
-                "measurement_rng": self._measurement.state(len(self._held)),
-                "pending_current": self._pending.copy(), "held_V": self._held.copy()}
+        batch = 0 if self._eta is None else len(self._eta)
+        return {"eta": np.zeros((0, self.n_inputs)) if self._eta is None else self._eta.copy(),
+                "tissue": self._tissue.copy(), "rest_drift": self.rest_drift.state, "drift": self.drift.state,
+                "rng": self._rest_noise.state(batch), "drift_rng": self._drift_noise.state(batch),
+                "measurement_rng": self._measurement.state(batch)}
 
     def load_state(self, state: dict[str, np.ndarray]) -> None:
-        self.core.load_state(state)
-        self.double_layer.load_state(state["v_dl"])
+        eta = np.asarray(state["eta"], dtype=np.float64)
+        tissue = np.asarray(state["tissue"], dtype=np.float64)
+        if eta.ndim != 2 or eta.shape[1] != self.n_inputs or tissue.shape != eta.shape + (len(self.weights),):
+            raise ValueError(f"potato state: eta must be (batch, {self.n_inputs}) and tissue "
+                             f"(batch, {self.n_inputs}, {len(self.weights)})")
         self.drift.load_state(state["drift"])
-        pending = np.asarray(state["pending_current"], dtype=np.float64)
-        held = np.asarray(state["held_V"], dtype=np.float64)
-        if (pending.ndim != 3 or pending.shape[1] >= self.substeps or pending.shape[2] != self.n_inputs
-                or held.shape != (len(pending), self.n_outputs)):
-            raise ValueError("potato state: pending_current must be (batch, < substeps, n_inputs) and "
-                             "held_V (batch, n_outputs)")
-        self._measurement.load_state(state["measurement_rng"], len(held))
+        self.rest_drift.load_state(state["rest_drift"])
+        self._rest_noise.load_state(state["rng"], len(eta))
+        self._measurement.load_state(state["measurement_rng"], len(eta))
         # state saved before the drift had a stream of its own drew it from the measurement stream
         drift_words = state["drift_rng"] if "drift_rng" in state else split_off(state["measurement_rng"])
-        self._drift_noise.load_state(drift_words, len(held))
-        self._pending, self._held = pending.copy(), held.copy()
-
-    def run(self, u: np.ndarray) -> np.ndarray:
-        """Electrode volts ``(batch, steps, n_inputs)`` -> recorded volts ``(batch, steps, n_outputs)``."""
-        u = check_input(u, self.n_inputs, np.float64)
-        batch, steps, _ = u.shape
-        current = np.tanh(self.double_layer(u) / self.v_sat)
-        if len(self._held) != batch:
-            self._pending = np.zeros((batch, 0, self.n_inputs))
-            self._held = np.zeros((batch, self.n_outputs))
-        v = self._tissue(current)
-        v += self.drift(batch, steps, self._drift_noise)
-        if self.noise_V > 0:
-            v += self.noise_V * self._measurement.standard_normal(v.shape)
-        return v
-
-    def _tissue(self, current: np.ndarray) -> np.ndarray:
-        """Interface currents ``(batch, steps, n_inputs)`` -> tissue volts at the recording electrodes.
-
-        The tissue steps once per ``substeps`` samples on the mean current of those samples; each
-        sample reads the output of the last finished tissue step (a causal hold of at most
-        ``substeps - 1`` samples).  Samples of an unfinished step wait in ``_pending``.
-        """
-        batch, steps, _ = current.shape
-        k, done = self.substeps, self._pending.shape[1]
-        joined = np.concatenate([self._pending, current], axis=1)
-        n_windows = joined.shape[1] // k
-        windows = joined[:, :n_windows * k].reshape(batch, n_windows, k, self.n_inputs).mean(axis=2)
-        self._pending = joined[:, n_windows * k:].copy()
-        x = self.core.run(windows)
-        tissue_v = np.concatenate([self._held[:, None], (x @ self.h_t) * self.gain_V], axis=1)
-        self._held = tissue_v[:, -1].astype(np.float64)
-        # sample j of this block ends at joined index done + j + 1: the last finished step is that // k
-        return tissue_v[:, (done + np.arange(1, steps + 1)) // k].astype(np.float64)
+        self._drift_noise.load_state(drift_words, len(eta))
+        self._eta = eta.copy() if len(eta) else None
+        self._tissue = tissue.copy()
 
     @property
     def electrodes(self) -> tuple[Electrode, ...]:
-        """Each stimulating electrode sees the tissue's access resistance ``r_access_ohm``."""
+        """Each stimulating electrode sees the tissue's spreading resistance ``r_access_ohm``."""
         return tuple(Electrode(impedance_ohm=float(self.get_params()["r_access_ohm"]))
                      for _ in range(self.n_inputs))
 
     def derived(self) -> dict[str, object]:
-        """``tau_dl_s``: the double layer's ``r_access_ohm * c_dl_F``; ``substeps``: samples per tissue step."""
-        return {"tau_dl_s": self.tau_dl_s, "substeps": self.substeps}
+        """Charge-transfer resistances ``r_ct_ohm`` (``1 / (di_F/deta)`` at rest), double-layer times
+        ``tau_dl_s`` (``C_e * (M_ee || R_ct)``), the galvanic offsets ``galvanic_V`` and the tissue's
+        conductivity ``sigma_S_per_m``."""
+        _, g = self.faradaic(np.zeros(self.n_inputs))
+        r_ct = 1 / g
+        m = np.diag(self.m_ohm)
+        p = self.get_params()
+        return {"r_ct_ohm": r_ct.tolist(), "tau_dl_s": (self.c_dl * m * r_ct / (m + r_ct)).tolist(),
+                "galvanic_V": self.galvanic_V.tolist(),
+                "sigma_S_per_m": 1 / (4 * np.pi * p["electrode_radius_mm"] * 1e-3 * p["r_access_ohm"])}

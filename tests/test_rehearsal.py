@@ -52,7 +52,7 @@ def rehearse(protocol: Path, spec: str, tmp_path: Path, capsys) -> dict:
 # records 8 channels: its emulated substrate is a 100-unit ESN of which the first 8 units are read
 CYTON = {"rest_s = 1.0": "rest_s = 0.2", "sample_rate_hz = 1000.0": "sample_rate_hz = 250.0",
          "samples_per_frame = 10": "samples_per_frame = 3", 'name = "potato"': 'name = "esn"',
-         "params = { n_outputs = 64, nodes = 400, tau_slow_s = 1.0, coupling_length_mm = 4.0 }":
+         "params = { n_outputs = 51, outputs = \"both\", recording = \"bipolar\" }":
          "params = { units = 100, leak_rate = 0.1 }"}
 
 

@@ -1,6 +1,6 @@
 """Physics and bookkeeping of the simulated substrates: ESN core, potato, hydrogel, organoid.
 
-Physics: the potato's double layer blocks DC with its documented time constant, the hydrogel's
+Physics: the potato's double layer charges with its documented time constant over a Faradaic DC, the hydrogel's
 electrode conductance traces a pinched hysteresis loop that widens as the sweep slows towards its
 memory, the organoid fires first near the stimulating electrode and bursts on its own.  Bookkeeping:
 same seed -> same output, state saved with numpy.savez and loaded without pickle resumes exactly,
@@ -37,7 +37,7 @@ def small_models():
     """One small instance of each substrate, with noise, keyed by name."""
     return {
         "esn": lambda: EchoStateNetwork(3, units=60, noise=0.01, seed=1),
-        "potato": lambda: PotatoModel(n_inputs=3, n_outputs=4, nodes=60, seed=1),
+        "potato": lambda: PotatoModel(n_inputs=3, n_outputs=4, nodes=8, seed=1),
         "hydrogel": lambda: HydrogelModel(n_inputs=3, n_outputs=4, grid=12, seed=1),
         "organoid": lambda: OrganoidModel(n_inputs=3, n_outputs=8, neurons=200, seed=1),
     }
@@ -85,36 +85,37 @@ def test_esn_lengths_equal_individual_runs(dtype):
 
 # ---- potato ----------------------------------------------------------------------------------------
 
-def test_potato_step_response_decays_with_double_layer_time_constant():
-    # fast tissue and a small step: the recorded response follows the interface current
-    potato = PotatoModel(n_inputs=1, n_outputs=4, tau_fast_s=1e-3, tau_slow_s=1e-3, noise_V=0,
-                         drift_V_per_sqrt_s=0, c_dl_F=50e-6, r_access_ohm=2e3, dtype="float64")
-    assert potato.tau_dl_s == pytest.approx(0.1)
-    step = np.zeros((1, 1000, 1))
-    step[:, 100:] = 0.01
+def test_potato_step_current_decays_with_double_layer_time_constant_to_faradaic_dc():
+    # one homogeneous electrode, a small step: C_dl charges through R_access || R_ct; Faradaic DC remains
+    potato = PotatoModel(n_inputs=1, n_outputs=1, outputs="current", noise_V=0, drift_V_per_sqrt_s=0,
+                         rest_drift_V_per_sqrt_s=0,
+                         c_dl_log_sd=0, i0_log_sd=0, alpha_spread=0, dt=1e-4)
+    derived = potato.derived()
+    tau, r_ct = derived["tau_dl_s"][0], derived["r_ct_ohm"][0]
+    step = np.zeros((1, 3000, 1))
+    step[:, 100:] = 1e-3
     potato.reset(0)
-    y = potato.run(step)[0]
-    potato.reset(0)
-    rest = potato.run(np.zeros_like(step))[0]
-    response = np.abs(y - rest).sum(axis=1)
-    t = np.arange(len(response)) - 100
-    fit = (t > 150) & (t < 600)
-    slope = np.polyfit(t[fit] * potato.dt, np.log(response[fit]), 1)[0]
-    assert -1 / slope == pytest.approx(potato.tau_dl_s, rel=0.05)
-    # DC is blocked: ten time constants later nothing of the step is left
-    assert response[-1] < 1e-3 * response.max()
+    current = potato.run(step)[0, :, 0] / potato.transimpedance_ohm
+    t = (np.arange(len(current)) - 100) * potato.dt
+    dc = 1e-3 / (potato.m_ohm[0, 0] + r_ct)
+    fit = (t > 0.2 * tau) & (t < 3 * tau)
+    slope = np.polyfit(t[fit], np.log(current[fit] - dc), 1)[0]
+    assert -1 / slope == pytest.approx(tau, rel=0.05)
+    assert current[-1] == pytest.approx(dc, rel=0.02)          # DC is not blocked: charge transfer
 
 
-def test_potato_interface_saturates():
-    potato = PotatoModel(n_inputs=1, n_outputs=4, noise_V=0, drift_V_per_sqrt_s=0, dtype="float64")
-    peaks = []
-    for volts in (0.05, 5.0, 50.0):
+def test_potato_cathodic_current_is_mass_transport_limited_anodic_is_not():
+    potato = PotatoModel(n_inputs=1, n_outputs=1, outputs="current", noise_V=0, drift_V_per_sqrt_s=0,
+                         rest_drift_V_per_sqrt_s=0,
+                         i0_log_sd=0, alpha_spread=0)
+    steady = {}
+    for volts in (-2.0, -1.0, 1.0):
         potato.reset(0)
-        rest = potato.run(np.zeros((1, 60, 1)))[0]
-        potato.reset(0)
-        peaks.append(np.abs(potato.run(np.full((1, 60, 1), volts))[0] - rest).max())
-    assert peaks[1] > 5 * peaks[0]                  # still growing at small drive
-    assert peaks[2] < 1.05 * peaks[1]               # saturated: 10x the volts, same response
+        steady[volts] = potato.run(np.full((1, 400, 1), volts))[0, -1, 0] / potato.transimpedance_ohm
+    limit = potato.get_params()["limiting_current_A"]
+    assert steady[-1.0] == pytest.approx(-limit, rel=0.05)
+    assert steady[-2.0] == pytest.approx(-limit, rel=0.01)        # twice the volts, the same current
+    assert steady[1.0] > 10 * limit                               # metal dissolution has no such limit
 
 
 # ---- hydrogel --------------------------------------------------------------------------------------
@@ -259,8 +260,9 @@ def test_state_round_trip_resumes_identically(name):
 def noise_free(name):
     return {
         "esn": lambda: EchoStateNetwork(3, units=60, dtype="float64", seed=1),
-        "potato": lambda: PotatoModel(n_inputs=3, n_outputs=4, nodes=60, noise_V=0, drift_V_per_sqrt_s=0,
-                                      dtype="float64", seed=1),
+        "potato": lambda: PotatoModel(n_inputs=3, n_outputs=4, nodes=8, noise_V=0, drift_V_per_sqrt_s=0,
+                                      rest_drift_V_per_sqrt_s=0,
+                                      outputs="both", seed=1),
         "hydrogel": lambda: HydrogelModel(n_inputs=3, n_outputs=4, grid=12, noise_V=0,
                                           drift_V_per_sqrt_s=0),
         "organoid": lambda: OrganoidModel(n_inputs=3, n_outputs=8, neurons=200, noise_exc_mV=0,
@@ -295,8 +297,9 @@ def test_streaming_in_odd_blocks_equals_one_run(name):
     np.testing.assert_allclose(np.concatenate(parts, axis=1), whole, rtol=1e-9, atol=1e-12)
 
 
-@pytest.mark.parametrize("name,params", [("potato", {"nodes": 1}), ("esn", {"leak": float("nan")}),
-                                         ("potato", {"v_sat": float("inf")})])
+@pytest.mark.parametrize("name,params", [("potato", {"nodes": 0}), ("esn", {"leak": float("nan")}),
+                                         ("potato", {"c_dl_F": float("inf")}),
+                                         ("potato", {"metals": "unobtainium"})])
 def test_degenerate_substrate_parameters_are_one_line_errors(name, params):
     from prclab.errors import PrclabError
     from prclab.reservoir import make_substrate
