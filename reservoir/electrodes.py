@@ -1,14 +1,7 @@
-"""Electrode physics shared by the physical substrate models: the double layer and recording drift.
+"""Electrode physics shared by the physical substrate models: recording drift and first-order filters.
 
-Double layer (stimulating electrodes).  A metal electrode in an electrolyte (tissue, gel) charges an
-interfacial double layer of capacitance ``C_dl`` in series with the access (spreading) resistance
-``R`` of the medium.  Driven by a voltage ``V(t)``, the double-layer voltage ``v_c`` follows
-``R C_dl dv_c/dt = V - v_c``; the medium sees ``V - v_c``, a first-order high-pass with time constant
-``tau_dl = R C_dl``: a voltage step gives a response that decays as ``exp(-t / tau_dl)`` and DC is
-blocked.  ``C_dl`` is 10-40 uF/cm^2 of metal surface (Bard & Faulkner, *Electrochemical Methods*, 2nd ed.
-2001, sec. 1.2; Merrill, Bikson & Jefferys 2005, J. Neurosci. Methods 141:171, table 1).  The step is
-exact for an input held over each sample (zero-order hold): ``v_c[t] = r v_c[t-1] + (1 - r) V[t]`` with
-``r = exp(-dt / tau_dl)``, and the medium sees ``V[t] - v_c[t-1]``.
+(The potato's stimulating electrodes, Butler-Volmer interfaces with their double layers, live in
+``reservoir.potato``.)
 
 Drift (recording electrodes).  Electrode potentials wander with a 1/f ("flicker") spectrum at low
 frequencies (Huigen, Peper & Grimbergen 2002, Med. Biol. Eng. Comput. 40:332).  It is synthesised as
@@ -19,8 +12,8 @@ exactly: ``d[t] = r_k d[t-1] + sigma sqrt(1 - r_k^2) n[t]``.  The amplitude is s
 ``drift_V_per_sqrt_s``: the RMS change of the drift over one second is ``drift_V_per_sqrt_s * 1 s^0.5``
 (what a random walk of that diffusion would give, without its unbounded 1/f^2 growth).
 
-Both are linear filters along time, applied with ``scipy.signal.lfilter`` to a whole block at once
-(no per-sample Python loop), with their state carried between blocks.
+The drift is a linear filter along time, applied with ``scipy.signal.lfilter`` to a whole block at once
+(no per-sample Python loop), with its state carried between blocks.
 """
 
 from __future__ import annotations
@@ -39,53 +32,6 @@ def first_order(x: np.ndarray, r: float, gain: float, y_prev: np.ndarray) -> np.
     zi = (r * y_prev)[:, None]
     y, _ = lfilter([gain], [1.0, -r], x, axis=1, zi=zi)
     return y
-
-
-class DoubleLayer:
-    """Series double-layer capacitance of ``n`` electrodes: turns applied volts into volts across the medium.
-
-    Args:
-        n: electrodes.
-        tau_s: ``R C_dl`` in seconds.
-        dt: sample period in seconds.
-    """
-
-    def __init__(self, n: int, tau_s: float, dt: float):
-        if tau_s <= 0:
-            raise ValueError(f"double-layer time constant must be positive, got {tau_s} s")
-        self.n = n
-        self.r = float(np.exp(-dt / tau_s))
-        self.v_c: np.ndarray | None = None
-
-    def reset(self) -> None:
-        self.v_c = None
-
-    def __call__(self, v: np.ndarray) -> np.ndarray:
-        """Applied volts ``(batch, steps, n)`` -> volts across the medium ``(batch, steps, n)``."""
-        batch, steps, _ = v.shape
-        if self.v_c is None:
-            self.v_c = np.zeros((batch, self.n))
-        elif len(self.v_c) != batch:
-            raise ValueError(f"double layer holds a batch of {len(self.v_c)}, input has {batch}; "
-                             "call reset() before changing the batch size")
-        if steps == 0:
-            return np.zeros(v.shape)
-        v_c = first_order(v, self.r, 1.0 - self.r, self.v_c)
-        across = v.astype(np.float64)
-        across[:, 0] -= self.v_c
-        across[:, 1:] -= v_c[:, :-1]
-        self.v_c = v_c[:, -1].copy()
-        return across
-
-    @property
-    def state(self) -> np.ndarray:
-        return np.zeros((0, self.n)) if self.v_c is None else self.v_c.copy()
-
-    def load_state(self, v_c: np.ndarray) -> None:
-        v_c = np.asarray(v_c, dtype=np.float64)
-        if v_c.ndim != 2 or v_c.shape[1] != self.n:
-            raise ValueError(f"double-layer state must be (batch, {self.n}), got {v_c.shape}")
-        self.v_c = v_c.copy() if len(v_c) else None
 
 
 class ElectrodeDrift:
