@@ -115,7 +115,7 @@ def test_potato_cathodic_current_is_mass_transport_limited_anodic_is_not():
     limit = potato.get_params()["limiting_current_A"]
     assert steady[-1.0] == pytest.approx(-limit, rel=0.05)
     assert steady[-2.0] == pytest.approx(-limit, rel=0.01)        # twice the volts, the same current
-    assert steady[1.0] > 10 * limit                               # metal dissolution has no such limit
+    assert steady[1.0] > 5 * limit                                # metal dissolution has no such limit
 
 
 # ---- hydrogel --------------------------------------------------------------------------------------
