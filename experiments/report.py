@@ -102,7 +102,10 @@ def plot_seeds(result: dict, metric: str, path) -> None:
     fig = Figure(figsize=(6, 3.6), dpi=120)
     ax = fig.subplots()
     for key, label, colour, marker in ((f"{metric}_per_seed", "reservoir", "C0", "o"),
-                                       ("baseline_per_seed", "baseline", "grey", "s")):
+                                       ("baseline_per_seed", "baseline", "grey", "s"),
+                                       ("quadratic_baseline_per_seed", "quadratic baseline", "C1", "^")):
+        if key not in result:
+            continue
         values = np.asarray(result[key])
         ax.plot(seeds, values, marker=marker, ls="none", color=colour,
                 label=f"{label}: {values.mean():.3f} ± {values.std():.3f}")
@@ -202,13 +205,21 @@ def _summary_lines(result: dict) -> list[str]:
         metric, f = ("nrmse", "{:.3g}") if "nrmse" in result else ("accuracy", "{:.3f}")
         rows.append(f"| test {metric} (mean ± std over {len(result['seeds'])} seeds) | "
                     f"{f.format(result[metric + '_mean'])} ± {f.format(result[metric + '_std'])} |")
-        rows.append(f"| baseline (mean ± std) | {f.format(result['baseline_mean'])} ± "
-                    f"{f.format(result['baseline_std'])} |")
+        for name in ("baseline", "quadratic_baseline"):
+            if f"{name}_mean" in result:
+                rows.append(f"| {name.replace('_', ' ')} (mean ± std) | {f.format(result[name + '_mean'])} ± "
+                            f"{f.format(result[name + '_std'])} |")
     else:
         row("test accuracy", "accuracy")
         row("baseline accuracy (no reservoir)", "baseline_accuracy")
+        row("quadratic baseline accuracy (stimulus and its square)", "quadratic_baseline_accuracy")
         row("test NRMSE", "nrmse", "{:.3g}")
         row("baseline NRMSE (no reservoir)", "baseline_nrmse", "{:.3g}")
+    for name, key in (("features", "features"), ("baseline features", "baseline_features"),
+                      ("quadratic baseline features", "quadratic_baseline_features")):
+        if isinstance(result.get(key), str):
+            specs = result.get(f"{key}_per_seed", [result[key]])
+            rows.append(f"| {name}{' (per seed)' if len(specs) > 1 else ''} | `{', '.join(specs)}` |")
     row("chance", "chance")
     row("ridge parameter (per training trial" + (f", seed {result['seeds'][0]})" if "seeds" in result else ")"),
         "alpha", "{:g}")
@@ -246,7 +257,7 @@ def write_report(source, out) -> Path:
     else:
         raise PrclabError(f"report: {source}: expected a recording (.h5) or a result (.json)")
     lines = [f"# prclab report: {source.name}", "", f"Source: `{source}` ({kind})."]
-    for key in ("dataset", "task", "split", "held_out", "features"):
+    for key in ("dataset", "task", "split", "held_out"):  # the features of every side: in the table
         if key in result:
             value = result.get(f"{key}_per_seed", result[key])
             value = ", ".join(value) if isinstance(value, list) else value

@@ -92,3 +92,15 @@ def test_plots_leave_the_users_matplotlib_backend_alone(tmp_path, toy_npz, capsy
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "svg False"  # backend kept, pyplot never imported
+
+
+def test_report_of_seeds_shows_every_baseline_and_each_sides_features(tmp_path, toy_npz):
+    from prclab.experiments.tasks import run_tasks
+
+    result = run_tasks(toy_npz, substrate="esn", size=30, seeds=2)
+    (tmp_path / "r.json").write_text(json.dumps(result))
+    summary = write_report(tmp_path / "r.json", tmp_path / "rep").read_text()
+    assert "| quadratic baseline (mean ± std) |" in summary
+    for side in ("features", "baseline_features", "quadratic_baseline_features"):
+        assert f"| {side.replace('_', ' ')} (per seed) | `{', '.join(result[side + '_per_seed'])}` |" in summary
+    assert_drawn(tmp_path / "rep" / "seeds.png")
