@@ -288,13 +288,15 @@ class PotatoModel(Substrate):
 
     def faradaic(self, eta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Butler-Volmer current (A) and its derivative (S) at overpotentials ``eta`` (V, ``(..., n_inputs)``)."""
-        x_a = np.minimum((1 - self.alpha) * self.f_per_V * eta, 30.0)
-        x_c = np.minimum(-self.alpha * self.f_per_V * eta, 30.0)
-        e_a, e_c = np.exp(x_a), np.exp(x_c)
-        num, den = e_a - e_c, 1 / self.i0_A + e_c / self.i_lim_A
-        d_num = self.f_per_V * ((1 - self.alpha) * e_a + self.alpha * e_c)
-        d_den = -self.alpha * self.f_per_V * e_c / self.i_lim_A
-        return num / den, (d_num * den - num * d_den) / den ** 2
+        f_a, f_c = (1 - self.alpha) * self.f_per_V, self.alpha * self.f_per_V
+        e_a = np.exp(np.minimum(eta * f_a, 30.0))
+        e_c = np.exp(np.minimum(eta * -f_c, 30.0))
+        den = e_c / self.i_lim_A
+        den += 1 / self.i0_A
+        current = (e_a - e_c) / den
+        # d/deta of (e_a - e_c) / den, with d den/deta = -f_c e_c / i_lim
+        slope = (f_a * e_a + f_c * e_c + current * (f_c / self.i_lim_A) * e_c) / den
+        return current, slope
 
     def _tissue_memory(self, current: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The delayed part of ``rho/rho_0 * i`` for currents ``(batch, steps, n_inputs)``: returns ``m``
