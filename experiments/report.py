@@ -155,8 +155,9 @@ def _recording_figures(path: Path, out: Path) -> tuple[dict, list[tuple[str, str
     split = np.array([t.split for t in rec.trials])
     train, test = split == "train", split == "test"
     curve = {}
-    for key, arrays in (("accuracy", [r for _, r in windows]), ("baseline", [s for s, _ in windows])):
-        x = trial_features(arrays, result["features"])
+    for key, arrays, spec in (("accuracy", [r for _, r in windows], result["features"]),
+                              ("baseline", [s for s, _ in windows], result["baseline_features"])):
+        x = trial_features(arrays, spec)
         clf = RidgeClassifier().fit(x[train], labels[train])
         curve["alphas"] = list(clf.alphas)
         curve[key] = clf.score_path(x[test], labels[test], clf.alphas).tolist()

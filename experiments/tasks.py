@@ -74,12 +74,6 @@ def train_test_index(data: LabelledSequences, seed: int = 0, test_fraction: floa
     return train, test
 
 
-def evaluate_features(x: np.ndarray, labels: np.ndarray, train, test) -> tuple[float, RidgeClassifier]:
-    """Fit a RidgeClassifier on ``x[train]`` and return (test accuracy, classifier)."""
-    clf = RidgeClassifier().fit(x[train], labels[train])
-    return float(clf.score(x[test], labels[test])), clf
-
-
 def with_squares(sequences: list[np.ndarray]) -> list[np.ndarray]:
     """Each ``(steps, channels)`` sequence with its element-wise square appended: ``(steps, 2 * channels)``
     (the quadratic baseline's input; same units squared in the second half)."""
