@@ -12,6 +12,9 @@ def test_basicmotions_esn_500():
     result = run_task(load_dataset(shared_data("gestures/basicmotions.npz")), "esn", size=500)
     assert result["n_train"] == 40 and result["n_test"] == 40
     assert result["accuracy"] >= 0.95 and result["accuracy"] > result["baseline_accuracy"]
+    # each side's features chosen on the 40 training trials (measured, seeds 0-2: the ESN 0.992, the
+    # linear baseline 0.825 and the quadratic 0.925, both in bins:8)
+    assert result["accuracy"] > result["quadratic_baseline_accuracy"] > result["baseline_accuracy"]
 
 
 @pytest.mark.slow
