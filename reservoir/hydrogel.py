@@ -35,9 +35,9 @@ migration of Na+), so the electrode conductance remembers the charge passed; the
 exchange with the bath through the faces in ``tau_x`` (7.6 s at the defaults).  Under a constant
 voltage the electrode cell settles where the Faradaic supply balances that exchange: with ``k = g0 V /
 (F c_bath h^2 T)`` (0.17 /s at 1 V) the memory time is about ``1 / (1/tau_x + k)`` = 3.3 s and the I-V
-loop area of a stimulating electrode peaks for sweep periods near ``2 pi`` times that (measured, one
-electrode, 1 V triangle, third cycle, 12 x 12 grid: 0.008, 0.039, 0.103, 0.092, 0.042, 0.016 uA V at
-1, 5, 20, 60, 200, 600 s).  The recording electrodes' currents carry it (their own conductance and the potential around them depend on the
+loop area of a stimulating electrode peaks for sweep periods near ``2 pi`` times that (measured with
+``experiments.hysteresis.iv_loops``, one electrode, 1 V triangle, third cycle, 12 x 12 grid, dt 10 ms:
+0.0055, 0.039, 0.104, 0.093, 0.042, 0.016 uA V at 1, 5, 20, 60, 200, 600 s).  The recording electrodes' currents carry it (their own conductance and the potential around them depend on the
 concentrations), and the bending carries the slower osmotic memory.
 
 Sources (quantity | model value | literature value | source):
@@ -181,7 +181,7 @@ class HydrogelModel(Substrate):
                  d_cl_m2_per_s: float = 1.5e-9, c_bath_mM: float = 10.0, g0_S: float = 2e-6,
                  tia_ohm: float = 1e6, tau_swell_s: float = 2.0, tau_deswell_s: float = 10.0,
                  bend_rad: float = 0.5, noise_V: float = 10e-6, drift_V_per_sqrt_s: float = 5e-6,
-                 grid_step_s: float = 0.05, seed: int = 0):
+                 grid_step_s: float = 0.1, seed: int = 0):
         if min(n_inputs, n_outputs, grid) < 1:
             raise ValueError("n_inputs, n_outputs and grid must be positive")
         if min(dt, cell_um, thickness_um, d_na_m2_per_s, d_cl_m2_per_s, c_bath_mM, g0_S, tia_ohm,
