@@ -314,7 +314,6 @@ class PotatoModel(Substrate):
 
     def _solve(self, v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Overpotentials, currents and ``rho/rho_0 * i`` ``(batch, steps, n_inputs)`` for applied volts."""
-        batch, steps, n = v.shape
         drive = v - self.galvanic_V
         cap = self.c_dl / self.dt
         g_diag = np.diag(self.g_tissue) / self.c_inst
