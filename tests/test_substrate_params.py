@@ -51,9 +51,11 @@ def test_params_are_the_constructor_keywords_and_rebuild_the_model(name):
 
 
 def test_derived_values_are_kept_apart_from_parameters():
-    described = PotatoModel(n_inputs=2, n_outputs=3, nodes=30, r_access_ohm=1e3, c_dl_F=50e-6).describe()
-    assert described["derived"] == {"tau_dl_s": pytest.approx(0.05), "substeps": 2}
-    assert "tau_dl_s" not in described["params"] and described["params"]["tissue_step_s"] is None
+    described = PotatoModel(n_inputs=2, n_outputs=3, nodes=6, c_dl_F=50e-6).describe()
+    assert described["params"]["nodes"] == 6 and described["params"]["c_dl_F"] == 50e-6
+    # per-electrode values drawn from the seed are derived, one per stimulating electrode
+    assert len(described["derived"]["tau_dl_s"]) == 2 and len(described["derived"]["r_ct_ohm"]) == 2
+    assert not set(described["derived"]) & set(described["params"])
 
 
 def test_set_params_rebuilds_in_place_and_refuses_unknown_names():
