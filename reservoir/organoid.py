@@ -19,34 +19,66 @@ uniform in [0, 1] per cell, as in Izhikevich's network.  ``v`` is stepped in two
 and clipped at the 30 mV spike peak.
 
 Synapses: neuron ``j`` at distance ``d`` connects to ``i`` with probability
-``connect_prob * exp(-d / connect_length_um)``; peak weights are uniform in ``[0, w_exc_mV]`` from
-excitatory and ``[-w_inh_mV, 0]`` from inhibitory cells (mV jump of ``v`` per presynaptic spike at
-full resources).  Every synapse of ``j`` depresses (Tsodyks & Markram 1997, PNAS 94:719): a spike
-releases the fraction ``U`` of the available resources ``x_j``, which recover with ``tau_rec``::
+``connect_prob * exp(-d / connect_length_um)`` (about 300 inputs per cell at the defaults).  Unitary
+PSPs at rest are lognormal (log-SD ``psp_log_sd``, Song et al. 2005, PLoS Biol. 3:e68) with means
+``epsp_mV`` / ``ipsp_mV``; the peak weight is PSP / U.  Every synapse of ``j`` depresses (Tsodyks &
+Markram 1997, PNAS 94:719): a spike releases the fraction ``U`` of the available resources ``x_j``, which
+recover with ``tau_rec``::
 
     dx_j/dt = (1 - x_j) / tau_rec - U x_j delta(t - t_spike_j),     I_syn,i = sum_j W_ij U x_j s_j(t)
 
-(``U = 0.5``, ``tau_rec = 0.8 s``, their fits for cortical pyramidal synapses).  Depression is what ends
-a network burst and sets the seconds-long silence before the next (Tsodyks, Uziel & Markram 2000,
-J. Neurosci. 20:RC50).  ``I_noise`` is white (``noise_exc_mV`` / ``noise_inh_mV`` per sqrt(ms), Izhikevich's
-5 and 2), redrawn on every trial: spontaneous spikes, bursts and trial-to-trial variability.
+Depression ends a network burst and sets the silence before the next (Tsodyks, Uziel & Markram 2000,
+J. Neurosci. 20:RC50).  ``recurrent=False`` is the synapse-ablation control: the same cells, positions and
+noise, no synapses.  Background drive: the simulated cells stand for a subsample of 10^5-10^6; the input
+from the unsimulated ones is a mean current ``background_mV_per_ms`` plus white noise ``noise_exc_mV`` /
+``noise_inh_mV`` per sqrt(ms) (Izhikevich's thalamic input), redrawn on every trial: spontaneous spikes,
+irregular bursts of varying size and trial-to-trial variability.
 
 Geometry: neurons uniform over the array's footprint (``mea_rows x mea_cols`` electrodes at
 ``pitch_um``; default 8 x 8 at 200 um as on common 60-electrode MEAs).  Stimulating electrodes are spread
-over the grid, recording electrodes are the others in order.  A stimulating electrode at voltage
-``V_e`` injects ``stim_mV_per_V * V_e * exp(-d / stim_length_um)`` (mV/ms) into each neuron: a 0.5 V
-pulse fires the cells within ~100 um directly and the network carries the response to distant
-electrodes ~10 ms later (MEA pulses of 0.2-0.9 V activate cells within ~100-200 um, Wagenaar, Pine &
-Potter 2004, J. Neurosci. Methods 138:27).  The model holds the voltage of each sample as one
-monophasic pulse (the electrode's double layer is far faster than a 1 ms sample).
+over the grid, recording electrodes are the others in order.
+
+Stimulation through the electrode's capacitance: an electrode of capacitance ``electrode_nF`` passes
+``I = C dV/dt``, so a voltage change ``dV`` within a sample delivers the charge ``C dV`` (nC), which
+depolarises a neuron at distance ``d`` by ``stim_mV_per_nC * C dV * exp(-d / stim_length_um)`` mV within
+that sample.  A held (DC) voltage delivers nothing after its onset; a one-sample pulse is a
+charge-balanced biphasic current (its rising edge, then its falling edge), the MEA practice (Wagenaar,
+Pine & Potter 2004, J. Neurosci. Methods 138:27: 0.1-0.9 V biphasic pulses activate cells within
+~100-200 um).  The evoked response has a direct part (cells near the electrode, < 3 ms) and a
+polysynaptic one (the network, tens to hundreds of ms, far electrodes).
 
 Outputs, per recording electrode and sample: ``output="spikes"``: the count of spikes of neurons
-within ``detect_radius_um`` (multi-unit threshold detection, what an MEA system streams);
-``output="lfp"``: a local field in volts, ``-lfp_uV_per_spike`` per spike weighted by
-``exp(-d / detect_radius_um)``, low-passed with ``lfp_tau_s``, plus white noise ``noise_V``.
+within ``detect_radius_um`` (sorted multi-unit activity, no artefact); ``output="lfp"``: the recorded
+voltage in volts: ``-lfp_uV_per_spike`` per spike weighted by ``exp(-d / detect_radius_um)``, low-passed
+with ``lfp_tau_s``, plus the stimulation artefact (``artefact_V_per_V`` of each stimulating electrode's
+voltage change, falling off with ``artefact_length_um``, decaying with the amplifier's recovery
+``artefact_tau_s``), plus white noise ``noise_V``; samples within ``blank_s`` after any stimulus are
+blanked to 0 (MEA systems blank 1-4 ms; Brainoware masks -0.8..+2 ms), carried across calls.
 
-Defaults (1000 neurons, no input): network bursts about once a second holding ~60 % of all spikes,
-asynchronous firing between them.
+Measured at the defaults (1000 neurons, no input, seed 1, 30 s; this module's author, 2026-12-02):
+1.25 Hz per neuron; network bursts 0.13 /s, inter-burst-interval CV 0.40, recruiting 76 +- 41 % of the
+neurons (sizes vary from a few per cent to all), 30 ms long, holding 25 % of the spikes.
+
+==========================  =====================  ===========================  ============================
+quantity                    model value            literature value             source
+==========================  =====================  ===========================  ============================
+unitary EPSP (mean)         1.5 mV, lognormal      1.3 +- 1.1 mV (L5 pairs);    Markram et al. 1997,
+                                                   0.77 mV, lognormal           J. Physiol. 500:409; Song
+                                                                                et al. 2005
+synaptic depression U, tau  0.5, 0.8 s             0.5, 0.8 s                   Tsodyks & Markram 1997
+inputs per cell             ~300                   10^2-10^4 (subsampled)       cortex; cultures fewer
+spontaneous rate            1.25 Hz                ~0.1-5 Hz per unit           Wagenaar et al. 2006, BMC
+                                                                                Neurosci. 7:11 (approx.)
+network burst rate          0.13 /s                ~0.05-0.5 /s (3-30 /min)     Wagenaar 2006; Trujillo et
+                                                                                al. 2019 (approx.)
+inter-burst-interval CV     0.40                   irregular, CV ~0.3-1         Wagenaar 2006 (approx.)
+stimulation                 biphasic, 0.5 V,       0.1-0.9 V biphasic, direct   Wagenaar, Pine & Potter
+                            ~100-200 um reach      reach ~100-200 um            2004
+blanking                    3 ms                   1-4 ms; -0.8..+2 ms          SALPA (Wagenaar & Potter
+                                                                                2002); Brainoware protocol
+==========================  =====================  ===========================  ============================
+
+"(approx.)": ranges recalled from the sources, not re-read for this model; check before quoting.
 
 Everything is vectorised over batch and neurons; the only Python loop is over time samples.  The state
 (``v``, ``u``, ``x``, the pending synaptic input, the field filter and the noise streams) saves as
@@ -62,6 +94,7 @@ from .electrodes import first_order
 from .streams import RowSeeds, RowStreams, split_off
 
 SPIKE_PEAK_MV = 30.0
+NEVER = float(2 ** 53)    # samples since the last stimulus before any stimulus
 NOISE_CHUNK_STEPS = 256   # noise is drawn this many samples at a time (memory: chunk x batch x N)
 
 
@@ -76,24 +109,32 @@ class OrganoidModel(Substrate):
         exc_fraction: fraction of excitatory neurons.
         mea_rows, mea_cols, pitch_um: electrode grid.
         connect_prob, connect_length_um: distance-dependent connection probability.
-        w_exc_mV, w_inh_mV: largest excitatory / inhibitory weight (mV per spike, full resources).
+        epsp_mV, ipsp_mV, psp_log_sd: mean unitary EPSP / IPSP at rest (mV) and their lognormal log-SD.
         std_U, std_tau_rec_s: Tsodyks-Markram release fraction and recovery time (seconds).
+        background_mV_per_ms: mean input from the unsimulated cells (mV/ms).
         noise_exc_mV, noise_inh_mV: white input noise (mV per sqrt(ms)).
-        stim_mV_per_V, stim_length_um: stimulation strength at the electrode and its reach.
+        recurrent: False removes every synapse (the ablation control).
+        electrode_nF: stimulating electrode capacitance (nF): a voltage change dV delivers C dV.
+        stim_mV_per_nC, stim_length_um: depolarisation per nC at the electrode and its reach (um).
         detect_radius_um: recording radius of an electrode.
         output: ``"spikes"`` (counts per sample) or ``"lfp"`` (volts).
         lfp_uV_per_spike, lfp_tau_s, noise_V: local-field gain, low-pass time constant, white noise.
+        artefact_V_per_V, artefact_length_um, artefact_tau_s: stimulation artefact on the recorded voltage
+            per volt of stimulus change, its fall-off with distance and its decay (seconds).
+        blank_s: recorded voltage blanked to 0 for this long after each stimulus (seconds; 0: none).
         seed: seed of the network (positions, cell types, connections) and of the first noise stream.
     """
 
     def __init__(self, n_inputs: int = 4, n_outputs: int = 32, dt: float = 1e-3, neurons: int = 1000,
                  exc_fraction: float = 0.8, mea_rows: int = 8, mea_cols: int = 8, pitch_um: float = 200.0,
-                 connect_prob: float = 0.5, connect_length_um: float = 200.0, w_exc_mV: float = 30.0,
-                 w_inh_mV: float = 20.0, std_U: float = 0.5, std_tau_rec_s: float = 0.8,
-                 noise_exc_mV: float = 3.0, noise_inh_mV: float = 2.0, stim_mV_per_V: float = 100.0,
+                 connect_prob: float = 1.0, connect_length_um: float = 400.0, epsp_mV: float = 1.5,
+                 ipsp_mV: float = 1.5, psp_log_sd: float = 0.9, std_U: float = 0.5, std_tau_rec_s: float = 0.8,
+                 background_mV_per_ms: float = 0.0, noise_exc_mV: float = 3.0, noise_inh_mV: float = 2.0,
+                 recurrent: bool = True, electrode_nF: float = 3.0, stim_mV_per_nC: float = 100.0,
                  stim_length_um: float = 100.0, detect_radius_um: float = 80.0, output: str = "spikes",
                  lfp_uV_per_spike: float = 20.0, lfp_tau_s: float = 0.01, noise_V: float = 5e-6,
-                 seed: int = 0):
+                 artefact_V_per_V: float = 0.01, artefact_length_um: float = 200.0,
+                 artefact_tau_s: float = 5e-4, blank_s: float = 3e-3, seed: int = 0):
         if min(n_inputs, n_outputs, neurons, mea_rows, mea_cols) < 1:
             raise ValueError("n_inputs, n_outputs, neurons and the MEA size must be positive")
         if n_inputs + n_outputs > mea_rows * mea_cols:
@@ -105,10 +146,12 @@ class OrganoidModel(Substrate):
         if output not in ("spikes", "lfp"):
             raise ValueError(f"output must be 'spikes' or 'lfp', got {output!r}")
         if min(pitch_um, connect_length_um, std_tau_rec_s, stim_length_um, detect_radius_um,
-               lfp_tau_s) <= 0:
+               lfp_tau_s, artefact_length_um, artefact_tau_s) <= 0:
             raise ValueError("lengths and time constants must be positive")
-        if min(connect_prob, w_exc_mV, w_inh_mV, noise_exc_mV, noise_inh_mV, noise_V) < 0:
-            raise ValueError("probabilities, weights and noise levels must be non-negative")
+        if min(connect_prob, epsp_mV, ipsp_mV, psp_log_sd, noise_exc_mV, noise_inh_mV, noise_V, electrode_nF,
+               artefact_V_per_V, blank_s) < 0:
+            raise ValueError("probabilities, weights, capacitances, noise levels and blanking must be "
+                             "non-negative")
         self.output, self.noise_V, self.std_U = output, noise_V, std_U
         self.n_inputs, self.n_outputs, self.dt = n_inputs, n_outputs, float(dt)
         self.dt_ms = 1e3 * self.dt
@@ -134,10 +177,20 @@ class OrganoidModel(Substrate):
         dist = np.linalg.norm(self.positions_um[:, None] - self.positions_um[None], axis=2)
         connected = rng.random((neurons, neurons)) < connect_prob * np.exp(-dist / connect_length_um)
         np.fill_diagonal(connected, False)
-        w = rng.random((neurons, neurons)) * np.where(self.is_exc, w_exc_mV, -w_inh_mV)[None, :]
-        self.w_t = np.ascontiguousarray((w * connected).T)    # (pre, post), mV per spike
+        # unitary PSPs at rest (first spike, full resources) lognormal with mean epsp_mV / ipsp_mV;
+        # the synapse's peak weight is PSP / U (a spike releases the fraction U)
+        psp = rng.lognormal(-0.5 * psp_log_sd ** 2, psp_log_sd, (neurons, neurons))
+        w = psp * np.where(self.is_exc, epsp_mV, -ipsp_mV)[None, :] / std_U
+        # the ablation control keeps every draw (same cells, same noise) and removes the synapses
+        self.w_t = np.ascontiguousarray((w * connected).T) * float(recurrent)   # (pre, post), mV/spike
         d_stim = np.linalg.norm(self.stim_positions_um[:, None] - self.positions_um[None], axis=2)
-        self.stim_gain = stim_mV_per_V * np.exp(-d_stim / stim_length_um)   # (n_inputs, N)
+        # charge C dV through the electrode per volt of change -> mV of depolarisation (n_inputs, N)
+        self.stim_gain = electrode_nF * stim_mV_per_nC * np.exp(-d_stim / stim_length_um)
+        d_art = np.linalg.norm(self.stim_positions_um[:, None] - self.rec_positions_um[None], axis=2)
+        self.artefact_gain = artefact_V_per_V * np.exp(-d_art / artefact_length_um)   # (n_inputs, n_out)
+        self._artefact_r = float(np.exp(-self.dt / artefact_tau_s))
+        self._blank_steps = int(np.ceil(blank_s / self.dt - 1e-9))
+        self.background = background_mV_per_ms
         d_rec = np.linalg.norm(self.positions_um[:, None] - self.rec_positions_um[None], axis=2)
         if output == "spikes":
             self.readout = (d_rec <= detect_radius_um).astype(np.float64)    # (N, n_outputs)
@@ -146,6 +199,7 @@ class OrganoidModel(Substrate):
         # inputs are currents in mV/ms held over a sample: a spike's jump w arrives as w / dt_ms, and
         # white noise of sigma mV per sqrt(ms) as sigma / sqrt(dt_ms)
         self._w_current = self.w_t / self.dt_ms
+        self._stim_current = self.stim_gain / self.dt_ms
         self.noise_sd = np.where(self.is_exc, noise_exc_mV, noise_inh_mV) / np.sqrt(self.dt_ms)
         self._recover = self.dt / std_tau_rec_s
         self._lfp_r = float(np.exp(-self.dt / lfp_tau_s))
@@ -166,16 +220,20 @@ class OrganoidModel(Substrate):
         self._x = np.ones_like(self._v)
         self._syn = np.zeros_like(self._v)
         self._lfp = np.zeros((batch, self.n_outputs))
+        self._v_in = np.zeros((batch, self.n_inputs))
+        self._artefact = np.zeros((batch, self.n_outputs))
+        self._since_stim = np.full(batch, NEVER)
 
     @property
     def state(self) -> dict[str, np.ndarray]:
         streams = {"rng": self._input_noise.state(self._batch), "field_rng": self._field_noise.state(self._batch)}
         if self._v is None:
-            empty = np.zeros((0, len(self.c)))
-            return {"v": empty, "u": empty, "x": empty, "syn": empty, "lfp": np.zeros((0, self.n_outputs)),
-                    **streams}
+            empty, out = np.zeros((0, len(self.c))), np.zeros((0, self.n_outputs))
+            return {"v": empty, "u": empty, "x": empty, "syn": empty, "lfp": out, "artefact": out,
+                    "v_in": np.zeros((0, self.n_inputs)), "since_stim": np.zeros(0), **streams}
         return {"v": self._v.copy(), "u": self._u.copy(), "x": self._x.copy(), "syn": self._syn.copy(),
-                "lfp": self._lfp.copy(), **streams}
+                "lfp": self._lfp.copy(), "artefact": self._artefact.copy(), "v_in": self._v_in.copy(),
+                "since_stim": self._since_stim.copy(), **streams}
 
     @property
     def _batch(self) -> int:
@@ -188,8 +246,14 @@ class OrganoidModel(Substrate):
             if arrays[k].shape != (batch, len(self.c)):
                 raise ValueError(f"organoid state {k!r} must be (batch, {len(self.c)}), "
                                  f"got {arrays[k].shape}")
-        if arrays["lfp"].shape != (batch, self.n_outputs):
-            raise ValueError(f"organoid state 'lfp' must be (batch, {self.n_outputs})")
+        # state saved before the electrodes were capacitive: no stimulus yet, no artefact
+        arrays["artefact"] = np.asarray(state.get("artefact", np.zeros((batch, self.n_outputs))), np.float64)
+        arrays["v_in"] = np.asarray(state.get("v_in", np.zeros((batch, self.n_inputs))), np.float64)
+        arrays["since_stim"] = np.asarray(state.get("since_stim", np.full(batch, NEVER)), np.float64)
+        for k, shape in (("lfp", (batch, self.n_outputs)), ("artefact", (batch, self.n_outputs)),
+                         ("v_in", (batch, self.n_inputs)), ("since_stim", (batch,))):
+            if arrays[k].shape != shape:
+                raise ValueError(f"organoid state {k!r} must be {shape}, got {arrays[k].shape}")
         self._input_noise.load_state(state["rng"], batch)
         # state saved before the field noise had a stream of its own drew it from the input noise's
         self._field_noise.load_state(state["field_rng"] if "field_rng" in state else split_off(state["rng"]),
@@ -199,6 +263,8 @@ class OrganoidModel(Substrate):
             return
         self._v, self._u, self._x = arrays["v"].copy(), arrays["u"].copy(), arrays["x"].copy()
         self._syn, self._lfp = arrays["syn"].copy(), arrays["lfp"].copy()
+        self._artefact, self._v_in = arrays["artefact"].copy(), arrays["v_in"].copy()
+        self._since_stim = arrays["since_stim"].copy()
 
     def run(self, u: np.ndarray) -> np.ndarray:
         """Electrode volts ``(batch, steps, n_inputs)`` -> ``(batch, steps, n_outputs)`` counts or volts."""
@@ -209,21 +275,39 @@ class OrganoidModel(Substrate):
         elif len(self._v) != batch:
             raise ValueError(f"state holds a batch of {len(self._v)}, input has {batch}; "
                              "call reset() before changing the batch size")
+        # the electrode's capacitance passes C dV/dt: only changes of the voltage reach the tissue
+        step_V = np.diff(u, axis=1, prepend=self._v_in[:, None])          # (batch, steps, n_inputs)
+        self._v_in = u[:, -1].copy()
         counts = np.empty((batch, steps, self.n_outputs))
         for start in range(0, steps, NOISE_CHUNK_STEPS):
             stop = min(steps, start + NOISE_CHUNK_STEPS)
             drive = self._input_noise.standard_normal((stop - start, batch, len(self.c)), axis=1)
             drive *= self.noise_sd
-            drive += np.matmul(u[:, start:stop].transpose(1, 0, 2), self.stim_gain)
+            drive += self.background
+            drive += np.matmul(step_V[:, start:stop].transpose(1, 0, 2), self._stim_current)
             spikes = self._integrate(drive)
             counts[:, start:stop] = np.matmul(spikes, self.readout).transpose(1, 0, 2)
         if self.output == "spikes":
             return counts
         lfp = first_order(counts, self._lfp_r, 1.0 - self._lfp_r, self._lfp)
         self._lfp = lfp[:, -1].copy()
+        artefact = first_order(step_V @ self.artefact_gain, self._artefact_r, 1.0, self._artefact)
+        self._artefact = artefact[:, -1].copy()
+        lfp += artefact
         if self.noise_V > 0:
             lfp += self.noise_V * self._field_noise.standard_normal(lfp.shape)
+        lfp[self._blanked(np.any(step_V != 0, axis=2))] = 0.0
         return lfp
+
+    def _blanked(self, stimulated: np.ndarray) -> np.ndarray:
+        """Samples ``(batch, steps)`` within ``blank_s`` of a stimulus (``stimulated``, ``(batch, steps)``,
+        a voltage change on any electrode), the last stimulus carried over from the previous call."""
+        steps = stimulated.shape[1]
+        index = np.arange(steps, dtype=np.float64)
+        last = np.maximum.accumulate(np.where(stimulated, index, -NEVER), axis=1)
+        last = np.maximum(last, -1.0 - self._since_stim[:, None])
+        self._since_stim = np.minimum(steps - 1 - last[:, -1], NEVER)
+        return index - last < self._blank_steps
 
     def _integrate(self, drive: np.ndarray) -> np.ndarray:
         """Step the network through ``drive`` ``(steps, batch, N)`` (mV per sample); returns its spikes."""

@@ -133,7 +133,9 @@ def test_a_recorded_random_trial_gives_the_same_capacities_as_driving():
 @pytest.mark.parametrize("name", sorted(SUBSTRATES))
 def test_every_registered_substrate_can_be_characterised(name):
     result = characterize_named(name, size=30, frames=700, batch=2, nonlinear_window=4, shared_input=False)
-    assert 0 < result["memory_capacity"] <= result["n_features"]
+    # the organoid's capacitive electrodes pass only the frame's voltage change, whose direct response is
+    # over before the frame's last sample, the one characterisation reads: its capacity there may be 0
+    assert (0 if name == "organoid" else 1e-12) <= result["memory_capacity"] <= result["n_features"]
     # no order between the two ranks here: in a noisy substrate (the organoid) a shared late input can
     # trigger synchronised bursts whose size varies from trial to trial and lifts the generalisation rank.
     # The ranks read the last sample only: a 30-neuron organoid's spike count there is often zero in
