@@ -256,9 +256,12 @@ def test_cli_task_argument_errors(argv, message, capsys):
 
 @pytest.mark.slow
 def test_fsdd_speaker_independent_split_esn_500():
-    """Holding out george (seed 0) measured 0.566 against a 0.466 baseline; unseen voices are hard."""
+    """Holding out george (seed 0), each side's features chosen on the training speakers: the ESN 0.546
+    against 0.612 for the linear baseline and 0.692 for the quadratic (measured; seeds 0-2, george,
+    jackson, lucas: 0.710 ± 0.097 against 0.654 ± 0.122 and 0.689 ± 0.111, standard errors).  Unseen
+    voices are hard, and a fair baseline is not beaten on them: only "well above chance" is asserted."""
     from prclab.experiments.tasks import run_task
 
     result = run_task(load_dataset(shared_data("fsdd/recordings")), "esn", size=500, split="speaker")
     assert result["held_out"] == "george" and result["n_test"] == 500
-    assert result["accuracy"] > max(result["baseline_accuracy"], result["chance"] + 0.3)
+    assert result["accuracy"] > result["chance"] + 0.3
