@@ -101,7 +101,9 @@ def check_marks_land_in_the_response_stream(factory: Factory, stimulus: Stimulus
         events = dev.events(since)
     index = dict((label, i) for i, label in events).get("trial:1")
     _expect(index is not None, "marks", device, f"mark not in the events {events}")
-    _expect(n - 2 <= index <= n + int(0.05 * device.channels.rate_hz), "marks", device,
+    # a host-inserted marker (brainflow, a two-device rig) lands after the host's latency: up to 70 ms
+    # was seen with the two cores loaded, so the bound is 0.1 s
+    _expect(n - 2 <= index <= n + int(0.1 * device.channels.rate_hz), "marks", device,
             f"mark at response sample {index}, written after {n}")
 
 
