@@ -21,7 +21,7 @@ import numpy as np
 from prclab.reservoir import HydrogelModel, OrganoidModel, PotatoModel
 
 MODELS = {
-    "potato 16 in + 16 out, 200 nodes": lambda: PotatoModel(n_inputs=16, n_outputs=16),
+    "potato 16 in + 16 out, default tissue (8 Debye branches)": lambda: PotatoModel(n_inputs=16, n_outputs=16),
     "hydrogel 16 in + 16 out, 24x24 lattice": lambda: HydrogelModel(n_inputs=16, n_outputs=16),
     "organoid 16 in + 16 out, 1000 neurons": lambda: OrganoidModel(n_inputs=16, n_outputs=16),
 }
