@@ -420,12 +420,19 @@ class RecordingWriter:
             self.last_state: dict[str, np.ndarray] | None = None
             self._sync()
         except BaseException as exc:
-            if isinstance(exc, (OSError, RuntimeError)):
-                self._detach()
-            self._abandon(remove=created)
-            if isinstance(exc, (OSError, RuntimeError)):
-                raise _write_error(self.path, exc, "creating it") from None
+            self._fail_open(exc, created, "creating it")
             raise
+
+    def _fail_open(self, exc: BaseException, remove: bool, what: str) -> None:
+        """Clean up after ``exc`` while opening (``what``: "creating it", ...): the file is released
+        (and removed if ``remove``); a file-system error becomes one ``PrclabError`` naming the file,
+        anything else is left for the caller to re-raise."""
+        io_error = isinstance(exc, (OSError, RuntimeError))
+        if io_error:
+            self._detach()
+        self._abandon(remove=remove)
+        if io_error:
+            raise _write_error(self.path, exc, what) from None
 
     def _abandon(self, remove: bool) -> None:
         try:
@@ -499,11 +506,7 @@ class RecordingWriter:
                 self._f = h5py.File(self.path, "r+")
                 self._resume(protocol_text, identity, verify)
         except BaseException as exc:
-            if isinstance(exc, (OSError, RuntimeError)):
-                self._detach()
-            self._abandon(remove=False)
-            if isinstance(exc, (OSError, RuntimeError)):
-                raise _write_error(self.path, exc, "reopening it to resume") from None
+            self._fail_open(exc, False, "reopening it to resume")
             raise
         return self
 
