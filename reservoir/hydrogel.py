@@ -5,11 +5,11 @@ Physical picture (after the electro-active polymer reservoir of Strong, Holderba
 a ``grid x grid`` sheet of ``cell_um`` cells and ``thickness_um`` thickness, swollen with NaCl and
 surrounded on all four edges by a bath held at ``c_bath_mM`` and 0 V.  Stimulating Ag/AgCl electrodes
 sit on a ring inside the gel at the applied voltages; recording Ag/AgCl electrodes on the same ring are
-held at 0 V by transimpedance amplifiers whose output (volts) is the model's output.  The bath is the
-return electrode.
+held at 0 V by transimpedance amplifiers whose outputs are volts.  The bath is the return electrode.  The
+sheet hangs from its top edge (row 0) and bends in its plane; a camera tracks ``n_markers`` markers.
 
-State per cell: ``c_na``, ``c_cl`` (mol/m^3 = mM), and the swelling of the left and right halves of the
-gel.  Equations (``psi = phi / V_T`` the potential in thermal volts, ``V_T = RT/F``, ``h`` the cell)::
+State per cell: ``c_na``, ``c_cl`` (mol/m^3 = mM) and the volumetric swelling strain ``e``.  Equations
+(``psi = phi / V_T`` the potential in thermal volts, ``V_T = RT/F``, ``h`` the cell, ``W = grid h``)::
 
     dc_k/dt  = -div J_k + s_k,        J_k = -D_k (grad c_k + z_k c_k grad psi)          (Nernst-Planck)
     div i = i_src,   i = F sum_k z_k J_k   ->   div(kappa grad psi) = -div(D_na grad c_na - D_cl grad c_cl)
@@ -19,10 +19,30 @@ gel.  Equations (``psi = phi / V_T`` the potential in thermal volts, ``V_T = RT/
     dc_k/dt += -(c_k - c_bath) / tau_x,   tau_x = T^2 / (pi^2 D_a)   (salt pairs leave through the
                                   sheet's faces to the bath: the slab's slowest diffusion mode)
     s_cl(r_e) = -i_e / (F h^2 T)       (an anodic current takes Cl- out of the electrode's cell; Na+ inert)
-    q_side   = mean over the half of (c_na + c_cl) / (2 c_bath) - 1         (osmotic excess, van 't Hoff)
-    ds/dt    = (q_side - s) / tau,  tau = tau_swell_s if q_side > s else tau_deswell_s
-    theta    = bend_rad * (s_left - s_right)                          (bending angle, radians)
+    Pi       = RT (c_na + c_cl - 2 c_bath)        (osmotic excess pressure over the bath, van 't Hoff)
+    de/dt    = (Pi / K - e) / tau,  tau = tau_swell_s if Pi / K > e else tau_deswell_s
+                                  (linear poroelastic swelling towards e = Pi / K, slower de-swelling)
+    kappa(y) = (12 / W^3) int eps(x, y) x dx,   eps = e / 3     (curvature of a beam with eigenstrain
+                                  eps; for two equal halves 3 (eps_r - eps_l) / (2 W): Timoshenko 1925)
+    theta(s) = int_0^s kappa(y) dy                                (tangent angle s below the clamp)
     out_m    = -tia_ohm * i_m + drift_m + noise_m                      (recording electrodes, W_m = 0 V)
+    out_k    = theta(s_k) in degrees + angle noise                      (markers, ``outputs="bending"``)
+
+``outputs`` selects the channels: ``"currents"`` (the recording electrodes' amplifier volts, the
+default), ``"bending"`` (the marker angles) or ``"both"`` (volts first).  A positive angle means the
+right half (larger column index) swelled more, so the strip turns towards the left.
+
+Where the state is read.  The memory sits in the salt around the stimulating electrodes (Faradaic
+depletion and enrichment) and in the swelling that follows it.  The recording electrodes on the ring
+see it only through the field around them: salt needs ``L^2 / (2 D_a)`` ~ 320 s to diffuse the
+``L`` = 0.88 mm between neighbouring electrodes at the defaults, far longer than the bath exchange
+``tau_x``.  The bending integrates the strain of the whole
+sheet weighted by the distance from the mid-line, so it reads the state where it is.  The ring is
+turned by half an electrode spacing so that no electrode sits on the mid-line (where its swelling would
+not bend the strip: ``x = 0``).  The markers sit on the centre line at ``1/n, 2/n, .., 1`` of the
+length below the clamp (the last at the tip, the angle a lab measures): the angle at a marker
+integrates the curvature of the rows above it, so successive markers resolve where along the length
+(above, across or below the electrode ring) the sheet is bent.
 
 Electroneutrality is not imposed on the concentrations: each species moves with its own flux, and the
 potential that keeps the charge density from changing is solved from current continuity each lattice
@@ -35,10 +55,9 @@ migration of Na+), so the electrode conductance remembers the charge passed; the
 exchange with the bath through the faces in ``tau_x`` (7.6 s at the defaults).  Under a constant
 voltage the electrode cell settles where the Faradaic supply balances that exchange: with ``k = g0 V /
 (F c_bath h^2 T)`` (0.17 /s at 1 V) the memory time is about ``1 / (1/tau_x + k)`` = 3.3 s and the I-V
-loop area of a stimulating electrode peaks for sweep periods near ``2 pi`` times that (measured with
-``experiments.hysteresis.iv_loops``, one electrode, 1 V triangle, third cycle, 12 x 12 grid, dt 10 ms:
-0.0055, 0.039, 0.104, 0.093, 0.042, 0.016 uA V at 1, 5, 20, 60, 200, 600 s).  The recording electrodes' currents carry it (their own conductance and the potential around them depend on the
-concentrations), and the bending carries the slower osmotic memory.
+loop area of a stimulating electrode peaks for sweep periods near ``2 pi`` times that (LOOP_AREAS).
+The recording electrodes' currents carry it weakly (the potential around them depends on the
+concentrations), and the bending carries it with the slower de-swelling on top.
 
 Sources (quantity | model value | literature value | source):
 
@@ -63,24 +82,42 @@ swelling time                  2 s                 faster than de-swelling      
                                                    (qualitative)
 de-swelling time               10 s                slower than swelling         Strong et al. 2022; Strong,
                                                                                 Holderbaum & Hayashi 2024
-bending per osmotic excess     0.5 rad             bending ~ osmotic pressure   Doi, Matsumoto & Hirose
-                                                   difference across the gel    1992 Macromolecules 25:5504
+osmotic pressure per mM        2.48 kPa            RT = 2.48 kJ/mol at 25 C     van 't Hoff; bending from
+                                                   (ideal solution)             the osmotic difference
+                                                                                across the gel: Doi,
+                                                                                Matsumoto & Hirose 1992
+                                                                                Macromolecules 25:5504
+osmotic (drained bulk)         20 kPa              10-100 kPa for swollen       Anseth, Bowman & Brannon-
+modulus K                                          gels (shear moduli of the    Peppas 1996 Biomaterials
+                                                   same order)                  17:1647 (assumption in
+                                                                                that range)
+swelling strain                e = Pi / K          linear poroelasticity        Tanaka & Fillmore 1979
+                                                                                J Chem Phys 70:1214;
+                                                                                Hong, Zhao, Zhou & Suo
+                                                                                2008 JMPS 56:1779
+curvature from a strain        (12/W^3) int eps x  3 d_eps / (2 W) for two      Timoshenko 1925 J Opt
+profile across the width       dx                  equal layers                 Soc Am 11:233
+strip geometry                 4.8 x 4.8 mm,       a strip suspended from its   Strong et al. 2022
+                               clamped at the top  top in a bath                (dimensions: assumption)
+marker angle noise             0.01 deg RMS        ~0.006 deg: 0.1 px centroid  assumption (video
+                                                   of 5 um px over 4.8 mm       tracking)
 =============================  ==================  ===========================  ==========================
 
-The rows marked "assumption", the swelling and de-swelling times and the bending gain are
+The rows marked "assumption", the swelling and de-swelling times and the modulus are
 order-of-magnitude choices, not figures taken from the papers; none was fitted to any task.
 
 Numerics: conservative finite volumes on the 5-point stencil, the bath as a Dirichlet face at half a
 cell.  Every ``grid_step_s`` the potential is solved with conjugate gradients preconditioned by the exact
 inverse of the bulk-conductivity operator (separable: one eigen-decomposition of the 1-D chain; vectorised
 over the batch), then both species
-take an explicit Euler step.  Within a lattice step the electrode currents of every sample are linear in
+take an explicit Euler step and the swelling relaxes (exactly, over the step, at the rate of its
+direction).  Within a lattice step the electrode currents of every sample are linear in
 the applied voltages: ``i = (1 + G R0)^-1 G (W - phi_0)``, with ``R0`` the bulk transfer resistance
 between the electrode cells and ``phi_0`` the electrode-cell potential of the last solve less the part
 the last currents drove through ``R0`` (the local conductivity enters the field that moves the ions,
 not this per-sample transfer).  The current through each stimulating electrode over the last ``run`` is
-kept in ``interface_current_A`` ``(batch, steps, n_inputs)``, the bending angle in ``bending_rad``
-``(batch, steps)``.
+kept in ``interface_current_A`` ``(batch, steps, n_inputs)``, the noise-free marker angles in
+``bending_deg`` ``(batch, steps, n_markers)`` (they change once per lattice step).
 """
 
 from __future__ import annotations
@@ -93,13 +130,16 @@ from .streams import RowSeeds, RowStreams, split_off
 
 FARADAY_C_PER_MOL = 96485.33
 THERMAL_VOLTAGE_V = 0.0257   # RT/F at 25 C
+RT_J_PER_MOL = 8.314 * 298.15  # van 't Hoff: osmotic pressure (Pa) per mol/m^3 (mM) of solute
+OUTPUTS = ("currents", "bending", "both")
 CG_TOL = 1e-10               # relative residual of the potential solve
 CG_MAX_ITER = 200
 
 
 def ring_cells(n_electrodes: int, grid: int, radius_frac: float = 0.35) -> np.ndarray:
-    """``(n_electrodes, 2)`` distinct (row, col) cells evenly on a ring around the grid centre."""
-    ang = 2 * np.pi * np.arange(n_electrodes) / n_electrodes
+    """``(n_electrodes, 2)`` distinct (row, col) cells evenly on a ring around the grid centre, turned by
+    half a spacing so that none sits on the vertical centre line (where it could not bend the strip)."""
+    ang = 2 * np.pi * (np.arange(n_electrodes) + 0.5) / n_electrodes
     centre = (grid - 1) / 2
     cells = np.rint(np.stack([centre + radius_frac * grid * np.sin(ang),
                               centre + radius_frac * grid * np.cos(ang)], axis=1)).astype(int)
@@ -148,6 +188,24 @@ def bulk_inverse(grid: int) -> tuple[np.ndarray, np.ndarray]:
     return q, 1.0 / (lam[:, None] + lam[None, :])
 
 
+def marker_weights(grid: int, n_markers: int) -> np.ndarray:
+    """``(grid * grid, n_markers)`` map from the volumetric swelling strain of every cell (row-major) to the
+    tangent angle (degrees) at each marker.
+
+    The strip hangs from its top edge (row 0) and bends in its plane.  Row ``r``'s curvature is the
+    eigenstrain beam's ``kappa_r = (12 / W^3) sum_j eps_rj x_j h`` with ``eps = e / 3`` the linear strain
+    and ``x_j`` the column centre's offset from the mid-line (width ``W = grid h``); the angle at a
+    marker a distance ``s_m`` below the clamp is ``sum over rows above it of kappa_r h``.  Marker ``m``
+    sits on the centre line at ``s_m = round(grid (m + 1) / n_markers)`` rows (the last at the tip).
+    The cell size cancels: ``w = 4 (j - (grid - 1) / 2) / grid^3`` radians per unit strain per row.
+    """
+    offset = np.arange(grid) - (grid - 1) / 2
+    rows = np.rint(grid * np.arange(1, n_markers + 1) / n_markers).astype(int)
+    above = np.arange(grid)[:, None] < rows[None, :]                       # (grid rows, n_markers)
+    per_cell = np.degrees(4.0 * offset / grid ** 3)                        # (grid columns,)
+    return (above[:, None, :] * per_cell[None, :, None]).reshape(grid * grid, n_markers)
+
+
 class HydrogelModel(Substrate):
     """Simulated electro-active hydrogel with ``n_inputs`` stimulating and ``n_outputs`` recording electrodes.
 
@@ -165,42 +223,62 @@ class HydrogelModel(Substrate):
         tia_ohm: transimpedance (feedback resistance) of the recording amplifiers (ohms; 1 MOhm = 1 V/uA).
         tau_swell_s: time constant of swelling (seconds).
         tau_deswell_s: time constant of de-swelling (seconds).
-        bend_rad: bending angle per unit difference in osmotic excess between the gel's halves.
+        modulus_kPa: osmotic (drained bulk) modulus of the gel network, ``K`` (kilopascals).
+        outputs: ``"currents"`` (the ``n_outputs`` amplifier volts), ``"bending"`` (the ``n_markers``
+            bending angles, degrees) or ``"both"`` (amplifier volts, then angles).
+        n_markers: bending markers on the strip's centre line (module docstring: where and why).
         noise_V: white measurement noise (volts RMS per sample).
+        angle_noise_deg: white noise of the tracked marker angles (degrees RMS per sample).
         drift_V_per_sqrt_s: 1/f drift of each recording channel (RMS change over 1 s, volts).
         grid_step_s: lattice time step (seconds), a multiple of ``dt`` after rounding.
         seed: seed of the noise and drift until ``reset`` re-seeds them (the layout is fixed).
 
-    After every ``run``: ``interface_current_A`` ``(batch, steps, n_inputs)`` (amperes into the gel),
-    ``bending_rad`` ``(batch, steps)`` and ``last_step``, the last lattice step's mean electrode currents
-    ``(batch, n_inputs + n_outputs)`` (inputs first) and the current into the bath ``(batch,)`` (amperes).
+    ``self.n_outputs`` is the number of output channels ``outputs`` gives; ``self.n_recording`` the
+    recording electrodes (the ``n_outputs`` argument).  After every ``run``: ``interface_current_A``
+    ``(batch, steps, n_inputs)`` (amperes into the gel), ``bending_deg`` ``(batch, steps, n_markers)``
+    (noise-free marker angles, whatever ``outputs`` is) and ``last_step``, the last lattice step's mean
+    electrode currents ``(batch, n_inputs + n_recording)`` (inputs first) and the current into the bath
+    ``(batch,)`` (amperes).
     """
 
     def __init__(self, n_inputs: int = 4, n_outputs: int = 8, dt: float = 1e-3, grid: int = 24,
                  cell_um: float = 200.0, thickness_um: float = 300.0, d_na_m2_per_s: float = 1.0e-9,
                  d_cl_m2_per_s: float = 1.5e-9, c_bath_mM: float = 10.0, g0_S: float = 2e-6,
                  tia_ohm: float = 1e6, tau_swell_s: float = 2.0, tau_deswell_s: float = 10.0,
-                 bend_rad: float = 0.5, noise_V: float = 10e-6, drift_V_per_sqrt_s: float = 5e-6,
+                 modulus_kPa: float = 20.0, outputs: str = "currents", n_markers: int = 4,
+                 noise_V: float = 10e-6, angle_noise_deg: float = 0.01, drift_V_per_sqrt_s: float = 5e-6,
                  grid_step_s: float = 0.1, seed: int = 0):
-        if min(n_inputs, n_outputs, grid) < 1:
-            raise ValueError("n_inputs, n_outputs and grid must be positive")
+        if min(n_inputs, n_outputs, grid, n_markers) < 1:
+            raise ValueError("n_inputs, n_outputs, grid and n_markers must be positive")
+        if n_markers > grid:
+            raise ValueError(f"n_markers={n_markers} exceeds the grid's {grid} rows")
+        if outputs not in OUTPUTS:
+            raise ValueError(f"outputs must be one of {OUTPUTS}, got {outputs!r}")
         if min(dt, cell_um, thickness_um, d_na_m2_per_s, d_cl_m2_per_s, c_bath_mM, g0_S, tia_ohm,
-               tau_swell_s, tau_deswell_s, grid_step_s) <= 0:
+               tau_swell_s, tau_deswell_s, modulus_kPa, grid_step_s) <= 0:
             raise ValueError("dt, lengths, diffusion coefficients, c_bath_mM, g0_S, tia_ohm, the swelling "
-                             "times and grid_step_s must be positive")
-        if noise_V < 0 or bend_rad < 0:
-            raise ValueError("noise_V and bend_rad must be non-negative")
+                             "times, modulus_kPa and grid_step_s must be positive")
+        if noise_V < 0 or angle_noise_deg < 0:
+            raise ValueError("noise_V and angle_noise_deg must be non-negative")
         h = cell_um * 1e-6
         limit_s = h ** 2 / (4 * max(d_na_m2_per_s, d_cl_m2_per_s))
         if grid_step_s > limit_s / 5:
             raise ValueError(f"grid_step_s={grid_step_s} s exceeds a fifth of the explicit stability "
                              f"limit h^2/(4D) = {limit_s:.3g} s")
-        self.n_inputs, self.n_outputs, self.dt, self.grid = n_inputs, n_outputs, float(dt), grid
+        self.n_inputs, self.n_recording, self.dt, self.grid = n_inputs, n_outputs, float(dt), grid
+        self.outputs, self.n_markers = outputs, n_markers
+        self.n_outputs = {"currents": n_outputs, "bending": n_markers, "both": n_outputs + n_markers}[outputs]
         self.block = max(1, int(round(grid_step_s / dt)))   # samples per lattice step
         self.grid_dt = self.block * self.dt
         self.d_na, self.d_cl, self.c_bath = d_na_m2_per_s, d_cl_m2_per_s, c_bath_mM
         self.g0_S, self.tia_ohm, self.noise_V = g0_S, tia_ohm, noise_V
-        self.tau_swell, self.tau_deswell, self.bend_rad = tau_swell_s, tau_deswell_s, bend_rad
+        self.tau_swell, self.tau_deswell = tau_swell_s, tau_deswell_s
+        self._strain_per_mM = RT_J_PER_MOL / (modulus_kPa * 1e3)          # volumetric swelling per mM
+        self._swell_step = 1.0 - np.exp(-self.grid_dt / tau_swell_s)
+        self._deswell_step = 1.0 - np.exp(-self.grid_dt / tau_deswell_s)
+        self._marker_deg = marker_weights(grid, n_markers)              # (g*g, n_markers)
+        self._noise = np.array([noise_V] * n_outputs * (outputs != "bending")
+                               + [angle_noise_deg] * n_markers * (outputs != "currents"))
         # electrodes on a ring, inputs and outputs interleaved
         n_el = n_inputs + n_outputs
         cells = ring_cells(n_el, grid)
@@ -208,7 +286,6 @@ class HydrogelModel(Substrate):
         is_input[np.round(np.linspace(0, n_el, n_inputs, endpoint=False)).astype(int)] = True
         self.input_cells, self.output_cells = cells[is_input], cells[~is_input]
         self._el_flat = np.concatenate([self.input_cells, self.output_cells]) @ np.array([grid, 1])
-        self._left = np.arange(grid) < grid // 2                         # columns of the left half
         # current balance per cell: F T * outflow(...) = injected current (A); F T in C/m^2 * m
         self._ft = FARADAY_C_PER_MOL * thickness_um * 1e-6
         self._rate = self.grid_dt / h ** 2                               # explicit step per D * outflow
@@ -227,7 +304,7 @@ class HydrogelModel(Substrate):
         self.r0_ohm = THERMAL_VOLTAGE_V * response[:, self._el_flat].T / self._ft
         self.drift = ElectrodeDrift(n_outputs, drift_V_per_sqrt_s, dt)
         self.interface_current_A = np.zeros((0, 0, n_inputs))
-        self.bending_rad = np.zeros((0, 0))
+        self.bending_deg = np.zeros((0, 0, n_markers))
         self._drift_noise, self._measurement = RowStreams(), RowStreams()
         self.reset(seed)
 
@@ -238,9 +315,9 @@ class HydrogelModel(Substrate):
         row seed's child 0, the white noise from its child 1."""
         self._c: np.ndarray | None = None         # (2, batch, grid, grid): Na+, Cl- in mM
         self._psi = np.zeros((0, self.grid, self.grid))
-        self._swell = np.zeros((0, 2))
-        self._charge = np.zeros((0, self.n_inputs + self.n_outputs))
-        self._last_i = np.zeros((0, self.n_inputs + self.n_outputs))   # mean currents of the last step
+        self._swell = np.zeros((0, self.grid, self.grid))   # volumetric swelling strain per cell
+        self._charge = np.zeros((0, self.n_inputs + self.n_recording))
+        self._last_i = np.zeros((0, self.n_inputs + self.n_recording))   # mean currents of the last step
         self.last_step = {}
         self._phase = 0
         self.drift.reset()
@@ -258,16 +335,16 @@ class HydrogelModel(Substrate):
 
     def load_state(self, state: dict[str, np.ndarray]) -> None:
         c = np.asarray(state["c_mM"], dtype=np.float64)
-        g, n_el = self.grid, self.n_inputs + self.n_outputs
+        g, n_el = self.grid, self.n_inputs + self.n_recording
         batch = c.shape[1] if c.ndim == 4 else -1
         psi, swell = np.asarray(state["psi"], np.float64), np.asarray(state["swell"], np.float64)
         charge = np.asarray(state["charge_C"], np.float64)
         last_i = np.asarray(state["last_current_A"], np.float64)
-        if (c.shape != (2, batch, g, g) or psi.shape != (batch, g, g) or swell.shape != (batch, 2)
+        if (c.shape != (2, batch, g, g) or psi.shape != (batch, g, g) or swell.shape != (batch, g, g)
                 or charge.shape != (batch, n_el) or last_i.shape != (batch, n_el)):
-            raise ValueError(f"hydrogel state: c_mM must be (2, batch, {g}, {g}), psi (batch, {g}, {g}), "
-                             f"swell (batch, 2), charge_C and last_current_A (batch, {n_el}); got {c.shape}, {psi.shape}, "
-                             f"{swell.shape}, {charge.shape}")
+            raise ValueError(f"hydrogel state: c_mM must be (2, batch, {g}, {g}), psi and swell (batch, {g}, "
+                             f"{g}), charge_C and last_current_A (batch, {n_el}); got {c.shape}, {psi.shape}, "
+                             f"{swell.shape}, {charge.shape}, {last_i.shape}")
         phase = int(state["phase"])
         if not 0 <= phase < self.block:
             raise ValueError(f"hydrogel state: phase must lie in [0, {self.block}), got {phase}")
@@ -282,40 +359,46 @@ class HydrogelModel(Substrate):
     # ---- dynamics ---------------------------------------------------------------------------------
 
     def run(self, u: np.ndarray) -> np.ndarray:
-        """Electrode volts ``(batch, steps, n_inputs)`` -> amplifier volts ``(batch, steps, n_outputs)``."""
+        """Electrode volts ``(batch, steps, n_inputs)`` -> outputs ``(batch, steps, n_outputs)``: amplifier
+        volts and/or marker angles in degrees, as ``outputs`` says."""
         u = check_input(u, self.n_inputs, np.float64)
         batch, steps, _ = u.shape
-        n_el = self.n_inputs + self.n_outputs
+        n_el = self.n_inputs + self.n_recording
         if self._c is None:
             self._c = np.full((2, batch, self.grid, self.grid), self.c_bath)
             self._psi = np.zeros((batch, self.grid, self.grid))
-            self._swell = np.zeros((batch, 2))
+            self._swell = np.zeros((batch, self.grid, self.grid))
             self._charge = np.zeros((batch, n_el))
             self._last_i = np.zeros((batch, n_el))
         elif self._c.shape[1] != batch:
             raise ValueError(f"state holds a batch of {self._c.shape[1]}, input has {batch}; "
                              "call reset() before changing the batch size")
         current = np.empty((batch, steps, n_el))
-        bending = np.empty((batch, steps))
+        bending = np.empty((batch, steps, self.n_markers))
         start = 0
         while start < steps:
             stop = min(steps, start + self.block - self._phase)
             gain, offset = self._electrode_map()
             current[:, start:stop] = u[:, start:stop] @ gain[:, :, :self.n_inputs].transpose(0, 2, 1)
             current[:, start:stop] -= offset[:, None, :]
-            bending[:, start:stop] = self.bend_rad * (self._swell[:, :1] - self._swell[:, 1:])
+            bending[:, start:stop] = (self._swell.reshape(batch, -1) @ self._marker_deg)[:, None]
             self._charge += current[:, start:stop].sum(axis=1) * self.dt
             self._phase += stop - start
             if self._phase == self.block:
                 self._step_lattice()
             start = stop
         self.interface_current_A = current[:, :, :self.n_inputs]
-        self.bending_rad = bending
-        v = -self.tia_ohm * current[:, :, self.n_inputs:]
-        v += self.drift(batch, steps, self._drift_noise)
-        if self.noise_V > 0:
-            v += self.noise_V * self._measurement.standard_normal(v.shape)
-        return v
+        self.bending_deg = bending
+        channels = []
+        if self.outputs != "bending":
+            v = -self.tia_ohm * current[:, :, self.n_inputs:]
+            channels.append(v + self.drift(batch, steps, self._drift_noise))
+        if self.outputs != "currents":
+            channels.append(bending)
+        y = channels[0] if len(channels) == 1 else np.concatenate(channels, axis=2)
+        if self._noise.any():
+            y = y + self._noise * self._measurement.standard_normal(y.shape)
+        return y
 
     def electrode_conductance(self) -> np.ndarray:
         """Ag/AgCl interface conductance ``(batch, n_electrodes)`` (siemens), inputs first."""
@@ -395,10 +478,9 @@ class HydrogelModel(Substrate):
                                                                  - self.d_cl * (self._c[1] - self.c_bath)))
         self.last_step = {"electrode_current_A": mean_i, "bath_current_A": self._ft * to_bath.sum(axis=(1, 2))}
         self._c, self._psi, self._last_i = new, psi, mean_i
-        osm = (new[0] + new[1]) / (2 * self.c_bath) - 1.0                # (batch, g, g)
-        q = np.stack([osm[:, :, self._left].mean(axis=(1, 2)), osm[:, :, ~self._left].mean(axis=(1, 2))], 1)
-        tau = np.where(q > self._swell, self.tau_swell, self.tau_deswell)
-        self._swell += (q - self._swell) * (1.0 - np.exp(-self.grid_dt / tau))
+        target = self._strain_per_mM * (new[0] + new[1] - 2 * self.c_bath)   # (batch, g, g) Pi / K
+        rate = np.where(target > self._swell, self._swell_step, self._deswell_step)
+        self._swell += (target - self._swell) * rate
         self._charge[:] = 0.0
         self._phase = 0
 

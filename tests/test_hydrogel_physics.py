@@ -1,5 +1,6 @@
 """Physics of the Nernst-Planck hydrogel: charge conservation, electroneutrality, the I-V loop's
-frequency dependence, memory visible in the outputs, de-swelling slower than swelling."""
+frequency dependence, memory visible in the outputs, bending from differential swelling (Timoshenko's
+bilayer, none for a symmetric swelling) with de-swelling slower than swelling."""
 
 import numpy as np
 import pytest
@@ -76,26 +77,70 @@ def test_outputs_remember_the_input_seconds_earlier():
     assert np.abs(late[0] - late[1]).max() > 0.02 * np.abs(late).max()
 
 
-def test_deswelling_is_slower_than_swelling():
-    # a thick gel (bath exchange ~ 760 s) keeps the osmotic excess while the swelling follows it
-    gel = quiet_gel(thickness_um=3000.0, dt=0.05)
+def swollen_state(gel: HydrogelModel, swell: np.ndarray) -> dict:
+    """The gel at rest with the bath (one row) but for the volumetric swelling ``swell`` ``(g, g)``."""
+    gel.reset(0)
+    gel.run(np.zeros((1, 1, gel.n_inputs)))
+    state = gel.state
+    state["swell"] = swell[None].copy()
+    return state
+
+
+def test_bending_of_a_two_half_strain_step_is_timoshenkos_bilayer():
+    gel = quiet_gel(outputs="bending", n_markers=3, angle_noise_deg=0.0)
+    g, e0 = gel.grid, 0.02
+    swell = np.zeros((g, g))
+    swell[:, g // 2:] = e0                                 # right half swollen
+    gel.load_state(swollen_state(gel, swell))
+    angles = gel.run(np.zeros((1, 1, 3)))[0, 0]
+    # two equal layers: kappa = 3 (eps_r - eps_l) / (2 W), eps = e / 3; the angle grows with the length
+    kappa_w = 1.5 * e0 / 3
+    np.testing.assert_allclose(angles, np.degrees(kappa_w * np.array([1, 2, 3]) / 3), rtol=1e-9)
+
+
+def test_uniform_or_mirror_symmetric_swelling_does_not_bend():
+    gel = quiet_gel(outputs="bending", angle_noise_deg=0.0)
     g = gel.grid
-    gel.run(np.zeros((1, 1, 3)))
-    state = gel.state
-    swollen = state["c_mM"].copy()
-    swollen[:, :, :, : g // 2] *= 1.2                      # 20 % more salt in the left half
-    state["c_mM"] = swollen
+    profile = np.random.default_rng(1).uniform(0.0, 0.05, (g, g))
+    for swell in (np.full((g, g), 0.05), profile + profile[:, ::-1]):
+        gel.load_state(swollen_state(gel, swell))
+        angles = gel.run(np.zeros((1, 100, 3)))            # 0.1 s: one lattice step, the strain relaxes
+        assert np.abs(gel.state["swell"]).max() > 0.01
+        assert np.abs(angles).max() < 1e-12
+    swell = profile.copy()
+    swell[:, : g // 2] = 0.0                               # the same profile on one side only bends
+    gel.load_state(swollen_state(gel, swell))
+    assert np.abs(gel.run(np.zeros((1, 1, 3)))).min() > 1e-3
+
+
+def test_bending_follows_swelling_and_relaxes_slower_when_it_deswells():
+    # a thick gel (bath exchange ~ 760 s) keeps the salt excess while the swelling follows it
+    gel = quiet_gel(thickness_um=3000.0, dt=0.05, outputs="bending", angle_noise_deg=0.0)
+    g = gel.grid
+    state = swollen_state(gel, np.zeros((g, g)))
+    salty = state["c_mM"].copy()
+    salty[:, :, :, g // 2:] *= 1.05                        # 5 % more salt in the right half
+    state["c_mM"] = salty
     gel.load_state(state)
-    gel.run(np.zeros((1, 400, 3)))                         # 20 s
-    swelling = gel.bending_rad[0]
+    swelling = gel.run(np.zeros((1, 400, 3)))[0, :, -1]   # 20 s, tip angle
     state = gel.state
-    state["c_mM"] = np.full_like(swollen, gel.c_bath)
+    state["c_mM"] = np.full_like(salty, gel.c_bath)        # salt back to the bath's: de-swelling
     gel.load_state(state)
-    gel.run(np.zeros((1, 400, 3)))
-    deswelling = gel.bending_rad[0]
+    deswelling = gel.run(np.zeros((1, 400, 3)))[0, :, -1]
 
     def time_to(trace, frac):
-        return np.argmax(np.abs(trace - trace[0]) >= frac * np.abs(trace[-1] - trace[0]) ) * gel.dt
+        return np.argmax(np.abs(trace - trace[0]) >= frac * np.abs(trace[-1] - trace[0])) * gel.dt
 
-    assert swelling[-1] > 0 and deswelling[-1] < deswelling[0]
+    assert swelling[-1] > 0.1 and deswelling[-1] < 0.2 * deswelling[0]   # degrees: right swells, tip turns left
+    # tau 2 s against 10 s (module docstring): the half-times differ about five-fold
     assert time_to(deswelling, 0.5) > 3 * time_to(swelling, 0.5)
+
+
+def test_both_outputs_are_the_currents_then_the_marker_angles():
+    u = np.random.default_rng(2).uniform(-0.5, 0.5, (2, 40, 3)).repeat(50, axis=1)
+    currents, both = quiet_gel(), quiet_gel(outputs="both", angle_noise_deg=0.0)
+    y, yb = currents.run(u), both.run(u)
+    assert yb.shape == (2, 2000, currents.n_outputs + both.n_markers)
+    np.testing.assert_array_equal(yb[:, :, :currents.n_outputs], y)
+    np.testing.assert_array_equal(yb[:, :, currents.n_outputs:], both.bending_deg)
+    assert np.abs(both.bending_deg[:, -1]).max() > 1e-4    # a driven gel bends (degrees)
