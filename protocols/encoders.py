@@ -9,6 +9,27 @@ squashes it smoothly into the stimulus range, and holds each frame for ``samples
 so every sample lies strictly inside ``[low_V, high_V]`` by construction (``amplitude <= 1``); the
 safety layer still checks every sample before a device sees it.
 
+The ``waveform`` keyword sets how a frame becomes samples, for every encoder alike:
+
+- ``"hold"`` (the default): each frame's volts held for ``samples_per_frame`` samples (zero-order hold);
+- ``"rate"``: rate and place coding as in DishBrain (Kagan et al. 2022, Neuron 110:3952; 4-40 Hz
+  trains): each electrode (the place) fires one-sample pulses at a rate mapped linearly from its
+  normalised feature ``tanh(z / 2)`` in (-1, 1) to ``[rate_min_hz, rate_max_hz]``; the rate is
+  integrated sample by sample (a phase that fires a pulse at each whole turn, carried across frames),
+  so rates well below one pulse per frame still come through;
+- ``"binary"``: the Brainoware pipeline (Cai et al. 2023, Nat. Electron. 6:1032): each feature
+  binarised per frame against its median over the training items (fitted in :meth:`Encoder.fit`),
+  one pulse per active electrode at the frame's first sample.
+
+A pulse leaves the rest level (0 V if the range holds it, else its centre, as the runner rests) for one
+sample at ``rest + amplitude * half``, ``half`` the smaller distance from the rest level to either end
+of the range (positive first, the more effective polarity; Wagenaar, Pine & Potter 2004, J. Neurosci.
+Methods 138:27).  Through a capacitive electrode such as the organoid's MEA (``I = C dV/dt``) that
+voltage pulse is a charge-balanced biphasic current: its rising edge, then its falling edge.  A
+resistive electrode (``I = V / R``, the potato's tissue, the safety layer's model) passes a monophasic
+current; ``biphasic=True`` follows each pulse with the mirrored sample ``rest - amplitude * half``, a
+charge-balanced biphasic pulse in current there.  The safety layer checks pulses as any stimulus.
+
 With ``multiplex=True`` the frame's features are played one after another on a single electrode
 (time multiplexing, as in single-node delay-based reservoirs, Appeltant et al. 2011, Nat. Commun.
 2:468): a frame of ``F`` features becomes ``F * samples_per_frame`` samples on one channel, so a
@@ -33,6 +54,13 @@ from .schema import Key, from_signature
 #: largest samples_per_frame (a typo such as 1e12 is refused, not run for ever) and window/hop, seconds
 MAX_SAMPLES_PER_FRAME = 1_000_000
 MAX_FRAME_S = 60.0
+#: how a frame becomes samples (see the module docstring)
+WAVEFORMS = ("hold", "rate", "binary")
+
+
+def rest_level(low_V: float, high_V: float) -> float:
+    """The voltage electrodes rest at between stimuli and pulses: 0 V if allowed, else the range's centre."""
+    return 0.0 if low_V <= 0.0 <= high_V else (low_V + high_V) / 2
 
 
 class Encoder:
@@ -40,25 +68,46 @@ class Encoder:
 
     Args:
         low_V, high_V: stimulus range, volts.
-        amplitude: fraction of the half range used, in (0, 1].
-        samples_per_frame: samples each feature frame is held for (zero-order hold; 10: a 10 ms frame
-            at 1 kHz).
+        amplitude: fraction of the half range used, in (0, 1] (a pulse's height: of the distance from
+            the rest level to the range's nearer end).
+        samples_per_frame: samples each feature frame lasts (10: a 10 ms frame at 1 kHz).
         multiplex: play each frame's features one after another on a single electrode.
+        waveform: ``"hold"``, ``"rate"`` or ``"binary"`` (module docstring).
+        rate_min_hz, rate_max_hz: ``"rate"``: pulse rates of the lowest and highest feature value, hertz.
+        biphasic: each pulse followed by its mirror image (charge-balanced in a resistive electrode).
+        sample_rate_hz: the device's sample rate, hertz, that ``"rate"`` times its pulses at.
 
     The keywords are checked against :data:`ENCODER_TABLE`, as a protocol's ``[encoder]`` is.
+    Fitted: ``mean_``, ``std_``, ``median_`` ``(n_features,)``, in the features' units.
     """
 
     kind = "base"
 
     def __init__(self, low_V: float = -0.5, high_V: float = 0.5, amplitude: float = 0.9,
-                 samples_per_frame: int = 10, multiplex: bool = False):
+                 samples_per_frame: int = 10, multiplex: bool = False, waveform: str = "hold",
+                 rate_min_hz: float = 4.0, rate_max_hz: float = 40.0, biphasic: bool = False,
+                 sample_rate_hz: float = 1000.0):
         if not low_V < high_V:
             raise PrclabError(f"encoder: low_V ({low_V}) must be below high_V ({high_V})")
-        given = _checked(amplitude=amplitude, samples_per_frame=samples_per_frame, multiplex=multiplex)
+        given = _checked(amplitude=amplitude, samples_per_frame=samples_per_frame, multiplex=multiplex,
+                         waveform=waveform, rate_min_hz=rate_min_hz, rate_max_hz=rate_max_hz,
+                         biphasic=biphasic, sample_rate_hz=sample_rate_hz)
         self.low_V, self.high_V, self.amplitude = float(low_V), float(high_V), given["amplitude"]
         self.samples_per_frame, self.multiplex = given["samples_per_frame"], given["multiplex"]
+        self.waveform, self.biphasic, self.sample_rate_hz = waveform, given["biphasic"], given["sample_rate_hz"]
+        self.rate_min_hz, self.rate_max_hz = given["rate_min_hz"], given["rate_max_hz"]
+        if self.rate_min_hz > self.rate_max_hz:
+            raise PrclabError(f"encoder: rate_min_hz ({rate_min_hz}) must not exceed rate_max_hz ({rate_max_hz})")
+        pulse_samples = 2 if self.biphasic else 1
+        if waveform == "rate" and self.rate_max_hz * (pulse_samples + 1) > self.sample_rate_hz:
+            raise PrclabError(f"encoder: rate_max_hz {rate_max_hz} Hz leaves no rest between "
+                              f"{pulse_samples}-sample pulses at {sample_rate_hz:g} Hz")
+        if waveform != "hold" and self.samples_per_frame < pulse_samples:
+            raise PrclabError(f"encoder: a {'biphasic ' if self.biphasic else ''}pulse needs "
+                              f"samples_per_frame >= {pulse_samples}")
         self.mean_: np.ndarray | None = None
         self.std_: np.ndarray | None = None
+        self.median_: np.ndarray | None = None
 
     n_features: int
 
@@ -71,35 +120,76 @@ class Encoder:
         raise NotImplementedError
 
     def fit(self, data: LabelledSequences, index=None) -> "Encoder":
-        """Fit per-channel mean and std on ``data`` items ``index`` (the training items)."""
+        """Fit per-channel mean, std and median on ``data`` items ``index`` (the training items)."""
         index = range(len(data)) if index is None else index
         frames = np.concatenate([self.features(data.sequences[i]) for i in index])
         self.mean_ = frames.mean(axis=0)
         self.std_ = np.maximum(frames.std(axis=0), 1e-12)
+        self.median_ = np.median(frames, axis=0)
         return self
+
+    def normalised(self, frames: np.ndarray) -> np.ndarray:
+        """Frames ``(frames, n_features)`` standardised with the training statistics and squashed,
+        ``tanh(z / 2)``: dimensionless, in (-1, 1)."""
+        if self.mean_ is None:
+            raise RuntimeError("encoder is not fitted")
+        return np.tanh((frames - self.mean_) / self.std_ / 2)
 
     def frames_to_volts(self, frames: np.ndarray) -> np.ndarray:
         """Standardised, squashed frames ``(frames, n_features)`` -> volts, one row per frame."""
-        if self.mean_ is None:
-            raise RuntimeError("encoder is not fitted")
-        z = (frames - self.mean_) / self.std_
         centre, half = (self.high_V + self.low_V) / 2, (self.high_V - self.low_V) / 2
-        return centre + self.amplitude * half * np.tanh(z / 2)
+        return centre + self.amplitude * half * self.normalised(frames)
 
     def encode(self, item: np.ndarray) -> np.ndarray:
         """One item -> stimulus ``(steps, n_channels)`` in volts.
 
         ``steps`` is ``frames * samples_per_frame``, times ``n_features`` when multiplexed.
         """
-        volts = self.frames_to_volts(self.features(item))
+        frames = self.features(item)
+        if self.waveform == "hold":
+            per_frame = self.frames_to_volts(frames)
+        elif self.waveform == "rate":  # pulses per sample
+            span = self.rate_max_hz - self.rate_min_hz
+            per_frame = (self.rate_min_hz + span * (self.normalised(frames) + 1) / 2) / self.sample_rate_hz
+        else:
+            if self.median_ is None:
+                raise RuntimeError("encoder is not fitted")
+            per_frame = (frames > self.median_).astype(np.float64)
         if self.multiplex:
-            volts = volts.reshape(-1, 1)
-        return np.repeat(volts, self.samples_per_frame, axis=0)
+            per_frame = per_frame.reshape(-1, 1)
+        if self.waveform == "hold":
+            return np.repeat(per_frame, self.samples_per_frame, axis=0)
+        if self.waveform == "rate":
+            phase = np.cumsum(np.repeat(per_frame, self.samples_per_frame, axis=0), axis=0)
+            onsets = np.diff(np.floor(phase), axis=0, prepend=0.0) > 0
+        else:
+            onsets = np.zeros((len(per_frame) * self.samples_per_frame, per_frame.shape[1]), bool)
+            onsets[::self.samples_per_frame] = per_frame > 0
+        return self.pulses(onsets)
+
+    def pulses(self, onsets: np.ndarray) -> np.ndarray:
+        """Pulse onsets ``(steps, n_channels)`` (bool) -> volts ``(steps, n_channels)``: the rest level,
+        ``rest + amplitude * half`` at each onset and, if ``biphasic``, ``rest - amplitude * half`` on
+        the sample after (an onset on the last sample then has no room and is dropped)."""
+        rest = rest_level(self.low_V, self.high_V)
+        height = self.amplitude * min(self.high_V - rest, rest - self.low_V)
+        if self.biphasic:
+            onsets = onsets.copy()
+            onsets[-1] = False
+        volts = np.full(onsets.shape, rest)
+        volts[onsets] += height
+        if self.biphasic:
+            volts[1:][onsets[:-1]] -= height
+        return volts
 
     def describe(self) -> dict:
+        pulse = {} if self.waveform == "hold" else {"biphasic": self.biphasic}
+        if self.waveform == "rate":
+            pulse.update(rate_min_hz=self.rate_min_hz, rate_max_hz=self.rate_max_hz,
+                         sample_rate_hz=self.sample_rate_hz)
         return {"kind": self.kind, "low_V": self.low_V, "high_V": self.high_V,
                 "amplitude": self.amplitude, "samples_per_frame": self.samples_per_frame,
-                "multiplex": self.multiplex}
+                "multiplex": self.multiplex, "waveform": self.waveform, **pulse}
 
 
 class MFCCEncoder(Encoder):
@@ -188,6 +278,12 @@ ENCODER_TABLE = from_signature("encoder", (Encoder, MFCCEncoder, SequenceEncoder
         "samples_per_frame": Key(low=1, high=MAX_SAMPLES_PER_FRAME, unit="samples",
                                  doc="samples each feature frame is held for"),
         "multiplex": Key(doc="play a frame's features in turn on one electrode (e.g. a potentiostat)"),
+        "waveform": Key(choices=WAVEFORMS, doc='"hold" each frame, "rate"-coded or "binary" (median) pulses'),
+        "rate_min_hz": Key(low=0, high=1e6, unit="Hz", doc="rate: pulse rate of the lowest feature value"),
+        "rate_max_hz": Key(low=0, high=1e6, unit="Hz", doc="rate: pulse rate of the highest feature value"),
+        "biphasic": Key(doc="pulses followed by their mirror sample (charge-balanced through a resistance)"),
+        "sample_rate_hz": Key(low=0, low_open=True, high=1e9, unit="Hz",
+                              doc="rate: the sample rate the pulse trains are timed at"),
         "n_mfcc": Key(low=1, high=1000, doc="mfcc: coefficients per frame (the channels)"),
         "window_s": Key(low=0, low_open=True, high=MAX_FRAME_S, unit="s", doc="mfcc: analysis window"),
         "hop_s": Key(low=0, low_open=True, high=MAX_FRAME_S, unit="s", doc="mfcc: frame step"),
