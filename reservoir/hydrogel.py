@@ -55,7 +55,10 @@ migration of Na+), so the electrode conductance remembers the charge passed; the
 exchange with the bath through the faces in ``tau_x`` (7.6 s at the defaults).  Under a constant
 voltage the electrode cell settles where the Faradaic supply balances that exchange: with ``k = g0 V /
 (F c_bath h^2 T)`` (0.17 /s at 1 V) the memory time is about ``1 / (1/tau_x + k)`` = 3.3 s and the I-V
-loop area of a stimulating electrode peaks for sweep periods near ``2 pi`` times that (LOOP_AREAS).
+loop area of a stimulating electrode peaks for sweep periods near ``2 pi`` times that (measured with
+``experiments.hysteresis.iv_loops``, one electrode, 1 V triangle, third cycle, 12 x 12 grid, dt 10 ms:
+0.0054, 0.039, 0.103, 0.092, 0.041, 0.016 uA V at 1, 5, 20, 60, 200, 600 s; the default 24 x 24 grid with
+4 + 8 electrodes: 0.0053, 0.038, 0.101, 0.090, 0.041, 0.016 uA V).
 The recording electrodes' currents carry it weakly (the potential around them depends on the
 concentrations), and the bending carries it with the slower de-swelling on top.
 
