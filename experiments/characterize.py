@@ -36,12 +36,28 @@ adds).  ``characterize_substrate`` also gives the figures of today's earlier con
 scalar input on every electrode, under ``shared_input``.
 Physical models are stepped ``hold`` samples per input value (the registry's ``samples_per_frame``, e.g.
 10 ms frames at 1 kHz); the response of a frame is its last sample, and delays count frames.
+
+**Characteristic measurements** (``measure_parts``), the ones a lab makes on the material itself, chosen by
+what the substrate can show (``characteristic_parts``), not by its name:
+
+- a substrate that keeps its stimulating electrodes' currents (``interface_current_A``: the potato, the
+  hydrogel) gets an **impedance spectrum** (``experiments.impedance``: ``IMPEDANCE_AMPLITUDE_V`` = 5 mV
+  sinusoids on electrode 0,
+  ``IMPEDANCE_POINTS`` log-spaced frequencies from ``IMPEDANCE_LOW_HZ`` = 0.1 Hz to 0.8 of the Nyquist
+  frequency, 400 Hz at 1 kHz) and **I-V loops** (``experiments.hysteresis``: ``amplitude`` triangles on
+  electrode 0, periods ``SWEEP_PERIODS_S`` from 0.1 s, faster than the potato's double layer, to 100 s,
+  slower than the hydrogel's ion memory of a few seconds; the second of 2 cycles);
+- a substrate whose outputs are spike counts (``output == "spikes"``: the organoid) gets the **network
+  bursts** of its spontaneous activity (``experiments.bursts``: no input for ``SPONTANEOUS_S`` = 30 s
+  after a ``SPONTANEOUS_WASHOUT_S`` = 1 s washout from rest, whose synchronous start is not a burst),
+  on its recording electrodes as an MEA sees them.
 """
 
 from __future__ import annotations
 
 import inspect
 import time
+from pathlib import Path
 from itertools import combinations_with_replacement, islice
 
 import numpy as np
@@ -53,10 +69,22 @@ from prclab.reservoir.registry import make_substrate, substrate_entry
 
 from prclab.readouts.ridge import RidgeReadout
 
+from .bursts import burst_summary, detect_bursts, plot_raster
+from .hysteresis import iv_loops, plot_iv_loops
+from .impedance import bode_figure, impedance_spectrum, nyquist_figure
+
 #: ridge parameters tried (times the number of training samples, on standardised responses)
 RELATIVE_ALPHAS = 10.0 ** np.arange(-9, 1)
 #: targets fitted at once in the nonlinear scan (bounds memory: samples x chunk float64)
 TARGET_CHUNK = 512
+#: impedance sweep: points, lowest frequency (Hz) and highest as a fraction of the Nyquist frequency
+IMPEDANCE_POINTS, IMPEDANCE_LOW_HZ, IMPEDANCE_HIGH_NYQUIST = 16, 0.1, 0.8
+#: impedance sweep amplitude (volts: small, for the linear response)
+IMPEDANCE_AMPLITUDE_V = 5e-3
+#: I-V sweep periods (seconds) and the cycles run at each (the last is measured)
+SWEEP_PERIODS_S, SWEEP_CYCLES = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0), 2
+#: spontaneous activity for the burst statistics, and the washout from rest before it (seconds)
+SPONTANEOUS_S, SPONTANEOUS_WASHOUT_S = 30.0, 1.0
 
 
 def random_input(rng: np.random.Generator, batch: int, frames: int, n_inputs: int | None = None) -> np.ndarray:
@@ -329,19 +357,26 @@ def characterize_substrate(substrate, frames: int = 2000, batch: int = 4, amplit
     Returns:
         the ``capacities`` dict plus ``kernel_rank``, ``generalization_rank``, ``n_streams``,
         ``consistency``, ``frame_s`` (seconds per frame, ``hold * dt``), with several inputs
-        ``shared_input`` (the same metrics with one input shared by every electrode), and ``seconds``
-        (wall time of the whole characterisation).
+        ``shared_input`` (the same metrics with one input shared by every electrode), ``seconds`` (wall
+        time of the whole characterisation) and ``part_seconds`` (``{"independent": s}``, with
+        ``"shared_input"`` when measured).
     """
-    t0 = time.perf_counter()
     rank_options = {k: options.pop(k) for k in ("rank_tol", "n_streams") if k in options}
-    conventions = (True, False) if shared_input and substrate.n_inputs > 1 else (True,)
-    runs = [_metrics(substrate, frames, batch, amplitude, hold, seed, independent, options, rank_options)
-            for independent in conventions]
-    result = runs[0]
-    if len(runs) > 1:
-        result["shared_input"] = runs[1]
+    conventions = {"independent": True}
+    if shared_input and substrate.n_inputs > 1:
+        conventions["shared_input"] = False
+    runs, seconds = {}, {}
+    for name, independent in conventions.items():
+        t0 = time.perf_counter()
+        runs[name] = _metrics(substrate, frames, batch, amplitude, hold, seed, independent, dict(options),
+                              rank_options)
+        seconds[name] = time.perf_counter() - t0
+    result = runs["independent"]
+    if "shared_input" in runs:
+        result["shared_input"] = runs["shared_input"]
     result["frame_s"] = hold * float(substrate.dt)
-    result["seconds"] = time.perf_counter() - t0
+    result["part_seconds"] = seconds
+    result["seconds"] = sum(seconds.values())
     return result
 
 
@@ -360,18 +395,154 @@ def _metrics(substrate, frames, batch, amplitude, hold, seed, independent: bool,
     return result
 
 
-def characterize_named(name: str, size: int | None = None, seed: int = 0, **options) -> dict:
-    """Build registered substrate ``name`` and characterise it (``characterize_substrate``).
-
-    The substrate gets its constructor's default number of inputs (1 if it has none) and is held
-    for the registry's ``samples_per_frame``.  Adds ``substrate`` (its ``describe()``) to the result.
-    """
+def named_substrate(name: str, size: int | None = None, seed: int = 0):
+    """Registered substrate ``name`` with its constructor's default number of inputs (1 if it has none),
+    and the registry's ``samples_per_frame`` it is held for: ``(substrate, hold)``."""
     entry = substrate_entry(name)
     default_inputs = inspect.signature(entry.cls).parameters["n_inputs"].default
     n_inputs = 1 if default_inputs is inspect.Parameter.empty else int(default_inputs)
-    substrate = make_substrate(name, n_inputs, size=size, seed=seed)
-    result = characterize_substrate(substrate, hold=entry.samples_per_frame, seed=seed, **options)
+    return make_substrate(name, n_inputs, size=size, seed=seed), entry.samples_per_frame
+
+
+def characterize_named(name: str, size: int | None = None, seed: int = 0, **options) -> dict:
+    """Build registered substrate ``name`` (``named_substrate``) and characterise it
+    (``characterize_substrate``).  Adds ``substrate`` (its ``describe()``) to the result."""
+    substrate, hold = named_substrate(name, size, seed)
+    result = characterize_substrate(substrate, hold=hold, seed=seed, **options)
     result["substrate"] = substrate.describe()
+    return result
+
+
+# --------------------------------------------------------------------------- characteristic measurements
+
+def characteristic_parts(substrate) -> tuple[str, ...]:
+    """The characteristic measurements ``substrate`` can show (module docstring): ``"impedance"`` and
+    ``"iv_loops"`` when it keeps ``interface_current_A``, ``"bursts"`` when its outputs are spike counts."""
+    parts = ("impedance", "iv_loops") if hasattr(substrate, "interface_current_A") else ()
+    return parts + (("bursts",) if getattr(substrate, "output", None) == "spikes" else ())
+
+
+def impedance_freqs_hz(dt: float) -> np.ndarray:
+    """``(IMPEDANCE_POINTS,)`` log-spaced frequencies (Hz) from ``IMPEDANCE_LOW_HZ`` to
+    ``IMPEDANCE_HIGH_NYQUIST`` of the Nyquist frequency of sample period ``dt`` (seconds)."""
+    return np.geomspace(IMPEDANCE_LOW_HZ, IMPEDANCE_HIGH_NYQUIST * 0.5 / dt, IMPEDANCE_POINTS)
+
+
+def spontaneous_bursts(substrate, seed: int = 0) -> dict:
+    """Network bursts of ``substrate``'s spontaneous spike counts (``experiments.bursts.detect_bursts``):
+    no input for ``SPONTANEOUS_WASHOUT_S + SPONTANEOUS_S``, the washout dropped.  Adds ``raster``
+    ``(steps, n_outputs)`` (counts per recording electrode and sample), ``unit`` (``"electrode"``) and
+    ``dt_s`` (sample period, seconds)."""
+    washout = int(round(SPONTANEOUS_WASHOUT_S / substrate.dt))
+    steps = washout + int(round(SPONTANEOUS_S / substrate.dt))
+    substrate.reset(seed)
+    raster = np.asarray(substrate.run(np.zeros((1, steps, substrate.n_inputs))), dtype=np.float64)[0, washout:]
+    result = detect_bursts(raster, substrate.dt)
+    result.update(raster=raster, unit="electrode", dt_s=float(substrate.dt))
+    return result
+
+
+def measure_parts(substrate, parts, amplitude: float = 0.5, seed: int = 0) -> dict:
+    """Run the characteristic measurements ``parts`` (of ``characteristic_parts``) on ``substrate``.
+
+    Returns ``{part: result}`` with the arrays the plots need (``impedance``: ``impedance_spectrum``'s
+    dict with ``amplitude_V``; ``iv_loops``: ``iv_loops``' dict with ``amplitude_V``; ``bursts``: ``spontaneous_bursts``), each
+    with ``seconds`` (its wall time).  ``parts_json`` makes it JSON.
+    """
+    measured = {}
+    for part in parts:
+        t0 = time.perf_counter()
+        if part == "impedance":
+            result = impedance_spectrum(substrate, impedance_freqs_hz(substrate.dt), IMPEDANCE_AMPLITUDE_V,
+                                        seed=seed)
+            result["amplitude_V"] = IMPEDANCE_AMPLITUDE_V
+        elif part == "iv_loops":
+            result = iv_loops(substrate, SWEEP_PERIODS_S, amplitude_V=amplitude, cycles=SWEEP_CYCLES, seed=seed)
+            result["amplitude_V"] = amplitude
+        elif part == "bursts":
+            result = spontaneous_bursts(substrate, seed)
+        else:
+            raise PrclabError(f"characterise: unknown measurement {part!r}")
+        result["seconds"] = time.perf_counter() - t0
+        measured[part] = result
+    return measured
+
+
+def parts_json(measured: dict) -> dict:
+    """``measure_parts``' results as JSON values: the impedance as ``freq_hz``, ``magnitude_ohm``,
+    ``phase_deg`` lists, the I-V loops as ``periods_s`` and ``areas_VA`` (the loops themselves and the
+    burst raster stay out), every number a float (``None`` where undefined)."""
+    out = {}
+    for part, result in measured.items():
+        drop = {"impedance": ("z",), "iv_loops": ("loops",), "bursts": ("raster",)}[part]
+        out[part] = {k: (np.asarray(v).tolist() if isinstance(v, np.ndarray) else v)
+                     for k, v in result.items() if k not in drop}
+    return out
+
+
+def plot_files(name: str, parts, folder) -> dict[str, list[Path]]:
+    """PNG paths written into ``folder`` for substrate ``name``, per entry of ``parts``: ``"memory_curve"``
+    (``plot_memory_curve``) or a measurement (``plot_parts``; the impedance: Nyquist and Bode)."""
+    folder = Path(folder)
+    names = {"memory_curve": ["memory_curve"], "impedance": ["nyquist", "bode"], "iv_loops": ["iv_loops"],
+             "bursts": ["raster"]}
+    return {part: [folder / f"{stem}_{name}.png" for stem in names[part]] for part in parts}
+
+
+def plot_parts(measured: dict, files: dict, title: str = "") -> None:
+    """Draw each measurement of ``measured`` (``measure_parts``) into its ``files`` (``plot_files``)."""
+    for part, result in measured.items():
+        paths = files[part]
+        if part == "impedance":
+            nyquist_figure(result, f"{title} impedance, Nyquist").savefig(paths[0])
+            bode_figure(result, f"{title} impedance, Bode").savefig(paths[1])
+        elif part == "iv_loops":
+            plot_iv_loops(result, paths[0], f"{title} I-V loops, {result['amplitude_V']:g} V triangle")
+        else:
+            plot_raster(result["raster"], result["dt_s"], result, paths[0], f"{title} spontaneous activity",
+                        result["unit"])
+
+
+def plan(name: str, size: int | None = None, seed: int = 0, impedance_only: bool = False):
+    """What ``prclab characterize`` measures on registered substrate ``name``: ``(substrate, hold, parts)``,
+    ``parts`` ``("memory_curve", *characteristic_parts(substrate))``, or ``("impedance",)`` with
+    ``impedance_only``.  Raises ``PrclabError`` when the impedance is asked of a substrate without
+    electrode currents."""
+    substrate, hold = named_substrate(name, size, seed)
+    if not impedance_only:
+        return substrate, hold, ("memory_curve",) + characteristic_parts(substrate)
+    if "impedance" not in characteristic_parts(substrate):
+        raise PrclabError(f"characterize --impedance: substrate {name!r} keeps no electrode currents "
+                          "(interface_current_A), so it has no impedance to measure")
+    return substrate, hold, ("impedance",)
+
+
+def characterize_plan(substrate, hold: int, parts, seed: int = 0, files: dict | None = None, title: str = "",
+                      **options) -> dict:
+    """Measure ``parts`` (of ``plan``) on ``substrate`` and draw them into ``files`` (``plot_files``; none
+    drawn if None).
+
+    Returns a JSON-ready dict: with ``"memory_curve"`` the ``characterize_substrate`` metrics (``options``
+    go there) and ``substrate`` (its ``describe()``); per measurement its ``parts_json`` entry
+    (``impedance``, ``iv_loops``, ``bursts``); ``part_seconds`` (wall time per part, the metrics' per input
+    convention), ``seconds`` (their sum) and, with ``files``, ``plots`` (the PNGs written; ``plot``: the
+    memory curve's).
+    """
+    result = {}
+    if "memory_curve" in parts:
+        result = characterize_substrate(substrate, hold=hold, seed=seed, **options)
+    measured = measure_parts(substrate, [p for p in parts if p != "memory_curve"], seed=seed)
+    result["substrate"] = substrate.describe()
+    result.update(parts_json(measured))
+    seconds = result.pop("part_seconds", {})
+    seconds.update({part: float(m["seconds"]) for part, m in measured.items()})
+    result["part_seconds"], result["seconds"] = seconds, sum(seconds.values())
+    if files is not None:
+        if "memory_curve" in files:
+            result["plot"] = str(files["memory_curve"][0])
+            plot_memory_curve(result, result["plot"], title=title)
+        plot_parts(measured, files, title)
+        result["plots"] = [str(path) for paths in files.values() for path in paths]
     return result
 
 
@@ -396,7 +567,30 @@ def plot_memory_curve(result: dict, path, title: str = "") -> None:
 
 
 def format_result(result: dict) -> str:
-    """The metrics of a ``characterize_*`` result as aligned text lines."""
+    """The metrics and measurements of a ``characterize_*`` result as aligned text lines."""
+    lines = _metric_lines(result) if "memory_curve" in result else []
+    if "impedance" in result:
+        z = result["impedance"]
+        lines.append(f"impedance            frequency (Hz)   |Z| (ohm)   phase (deg)  "
+                     f"({1e3 * z['amplitude_V']:g} mV sine, electrode 0)")
+        lines += [f"                     {f:14.4g} {m:11.4g} {p:13.1f}"
+                  for f, m, p in zip(z["freq_hz"], z["magnitude_ohm"], z["phase_deg"])]
+    if "iv_loops" in result:
+        loops = result["iv_loops"]
+        areas = ", ".join(f"{p:g} s {1e6 * a:.3g}" for p, a in zip(loops["periods_s"], loops["areas_VA"]))
+        lines.append(f"I-V loop area        {areas}  (uA V, {loops['amplitude_V']:g} V triangle, electrode 0)")
+    if "bursts" in result:
+        lines.append(f"network bursts       {burst_summary(result['bursts'], result['bursts']['unit'])}  "
+                     "(spontaneous)")
+    parts = ", ".join(f"{part} {s:.2f}" for part, s in result.get("part_seconds", {}).items())
+    lines.append(f"seconds              {result['seconds']:.2f}" + (f"  ({parts})" if parts else ""))
+    if "plots" in result:
+        lines.append(f"plots                {', '.join(result['plots'])}")
+    return "\n".join(lines)
+
+
+def _metric_lines(result: dict) -> list[str]:
+    """Text lines of the reservoir metrics of a ``characterize_substrate`` result."""
     nonlinear = "  ".join(f"degree {d}: {c:.2f}" for d, c in result["nonlinear_capacity"].items())
     lines = [f"memory capacity      {result['memory_capacity']:.2f}  (delays 0-{len(result['memory_curve']) - 1}, "
              f"{result['n_features']} response channels, bias threshold r2 < {result['threshold']:.4f})",
@@ -412,7 +606,4 @@ def format_result(result: dict) -> str:
         lines.append(f"shared input         memory {shared['memory_capacity']:.2f}, total "
                      f"{shared['total_capacity']:.2f}, kernel rank {shared['kernel_rank']}, consistency "
                      f"{shared['consistency']:.3f}  (one input on every electrode)")
-    lines.append(f"seconds              {result['seconds']:.2f}")
-    if "plot" in result:
-        lines.append(f"memory curve         {result['plot']}")
-    return "\n".join(lines)
+    return lines

@@ -434,19 +434,19 @@ def cmd_report(args) -> None:
 
 
 def cmd_characterize(args) -> None:
-    from prclab.experiments.characterize import characterize_named, format_result, plot_memory_curve
+    from prclab.experiments.characterize import characterize_plan, format_result, plan, plot_files
 
-    plot = None
-    if args.plot:
+    substrate, hold, parts = plan(args.substrate, size=args.units, seed=args.seed, impedance_only=args.impedance)
+    files = None
+    if args.plot:  # every PNG checked before the work
         folder = check_folder(args.plot, "--plot")
-        plot = folder / f"memory_curve_{args.substrate}.png"
+        files = plot_files(args.substrate, parts, folder)
         if folder.is_dir():
-            check_new_file(plot, "--plot", suffix=".png")
-    result = characterize_named(args.substrate, size=args.units, seed=args.seed)
-    if plot is not None:
-        Path(args.plot).mkdir(parents=True, exist_ok=True)
-        result["plot"] = str(plot)
-        plot_memory_curve(result, result["plot"], title=args.substrate)
+            for paths in files.values():
+                for path in paths:
+                    check_new_file(path, "--plot", suffix=".png")
+        folder.mkdir(parents=True, exist_ok=True)
+    result = characterize_plan(substrate, hold, parts, seed=args.seed, files=files, title=args.substrate)
     print(json.dumps(result) if args.json else format_result(result))
 
 
@@ -516,10 +516,24 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--out", required=True, help="folder for the figures and summary.md")
     o.set_defaults(func=cmd_report)
 
-    c = sub.add_parser("characterize", help="memory/nonlinear capacity, kernel rank, consistency of a substrate")
+    c = sub.add_parser(
+        "characterize", help="memory/nonlinear capacity, kernel rank, consistency and the material's own "
+        "measurements (impedance, I-V loops, network bursts) of a substrate",
+        description="Reservoir metrics with an independent random input on every stimulating electrode "
+        "(figures with one shared input under shared_input), and what the substrate can show: an "
+        "impedance spectrum (0.1 Hz to 0.8 of Nyquist, 16 points, 5 mV) and I-V loops (0.5 V triangles, "
+        "periods 0.1-100 s) where electrode currents are modelled (potato, hydrogel), network bursts of "
+        "30 s of spontaneous activity where outputs are spike counts (organoid). Prints the seconds "
+        "each part took.")
     _add_substrate_arguments(c)
     c.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
-    c.add_argument("--plot", metavar="DIR", help="write the memory curve PNG into this folder")
+    c.add_argument("--plot", metavar="DIR", help="write the PNGs into this folder (created if missing): "
+                   "memory curve, Nyquist and Bode plots, I-V loops with loop area over period, spike raster "
+                   "with the bursts marked, as the substrate has them")
+    c.add_argument("--impedance", action="store_true",
+                   help="only the impedance spectrum of stimulating electrode 0 (|Z| and phase per "
+                        "frequency; with --plot the Nyquist and Bode PNGs); a substrate without electrode "
+                        "currents is refused")
     c.set_defaults(func=cmd_characterize)
     return p
 
