@@ -5,7 +5,8 @@ Physical picture (after the electro-active polymer reservoir of Strong, Holderba
 a ``grid x grid`` sheet of ``cell_um`` cells and ``thickness_um`` thickness, swollen with NaCl and
 surrounded on all four edges by a bath held at ``c_bath_mM`` and 0 V.  Stimulating Ag/AgCl electrodes
 sit on a ring inside the gel at the applied voltages; recording Ag/AgCl electrodes on the same ring are
-held at 0 V by transimpedance amplifiers whose outputs are volts.  The bath is the return electrode.  The
+held at 0 V; every electrode's current is read by a transimpedance amplifier (volts; the stimulating
+electrodes' as a multichannel potentiostat records them).  The bath is the return electrode.  The
 sheet hangs from its top edge (row 0) and bends in its plane; a camera tracks ``n_markers`` markers.
 
 State per cell: ``c_na``, ``c_cl`` (mol/m^3 = mM) and the volumetric swelling strain ``e``.  Equations
@@ -25,19 +26,20 @@ State per cell: ``c_na``, ``c_cl`` (mol/m^3 = mM) and the volumetric swelling st
     kappa(y) = (12 / W^3) int eps(x, y) x dx,   eps = e / 3     (curvature of a beam with eigenstrain
                                   eps; for two equal halves 3 (eps_r - eps_l) / (2 W): Timoshenko 1925)
     theta(s) = int_0^s kappa(y) dy                                (tangent angle s below the clamp)
-    out_m    = -tia_ohm * i_m + drift_m + noise_m                      (recording electrodes, W_m = 0 V)
+    out_m    = -tia_ohm * i_m + drift_m + noise_m         (every electrode; recording ones at W_m = 0 V)
     out_k    = theta(s_k) in degrees + angle noise                      (markers, ``outputs="bending"``)
 
-``outputs`` selects the channels: ``"currents"`` (the recording electrodes' amplifier volts, the
-default), ``"bending"`` (the marker angles) or ``"both"`` (volts first).  A positive angle means the
+``outputs`` selects the channels: ``"currents"`` (the amplifier volts of the recording electrodes,
+then of the stimulating ones, the default), ``"bending"`` (the marker angles) or ``"both"`` (volts first).  A positive angle means the
 right half (larger column index) swelled more, so the strip turns towards the left.
 
 Where the state is read.  The memory sits in the salt around the stimulating electrodes (Faradaic
-depletion and enrichment) and in the swelling that follows it.  The recording electrodes on the ring
-see it only through the field around them: salt needs ``L^2 / (2 D_a)`` ~ 320 s to diffuse the
-``L`` = 0.88 mm between neighbouring electrodes at the defaults, far longer than the bath exchange
-``tau_x``.  The bending integrates the strain of the whole
-sheet weighted by the distance from the mid-line, so it reads the state where it is.  The ring is
+depletion and enrichment) and in the swelling that follows it.  So it is read where it is: at the
+stimulating electrodes themselves (their current, ``g_e`` of the local Cl-) and by the bending, which
+integrates the strain of the whole sheet weighted by the distance from the mid-line.  The recording
+electrodes on the ring see it only through the field around them: salt needs ``L^2 / (2 D_a)`` ~ 320 s
+to diffuse the ``L`` = 0.88 mm between neighbouring electrodes at the defaults, far longer than the
+bath exchange ``tau_x``.  The ring is
 turned by half an electrode spacing so that no electrode sits on the mid-line (where its swelling would
 not bend the strip: ``x = 0``).  The markers sit on the centre line at ``1/n, 2/n, .., 1`` of the
 length below the clamp (the last at the tip, the angle a lab measures): the angle at a marker
@@ -59,8 +61,9 @@ loop area of a stimulating electrode peaks for sweep periods near ``2 pi`` times
 ``experiments.hysteresis.iv_loops``, one electrode, 1 V triangle, third cycle, 12 x 12 grid, dt 10 ms:
 0.0054, 0.039, 0.103, 0.092, 0.041, 0.016 uA V at 1, 5, 20, 60, 200, 600 s; the default 24 x 24 grid with
 4 + 8 electrodes: 0.0053, 0.038, 0.101, 0.090, 0.041, 0.016 uA V).
-The recording electrodes' currents carry it weakly (the potential around them depends on the
-concentrations), and the bending carries it with the slower de-swelling on top.
+The stimulating electrodes' own currents carry it (``g_e V``: the memristor), the recording
+electrodes' weakly (the potential around them depends on the concentrations), and the bending carries
+it with the slower de-swelling on top.
 
 Sources (quantity | model value | literature value | source):
 
@@ -214,7 +217,8 @@ class HydrogelModel(Substrate):
 
     Args:
         n_inputs: stimulating electrodes (input volts against the bath).
-        n_outputs: recording electrodes (held at 0 V; output volts = ``tia_ohm`` times their current).
+        n_outputs: recording electrodes (held at 0 V); with the stimulating electrodes, each electrode's
+            current is read as ``tia_ohm`` times it (volts).
         dt: sample period in seconds.
         grid: lattice side in cells.
         cell_um: cell side (micrometres).
@@ -227,8 +231,9 @@ class HydrogelModel(Substrate):
         tau_swell_s: time constant of swelling (seconds).
         tau_deswell_s: time constant of de-swelling (seconds).
         modulus_kPa: osmotic (drained bulk) modulus of the gel network, ``K`` (kilopascals).
-        outputs: ``"currents"`` (the ``n_outputs`` amplifier volts), ``"bending"`` (the ``n_markers``
-            bending angles, degrees) or ``"both"`` (amplifier volts, then angles).
+        outputs: ``"currents"`` (the ``n_outputs + n_inputs`` amplifier volts, recording electrodes
+            first), ``"bending"`` (the ``n_markers`` bending angles, degrees) or ``"both"`` (amplifier
+            volts, then angles).
         n_markers: bending markers on the strip's centre line (module docstring: where and why).
         noise_V: white measurement noise (volts RMS per sample).
         angle_noise_deg: white noise of the tracked marker angles (degrees RMS per sample).
@@ -270,7 +275,8 @@ class HydrogelModel(Substrate):
                              f"limit h^2/(4D) = {limit_s:.3g} s")
         self.n_inputs, self.n_recording, self.dt, self.grid = n_inputs, n_outputs, float(dt), grid
         self.outputs, self.n_markers = outputs, n_markers
-        self.n_outputs = {"currents": n_outputs, "bending": n_markers, "both": n_outputs + n_markers}[outputs]
+        n_currents = n_outputs + n_inputs                                # every electrode has an amplifier
+        self.n_outputs = {"currents": n_currents, "bending": n_markers, "both": n_currents + n_markers}[outputs]
         self.block = max(1, int(round(grid_step_s / dt)))   # samples per lattice step
         self.grid_dt = self.block * self.dt
         self.d_na, self.d_cl, self.c_bath = d_na_m2_per_s, d_cl_m2_per_s, c_bath_mM
@@ -280,7 +286,7 @@ class HydrogelModel(Substrate):
         self._swell_step = 1.0 - np.exp(-self.grid_dt / tau_swell_s)
         self._deswell_step = 1.0 - np.exp(-self.grid_dt / tau_deswell_s)
         self._marker_deg = marker_weights(grid, n_markers)              # (g*g, n_markers)
-        self._noise = np.array([noise_V] * n_outputs * (outputs != "bending")
+        self._noise = np.array([noise_V] * n_currents * (outputs != "bending")
                                + [angle_noise_deg] * n_markers * (outputs != "currents"))
         # electrodes on a ring, inputs and outputs interleaved
         n_el = n_inputs + n_outputs
@@ -305,7 +311,9 @@ class HydrogelModel(Substrate):
         unit[np.arange(n_el), self._el_flat] = 1.0
         response = self._bulk_solve(unit.reshape(n_el, grid, grid)).reshape(n_el, -1)
         self.r0_ohm = THERMAL_VOLTAGE_V * response[:, self._el_flat].T / self._ft
-        self.drift = ElectrodeDrift(n_outputs, drift_V_per_sqrt_s, dt)
+        self.drift = ElectrodeDrift(n_currents, drift_V_per_sqrt_s, dt)
+        # amplifier channels: the recording electrodes, then the stimulating ones
+        self._current_order = np.r_[n_inputs:n_currents, :n_inputs]
         self.interface_current_A = np.zeros((0, 0, n_inputs))
         self.bending_deg = np.zeros((0, 0, n_markers))
         self._drift_noise, self._measurement = RowStreams(), RowStreams()
@@ -394,7 +402,7 @@ class HydrogelModel(Substrate):
         self.bending_deg = bending
         channels = []
         if self.outputs != "bending":
-            v = -self.tia_ohm * current[:, :, self.n_inputs:]
+            v = -self.tia_ohm * current[:, :, self._current_order]
             channels.append(v + self.drift(batch, steps, self._drift_noise))
         if self.outputs != "currents":
             channels.append(bending)
