@@ -428,13 +428,13 @@ def impedance_freqs_hz(dt: float) -> np.ndarray:
     return np.geomspace(IMPEDANCE_LOW_HZ, IMPEDANCE_HIGH_NYQUIST * 0.5 / dt, IMPEDANCE_POINTS)
 
 
-def spontaneous_bursts(substrate, seed: int = 0) -> dict:
+def spontaneous_bursts(substrate, seed: int = 0, seconds: float = SPONTANEOUS_S) -> dict:
     """Network bursts of ``substrate``'s spontaneous spike counts (``experiments.bursts.detect_bursts``):
-    no input for ``SPONTANEOUS_WASHOUT_S + SPONTANEOUS_S``, the washout dropped.  Adds ``raster``
+    no input for ``SPONTANEOUS_WASHOUT_S + seconds``, the washout dropped.  Adds ``raster``
     ``(steps, n_outputs)`` (counts per recording electrode and sample), ``unit`` (``"electrode"``) and
     ``dt_s`` (sample period, seconds)."""
     washout = int(round(SPONTANEOUS_WASHOUT_S / substrate.dt))
-    steps = washout + int(round(SPONTANEOUS_S / substrate.dt))
+    steps = washout + int(round(seconds / substrate.dt))
     substrate.reset(seed)
     raster = np.asarray(substrate.run(np.zeros((1, steps, substrate.n_inputs))), dtype=np.float64)[0, washout:]
     result = detect_bursts(raster, substrate.dt)
@@ -442,8 +442,11 @@ def spontaneous_bursts(substrate, seed: int = 0) -> dict:
     return result
 
 
-def measure_parts(substrate, parts, amplitude: float = 0.5, seed: int = 0) -> dict:
-    """Run the characteristic measurements ``parts`` (of ``characteristic_parts``) on ``substrate``.
+def measure_parts(substrate, parts, amplitude: float = 0.5, seed: int = 0, periods_s=SWEEP_PERIODS_S,
+                  spontaneous_s: float = SPONTANEOUS_S) -> dict:
+    """Run the characteristic measurements ``parts`` (of ``characteristic_parts``) on ``substrate``:
+    I-V sweeps of ``amplitude`` volts and periods ``periods_s`` (seconds), ``spontaneous_s`` seconds of
+    spontaneous activity.
 
     Returns ``{part: result}`` with the arrays the plots need (``impedance``: ``impedance_spectrum``'s
     dict with ``amplitude_V``; ``iv_loops``: ``iv_loops``' dict with ``amplitude_V``; ``bursts``: ``spontaneous_bursts``), each
@@ -457,10 +460,10 @@ def measure_parts(substrate, parts, amplitude: float = 0.5, seed: int = 0) -> di
                                         seed=seed)
             result["amplitude_V"] = IMPEDANCE_AMPLITUDE_V
         elif part == "iv_loops":
-            result = iv_loops(substrate, SWEEP_PERIODS_S, amplitude_V=amplitude, cycles=SWEEP_CYCLES, seed=seed)
+            result = iv_loops(substrate, periods_s, amplitude_V=amplitude, cycles=SWEEP_CYCLES, seed=seed)
             result["amplitude_V"] = amplitude
         elif part == "bursts":
-            result = spontaneous_bursts(substrate, seed)
+            result = spontaneous_bursts(substrate, seed, spontaneous_s)
         else:
             raise PrclabError(f"characterise: unknown measurement {part!r}")
         result["seconds"] = time.perf_counter() - t0

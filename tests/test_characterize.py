@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from prclab.cli import main
-from prclab.experiments.characterize import (capacities, characterize_named, characterize_recorded,
-                                             characterize_substrate, consistency, drive, format_result,
+from prclab.experiments.characterize import (capacities, characteristic_parts, characterize_named,
+                                             characterize_recorded, characterize_substrate, consistency, drive,
+                                             format_result, measure_parts, parts_json, plot_files, plot_parts,
                                              random_input, ranks)
 from prclab.reservoir import SUBSTRATES, EchoStateNetwork
 
@@ -151,7 +152,9 @@ def test_cli_prints_json_and_writes_the_memory_curve(tmp_path, capsys):
                  "--plot", str(tmp_path)]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["substrate"]["params"]["units"] == 30 and result["seconds"] > 0
+    assert set(result["part_seconds"]) == {"independent"}          # one input: no shared-input run
     assert (tmp_path / "memory_curve_esn.png").stat().st_size > 1000
+    assert result["plots"] == [str(tmp_path / "memory_curve_esn.png")]
     assert main(["characterize", "--substrate", "no-such"]) == 2
     assert "unknown substrate" in capsys.readouterr().err
 
@@ -166,3 +169,62 @@ def test_unusable_inputs_raise_one_line_errors():
         capacities(u, np.zeros((1, 150, 5)))
     with pytest.raises(PrclabError, match="constant"):
         characterize_recorded(np.zeros(3000), np.ones((3000, 4)))
+
+
+# ------------------------------------------------------------------- the material's own measurements
+
+def test_measurements_follow_what_the_substrate_can_show():
+    from prclab.reservoir import HydrogelModel, OrganoidModel, PotatoModel
+
+    assert characteristic_parts(PotatoModel(n_inputs=1, n_outputs=2)) == ("impedance", "iv_loops")
+    assert characteristic_parts(HydrogelModel(n_inputs=1, n_outputs=2, grid=8)) == ("impedance", "iv_loops")
+    assert characteristic_parts(OrganoidModel(neurons=50)) == ("bursts",)
+    assert characteristic_parts(OrganoidModel(neurons=50, output="lfp")) == ()     # volts, not spikes
+    assert characteristic_parts(linear_regime_esn(10)) == ()
+
+
+def test_potato_impedance_and_loops_as_json_and_plots(tmp_path):
+    from prclab.reservoir import PotatoModel
+
+    potato = PotatoModel(n_inputs=1, n_outputs=2)
+    measured = measure_parts(potato, ("impedance", "iv_loops"), periods_s=(0.1, 10.0))
+    result = json.loads(json.dumps(parts_json(measured), allow_nan=False))
+    z = result["impedance"]
+    assert len(z["freq_hz"]) == 16 and z["freq_hz"][-1] == pytest.approx(400.0)    # 0.8 of Nyquist at 1 kHz
+    # the double layer: |Z| falls from charge transfer + tissue to the tissue alone, capacitive between
+    assert z["magnitude_ohm"][0] > 2 * z["magnitude_ohm"][-1] and min(z["phase_deg"]) < -20
+    loops = result["iv_loops"]
+    assert loops["periods_s"] == [0.1, 10.0] and loops["amplitude_V"] == 0.5
+    assert loops["areas_VA"][0] > loops["areas_VA"][1] > 0      # a capacitive interface: fast sweeps open it
+    assert "loops" not in loops and "z" not in z
+    files = plot_files("potato", ("impedance", "iv_loops"), tmp_path)
+    plot_parts(measured, files, "potato")
+    assert [p.name for p in files["impedance"]] == ["nyquist_potato.png", "bode_potato.png"]
+    assert all(p.stat().st_size > 1000 for paths in files.values() for p in paths)
+
+
+def test_organoid_bursts_vanish_without_synapses(tmp_path):
+    from prclab.reservoir import OrganoidModel
+
+    ablated = OrganoidModel(recurrent=False)
+    measured = measure_parts(ablated, ("bursts",), spontaneous_s=10.0)
+    bursts = parts_json(measured)["bursts"]
+    assert bursts["rate_per_unit_hz"] > 0.5            # the cells still fire, driven by the background
+    assert bursts["n_bursts"] == 0                     # but independent cells make no network bursts
+    assert len(measured["bursts"]["raster"]) == 10_000 and bursts["unit"] == "electrode"
+    files = plot_files("organoid", ("bursts",), tmp_path)
+    plot_parts(measured, files, "organoid")
+    assert files["bursts"][0].stat().st_size > 1000
+
+
+def test_cli_impedance_only_prints_the_spectrum_and_draws_nyquist_and_bode(tmp_path, capsys):
+    assert main(["characterize", "--substrate", "potato", "--impedance", "--json", "--plot", str(tmp_path)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert "memory_curve" not in result and set(result["part_seconds"]) == {"impedance"}
+    assert result["seconds"] == pytest.approx(result["part_seconds"]["impedance"])
+    assert len(result["impedance"]["magnitude_ohm"]) == len(result["impedance"]["phase_deg"]) == 16
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bode_potato.png", "nyquist_potato.png"]
+    text = format_result(result)                      # what the command prints without --json
+    assert "|Z| (ohm)" in text and "memory capacity" not in text and "bode_potato.png" in text
+    assert main(["characterize", "--substrate", "esn", "--impedance"]) == 2
+    assert "no electrode currents" in capsys.readouterr().err
