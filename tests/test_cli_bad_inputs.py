@@ -85,6 +85,8 @@ def work(tmp_path_factory):
     (root / "folder").mkdir()
     (root / "folder" / "keep.txt").write_text("keep")
     (root / "file.txt").write_text("a file")
+    (root / "plots").mkdir()
+    (root / "plots" / "bode_potato.png").write_text("an earlier plot")
     os.mkfifo(root / "fifo.npz")
     return root
 
@@ -161,6 +163,14 @@ def _cases(w: Path):
         "characterize unknown substrate": ["characterize", "--substrate", "unobtainium"],
         "characterize plot is a file": ["characterize", "--plot", str(w / "file.txt")],
         "characterize plot read-only": ["characterize", "--plot", ro],
+        "characterize impedance of the esn": ["characterize", "--substrate", "esn", "--impedance"],
+        "characterize impedance of the organoid": ["characterize", "--substrate", "organoid", "--impedance"],
+        "characterize impedance plot is a file": ["characterize", "--substrate", "potato", "--impedance",
+                                                  "--plot", str(w / "file.txt")],
+        "characterize impedance plot read-only": ["characterize", "--substrate", "potato", "--impedance",
+                                                  "--plot", ro],
+        "characterize impedance plot already there": ["characterize", "--substrate", "potato", "--impedance",
+                                                      "--plot", str(w / "plots")],
         # report
         "report source missing": ["report", str(w / "nope.json"), "--out", str(w / "rep")],
         "report source NaN JSON": ["report", str(w / "garbage.json"), "--out", str(w / "rep")],
