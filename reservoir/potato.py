@@ -37,10 +37,11 @@ does not enter.  Per electrode, ``alpha_e`` is uniform in
 ``alpha_mean +- alpha_spread``, ``i0`` and ``C_e`` log-normal about ``exchange_current_A`` and
 ``c_dl_F`` (log-SD ``i0_log_sd``, ``c_dl_log_sd``), drawn from the model's seed.  ``i0`` follows
 Arrhenius in temperature (activation energy ``activation_kJ_per_mol``, reference 20 C) and the tissue's
-conductivity rises ``2 %/C``.  Time is stepped with backward Euler for the double layer; each block is
-solved whole by Newton's method on ``eta`` (the recurrence of each linearised sweep is a first-order
-time-varying filter, solved as a blocked scan), with the coupling between electrodes and the tissue's
-memory taken from the previous sweep, until ``eta`` changes less than ``1e-10`` V.
+conductivity rises ``2 %/C``.  Time is stepped with backward Euler for the double layer: each sample's
+coupled equations (all electrodes at once, the tissue's memory known from the samples before) are solved
+by Newton's method with the analytic Butler-Volmer derivative, its linear system by Gauss-Seidel sweeps
+over the electrodes, until no sweep moves an overpotential by more than ``1e-10`` V (two to four sweeps
+per sample at the defaults); the loop over samples is compiled with numba.
 
 Recording.  Recording site ``m`` (no current) reads ``V_m = sum_k T_mk (rho/rho_0 * i_k) + E_rec - E_ref``
 (``recording="monopolar"``, against the reference) or the difference between two sites
@@ -102,9 +103,10 @@ white noise's ``measurement_rng`` (``(batch, 6)`` each, see ``reservoir.streams`
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 from .base import Electrode, Substrate, check_input
-from .electrodes import ElectrodeDrift, first_order
+from .electrodes import ElectrodeDrift
 from .streams import RowSeeds, RowStreams, split_off
 
 FARADAY_C_PER_MOL = 96485.33212
@@ -115,9 +117,9 @@ METAL_POTENTIAL_V = {"zinc": -0.762, "iron": -0.447, "copper": 0.342, "silver": 
                      "ag/agcl": 0.222, "platinum": 1.18}
 OUTPUTS = ("voltage", "current", "both")
 RECORDINGS = ("monopolar", "bipolar")
-SCAN_BLOCK = 16          # samples per block of the time-varying scan (keeps products in float64 range)
-MAX_SWEEPS = 200
-TOLERANCE_V = 1e-10
+MAX_SWEEPS = 200         # Gauss-Seidel Newton sweeps per sample before giving up
+TOLERANCE_V = 1e-10      # a sample is solved when no sweep moves any overpotential by more
+STEP_LIMIT_V = 0.1       # largest Newton step of one overpotential (keeps the exponentials in range)
 
 
 def _metal(name: str) -> float:
@@ -135,23 +137,81 @@ def cole_branches(nodes: int, beta: float, r_inf: float) -> tuple[np.ndarray, np
     return (1 - r_inf) * density / density.sum(), np.exp(s)
 
 
-def linear_scan(a: np.ndarray, b: np.ndarray, y0: np.ndarray) -> np.ndarray:
-    """``y[t] = a[t] y[t-1] + b[t]`` along axis 1 of ``a, b`` ``(batch, steps, n)`` from ``y0``
-    ``(batch, n)``, with ``0 < a <= 1``: closed form inside blocks of ``SCAN_BLOCK`` samples, a short loop
-    over blocks."""
-    batch, steps, n = a.shape
-    nb = -(-steps // SCAN_BLOCK)
-    pad = nb * SCAN_BLOCK - steps
-    a_b = np.pad(a, ((0, 0), (0, pad), (0, 0)), constant_values=1.0).reshape(batch, nb, SCAN_BLOCK, n)
-    b_b = np.pad(b, ((0, 0), (0, pad), (0, 0))).reshape(batch, nb, SCAN_BLOCK, n)
-    prod = np.cumprod(a_b, axis=2)
-    inner = prod * np.cumsum(b_b / prod, axis=2)
-    start = np.empty((batch, nb, n))
-    y = y0
-    for j in range(nb):
-        start[:, j] = y
-        y = inner[:, j, -1] + prod[:, j, -1] * y
-    return (inner + prod * start[:, :, None]).reshape(batch, nb * SCAN_BLOCK, n)[:, :steps]
+@njit(cache=True)
+def _butler_volmer(eta, f_a, f_c, inv_i0, inv_lim):
+    """Butler-Volmer current with a cathodic limit (A) and its derivative (S) at ``eta`` (V), scalars:
+    ``f_a, f_c`` anodic and cathodic ``alpha f`` (1/V), ``inv_i0 = 1 / i0``, ``inv_lim = 1 / i_lim`` (1/A)."""
+    e_a = np.exp(min(eta * f_a, 30.0))
+    e_c = np.exp(min(-eta * f_c, 30.0))
+    den = e_c * inv_lim + inv_i0
+    current = (e_a - e_c) / den
+    # d/deta of (e_a - e_c) / den, with d den/deta = -f_c e_c / i_lim
+    return current, (f_a * e_a + f_c * e_c + current * f_c * inv_lim * e_c) / den
+
+
+@njit(cache=True)
+def _faradaic_rows(eta, f_a, f_c, inv_i0, inv_lim):
+    """:func:`_butler_volmer` over ``eta`` ``(rows, n)`` with per-electrode constants ``(n,)``."""
+    current, slope = np.empty_like(eta), np.empty_like(eta)
+    for row in range(eta.shape[0]):
+        for e in range(eta.shape[1]):
+            current[row, e], slope[row, e] = _butler_volmer(eta[row, e], f_a[e], f_c[e], inv_i0[e], inv_lim)
+    return current, slope
+
+
+@njit(cache=True)
+def _interfaces(forced, eta0, tissue, g_c, cap, f_a, f_c, inv_i0, inv_lim, c_inst, w_r, r):
+    """Backward-Euler steps of the coupled electrode equations (module docstring), trial by trial.
+
+    Per step: Newton on all ``eta`` at once, its linear system solved by Gauss-Seidel sweeps over the
+    electrodes (the Jacobian ``diag(C/dt + di_F/deta) + G / c_inst`` is symmetric positive definite, so the
+    sweeps converge); a Newton step is limited to ``STEP_LIMIT_V``.  ``forced`` ``(batch, steps, n)`` is
+    ``G drive / c_inst`` (A), ``eta0`` ``(batch, n)`` the overpotentials before the block, ``tissue``
+    ``(batch, n, k)`` the states of the ``k`` remembering Debye branches (updated in place), ``g_c = G /
+    c_inst`` (S), ``cap = C_e / dt`` (S), ``w_r = w r`` and ``r`` ``(k,)`` the branches' weights times
+    decay and decays.  Returns ``eta``, currents ``i`` and ``rho/rho_0 i`` ``(batch, steps, n)`` and the
+    most Newton sweeps any step took (``MAX_SWEEPS + 1`` if one did not converge to ``TOLERANCE_V``)."""
+    batch, steps, n = forced.shape
+    eta_out, current_out, tissue_out = np.empty_like(forced), np.empty_like(forced), np.empty_like(forced)
+    eta, prev, rhs, coupled = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
+    memory = np.empty(n)
+    worst = 0
+    for b in range(batch):
+        eta[:] = eta0[b]
+        for t in range(steps):
+            prev[:] = eta
+            for e in range(n):
+                memory[e] = 0.0
+                for k in range(len(r)):
+                    memory[e] += w_r[k] * tissue[b, e, k]
+                rhs[e] = forced[b, t, e] - memory[e] / c_inst
+            for sweep in range(MAX_SWEEPS + 1):
+                if sweep == MAX_SWEEPS:
+                    worst = MAX_SWEEPS + 1
+                    break
+                change = 0.0
+                for e in range(n):
+                    acc = 0.0
+                    for j in range(n):
+                        acc += g_c[e, j] * eta[j]
+                    i_f, slope = _butler_volmer(eta[e], f_a[e], f_c[e], inv_i0[e], inv_lim)
+                    step = -(cap[e] * (eta[e] - prev[e]) + i_f + acc - rhs[e]) / (cap[e] + slope + g_c[e, e])
+                    step = max(-STEP_LIMIT_V, min(STEP_LIMIT_V, step))
+                    eta[e] += step
+                    change = max(change, abs(step))
+                if change < TOLERANCE_V:
+                    worst = max(worst, sweep + 1)
+                    break
+            for e in range(n):
+                acc = 0.0
+                for j in range(n):
+                    acc += g_c[e, j] * eta[j]
+                coupled[e] = rhs[e] - acc                      # i = (G (drive - eta) - m) / c_inst
+                for k in range(len(r)):
+                    tissue[b, e, k] = r[k] * tissue[b, e, k] + (1.0 - r[k]) * coupled[e]
+                eta_out[b, t, e], current_out[b, t, e] = eta[e], coupled[e]
+                tissue_out[b, t, e] = c_inst * coupled[e] + memory[e]
+    return eta_out, current_out, tissue_out, worst
 
 
 class PotatoModel(Substrate):
@@ -288,56 +348,29 @@ class PotatoModel(Substrate):
 
     def faradaic(self, eta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Butler-Volmer current (A) and its derivative (S) at overpotentials ``eta`` (V, ``(..., n_inputs)``)."""
-        f_a, f_c = (1 - self.alpha) * self.f_per_V, self.alpha * self.f_per_V
-        e_a = np.exp(np.minimum(eta * f_a, 30.0))
-        e_c = np.exp(np.minimum(eta * -f_c, 30.0))
-        den = e_c / self.i_lim_A
-        den += 1 / self.i0_A
-        current = (e_a - e_c) / den
-        # d/deta of (e_a - e_c) / den, with d den/deta = -f_c e_c / i_lim
-        slope = (f_a * e_a + f_c * e_c + current * (f_c / self.i_lim_A) * e_c) / den
-        return current, slope
+        eta = np.asarray(eta, dtype=np.float64)
+        current, slope = _faradaic_rows(np.ascontiguousarray(eta.reshape(-1, self.n_inputs)),
+                                        *self._kinetics())
+        return current.reshape(eta.shape), slope.reshape(eta.shape)
 
-    def _tissue_memory(self, current: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The delayed part of ``rho/rho_0 * i`` for currents ``(batch, steps, n_inputs)``: returns ``m``
-        (same shape) with ``rho/rho_0 * i = c_inst * i + m``, and the branch states after the block."""
-        memory = np.zeros(current.shape)
-        end = self._tissue.copy()
-        for k in np.flatnonzero(self.weights * self.branch_r > 1e-17):   # the others forget within a sample
-            r, w = self.branch_r[k], self.weights[k]
-            s = first_order(current, r, 1 - r, self._tissue[:, :, k])     # s[t] = r s[t-1] + (1-r) i[t]
-            memory[:, :1] += w * r * self._tissue[:, None, :, k]
-            memory[:, 1:] += w * r * s[:, :-1]
-            if len(s[0]):
-                end[:, :, k] = s[:, -1]
-        return memory, end
+    def _kinetics(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+        """``(1 - alpha) f``, ``alpha f`` (1/V), ``1 / i0`` ``(n_inputs,)`` and ``1 / i_lim`` (1/A)."""
+        return (1 - self.alpha) * self.f_per_V, self.alpha * self.f_per_V, 1 / self.i0_A, 1 / self.i_lim_A
 
     def _solve(self, v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Overpotentials, currents and ``rho/rho_0 * i`` ``(batch, steps, n_inputs)`` for applied volts."""
-        drive = v - self.galvanic_V
-        cap = self.c_dl / self.dt
-        g_diag = np.diag(self.g_tissue) / self.c_inst
-        g_off_t = (self.g_tissue - np.diag(np.diag(self.g_tissue))).T / self.c_inst
-        forced = drive @ self.g_tissue.T / self.c_inst
-        eta = np.broadcast_to(self._eta[:, None], v.shape).copy()
-        current = np.zeros(v.shape)
-        for sweep in range(MAX_SWEEPS):
-            memory, _ = self._tissue_memory(current)
-            lagged = eta @ g_off_t + memory / self.c_inst
-            f_val, g = self.faradaic(eta)
-            den = cap + g_diag + g
-            new_eta = linear_scan(cap / den, (forced - lagged - f_val + g * eta) / den, self._eta)
-            current = forced - new_eta * g_diag - lagged
-            change = np.max(np.abs(new_eta - eta)) if eta.size else 0.0
-            eta = new_eta
-            if change < TOLERANCE_V:
-                break
-        else:
-            raise ValueError(f"potato: the electrode equations did not converge in {MAX_SWEEPS} sweeps "
-                             f"(last change {change:.2e} V); use a shorter dt")
-        self.sweeps = sweep + 1
-        memory, self._tissue = self._tissue_memory(current)
-        return eta, current, self.c_inst * current + memory
+        forced = np.ascontiguousarray((v - self.galvanic_V) @ self.g_tissue.T / self.c_inst)
+        remembering = np.flatnonzero(self.weights * self.branch_r > 1e-17)   # the others forget within a sample
+        tissue = np.ascontiguousarray(self._tissue[:, :, remembering])
+        eta, current, tissue_current, sweeps = _interfaces(
+            forced, self._eta, tissue, self.g_tissue / self.c_inst, self.c_dl / self.dt, *self._kinetics(),
+            self.c_inst, self.weights[remembering] * self.branch_r[remembering], self.branch_r[remembering])
+        if sweeps > MAX_SWEEPS:
+            raise ValueError(f"potato: the electrode equations did not converge in {MAX_SWEEPS} sweeps of a "
+                             "sample; use a shorter dt")
+        self.sweeps = sweeps
+        self._tissue[:, :, remembering] = tissue
+        return eta, current, tissue_current
 
     def run(self, u: np.ndarray) -> np.ndarray:
         """Electrode volts ``(batch, steps, n_inputs)`` -> outputs ``(batch, steps, n_outputs)`` (volts;
