@@ -5,7 +5,8 @@ readout (``experiments.recorded.train_on_recording``) and draws the test confusi
 response of a few trials as heat maps, and test accuracy against the ridge parameter.  From a result
 JSON (``prclab task|train|characterize --json``) it draws whatever the result holds: confusion matrix,
 accuracy against the ridge parameter, scores per seed, a regression's test prediction, a memory-capacity
-curve.  ``summary.md`` lists the numbers and links the figures.
+curve, an impedance spectrum (Nyquist and Bode), I-V loop area over sweep period.  ``summary.md`` lists
+the numbers (with a characterisation's network-burst statistics) and links the figures.
 """
 
 from __future__ import annotations
@@ -135,6 +136,28 @@ def plot_prediction(result: dict, path) -> None:
     fig.savefig(path)
 
 
+def plot_loop_areas(loops: dict, path) -> None:
+    """I-V loop area (uA V) over sweep period (s, log axis) of a characterisation's ``iv_loops`` entry."""
+    from matplotlib.figure import Figure  # no pyplot: a notebook's backend is left as it is
+
+    fig = Figure(figsize=(5, 3.6), dpi=120)
+    ax = fig.subplots()
+    ax.semilogx(loops["periods_s"], 1e6 * np.asarray(loops["areas_VA"], dtype=float), marker="o")
+    ax.set_xlabel("sweep period (s)")
+    ax.set_ylabel("loop area (uA V)")
+    ax.set_title(f"I-V loop area, {loops.get('amplitude_V', '?')} V triangle")
+    fig.tight_layout()
+    fig.savefig(path)
+
+
+def _spectrum(impedance: dict) -> dict:
+    """An ``experiments.impedance`` spectrum (complex ``z``) from a result's ``impedance`` entry."""
+    freq = np.asarray(impedance["freq_hz"], dtype=float)
+    mag = np.asarray(impedance["magnitude_ohm"], dtype=float)
+    phase = np.asarray(impedance["phase_deg"], dtype=float)
+    return {"freq_hz": freq, "magnitude_ohm": mag, "phase_deg": phase, "z": mag * np.exp(1j * np.radians(phase))}
+
+
 def _recording_figures(path: Path, out: Path) -> tuple[dict, list[tuple[str, str]]]:
     from prclab.protocols.recording import read_recording
 
@@ -172,6 +195,7 @@ def _recording_figures(path: Path, out: Path) -> tuple[dict, list[tuple[str, str
 
 def _result_figures(result: dict, out: Path) -> list[tuple[str, str]]:
     from .characterize import plot_memory_curve
+    from .impedance import bode_figure, nyquist_figure
     from .recorded import plot_confusion
 
     figures = []
@@ -192,6 +216,14 @@ def _result_figures(result: dict, out: Path) -> list[tuple[str, str]]:
     if "memory_curve" in result:
         plot_memory_curve(result, out / "memory_curve.png", title=str(result.get("substrate", {}).get("model", "")))
         figures.append(("memory_curve.png", "memory-capacity curve"))
+    if "impedance" in result:
+        spectrum = _spectrum(result["impedance"])
+        nyquist_figure(spectrum).savefig(out / "nyquist.png")
+        bode_figure(spectrum).savefig(out / "bode.png")
+        figures += [("nyquist.png", "impedance spectrum, Nyquist plot"), ("bode.png", "impedance spectrum, Bode plot")]
+    if "iv_loops" in result:
+        plot_loop_areas(result["iv_loops"], out / "loop_areas.png")
+        figures.append(("loop_areas.png", "I-V loop area over sweep period"))
     return figures
 
 
@@ -231,9 +263,39 @@ def _summary_lines(result: dict) -> list[str]:
     row("kernel rank", "kernel_rank", "{:d}")
     row("generalization rank", "generalization_rank", "{:d}")
     row("consistency", "consistency")
+    rows += _measurement_rows(result)
     if not rows:
         return []
     return ["| quantity | value |", "|---|---|", *rows]
+
+
+def _measurement_rows(result: dict) -> list[str]:
+    """Table rows of a characterisation's impedance, I-V loops and network bursts (where present)."""
+    rows = []
+    if "impedance" in result:
+        z = _spectrum(result["impedance"])
+        low = int(np.argmin(z["phase_deg"]))
+        rows += [f"| impedance at {z['freq_hz'][0]:.3g} / {z['freq_hz'][-1]:.3g} Hz | "
+                 f"{z['magnitude_ohm'][0]:.4g} / {z['magnitude_ohm'][-1]:.4g} ohm |",
+                 f"| impedance phase minimum | {z['phase_deg'][low]:.1f} deg at {z['freq_hz'][low]:.3g} Hz |"]
+    if "iv_loops" in result:
+        periods, areas = result["iv_loops"]["periods_s"], result["iv_loops"]["areas_VA"]
+        top = int(np.argmax(areas))
+        rows.append(f"| largest I-V loop area | {1e6 * areas[top]:.3g} uA V at a {periods[top]:g} s period |")
+    bursts = result.get("bursts")
+    if isinstance(bursts, dict):
+        def burst_row(name, key, fmt):
+            value = bursts.get(key)
+            rows.append(f"| {name} | {'n/a' if value is None else fmt.format(value)} |")
+
+        burst_row("network bursts (spontaneous)", "n_bursts", "{:d}")
+        burst_row("burst rate (/s)", "burst_rate_hz", "{:.3f}")
+        burst_row("inter-burst-interval CV", "ibi_cv", "{:.2f}")
+        burst_row("recruitment (mean)", "recruitment_mean", "{:.0%}")
+        burst_row("burst duration (mean, s)", "burst_duration_mean_s", "{:.3f}")
+        burst_row("spikes in bursts", "fraction_spikes_in_bursts", "{:.0%}")
+        burst_row(f"spontaneous rate per {bursts.get('unit', 'unit')} (Hz)", "rate_per_unit_hz", "{:.2f}")
+    return rows
 
 
 def write_report(source, out) -> Path:

@@ -224,6 +224,33 @@ def check_result_json(path) -> dict:
     if "memory_curve" in result:
         numbers("memory_curve", result["memory_curve"])
         number("memory_capacity", result.get("memory_capacity"))
+    def entry(key):
+        if not isinstance(result[key], dict):
+            bad(key, "must be an object")
+        return result[key]
+
+    if "impedance" in result:
+        z = entry("impedance")
+        numbers("impedance.freq_hz", z.get("freq_hz"), 1e-300, 1e300)
+        numbers("impedance.magnitude_ohm", z.get("magnitude_ohm"), 0.0, 1e300, len(z["freq_hz"]))
+        numbers("impedance.phase_deg", z.get("phase_deg"), -180.0, 180.0, len(z["freq_hz"]))
+    if "iv_loops" in result:
+        loops = entry("iv_loops")
+        numbers("iv_loops.periods_s", loops.get("periods_s"), 1e-300, 1e300)
+        numbers("iv_loops.areas_VA", loops.get("areas_VA"), 0.0, 1e300, len(loops["periods_s"]))
+        if "amplitude_V" in loops:
+            number("iv_loops.amplitude_V", loops["amplitude_V"])
+    if "bursts" in result:
+        bursts = entry("bursts")
+        number("bursts.n_bursts", bursts.get("n_bursts"), 0, 1e12)
+        if not isinstance(bursts["n_bursts"], int):
+            bad("bursts.n_bursts", "must be a whole number")
+        for key in ("burst_rate_hz", "ibi_cv", "recruitment_mean", "burst_duration_mean_s",
+                    "fraction_spikes_in_bursts", "rate_per_unit_hz"):
+            if bursts.get(key) is not None:
+                number(f"bursts.{key}", bursts[key])
+        if not isinstance(bursts.get("unit", ""), str):
+            bad("bursts.unit", "must be text")
     if "substrate" in result and not isinstance(result["substrate"], (str, dict)):
         bad("substrate", "must be text or an object")
     if isinstance(result.get("substrate"), dict) and not isinstance(result["substrate"].get("model", ""), str):

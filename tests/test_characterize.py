@@ -183,7 +183,7 @@ def test_measurements_follow_what_the_substrate_can_show():
     assert characteristic_parts(linear_regime_esn(10)) == ()
 
 
-def test_potato_impedance_and_loops_as_json_and_plots(tmp_path):
+def test_potato_impedance_and_loops_as_json_plots_and_report(tmp_path, capsys):
     from prclab.reservoir import PotatoModel
 
     potato = PotatoModel(n_inputs=1, n_outputs=2)
@@ -201,9 +201,16 @@ def test_potato_impedance_and_loops_as_json_and_plots(tmp_path):
     plot_parts(measured, files, "potato")
     assert [p.name for p in files["impedance"]] == ["nyquist_potato.png", "bode_potato.png"]
     assert all(p.stat().st_size > 1000 for paths in files.values() for p in paths)
+    # prclab report redraws the spectrum and the loop areas from the JSON
+    (tmp_path / "r.json").write_text(json.dumps(result))
+    assert main(["report", str(tmp_path / "r.json"), "--out", str(tmp_path / "rep")]) == 0
+    summary = (tmp_path / "rep" / "summary.md").read_text()
+    assert "impedance phase minimum" in summary and "0.1 s period" in summary
+    assert all((tmp_path / "rep" / name).stat().st_size > 1000 for name in ("nyquist.png", "bode.png",
+                                                                              "loop_areas.png"))
 
 
-def test_organoid_bursts_vanish_without_synapses(tmp_path):
+def test_organoid_bursts_vanish_without_synapses(tmp_path, capsys):
     from prclab.reservoir import OrganoidModel
 
     ablated = OrganoidModel(recurrent=False)
@@ -215,6 +222,10 @@ def test_organoid_bursts_vanish_without_synapses(tmp_path):
     files = plot_files("organoid", ("bursts",), tmp_path)
     plot_parts(measured, files, "organoid")
     assert files["bursts"][0].stat().st_size > 1000
+    (tmp_path / "r.json").write_text(json.dumps({"bursts": bursts}))
+    assert main(["report", str(tmp_path / "r.json"), "--out", str(tmp_path / "rep")]) == 0
+    summary = (tmp_path / "rep" / "summary.md").read_text()
+    assert "| network bursts (spontaneous) | 0 |" in summary and "| inter-burst-interval CV | n/a |" in summary
 
 
 def test_cli_impedance_only_prints_the_spectrum_and_draws_nyquist_and_bode(tmp_path, capsys):

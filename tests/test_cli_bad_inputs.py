@@ -246,11 +246,14 @@ def test_two_demos_in_the_same_second_get_their_own_folders(tmp_path, monkeypatc
 
 RESULT_KEYS = ["accuracy", "baseline_accuracy", "labels", "predictions", "classes", "alpha_curve",
                "seeds", "accuracy_per_seed", "test_prediction", "test_target", "nrmse", "task",
-               "memory_curve", "memory_capacity", "substrate", "problems", "dataset"]
+               "memory_curve", "memory_capacity", "substrate", "problems", "dataset", "impedance", "iv_loops",
+               "bursts"]
 hostile_values = st.recursive(
     st.none() | st.booleans() | st.integers(-10**30, 10**30) | st.floats(allow_nan=False, width=64) |
     st.text(max_size=5), lambda inner: st.lists(inner, max_size=4) |
-    st.dictionaries(st.sampled_from(["alphas", "accuracy", "baseline", "model"]), inner, max_size=3),
+    st.dictionaries(st.sampled_from(["alphas", "accuracy", "baseline", "model", "freq_hz", "magnitude_ohm",
+                                     "phase_deg", "periods_s", "areas_VA", "n_bursts", "ibi_cv", "unit"]),
+                    inner, max_size=3),
     max_leaves=8)
 
 
