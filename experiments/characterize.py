@@ -448,9 +448,9 @@ def measure_parts(substrate, parts, amplitude: float = 0.5, seed: int = 0, perio
     I-V sweeps of ``amplitude`` volts and periods ``periods_s`` (seconds), ``spontaneous_s`` seconds of
     spontaneous activity.
 
-    Returns ``{part: result}`` with the arrays the plots need (``impedance``: ``impedance_spectrum``'s
-    dict with ``amplitude_V``; ``iv_loops``: ``iv_loops``' dict with ``amplitude_V``; ``bursts``: ``spontaneous_bursts``), each
-    with ``seconds`` (its wall time).  ``parts_json`` makes it JSON.
+    Returns ``{part: result}`` with the arrays the plots need, each with ``seconds`` (its wall time):
+    ``impedance``: ``impedance_spectrum``'s dict with ``amplitude_V``; ``iv_loops``: ``iv_loops``' dict
+    with ``amplitude_V``; ``bursts``: ``spontaneous_bursts``'.  ``parts_json`` makes it JSON.
     """
     measured = {}
     for part in parts:
@@ -474,7 +474,7 @@ def measure_parts(substrate, parts, amplitude: float = 0.5, seed: int = 0, perio
 def parts_json(measured: dict) -> dict:
     """``measure_parts``' results as JSON values: the impedance as ``freq_hz``, ``magnitude_ohm``,
     ``phase_deg`` lists, the I-V loops as ``periods_s`` and ``areas_VA`` (the loops themselves and the
-    burst raster stay out), every number a float (``None`` where undefined)."""
+    burst raster stay out), arrays as lists (``None`` where a statistic is undefined)."""
     out = {}
     for part, result in measured.items():
         drop = {"impedance": ("z",), "iv_loops": ("loops",), "bursts": ("raster",)}[part]

@@ -220,7 +220,8 @@ def _result_figures(result: dict, out: Path) -> list[tuple[str, str]]:
         spectrum = _spectrum(result["impedance"])
         nyquist_figure(spectrum).savefig(out / "nyquist.png")
         bode_figure(spectrum).savefig(out / "bode.png")
-        figures += [("nyquist.png", "impedance spectrum, Nyquist plot"), ("bode.png", "impedance spectrum, Bode plot")]
+        figures += [("nyquist.png", "impedance spectrum, Nyquist plot"),
+                    ("bode.png", "impedance spectrum, Bode plot")]
     if "iv_loops" in result:
         plot_loop_areas(result["iv_loops"], out / "loop_areas.png")
         figures.append(("loop_areas.png", "I-V loop area over sweep period"))
