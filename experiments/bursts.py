@@ -23,13 +23,15 @@ thresholds are this module's choices:
    background counts the Poisson tail passes the threshold now and then (200 units at 1 Hz: one bin
    of 10 units in 60 s, in this module's tests), a network event involves more of the network.
 
-``k = 5`` was chosen on surrogates, not on any task: with every electrode's train of the simulated
-organoid (default size, 30 s spontaneous, seed 0) circularly shifted by its own random lag (rates and
-each train's own structure kept, synchrony destroyed), ``k = 4`` finds 1 burst and ``k = 5`` none,
-where the intact raster has 10 (this module's author, 2026-12-02).  Recruitment is the raw fraction of
-units that fire within the burst: units with a high background rate (multi-unit electrodes at ~10 Hz)
-fire in a 20 ms window by chance too (13 % of the organoid's 32 electrodes, mean over 20 ms windows
-of the same raster), so compare recruitments at the same unit type.
+``k = 5`` was chosen on surrogates, not on any task: the default organoid's 30 s of spontaneous activity
+(``experiments.characterize.spontaneous_bursts``, seeds 0-3), each electrode's train circularly shifted
+by its own random lag (rates and each train's own structure kept, synchrony destroyed; 5 surrogates a
+seed): ``k = 4`` finds 0-6 bursts in a surrogate, ``k = 5`` one in all 20, where the intact rasters have
+1-8 (this module's author, 2026-12-02, on the working tree of commit a735ebc).
+
+Recruitment is the raw fraction of units that fire within the burst: units with a high background rate
+(multi-unit electrodes at ~10 Hz) fire in a 20 ms window by chance too (13 % of the organoid's 32
+electrodes, mean over 20 ms windows), so compare recruitments at the same unit type.
 
 Statistics (``detect_bursts``): burst rate (per s), inter-burst intervals (start to start) and their CV,
 recruitment (fraction of units that fire in a burst, mean and SD), burst duration (mean and SD),
