@@ -265,6 +265,9 @@ def _summary_lines(result: dict) -> list[str]:
     row("generalization rank", "generalization_rank", "{:d}")
     row("consistency", "consistency")
     rows += _measurement_rows(result)
+    if isinstance(result.get("part_seconds"), dict) and "seconds" in result:
+        parts = ", ".join(f"{k} {v:.1f}" for k, v in result["part_seconds"].items() if isinstance(v, (int, float)))
+        rows.append(f"| seconds (characterisation) | {result['seconds']:.1f} ({parts}) |")
     if not rows:
         return []
     return ["| quantity | value |", "|---|---|", *rows]

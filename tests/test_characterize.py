@@ -237,5 +237,8 @@ def test_cli_impedance_only_prints_the_spectrum_and_draws_nyquist_and_bode(tmp_p
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bode_potato.png", "nyquist_potato.png"]
     text = format_result(result)                      # what the command prints without --json
     assert "|Z| (ohm)" in text and "memory capacity" not in text and "bode_potato.png" in text
+    (tmp_path / "r.json").write_text(json.dumps(result))
+    assert main(["report", str(tmp_path / "r.json"), "--out", str(tmp_path / "rep")]) == 0
+    assert "| seconds (characterisation) |" in (tmp_path / "rep" / "summary.md").read_text()
     assert main(["characterize", "--substrate", "esn", "--impedance"]) == 2
     assert "no electrode currents" in capsys.readouterr().err

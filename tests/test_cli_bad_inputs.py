@@ -247,7 +247,7 @@ def test_two_demos_in_the_same_second_get_their_own_folders(tmp_path, monkeypatc
 RESULT_KEYS = ["accuracy", "baseline_accuracy", "labels", "predictions", "classes", "alpha_curve",
                "seeds", "accuracy_per_seed", "test_prediction", "test_target", "nrmse", "task",
                "memory_curve", "memory_capacity", "substrate", "problems", "dataset", "impedance", "iv_loops",
-               "bursts"]
+               "bursts", "part_seconds", "seconds"]
 hostile_values = st.recursive(
     st.none() | st.booleans() | st.integers(-10**30, 10**30) | st.floats(allow_nan=False, width=64) |
     st.text(max_size=5), lambda inner: st.lists(inner, max_size=4) |
