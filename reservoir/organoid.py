@@ -91,6 +91,8 @@ import numpy as np
 
 from .base import Substrate, check_input
 from .electrodes import first_order
+from .esn import _single_threaded_blas
+from .plasticity import STDPRule, STDPState
 from .streams import RowSeeds, RowStreams, split_off
 
 SPIKE_PEAK_MV = 30.0
@@ -122,6 +124,14 @@ class OrganoidModel(Substrate):
         artefact_V_per_V, artefact_length_um, artefact_tau_s: stimulation artefact on the recorded voltage
             per volt of stimulus change, its fall-off with distance and its decay (seconds).
         blank_s: recorded voltage blanked to 0 for this long after each stimulus (seconds; 0: none).
+        stdp: plastic excitatory synapses (``reservoir.plasticity``: pair-based STDP with synaptic
+            scaling), off by default; the plastic weights are part of the state and restart from the
+            network's at ``reset``.
+        stdp_a_plus, stdp_a_minus: potentiation / depression per spike pair, fractions of the bound.
+        stdp_tau_plus_ms, stdp_tau_minus_ms: the STDP windows (ms).
+        stdp_w_max_mV: bound of a plastic synapse's unitary PSP at rest (mV; its weight is this / U).
+        stdp_target_hz, stdp_tau_rate_s, stdp_tau_scaling_s: synaptic scaling's target rate (Hz), rate
+            averaging time and (accelerated) scaling time constant (seconds).
         seed: seed of the network (positions, cell types, connections) and of the first noise stream.
     """
 
@@ -134,7 +144,10 @@ class OrganoidModel(Substrate):
                  stim_length_um: float = 100.0, detect_radius_um: float = 80.0, output: str = "spikes",
                  lfp_uV_per_spike: float = 20.0, lfp_tau_s: float = 0.01, noise_V: float = 5e-6,
                  artefact_V_per_V: float = 0.01, artefact_length_um: float = 200.0,
-                 artefact_tau_s: float = 5e-4, blank_s: float = 3e-3, seed: int = 0):
+                 artefact_tau_s: float = 5e-4, blank_s: float = 3e-3, stdp: bool = False,
+                 stdp_a_plus: float = 0.005, stdp_a_minus: float = 0.00525, stdp_tau_plus_ms: float = 20.0,
+                 stdp_tau_minus_ms: float = 20.0, stdp_w_max_mV: float = 10.0, stdp_target_hz: float = 1.0,
+                 stdp_tau_rate_s: float = 2.0, stdp_tau_scaling_s: float = 20.0, seed: int = 0):
         if min(n_inputs, n_outputs, neurons, mea_rows, mea_cols) < 1:
             raise ValueError("n_inputs, n_outputs, neurons and the MEA size must be positive")
         if n_inputs + n_outputs > mea_rows * mea_cols:
@@ -183,6 +196,12 @@ class OrganoidModel(Substrate):
         w = psp * np.where(self.is_exc, epsp_mV, -ipsp_mV)[None, :] / std_U
         # the ablation control keeps every draw (same cells, same noise) and removes the synapses
         self.w_t = np.ascontiguousarray((w * connected).T) * float(recurrent)   # (pre, post), mV/spike
+        self.stdp: STDPState | None = None
+        if stdp:
+            rule = STDPRule(stdp_a_plus, stdp_a_minus, stdp_tau_plus_ms, stdp_tau_minus_ms,
+                            stdp_w_max_mV / std_U, stdp_target_hz, stdp_tau_rate_s, stdp_tau_scaling_s)
+            plastic = connected.T & self.is_exc[:, None] & bool(recurrent)         # (pre, post)
+            self.stdp = STDPState(rule, plastic, self.dt_ms)
         d_stim = np.linalg.norm(self.stim_positions_um[:, None] - self.positions_um[None], axis=2)
         # charge C dV through the electrode per volt of change -> mV of depolarisation (n_inputs, N)
         self.stim_gain = electrode_nF * stim_mV_per_nC * np.exp(-d_stim / stim_length_um)
@@ -196,11 +215,15 @@ class OrganoidModel(Substrate):
             self.readout = (d_rec <= detect_radius_um).astype(np.float64)    # (N, n_outputs)
         else:
             self.readout = -lfp_uV_per_spike * 1e-6 * np.exp(-d_rec / detect_radius_um)
-        # inputs are currents in mV/ms held over a sample: a spike's jump w arrives as w / dt_ms, and
-        # white noise of sigma mV per sqrt(ms) as sigma / sqrt(dt_ms)
-        self._w_current = self.w_t / self.dt_ms
-        self._stim_current = self.stim_gain / self.dt_ms
+        # The membrane is stepped in two half steps of dt/2 ms; an input current I (mV/ms) held over the
+        # sample moves v by I dt/2 per half step.  A spike's jump w (mV) arrives as the current w / dt over
+        # one sample, i.e. w / 2 per half step; white noise of sigma mV per sqrt(ms) as sigma / sqrt(dt).
+        self._half = np.float32(0.5 * self.dt_ms)
+        self._w_half = (0.5 * self.w_t).astype(np.float32)
+        self._stim_half = (0.5 * self.stim_gain).astype(np.float32)
         self.noise_sd = np.where(self.is_exc, noise_exc_mV, noise_inh_mV) / np.sqrt(self.dt_ms)
+        self._noise_half = (self._half * self.noise_sd).astype(np.float32)
+        self._readout32 = self.readout.astype(np.float32)
         self._recover = self.dt / std_tau_rec_s
         self._lfp_r = float(np.exp(-self.dt / lfp_tau_s))
         self._input_noise, self._field_noise = RowStreams(), RowStreams()
@@ -215,45 +238,67 @@ class OrganoidModel(Substrate):
         self._field_noise.reset(seeds.child(1))
 
     def _rest(self, batch: int) -> None:
-        self._v = np.tile(self.c, (batch, 1))
-        self._u = self.b * self._v
+        self._v = np.tile(self.c.astype(np.float32), (batch, 1))
+        self._u = (self.b * self._v).astype(np.float32)
         self._x = np.ones_like(self._v)
         self._syn = np.zeros_like(self._v)
         self._lfp = np.zeros((batch, self.n_outputs))
         self._v_in = np.zeros((batch, self.n_inputs))
         self._artefact = np.zeros((batch, self.n_outputs))
         self._since_stim = np.full(batch, NEVER)
+        if self.stdp is not None:
+            self.stdp.start(self.w_t, batch)
+
+    #: state arrays of the neurons ``(batch, N)``: membrane (mV), recovery, synaptic resources, the
+    #: synaptic jump (mV) arriving at the next sample
+    NEURON_STATE = ("v", "u", "x", "syn")
+    #: with ``stdp``: plastic weights ``(batch, N_pre, N_post)`` (mV per spike), traces and rate estimates
+    STDP_STATE = ("w", "stdp_pre", "stdp_post", "stdp_rate_hz")
 
     @property
     def state(self) -> dict[str, np.ndarray]:
         streams = {"rng": self._input_noise.state(self._batch), "field_rng": self._field_noise.state(self._batch)}
+        n = len(self.c)
         if self._v is None:
-            empty, out = np.zeros((0, len(self.c))), np.zeros((0, self.n_outputs))
-            return {"v": empty, "u": empty, "x": empty, "syn": empty, "lfp": out, "artefact": out,
-                    "v_in": np.zeros((0, self.n_inputs)), "since_stim": np.zeros(0), **streams}
-        return {"v": self._v.copy(), "u": self._u.copy(), "x": self._x.copy(), "syn": self._syn.copy(),
+            empty, out = np.zeros((0, n), np.float32), np.zeros((0, self.n_outputs))
+            plastic = {} if self.stdp is None else {"w": np.zeros((0, n, n), np.float32),
+                                                    **{k: empty for k in self.STDP_STATE[1:]}}
+            return {**{k: empty for k in self.NEURON_STATE}, "lfp": out, "artefact": out,
+                    "v_in": np.zeros((0, self.n_inputs)), "since_stim": np.zeros(0), **plastic, **streams}
+        plastic = {} if self.stdp is None else {
+            "w": self.stdp.w.copy(), "stdp_pre": self.stdp.pre.copy(), "stdp_post": self.stdp.post.copy(),
+            "stdp_rate_hz": self.stdp.rate_hz.copy()}
+        return {"v": self._v.copy(), "u": self._u.copy(), "x": self._x.copy(), "syn": 2 * self._syn,
                 "lfp": self._lfp.copy(), "artefact": self._artefact.copy(), "v_in": self._v_in.copy(),
-                "since_stim": self._since_stim.copy(), **streams}
+                "since_stim": self._since_stim.copy(), **plastic, **streams}
 
     @property
     def _batch(self) -> int:
         return 0 if self._v is None else len(self._v)
 
     def load_state(self, state: dict[str, np.ndarray]) -> None:
-        arrays = {k: np.asarray(state[k], dtype=np.float64) for k in ("v", "u", "x", "syn", "lfp")}
-        batch = len(arrays["v"])
-        for k in ("v", "u", "x", "syn"):
-            if arrays[k].shape != (batch, len(self.c)):
-                raise ValueError(f"organoid state {k!r} must be (batch, {len(self.c)}), "
-                                 f"got {arrays[k].shape}")
-        # state saved before the electrodes were capacitive: no stimulus yet, no artefact
-        arrays["artefact"] = np.asarray(state.get("artefact", np.zeros((batch, self.n_outputs))), np.float64)
-        arrays["v_in"] = np.asarray(state.get("v_in", np.zeros((batch, self.n_inputs))), np.float64)
-        arrays["since_stim"] = np.asarray(state.get("since_stim", np.full(batch, NEVER)), np.float64)
+        """Restore ``state``; older states (float64 neurons, no electrode or plasticity keys) load too:
+        no stimulus yet, no artefact, plastic weights from the network's."""
+        neurons = {k: np.asarray(state[k], dtype=np.float32) for k in self.NEURON_STATE}
+        batch, n = len(neurons["v"]), len(self.c)
+        for k, a in neurons.items():
+            if a.shape != (batch, n):
+                raise ValueError(f"organoid state {k!r} must be (batch, {n}), got {a.shape}")
+        arrays = {"lfp": np.asarray(state["lfp"], np.float64),
+                  "artefact": np.asarray(state.get("artefact", np.zeros((batch, self.n_outputs))), np.float64),
+                  "v_in": np.asarray(state.get("v_in", np.zeros((batch, self.n_inputs))), np.float64),
+                  "since_stim": np.asarray(state.get("since_stim", np.full(batch, NEVER)), np.float64)}
         for k, shape in (("lfp", (batch, self.n_outputs)), ("artefact", (batch, self.n_outputs)),
                          ("v_in", (batch, self.n_inputs)), ("since_stim", (batch,))):
             if arrays[k].shape != shape:
                 raise ValueError(f"organoid state {k!r} must be {shape}, got {arrays[k].shape}")
+        plastic = {}
+        if self.stdp is not None and "w" in state:
+            plastic = {k: np.asarray(state[k], np.float32) for k in self.STDP_STATE}
+            for k, shape in (("w", (batch, n, n)), ("stdp_pre", (batch, n)), ("stdp_post", (batch, n)),
+                             ("stdp_rate_hz", (batch, n))):
+                if plastic[k].shape != shape:
+                    raise ValueError(f"organoid state {k!r} must be {shape}, got {plastic[k].shape}")
         self._input_noise.load_state(state["rng"], batch)
         # state saved before the field noise had a stream of its own drew it from the input noise's
         self._field_noise.load_state(state["field_rng"] if "field_rng" in state else split_off(state["rng"]),
@@ -261,10 +306,15 @@ class OrganoidModel(Substrate):
         if batch == 0:
             self._v = None
             return
-        self._v, self._u, self._x = arrays["v"].copy(), arrays["u"].copy(), arrays["x"].copy()
-        self._syn, self._lfp = arrays["syn"].copy(), arrays["lfp"].copy()
-        self._artefact, self._v_in = arrays["artefact"].copy(), arrays["v_in"].copy()
-        self._since_stim = arrays["since_stim"].copy()
+        self._v, self._u, self._x = neurons["v"].copy(), neurons["u"].copy(), neurons["x"].copy()
+        self._syn = 0.5 * neurons["syn"]
+        self._lfp, self._artefact = arrays["lfp"].copy(), arrays["artefact"].copy()
+        self._v_in, self._since_stim = arrays["v_in"].copy(), arrays["since_stim"].copy()
+        if self.stdp is not None:
+            self.stdp.start(self.w_t, batch)
+            if plastic:
+                self.stdp.w, self.stdp.pre = plastic["w"].copy(), plastic["stdp_pre"].copy()
+                self.stdp.post, self.stdp.rate_hz = plastic["stdp_post"].copy(), plastic["stdp_rate_hz"].copy()
 
     def run(self, u: np.ndarray) -> np.ndarray:
         """Electrode volts ``(batch, steps, n_inputs)`` -> ``(batch, steps, n_outputs)`` counts or volts."""
@@ -279,14 +329,23 @@ class OrganoidModel(Substrate):
         step_V = np.diff(u, axis=1, prepend=self._v_in[:, None])          # (batch, steps, n_inputs)
         self._v_in = u[:, -1].copy()
         counts = np.empty((batch, steps, self.n_outputs))
-        for start in range(0, steps, NOISE_CHUNK_STEPS):
-            stop = min(steps, start + NOISE_CHUNK_STEPS)
-            drive = self._input_noise.standard_normal((stop - start, batch, len(self.c)), axis=1)
-            drive *= self.noise_sd
-            drive += self.background
-            drive += np.matmul(step_V[:, start:stop].transpose(1, 0, 2), self._stim_current)
-            spikes = self._integrate(drive)
-            counts[:, start:stop] = np.matmul(spikes, self.readout).transpose(1, 0, 2)
+        constant = self._half * np.float32(140.0 + self.background)
+        # per-sample products are small: BLAS threads only contend (and stall under load)
+        with _single_threaded_blas():
+            for start in range(0, steps, NOISE_CHUNK_STEPS):
+                stop = min(steps, start + NOISE_CHUNK_STEPS)
+                # half-step drive (steps, batch, N): noise, constant input, and the stimulus where it changes
+                drive = self._input_noise.standard_normal((stop - start, batch, len(self.c)), axis=1,
+                                                          dtype=np.float32)
+                drive *= self._noise_half
+                drive += constant
+                changes = np.ascontiguousarray(step_V[:, start:stop].transpose(1, 0, 2)).reshape(-1, self.n_inputs)
+                rows = np.flatnonzero(changes.any(axis=1))
+                if len(rows):
+                    flat = drive.reshape(-1, len(self.c))
+                    flat[rows] += changes[rows].astype(np.float32) @ self._stim_half
+                spikes = self._integrate(drive)
+                counts[:, start:stop] = np.matmul(spikes, self._readout32).transpose(1, 0, 2)
         if self.output == "spikes":
             return counts
         lfp = first_order(counts, self._lfp_r, 1.0 - self._lfp_r, self._lfp)
@@ -310,39 +369,78 @@ class OrganoidModel(Substrate):
         return index - last < self._blank_steps
 
     def _integrate(self, drive: np.ndarray) -> np.ndarray:
-        """Step the network through ``drive`` ``(steps, batch, N)`` (mV per sample); returns its spikes."""
+        """Step the network through ``drive`` ``(steps, batch, N)`` (float32, mV per half step); returns
+        its spikes ``(steps, batch, N)`` (float32, 0 or 1).
+
+        Per sample: two half steps of the membrane (each clipped at the spike peak), the recovery
+        variable, resource recovery; then, for the few neurons that crossed the peak, the reset and the
+        release of resources, whose synaptic jumps (a sparse gather of the spiking neurons' weight rows)
+        arrive at the next sample."""
         v, u, x, syn = self._v, self._u, self._x, self._syn
-        u_keep, u_from_v, c, d = 1.0 - self.a * self.dt_ms, self.a * self.b * self.dt_ms, self.c, self.d
-        x_keep, x_gain = 1.0 - self._recover, self._recover
-        half = 0.5 * self.dt_ms
-        release = self.std_U
-        spikes = np.empty(drive.shape)
-        total = np.empty_like(v)
-        dv = np.empty_like(v)
+        batch, n = v.shape
+        half = self._half
+        u_keep = (1.0 - self.a * self.dt_ms).astype(np.float32)
+        u_from_v = (self.a * self.b * self.dt_ms).astype(np.float32)
+        c, d = self.c.astype(np.float32), self.d.astype(np.float32)
+        quad, lin = np.float32(0.04) * half, np.float32(5.0) * half
+        x_keep, x_gain = np.float32(1.0 - self._recover), np.float32(self._recover)
+        release = np.float32(self.std_U)
+        stdp = self.stdp
+        spikes = np.zeros(drive.shape, np.float32)
+        flat_spikes = spikes.reshape(len(drive), -1)
+        flat_v, flat_u, flat_x = v.reshape(-1), u.reshape(-1), x.reshape(-1)
+        th, dv = np.empty_like(v), np.empty_like(v)
+        fired = np.empty(v.shape, bool)
+        syn_on = bool(syn.any())
         for t in range(len(drive)):
-            np.add(drive[t], syn, out=total)
-            total += 140.0
-            total -= u
+            np.multiply(u, -half, out=th)
+            th += drive[t]
+            if syn_on:
+                th += syn
             for _ in range(2):
-                np.multiply(v, 0.04 * half, out=dv)
-                dv += 5 * half
+                np.multiply(v, quad, out=dv)
+                dv += lin
                 dv *= v
-                dv += half * total
+                dv += th
                 v += dv
                 np.minimum(v, SPIKE_PEAK_MV, out=v)
+            np.multiply(v, u_from_v, out=dv)
             u *= u_keep
-            u += u_from_v * v
-            fired = v >= SPIKE_PEAK_MV
-            spikes[t] = fired
-            np.copyto(v, c, where=fired)
-            u += d * spikes[t]
+            u += dv
             x *= x_keep
             x += x_gain
-            cols = np.flatnonzero(fired.any(axis=0))      # neurons that fired in any trial: few
-            if len(cols) == 0:
-                syn[:] = 0.0
+            if stdp is not None:
+                stdp.decay()
+            np.greater_equal(v, SPIKE_PEAK_MV, out=fired)
+            idx = np.flatnonzero(fired)
+            if len(idx) == 0:
+                if syn_on:
+                    syn.fill(0.0)
+                    syn_on = False
                 continue
-            efficacy = release * x[:, cols] * spikes[t][:, cols]   # resources released by the spikes
-            x[:, cols] -= efficacy
-            np.matmul(efficacy, self._w_current[cols], out=syn)  # arrives at the next sample
+            syn_on = True
+            cols = idx % n
+            flat_spikes[t, idx] = 1.0
+            flat_v[idx] = c[cols]
+            flat_u[idx] += d[cols]
+            efficacy = release * flat_x[idx]                    # resources released by the spikes
+            flat_x[idx] -= efficacy
+            rows = idx // n
+            if stdp is not None:
+                # each row through its own plastic weights: (k, N) rows of w, summed per batch row
+                jumps = efficacy[:, None] * stdp.w[rows, cols, :]
+                syn[:] = 0.0
+                np.add.at(syn, rows, 0.5 * jumps)
+                stdp.on_spikes(rows, cols)
+                continue
+            if batch == 1:
+                np.matmul(efficacy, self._w_half[cols], out=syn[0])
+                continue
+            # the neurons that fired in any row, each row's released resources on them (0 elsewhere)
+            active, where = np.unique(cols, return_inverse=True)
+            released = np.zeros((batch, len(active)), np.float32)
+            released[rows, where] = efficacy
+            np.matmul(released, self._w_half[active], out=syn)
+        if stdp is not None:
+            stdp.scale(spikes.sum(axis=0), len(drive) * self.dt)
         return spikes

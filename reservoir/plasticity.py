@@ -1,0 +1,127 @@
+"""Spike-timing-dependent plasticity with synaptic scaling, for the spiking substrates (the organoid).
+
+Pair-based STDP with exponential windows, every pre/post pair counted through traces (Song, Miller &
+Abbott 2000, Nat. Neurosci. 3:919; the window measured by Bi & Poo 1998, J. Neurosci. 18:10464)::
+
+    pre spike of j at t:   w_ij -= a_minus * w_max * sum_{post spikes t_i <= t} exp(-(t - t_i) / tau_minus)
+    post spike of i at t:  w_ij += a_plus  * w_max * sum_{pre spikes t_j <= t} exp(-(t - t_j) / tau_plus)
+
+so a presynaptic spike ``dt`` before a postsynaptic one potentiates by ``a_plus w_max exp(-dt/tau_plus)``
+and one ``dt`` after it depresses by ``a_minus w_max exp(-dt/tau_minus)``; weights stay in
+``[0, w_max]``.  Only excitatory synapses are plastic.
+
+Homeostasis by multiplicative synaptic scaling (Turrigiano et al. 1998, Nature 391:892): every
+plastic input of neuron ``i`` is scaled by ``1 + (dt / tau_scaling) (target - r_i) / target``, ``r_i`` its
+rate averaged with ``tau_rate``.  In cultures scaling takes hours to days; ``tau_scaling_s`` is
+accelerated so a simulation of minutes shows it (the direction and the fixed point are the physics, not
+the speed).
+
+==========================  ===================  =============================  =========================
+quantity                    model value          literature value               source
+==========================  ===================  =============================  =========================
+LTP window tau_plus         20 ms                16.8 ms (fit); ~20 ms          Bi & Poo 1998 (fit: Bi &
+                                                                                Poo 2001); Song et al. 2000
+LTD window tau_minus        20 ms                33.7 ms (fit); ~20 ms          as above
+a_plus, a_minus             0.005, 0.00525       0.005, a_minus/a_plus 1.05     Song et al. 2000
+scaling time constant       20 s (accelerated)   hours to days                  Turrigiano et al. 1998
+target rate                 1 Hz                 ~0.1-5 Hz per unit in culture  Wagenaar et al. 2006
+==========================  ===================  =============================  =========================
+
+The traces and weights are plain arrays, ``(batch, N)`` and ``(batch, N_pre, N_post)``: every batch row
+is its own culture, which learns from its own spikes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class STDPRule:
+    """Parameters of pair-based STDP with synaptic scaling (module docstring).
+
+    Attributes:
+        a_plus, a_minus: potentiation and depression per pair, as fractions of ``w_max``.
+        tau_plus_ms, tau_minus_ms: widths of the potentiation and depression windows (ms).
+        w_max: upper bound of a plastic weight (the weight's units: mV of PSP jump).
+        target_hz: rate that synaptic scaling holds a neuron at (Hz).
+        tau_rate_s: averaging time of the rate estimate (seconds).
+        tau_scaling_s: time constant of synaptic scaling (seconds; accelerated, see the module).
+    """
+
+    a_plus: float = 0.005
+    a_minus: float = 0.00525
+    tau_plus_ms: float = 20.0
+    tau_minus_ms: float = 20.0
+    w_max: float = 8.0
+    target_hz: float = 1.0
+    tau_rate_s: float = 2.0
+    tau_scaling_s: float = 20.0
+
+    def __post_init__(self):
+        if min(self.a_plus, self.a_minus) < 0:
+            raise ValueError("STDP amplitudes must be non-negative")
+        if min(self.tau_plus_ms, self.tau_minus_ms, self.w_max, self.target_hz, self.tau_rate_s,
+               self.tau_scaling_s) <= 0:
+            raise ValueError("STDP windows, bound, target rate and time constants must be positive")
+
+
+class STDPState:
+    """Plastic weights and traces of a batch of networks under an :class:`STDPRule`.
+
+    Args:
+        rule: the rule.
+        plastic: ``(N_pre, N_post)`` bool, which synapses are plastic (existing excitatory ones).
+        dt_ms: sample period (ms).
+    """
+
+    def __init__(self, rule: STDPRule, plastic: np.ndarray, dt_ms: float):
+        self.rule, self.plastic = rule, plastic
+        self._mask = plastic.astype(np.float32)
+        self.dt_ms = dt_ms
+        self._pre_keep = np.float32(np.exp(-dt_ms / rule.tau_plus_ms))
+        self._post_keep = np.float32(np.exp(-dt_ms / rule.tau_minus_ms))
+        self._ltp = np.float32(rule.a_plus * rule.w_max)
+        self._ltd = np.float32(rule.a_minus * rule.w_max)
+        self.w = self.pre = self.post = self.rate_hz = None
+
+    def start(self, w0: np.ndarray, batch: int) -> None:
+        """Every row from the weights ``w0`` ``(N_pre, N_post)`` (mV), traces empty, rates at target."""
+        self.w = np.repeat(w0[None].astype(np.float32), batch, axis=0)
+        n = w0.shape[0]
+        self.pre = np.zeros((batch, n), np.float32)
+        self.post = np.zeros((batch, n), np.float32)
+        self.rate_hz = np.full((batch, n), self.rule.target_hz, np.float32)
+
+    def decay(self) -> None:
+        """One sample of trace decay."""
+        self.pre *= self._pre_keep
+        self.post *= self._post_keep
+
+    def on_spikes(self, rows: np.ndarray, cols: np.ndarray) -> None:
+        """Spikes of neurons ``cols`` in batch rows ``rows`` (``(k,)`` each, after this sample's decay):
+        depress their outgoing plastic synapses by the post traces, potentiate their incoming ones by the
+        pre traces, then add the spikes to the traces."""
+        w_max = self.rule.w_max
+        out = self.w[rows, cols, :]                                    # (k, N_post)
+        out -= self._ltd * self.post[rows] * self._mask[cols]
+        self.w[rows, cols, :] = np.where(self.plastic[cols], np.clip(out, 0.0, w_max), out)
+        inc = self.w[rows, :, cols]                                    # (k, N_pre)
+        inc += self._ltp * self.pre[rows] * self._mask[:, cols].T
+        self.w[rows, :, cols] = np.where(self.plastic[:, cols].T, np.clip(inc, 0.0, w_max), inc)
+        self.pre[rows, cols] += 1.0
+        self.post[rows, cols] += 1.0
+
+    def scale(self, counts: np.ndarray, seconds: float) -> None:
+        """Synaptic scaling after ``seconds`` holding ``counts`` ``(batch, N)`` spikes per neuron: the
+        rate estimate moves toward ``counts / seconds``, the plastic inputs of each neuron scale by its
+        deviation from the target."""
+        rule = self.rule
+        k = np.float32(1.0 - np.exp(-seconds / rule.tau_rate_s))
+        self.rate_hz += k * (counts / np.float32(seconds) - self.rate_hz)
+        factor = 1.0 + np.float32(seconds / rule.tau_scaling_s) * (rule.target_hz - self.rate_hz) / rule.target_hz
+        factor = np.maximum(factor, np.float32(0.0))
+        scaled = np.clip(self.w * factor[:, None, :], 0.0, rule.w_max)
+        self.w = np.where(self.plastic, scaled, self.w)
