@@ -15,6 +15,7 @@ is held to a spec that suits the other.
 
 from __future__ import annotations
 
+import sys
 import time
 
 import numpy as np
@@ -22,7 +23,7 @@ import numpy as np
 from prclab.errors import PrclabError
 from prclab.protocols.datasets import LabelledSequences
 from prclab.protocols.encoders import make_encoder
-from prclab.reservoir import make_substrate, run_sequences, substrate_entry
+from prclab.reservoir import make_substrate, run_sequences, substrate_defaults, substrate_entry
 
 from prclab.readouts.features import FEATURE_CANDIDATES, trial_features
 from prclab.readouts.ridge import RidgeClassifier
@@ -126,7 +127,7 @@ def choose_features(sequences: list[np.ndarray], labels: np.ndarray, train, feat
         raise PrclabError("feature search: no candidate feature specs")
     best, errors = None, {}
     for spec in specs:
-        x = trial_features(sequences, spec)
+        x = trial_features(sequences, spec, train)
         reduced = training_row_space(x, train)
         x = x if reduced is None else reduced
         clf = RidgeClassifier(standardize=reduced is None).fit(x[train], labels[train])
@@ -178,7 +179,12 @@ def run_task(data: LabelledSequences, substrate: str = "esn", size: int | None =
         size: the substrate's size (units / nodes / neurons); model default if None.
         seed: seed of the substrate's weights and noise and of a random split.
         features: feature spec (``readouts.features``) for every side; None (the default): each side's
-            chosen from ``FEATURE_CANDIDATES`` on the training trials (``choose_features``).
+            chosen from ``FEATURE_CANDIDATES`` and the substrate's own candidates (its registry entry's
+            ``features``) on the training trials (``choose_features``).
+        substrate_params: the model's constructor keywords (e.g. ``{"recurrent": False}``).
+        encoder_params: the encoder's keywords (``protocols.encoders``); ``samples_per_frame`` and
+            ``waveform`` default to the substrate's registry entry, ``sample_rate_hz`` to ``1 / dt``
+            of the model.
         progress: optional callable ``progress(n_done_items)``.
         split: ``official`` or ``speaker`` (see ``train_test_index``).
     Returns:
@@ -192,13 +198,17 @@ def run_task(data: LabelledSequences, substrate: str = "esn", size: int | None =
     start = time.perf_counter()
     entry = substrate_entry(substrate)
     train, test = train_test_index(data, seed, split=split)
-    enc_params = {"samples_per_frame": entry.samples_per_frame, **(encoder_params or {})}
+    params = {"seed": seed, **(substrate_params or {})}
+    dt = params.get("dt", substrate_defaults(substrate).get("dt"))
+    enc_params = {"samples_per_frame": entry.samples_per_frame, "waveform": entry.waveform,
+                  **({"sample_rate_hz": 1.0 / float(dt)} if isinstance(dt, (int, float)) and dt > 0 else {}),
+                  **(encoder_params or {})}
     encoder = make_encoder(data, **enc_params).fit(data, train)
     stimuli = [encoder.encode(s) for s in data.sequences]
-    params = {"seed": seed, **(substrate_params or {})}
     model = make_substrate(substrate, encoder.n_channels, size=size, **params)
     responses = run_sequences(model, stimuli, batch_size=batch_size, seed=seed, progress=progress)
-    fields, fits = compare_sides(responses, stimuli, data.labels, train, test, features)
+    candidates = FEATURE_CANDIDATES + tuple(c for c in entry.features if c not in FEATURE_CANDIDATES)
+    fields, fits = compare_sides(responses, stimuli, data.labels, train, test, features, candidates)
     x, clf = fits[""]["x"], fits[""]["classifier"]
     x_base, base_clf = fits["baseline_"]["x"], fits["baseline_"]["classifier"]
     counts = np.unique(data.labels[test], return_counts=True)[1]
@@ -249,14 +259,36 @@ def aggregate_seeds(results: list[dict], metric: str, baselines: dict[str, str])
     return out
 
 
+def assignments(items: list[str] | None, option: str) -> dict:
+    """``["recurrent=false", "waveform=rate"]`` (a command line's ``KEY=VALUE`` options) -> keywords
+    ``{"recurrent": False, "waveform": "rate"}``: each value read as TOML (``true``, ``0.5``, ``"x"``),
+    else as a bare string.  Raises ``PrclabError`` naming ``option`` for an item without ``=``."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+
+    out = {}
+    for item in items or ():
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise PrclabError(f"{option} {item!r}: expected KEY=VALUE, e.g. {option} waveform=rate")
+        try:
+            out[key.strip()] = tomllib.loads(f"v = {text.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key.strip()] = text.strip()
+    return out
+
+
 def run_tasks(data_path=None, task: str | None = None, substrate: str = "esn", size: int | None = None,
               seed: int = 0, seeds: int = 1, features: str | None = None, split: str = "official",
-              progress_bar=None) -> dict:
+              progress_bar=None, encoder_params: dict | None = None, substrate_params: dict | None = None) -> dict:
     """What ``prclab task`` runs: a dataset (``data_path``) or a regression ``task``, over ``seeds`` seeds.
 
     Seeds are ``seed, seed + 1, ...``; each sets the substrate's weights and noise (and a random split
     or the held-out speaker).  ``progress_bar(total, desc, unit)`` is an optional context-manager
-    factory with an ``update(n)`` method.  With ``seeds > 1`` the result is ``aggregate_seeds``'.
+    factory with an ``update(n)`` method.  ``encoder_params`` and ``substrate_params`` go to
+    ``run_task`` (a dataset only).  With ``seeds > 1`` the result is ``aggregate_seeds``'.
     """
     from prclab.protocols.datasets import load_dataset
 
@@ -270,17 +302,19 @@ def run_tasks(data_path=None, task: str | None = None, substrate: str = "esn", s
     if task is not None:
         if split != "official":
             raise PrclabError(f"task: --split {split} applies to --data, not to the time-series task {task}")
+        if encoder_params or substrate_params:
+            raise PrclabError(f"task: --encoder and --param apply to --data, not to the time-series task {task}")
         for s in range(seed, seed + seeds):
             results.append({"seed": s, **run_regression_task(task, substrate, size=size, seed=s)})
         return results[0] if seeds == 1 else aggregate_seeds(results, "nrmse", {"baseline_nrmse": "baseline"})
     data = load_dataset(data_path)
+    given = dict(features=features, split=split, encoder_params=encoder_params, substrate_params=substrate_params)
     for s in range(seed, seed + seeds):
         if progress_bar is None:
-            result = run_task(data, substrate, size=size, seed=s, features=features, split=split)
+            result = run_task(data, substrate, size=size, seed=s, **given)
         else:
             with progress_bar(len(data), f"{substrate} seed {s}", "seq") as bar:
-                result = run_task(data, substrate, size=size, seed=s, features=features, split=split,
-                                  progress=bar.update)
+                result = run_task(data, substrate, size=size, seed=s, progress=bar.update, **given)
         results.append({"seed": s, **result})
     return results[0] if seeds == 1 else aggregate_seeds(
         results, "accuracy", {"baseline_accuracy": "baseline", "quadratic_baseline_accuracy": "quadratic_baseline"})
@@ -298,6 +332,10 @@ def _spec_note(result: dict, prefix: str) -> str:
 def format_task_result(result: dict) -> str:
     """Aligned text lines of a ``run_tasks`` result (one seed or several, classification or regression)."""
     lines = [f"substrate          {result['substrate']} ({result['seconds']:.1f} s)"]
+    if "encoder" in result:
+        enc = result["encoder"]
+        lines.append(f"encoder            {enc['kind']}, {enc.get('waveform', 'hold')} waveform, "
+                     f"{enc['samples_per_frame']} samples per frame")
     regression = "nrmse" in result
     metric, name = ("nrmse", "NRMSE") if regression else ("accuracy", "accuracy")
     baseline_note = result.get("baseline", "same readout on the encoded stimulus, no reservoir")

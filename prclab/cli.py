@@ -535,6 +535,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_substrate_arguments(k)
     k.add_argument("--features", help="feature spec for reservoir and baselines, e.g. mean+last, "
                                       "bins:4+last (default: each side's chosen on the training trials)")
+    k.add_argument("--encoder", action="append", metavar="KEY=VALUE",
+                   help="encoder keyword, repeatable, e.g. waveform=rate or samples_per_frame=100 "
+                        "(default: the substrate's; keys in docs/protocol-keys.md [encoder])")
+    k.add_argument("--param", action="append", metavar="KEY=VALUE",
+                   help="substrate keyword, repeatable, e.g. recurrent=false (the synapse-ablation control)")
     k.add_argument("--json", action="store_true", help="print the result as one JSON object")
     k.set_defaults(func=cmd_task)
 

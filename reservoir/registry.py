@@ -3,7 +3,19 @@
 Each entry names the model class, the constructor parameter that sets its size (``--units`` on the
 command line) and how many samples a task holds each feature frame for by default (1 for the abstract
 echo-state core, which steps once per frame; 10 for physical models sampled at 1 kHz, i.e. a 10 ms
-frame).
+frame), how a task's encoder turns a frame into samples (``waveform``, ``protocols.encoders``: a held
+level unless the substrate is driven by pulses) and any feature specs a task adds to the candidates
+for that substrate (offered to the reservoir and to every baseline alike).
+
+The organoid is driven as an MEA culture is: by pulses (its electrodes are capacitive, a held level
+passes nothing after its onset), Brainoware's binarised pulses (Cai et al. 2023, Nat. Electron.
+6:1032), one step per 10 ms frame: a step outlasts the direct evoked response (< 5 ms) and the 3 ms
+blanking after each pulse (``reservoir.organoid``), so each step's direct response lies in that step's
+10 ms count bin, Brainoware's bin, while the polysynaptic response (tens to hundreds of ms) spans the
+following steps, the network's fading memory; and a spoken digit's 10 ms MFCC frames play in real
+time.  (Brainoware's own step is 100 ms; ten times the simulated time per item.)  Its extra candidate
+is Brainoware's readout, spike counts in 10 ms bins (``win:10``; with the default 32 recording
+electrodes, fewer than Brainoware's 64 most active, all of them).
 """
 
 from __future__ import annotations
@@ -26,13 +38,15 @@ class SubstrateEntry:
     cls: type
     size_param: str
     samples_per_frame: int
+    waveform: str = "hold"
+    features: tuple[str, ...] = ()
 
 
 SUBSTRATES: dict[str, SubstrateEntry] = {
     "esn": SubstrateEntry(EchoStateNetwork, "units", 1),
     "potato": SubstrateEntry(PotatoModel, "nodes", 10),
     "hydrogel": SubstrateEntry(HydrogelModel, "grid", 10),
-    "organoid": SubstrateEntry(OrganoidModel, "neurons", 10),
+    "organoid": SubstrateEntry(OrganoidModel, "neurons", 10, waveform="binary", features=("win:10",)),
 }
 
 

@@ -7,12 +7,15 @@ import dataclasses
 import json
 
 import numpy as np
+import pytest
 
 from prclab.cli import main
-from prclab.experiments.tasks import (aggregate_seeds, choose_features, compare_sides, format_task_result,
-                                      run_task, training_row_space, with_squares)
+from prclab.errors import PrclabError
+from prclab.experiments.tasks import (aggregate_seeds, assignments, choose_features, compare_sides,
+                                      format_task_result, run_task, training_row_space, with_squares)
 from prclab.protocols.datasets import load_dataset
-from prclab.readouts.features import FEATURE_CANDIDATES
+from prclab.readouts.features import FEATURE_CANDIDATES, parse_feature_spec, trial_features
+from prclab.reservoir.registry import SUBSTRATES
 from prclab.readouts.ridge import RidgeClassifier
 
 SIDES = ("", "baseline_", "quadratic_baseline_")
@@ -97,3 +100,53 @@ def test_the_training_row_space_changes_nothing_but_the_cost():
     assert small.alpha_ == full.alpha_
     np.testing.assert_allclose(small.readout_.cv_errors_, full.readout_.cv_errors_, rtol=1e-8)
     np.testing.assert_allclose(small.decision_function(z[test]), full.decision_function(x[test]), atol=1e-10)
+
+
+def test_brainoware_parts_read_the_training_trials_only():
+    """``top:N`` keeps the channels most active on the training trials, ``win:W`` has as many windows as
+    the longest training trial: test trials, however active or long, change neither."""
+    rng = np.random.default_rng(4)
+    responses = [rng.poisson([0.5, 0.05, 0.2, 0.01], (int(n), 4)).astype(float) for n in rng.integers(20, 40, 12)]
+    train = np.arange(8)
+    loud_test = [r.copy() for r in responses]
+    for r in loud_test[8:]:
+        r[:, 3] += 5.0                                   # the quietest channel, loudest on test trials
+    loud_test[9] = np.ones((400, 4))                     # and one test trial ten times as long
+    for trials in (responses, loud_test):
+        x = trial_features(trials, "top:2+win:10", train)
+        longest = max(len(responses[i]) for i in train)
+        assert x.shape == (12, 2 * -(-longest // 10))
+        np.testing.assert_allclose(x[0].reshape(-1, 2)[0], responses[0][:10, [0, 2]].mean(axis=0))
+    np.testing.assert_allclose(trial_features(responses, "top:2+win:10", train)[:8],
+                               trial_features(loud_test, "top:2+win:10", train)[:8])
+    assert trial_features(responses, "win:10+top:9", train).shape[1] == 4 * -(-longest // 10)
+    with pytest.raises(PrclabError, match="need the training trials"):
+        trial_features(responses, "top:2+mean")
+    for bad in ("top:2", "detect:0+mean", "detect:5+detect:4+mean", "win:0"):
+        with pytest.raises(PrclabError):
+            parse_feature_spec(bad)
+
+
+def test_detect_turns_recorded_voltage_into_the_spike_counts_it_holds():
+    rng = np.random.default_rng(5)
+    voltage = [rng.normal(0, 5e-6, (200, 3)) for _ in range(4)]
+    for i, v in enumerate(voltage):
+        v[10:10 + 20 * i:20, 1] -= 80e-6                 # i spikes on channel 1 of trial i
+    x = trial_features(voltage, "detect:5+mean")
+    np.testing.assert_allclose(x[:, 1] * 200, np.arange(4))
+    assert np.all(x[:, [0, 2]] <= 2 / 200)                # noise alone: at most a stray crossing
+
+
+def test_a_substrates_own_candidates_are_offered_to_every_side_and_its_params_pass_through(toy_npz):
+    data = load_dataset(toy_npz)
+    result = run_task(data, "organoid", size=60, substrate_params={"recurrent": False, "n_outputs": 6})
+    assert result["encoder"]["waveform"] == SUBSTRATES["organoid"].waveform == "binary"
+    assert result["substrate_params"]["params"]["recurrent"] is False
+    search = result["feature_search"]
+    assert search["candidates"] == list(FEATURE_CANDIDATES) + ["win:10"]
+    assert all(set(errors) == set(search["candidates"]) for errors in search["loo_error"].values())
+    assert "binary waveform" in format_task_result({"seed": 0, **result})
+    assert assignments(["recurrent=false", "waveform=rate", "samples_per_frame=100", "name=abc"], "--param") == \
+        {"recurrent": False, "waveform": "rate", "samples_per_frame": 100, "name": "abc"}
+    with pytest.raises(PrclabError, match="--param 'recurrent'"):
+        assignments(["recurrent"], "--param")
