@@ -171,8 +171,13 @@ def plot_raster(spikes, dt: float, result: dict, path, title: str = "", unit: st
     for ax in (raster_ax, rate_ax):
         for a, b in zip(result["starts_s"], result["stops_s"]):
             ax.axvspan(a, b, color="tab:red", alpha=0.25, lw=0)
+    # a burst lasts tens of ms, a hair at this scale: a marker above the raster shows each one
+    raster_ax.plot(result["starts_s"], np.full(len(result["starts_s"]), x.shape[1]), "v", color="tab:red",
+                   ms=5, label="network burst")
     raster_ax.set_ylabel(f"{unit}")
-    raster_ax.set_ylim(-0.5, x.shape[1] - 0.5)
+    raster_ax.set_ylim(-0.5, x.shape[1] + 1)
+    if result["starts_s"]:
+        raster_ax.legend(loc="upper right", fontsize="small", framealpha=0.9)
     per_bin = max(1, int(round(result["bin_s"] / dt)))
     population = _active_per_bin(x > 0, per_bin)
     n_bins = len(population)
