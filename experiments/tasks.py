@@ -191,8 +191,8 @@ def run_task(data: LabelledSequences, substrate: str = "esn", size: int | None =
         dict with ``accuracy``, ``baseline_accuracy``, ``quadratic_baseline_accuracy`` and the spec each
         used, ``features``, ``baseline_features``, ``quadratic_baseline_features`` (``feature_search``:
         how they were chosen), ``chance``, ``n_train``, ``n_test``, ``n_classes``, ``substrate``,
-        ``trial_state`` (each sequence from rest), ``split`` (``held_out`` speaker), ``alpha`` (chosen,
-        per training trial), ``alpha_curve`` (test accuracy of reservoir and baseline per ridge
+        ``trial_state`` (each sequence from rest), ``encoder`` (its ``describe()``) and ``waveform``,
+        ``split`` (``held_out`` speaker), ``alpha`` (chosen, per training trial), ``alpha_curve`` (test accuracy of reservoir and baseline per ridge
         parameter), the test ``labels``, ``predictions`` and ``classes``, ``seconds`` and the parameters.
     """
     start = time.perf_counter()
@@ -222,6 +222,7 @@ def run_task(data: LabelledSequences, substrate: str = "esn", size: int | None =
         "substrate": substrate,
         "substrate_params": model.describe(),
         "encoder": encoder.describe(),
+        "waveform": encoder.waveform,
         "trial_state": TRIAL_STATE,
         "dataset": data.source,
         "split": split,
@@ -332,10 +333,9 @@ def _spec_note(result: dict, prefix: str) -> str:
 def format_task_result(result: dict) -> str:
     """Aligned text lines of a ``run_tasks`` result (one seed or several, classification or regression)."""
     lines = [f"substrate          {result['substrate']} ({result['seconds']:.1f} s)"]
-    if "encoder" in result:
-        enc = result["encoder"]
-        lines.append(f"encoder            {enc['kind']}, {enc.get('waveform', 'hold')} waveform, "
-                     f"{enc['samples_per_frame']} samples per frame")
+    if "waveform" in result:
+        lines.append(f"encoder            {result['encoder']['kind']}, {result['waveform']} waveform, "
+                     f"{result['encoder']['samples_per_frame']} samples per frame")
     regression = "nrmse" in result
     metric, name = ("nrmse", "NRMSE") if regression else ("accuracy", "accuracy")
     baseline_note = result.get("baseline", "same readout on the encoded stimulus, no reservoir")

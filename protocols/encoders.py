@@ -183,13 +183,15 @@ class Encoder:
         return volts
 
     def describe(self) -> dict:
-        pulse = {} if self.waveform == "hold" else {"biphasic": self.biphasic}
+        """The encoder's keywords; a pulse waveform's only when it pulses (a held waveform is described
+        as before pulses existed, so a recording made then still resumes)."""
+        pulse = {} if self.waveform == "hold" else {"waveform": self.waveform, "biphasic": self.biphasic}
         if self.waveform == "rate":
             pulse.update(rate_min_hz=self.rate_min_hz, rate_max_hz=self.rate_max_hz,
                          sample_rate_hz=self.sample_rate_hz)
         return {"kind": self.kind, "low_V": self.low_V, "high_V": self.high_V,
                 "amplitude": self.amplitude, "samples_per_frame": self.samples_per_frame,
-                "multiplex": self.multiplex, "waveform": self.waveform, **pulse}
+                "multiplex": self.multiplex, **pulse}
 
 
 class MFCCEncoder(Encoder):

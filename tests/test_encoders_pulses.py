@@ -105,7 +105,8 @@ def test_the_capacitive_organoid_answers_pulses_and_not_the_held_level():
 def test_run_task_names_the_waveform(toy_npz):
     data = load_dataset(toy_npz)
     result = run_task(data, "esn", size=30, encoder_params={"waveform": "binary"}, features="mean")
-    assert result["encoder"]["waveform"] == "binary"
+    assert result["waveform"] == result["encoder"]["waveform"] == "binary"
+    assert "waveform" not in make_encoder(data).describe()  # a held encoder is described as it was
 
 
 PROTOCOL = """
