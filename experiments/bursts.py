@@ -79,8 +79,8 @@ def detect_bursts(spikes, dt: float, bin_s: float = 0.01, k: float = 5.0, merge_
     """Network bursts of a spike raster and their statistics (method: the module docstring).
 
     Args:
-        spikes: ``(steps, units)`` spike counts per sample (0/1 for one neuron; any non-negative count
-            for an electrode's multi-unit activity).
+        spikes: ``(steps, units)`` spike counts per sample (bool or 0/1 for one neuron; any
+            non-negative count for an electrode's multi-unit activity).
         dt: sample period (seconds).
         bin_s: population-rate bin (seconds, at least ``dt``).
         k: threshold in robust SDs above the median binned count.
@@ -96,10 +96,15 @@ def detect_bursts(spikes, dt: float, bin_s: float = 0.01, k: float = 5.0, merge_
         PrclabError: a raster that is not 2-D, holds negative or non-finite counts, is shorter than two
             bins, or a bad ``dt`` / ``bin_s`` / ``k`` / ``merge_s`` / ``min_recruitment``.
     """
-    x = np.asarray(spikes, dtype=np.float64)
+    x = np.asarray(spikes)   # bool and integer rasters stay as they are (a neuron raster is large)
+    if x.dtype != bool and not np.issubdtype(x.dtype, np.integer):
+        try:
+            x = x.astype(np.float64, copy=False)
+        except (TypeError, ValueError):
+            raise PrclabError(f"bursts: spike counts must be numbers, got {x.dtype}") from None
     if x.ndim != 2 or x.shape[1] < 1:
         raise PrclabError(f"bursts: the raster must be (steps, units), got shape {x.shape}")
-    if not np.all(np.isfinite(x)) or np.any(x < 0):
+    if (x.dtype == np.float64 and not np.all(np.isfinite(x))) or (x.dtype != bool and np.any(x < 0)):
         raise PrclabError("bursts: spike counts must be finite and non-negative")
     if not (dt > 0 and bin_s >= dt and k >= 0 and merge_s >= 0 and 0 <= min_recruitment <= 1):
         raise PrclabError(f"bursts: need dt > 0, bin_s >= dt, k >= 0, merge_s >= 0 and min_recruitment in "
@@ -126,11 +131,11 @@ def detect_bursts(spikes, dt: float, bin_s: float = 0.01, k: float = 5.0, merge_
         starts.append(fired[0] * dt)
         stops.append((fired[-1] + 1) * dt)
         recruitment.append(share)
-        in_bursts += float(x[window].sum())
+        in_bursts += float(x[window].sum(dtype=np.float64))
     duration_s = steps * dt
-    total = float(x.sum())
+    rate = x.sum(axis=0, dtype=np.float64) / duration_s
+    total = float(rate.sum() * duration_s)
     intervals = np.diff(starts)
-    rate = x.sum(axis=0) / duration_s
     recruitment_mean, recruitment_sd = _mean_sd(recruitment)
     length_mean, length_sd = _mean_sd([b - a for a, b in zip(starts, stops)])
     return {"n_bursts": len(starts), "duration_s": duration_s, "burst_rate_hz": len(starts) / duration_s,

@@ -82,8 +82,13 @@ def test_counts_per_electrode_and_coarser_bins_work():
     assert result["ibi_cv"] == pytest.approx(np.std([7.0, 8.0]) / 7.5, abs=0.02)
 
 
+def test_a_boolean_neuron_raster_gives_the_same_bursts(known):
+    raster, *_ = known
+    assert detect_bursts(raster.astype(bool), DT) == detect_bursts(raster, DT)
+
+
 @pytest.mark.parametrize("spikes, kwargs", [
-    (np.zeros(100), {}), (-np.ones((100, 3)), {}), (np.full((100, 3), np.nan), {}),
+    (np.zeros(100), {}), (np.array([["a", "b"]] * 100), {}), (-np.ones((100, 3), int), {}), (-np.ones((100, 3)), {}), (np.full((100, 3), np.nan), {}),
     (np.zeros((15, 3)), {}), (np.zeros((100, 3)), {"bin_s": 1e-4}),
     (np.zeros((100, 3)), {"min_recruitment": 2.0}), (np.zeros((100, 3)), {"k": -1.0}),
 ])
