@@ -131,8 +131,11 @@ def _metal(name: str) -> float:
 
 def cole_branches(nodes: int, beta: float, r_inf: float) -> tuple[np.ndarray, np.ndarray]:
     """Debye weights ``(nodes,)`` (summing to ``1 - r_inf``) and relaxation times in units of ``tau_c``
-    ``(nodes,)`` sampling the Cole-Cole distribution of exponent ``beta`` (module docstring)."""
-    s = np.linspace(-3 / beta, 3 / beta, nodes) if nodes > 1 else np.zeros(1)
+    ``(nodes,)`` sampling the Cole-Cole distribution of exponent ``beta`` (module docstring); at ``beta = 1``
+    (Debye) the distribution is a single time, ``tau_c``, shared by every branch."""
+    if beta == 1 or nodes == 1:
+        return np.full(nodes, (1 - r_inf) / nodes), np.ones(nodes)
+    s = np.linspace(-3 / beta, 3 / beta, nodes)
     density = np.sin(np.pi * beta) / (2 * np.pi * (np.cosh(beta * s) + np.cos(np.pi * beta)))
     return (1 - r_inf) * density / density.sum(), np.exp(s)
 

@@ -37,6 +37,23 @@ def test_impedance_spectrum_shows_the_electrode_arc_with_its_documented_phase_mi
         assert fig.axes
 
 
+@pytest.mark.parametrize("beta", [0.7, 1.0])
+def test_impedance_spectrum_shows_the_tissue_cole_arc_when_sampled_fast_enough(beta):
+    """At 4 MHz sampling the beta-dispersion (20 kHz) is in band: the spectrum is the docstring's circuit,
+    ``M_ee rho(omega) / rho_0 + (R_ct || C_dl)``, with Cole's depressed arc (apex at ``f_c``, height
+    ``(R_0 - R_inf) tan(beta pi / 4) / 2``: a Debye arc's (``beta = 1``) is half its diameter)."""
+    potato = one_electrode(dt=2.5e-7, cole_beta=beta)
+    f = np.geomspace(1e3, 4e4, 12)
+    z = impedance_spectrum(potato, f)["z"]
+    r_ct, c, m = potato.derived()["r_ct_ohm"][0], potato.c_dl[0], potato.m_ohm[0, 0]
+    omega, tau, r_inf = 2 * np.pi * f, 1 / (2 * np.pi * 2e4), 0.15
+    circuit = m * (r_inf + (1 - r_inf) / (1 + (1j * omega * tau) ** beta)) + 1 / (1 / r_ct + 1j * omega * c)
+    np.testing.assert_array_less(np.abs(z - circuit) / np.abs(circuit), 0.03)
+    assert 2e4 / 1.5 < f[np.argmax(-z.imag)] < 2e4 * 1.5
+    height = (-z.imag).max()
+    assert height / (m * (1 - r_inf)) == pytest.approx(np.tan(beta * np.pi / 4) / 2, rel=0.05)
+
+
 def test_impedance_spectrum_refuses_frequencies_above_nyquist():
     with pytest.raises(PrclabError, match="must lie in"):
         impedance_spectrum(one_electrode(), [600.0])
@@ -62,6 +79,24 @@ def test_electrodes_rectify_even_harmonics_grow_with_amplitude():
     assert dc[0.3] > 5 * dc[0.01]                                # a rectified (Faradaic) DC current
 
 
+@pytest.mark.parametrize("alpha, limit_A, sign", [(0.5, 1.0, 0), (0.5, 40e-6, 1), (0.3, 1.0, 1), (0.7, 1.0, -1)])
+def test_rectification_comes_from_the_asymmetry_of_the_kinetics(alpha, limit_A, sign):
+    """Symmetric Butler-Volmer (``alpha = 0.5``, no mass-transport limit) is ``2 i0 sinh(f eta / 2)``, odd:
+    no even harmonic, no DC.  A cathodic limit or ``alpha < 0.5`` favours the anodic half-wave (net anodic,
+    positive DC), ``alpha > 0.5`` the cathodic one, by the mirror symmetry ``alpha -> 1 - alpha``."""
+    potato = one_electrode(outputs="current", alpha_mean=alpha, limiting_current_A=limit_A)
+    f, dt = 2.0, potato.dt
+    t = np.arange(int(3 / f / dt)) * dt
+    potato.reset(0)
+    current = potato.run(0.3 * np.sin(2 * np.pi * f * t)[None, :, None])[0, len(t) // 3:, 0]
+    h = harmonics(current, f, dt)
+    dc = current.mean() / h[1]
+    if sign == 0:
+        assert h[2] / h[1] < 1e-4 and abs(dc) < 1e-4
+    else:
+        assert h[2] / h[1] > 0.05 and sign * dc > 0.1
+
+
 def test_kirchhoff_interface_and_tissue_laws_hold():
     potato = PotatoModel(n_inputs=4, n_outputs=3, outputs="both", metals="zinc,copper", **QUIET)
     u = np.random.default_rng(1).uniform(-0.3, 0.3, (2, 300, 4))
@@ -74,12 +109,28 @@ def test_kirchhoff_interface_and_tissue_laws_hold():
     faradaic, _ = potato.faradaic(eta)
     scale = np.abs(i).max()
     np.testing.assert_allclose(potato.c_dl * d_eta / potato.dt + faradaic, i, atol=1e-6 * scale)
-    # tissue: V - (E_e - E_ref) - eta = M (rho/rho_0 * i), the Cole branches s[t] = r s[t-1] + (1 - r) i[t]
+    # tissue: V - (E_e - E_ref) - eta is the tissue's potential at the electrode against the reference,
+    # made by rho/rho_0 * i with the Cole branches s[t] = r s[t-1] + (1 - r) i[t]
     branches = [lfilter([1 - r], [1, -r], i, axis=1) for r in potato.branch_r]
     memory = sum(w * r * np.concatenate([np.zeros((2, 1, 4)), s[:, :-1]], axis=1)
                  for w, r, s in zip(potato.weights, potato.branch_r, branches))
-    drop = (potato.c_inst * i + memory) @ potato.m_ohm.T
-    np.testing.assert_allclose(u - potato.galvanic_V - eta, drop, atol=1e-8)
+    tissue_current = potato.c_inst * i + memory                                  # rho/rho_0 * i
+    # the potentials of point sources in an infinite conductor, from the geometry alone: every
+    # stimulating electrode injects its current, the return electrode takes their sum (Kirchhoff's
+    # current law), the recording electrodes and the reference draw none
+    unit_ohm_m = 2e3 * 0.5e-3                                   # rho_0 / (4 pi) = r_access * radius
+    stim = potato.electrode_positions_mm[potato.input_electrodes]
+    sites = potato.electrode_positions_mm[potato.output_electrodes]
+
+    def potential(points):
+        d_mm = np.maximum(np.linalg.norm(points[:, None] - stim[None], axis=2), 0.5)   # own: the radius
+        d_return_mm = np.linalg.norm(points - potato.return_position_mm, axis=1)
+        return unit_ohm_m * 1e3 * (tissue_current @ (1 / d_mm).T
+                                   - tissue_current.sum(axis=2, keepdims=True) / d_return_mm)
+
+    reference = potential(potato.reference_position_mm[None])
+    np.testing.assert_allclose(u - potato.galvanic_V - eta, potential(stim) - reference, atol=1e-8)
+    np.testing.assert_allclose(y[..., 4:], potential(sites) - reference, atol=1e-8)
     assert potato.galvanic_V.tolist() == pytest.approx([-1.104, 0.0, -1.104, 0.0])   # zinc vs copper
 
 
