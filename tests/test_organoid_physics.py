@@ -2,13 +2,17 @@
 
 Capacitive electrodes pass no DC; a charge-balanced pulse evokes a direct response near the electrode and a
 later network one; the stimulation artefact on the recorded voltage is removed by blanking; spontaneous
-firing lies in the range the model's docstring cites; removing the synapses removes the network bursts.
+firing and network bursts lie in the ranges the model's docstring cites; removing the synapses removes the
+network bursts; STDP potentiates pre-before-post and depresses post-before-pre pairs, and synaptic scaling
+moves the rate toward its target.
 """
 
 import numpy as np
 import pytest
 
+from prclab.experiments.bursts import detect_bursts
 from prclab.reservoir import OrganoidModel
+from prclab.reservoir.plasticity import STDPRule, STDPState
 
 
 def near_far(org, radius_um=250.0):
@@ -92,10 +96,88 @@ def test_spontaneous_firing_within_the_cited_range(org):
     assert 0.1 <= rate_hz <= 5.0        # cortical cultures / organoids on MEAs: ~0.1-5 Hz (docstring)
 
 
+def spontaneous(recurrent=True, rows=3, seconds=10.0, **kw):
+    """Spontaneous counts ``(rows, steps, 32)`` of ``rows`` independent trials of the default organoid."""
+    model = OrganoidModel(recurrent=recurrent, **kw)
+    model.reset(1)
+    return model, model.run(np.zeros((rows, int(seconds / model.dt), model.n_inputs)))
+
+
+def test_spontaneous_bursts_within_the_cited_ranges():
+    model, counts = spontaneous(rows=3, seconds=20.0)
+    stats = [detect_bursts(trial, model.dt) for trial in counts]
+    rates = [s["burst_rate_hz"] for s in stats]
+    intervals = np.concatenate([np.diff(s["starts_s"]) for s in stats])
+    assert all(1 / 300 <= r <= 1.0 for r in rates)      # inter-burst intervals 1-300 s (Wagenaar 2006)
+    assert intervals.std() / intervals.mean() > 0.3      # irregular, not a clock
+    recruited = np.concatenate([s["recruitment"] for s in stats])
+    assert recruited.min() < 0.75 * recruited.max()      # burst sizes vary
+
+
 def test_removing_synapses_removes_network_bursts():
-    def burst_share(recurrent):
-        model = OrganoidModel(n_inputs=1, n_outputs=63, recurrent=recurrent)
-        model.reset(1)
-        bins = model.run(np.zeros((1, 8000, 1)))[0].sum(axis=1).reshape(-1, 10).sum(axis=1)
-        return bins[bins > 4 * bins.mean()].sum() / bins.sum()
-    assert burst_share(False) < 0.05 < burst_share(True)
+    """Without synapses only chance coincidences of independent cells pass the burst detector."""
+    (model, intact), (_, ablated) = spontaneous(True), spontaneous(False)
+
+    def in_bursts(counts):
+        return np.mean([detect_bursts(trial, model.dt)["fraction_spikes_in_bursts"] for trial in counts])
+
+    assert in_bursts(ablated) < 0.2 * in_bursts(intact)
+
+
+def test_stdp_rule_direction_and_window():
+    """One plastic synapse 0 -> 1: a pre spike 10 ms before a post spike potentiates it by
+    a_plus w_max exp(-10 / tau_plus); the reverse order depresses it by a_minus w_max exp(-10 / tau_minus)."""
+    rule = STDPRule()
+    plastic = np.array([[False, True], [False, False]])
+    w0 = np.array([[0.0, 3.0], [0.0, 0.0]])
+
+    def paired(first, second, lag_ms=10):
+        stdp = STDPState(rule, plastic, dt_ms=1.0)
+        stdp.start(w0, batch=1)
+        stdp.on_spikes(np.array([0]), np.array([first]))
+        for _ in range(lag_ms):
+            stdp.decay()
+        stdp.on_spikes(np.array([0]), np.array([second]))
+        return stdp.w[0, 0, 1] - w0[0, 1]
+
+    ltp, ltd = paired(0, 1), paired(1, 0)
+    np.testing.assert_allclose(ltp, rule.a_plus * rule.w_max * np.exp(-10 / rule.tau_plus_ms), rtol=1e-5)
+    np.testing.assert_allclose(ltd, -rule.a_minus * rule.w_max * np.exp(-10 / rule.tau_minus_ms), rtol=1e-5)
+    assert paired(0, 1, lag_ms=40) < ltp                 # the window falls off with the interval
+
+
+def test_paired_stimulation_potentiates_the_forward_pathway():
+    """Electrode A pulsed 10 ms before electrode B, 2 Hz for 10 s: synapses from the cells next to A onto
+    those next to B grow, the reverse ones shrink (scaling switched off: STDP alone)."""
+    model = OrganoidModel(n_inputs=2, n_outputs=8, neurons=300, stdp=True, stdp_tau_scaling_s=1e9)
+    u = np.zeros((1, 10000, 2))
+    u[0, 100::500, 0] = u[0, 110::500, 1] = 0.5
+    model.reset(0)
+    model.run(u)
+    change = model.state["w"][0] - model.w_t
+    d = np.linalg.norm(model.positions_um[:, None] - model.stim_positions_um[None], axis=2)
+    near_a, near_b = d[:, 0] < 150, d[:, 1] < 150
+    forward = model.stdp.plastic & near_a[:, None] & near_b[None, :]
+    backward = model.stdp.plastic & near_b[:, None] & near_a[None, :]
+    assert forward.sum() > 3 and backward.sum() > 3
+    assert change[forward].mean() > 0 > change[backward].mean()
+
+
+@pytest.mark.parametrize("target_hz, epsp_mV", [(4.0, 1.5), (1.0, 3.0)])
+def test_synaptic_scaling_moves_the_rate_toward_its_target(target_hz, epsp_mV):
+    """Scaling alone (no STDP pairs), from below (4 Hz target) and from above (1 Hz target, a network with
+    twice the default EPSPs): over 20 s the rate moves toward the target and halves its distance from
+    it, without overshooting by as much.  (Scaling cannot go below the rate the background noise drives
+    without synapses, ~0.6 Hz.)"""
+    kw = dict(n_inputs=1, n_outputs=63, neurons=300, epsp_mV=epsp_mV)
+    fixed = OrganoidModel(**kw)
+    model = OrganoidModel(stdp=True, stdp_a_plus=0.0, stdp_a_minus=0.0, stdp_target_hz=target_hz,
+                          stdp_tau_scaling_s=4.0, **kw)
+    rates = []
+    for m in (fixed, model):
+        m.reset(0)
+        counts = m.run(np.zeros((1, 20000, 1)))[0]
+        rates.append(counts[15000:].sum() / m.readout.sum() / 5.0)     # the last 5 s, per recorded cell
+    fixed_hz, scaled_hz = rates
+    assert abs(scaled_hz - target_hz) < 0.5 * abs(fixed_hz - target_hz)
+    assert np.sign(fixed_hz - target_hz) * (scaled_hz - target_hz) > -0.5 * abs(fixed_hz - target_hz)
