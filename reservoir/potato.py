@@ -39,9 +39,10 @@ does not enter.  Per electrode, ``alpha_e`` is uniform in
 Arrhenius in temperature (activation energy ``activation_kJ_per_mol``, reference 20 C) and the tissue's
 conductivity rises ``2 %/C``.  Time is stepped with backward Euler for the double layer: each sample's
 coupled equations (all electrodes at once, the tissue's memory known from the samples before) are solved
-by Newton's method with the analytic Butler-Volmer derivative, its linear system by Gauss-Seidel sweeps
-over the electrodes, until no sweep moves an overpotential by more than ``1e-10`` V (two to four sweeps
-per sample at the defaults); the loop over samples is compiled with numba.
+by Gauss-Seidel-Newton sweeps: electrode by electrode, one Newton step on its own equation with the
+analytic Butler-Volmer derivative and the other electrodes' newest overpotentials, until no sweep moves an
+overpotential by more than ``1e-10`` V (at most five sweeps per sample for random pulses of up to 1 V at
+the defaults); the loop over samples is compiled with numba.
 
 Recording.  Recording site ``m`` (no current) reads ``V_m = sum_k T_mk (rho/rho_0 * i_k) + E_rec - E_ref``
 (``recording="monopolar"``, against the reference) or the difference between two sites
@@ -166,9 +167,9 @@ def _faradaic_rows(eta, f_a, f_c, inv_i0, inv_lim):
 def _interfaces(forced, eta0, tissue, g_c, cap, f_a, f_c, inv_i0, inv_lim, c_inst, w_r, r):
     """Backward-Euler steps of the coupled electrode equations (module docstring), trial by trial.
 
-    Per step: Newton on all ``eta`` at once, its linear system solved by Gauss-Seidel sweeps over the
-    electrodes (the Jacobian ``diag(C/dt + di_F/deta) + G / c_inst`` is symmetric positive definite, so the
-    sweeps converge); a Newton step is limited to ``STEP_LIMIT_V``.  ``forced`` ``(batch, steps, n)`` is
+    Per step: Gauss-Seidel-Newton sweeps over the electrodes, each a Newton step on one electrode's
+    equation with the others' newest ``eta`` (the Jacobian ``diag(C/dt + di_F/deta) + G / c_inst`` is
+    symmetric positive definite, so the sweeps converge); a step is limited to ``STEP_LIMIT_V``.  ``forced`` ``(batch, steps, n)`` is
     ``G drive / c_inst`` (A), ``eta0`` ``(batch, n)`` the overpotentials before the block, ``tissue``
     ``(batch, n, k)`` the states of the ``k`` remembering Debye branches (updated in place), ``g_c = G /
     c_inst`` (S), ``cap = C_e / dt`` (S), ``w_r = w r`` and ``r`` ``(k,)`` the branches' weights times
