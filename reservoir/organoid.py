@@ -55,34 +55,58 @@ voltage change, falling off with ``artefact_length_um``, decaying with the ampli
 ``artefact_tau_s``), plus white noise ``noise_V``; samples within ``blank_s`` after any stimulus are
 blanked to 0 (MEA systems blank 1-4 ms; Brainoware masks -0.8..+2 ms), carried across calls.
 
-Measured at the defaults (1000 neurons, no input, seed 1, 30 s; this module's author, 2026-12-02):
-1.25 Hz per neuron; network bursts 0.13 /s, inter-burst-interval CV 0.40, recruiting 76 +- 41 % of the
-neurons (sizes vary from a few per cent to all), 30 ms long, holding 25 % of the spikes.
+Plasticity (``stdp=True``, off by default): pair-based STDP on the excitatory synapses with
+multiplicative synaptic scaling toward a target rate (``reservoir.plasticity``, its own table there).
+Each batch row learns its own weights, ``(batch, N, N)`` float32 in the state (4 MB a row at 1000
+neurons); ``reset`` returns them to the network's.
+
+Measured at the defaults (``OrganoidModel()``: 1000 neurons, 4 + 32 electrodes; 4 trials of 30 s after a
+1 s washout, ``reset(1)``; bursts by ``experiments.bursts.detect_bursts`` on the 32 electrodes; this
+module's author, 2026-12-02): 0.99 Hz per recorded neuron; network bursts 0.17-0.30 /s (mean 0.24),
+inter-burst-interval CV 0.89 (pooled), recruiting 47 +- 25 % of the electrodes (31-100 %), 16 +- 12 ms
+long, holding 12 % of the spikes.  Evoked by 0.45 V pulses on one electrode every 500 ms (``reset(2)``):
+0-5 ms after the pulse the electrodes within 300 um count 19x their spontaneous rate and those beyond
+800 um 0.9x (direct); 20-50 ms after it, 8x near and 9x far (polysynaptic); 50-300 ms, 0.7-0.8x (the
+depressed network).  The polysynaptic response is all-or-none: far spike counts 20-50 ms after a pulse
+have a CV of 3.0 over pulses.
 
 ==========================  =====================  ===========================  ============================
 quantity                    model value            literature value             source
 ==========================  =====================  ===========================  ============================
 unitary EPSP (mean)         1.5 mV, lognormal      1.3 +- 1.1 mV (L5 pairs);    Markram et al. 1997,
                                                    0.77 mV, lognormal           J. Physiol. 500:409; Song
-                                                                                et al. 2005
+                                                                                et al. 2005 (approx.)
 synaptic depression U, tau  0.5, 0.8 s             0.5, 0.8 s                   Tsodyks & Markram 1997
+                                                                                (approx.)
 inputs per cell             ~300                   10^2-10^4 (subsampled)       cortex; cultures fewer
-spontaneous rate            1.25 Hz                ~0.1-5 Hz per unit           Wagenaar et al. 2006, BMC
+spontaneous rate            0.99 Hz                ~0.1-5 Hz per unit           Wagenaar et al. 2006, BMC
                                                                                 Neurosci. 7:11 (approx.)
-network burst rate          0.13 /s                ~0.05-0.5 /s (3-30 /min)     Wagenaar 2006; Trujillo et
-                                                                                al. 2019 (approx.)
-inter-burst-interval CV     0.40                   irregular, CV ~0.3-1         Wagenaar 2006 (approx.)
-stimulation                 biphasic, 0.5 V,       0.1-0.9 V biphasic, direct   Wagenaar, Pine & Potter
-                            ~100-200 um reach      reach ~100-200 um            2004
+network burst rate          0.24 /s                1/300-1 /s (inter-burst      Wagenaar 2006 (abstract,
+                                                   intervals 1-300 s)           re-read)
+inter-burst-interval CV     0.89                   irregular, clustered         Wagenaar 2006 (approx.)
+burst duration              16 +- 12 ms            ~0.1-1 s                     Wagenaar 2006 (approx.):
+                                                                                the model's are short
+stimulation                 biphasic, 0.45-0.5 V,  0.1-0.9 V biphasic, direct   Wagenaar, Pine & Potter
+                            ~100-200 um reach      reach ~100-200 um            2004 (approx.)
+evoked response             direct 0-5 ms near,    early < 20 ms, late          Wagenaar et al. 2004
+                            polysynaptic 20-50 ms  polysynaptic to ~100-200 ms  (approx.)
 blanking                    3 ms                   1-4 ms; -0.8..+2 ms          SALPA (Wagenaar & Potter
                                                                                 2002); Brainoware protocol
+STDP, synaptic scaling      off (``stdp``)         see reservoir.plasticity     Bi & Poo 1998; Song et al.
+                                                                                2000; Turrigiano 1998
 ==========================  =====================  ===========================  ============================
 
-"(approx.)": ranges recalled from the sources, not re-read for this model; check before quoting.
+"(approx.)": ranges recalled from the sources, not re-read for this model; check before quoting.  The
+burst-rate row was checked against the abstract of Wagenaar et al. 2006 ("inter-burst intervals between
+1 and 300 s"); the others were not found in the searchable text this session.
 
-Everything is vectorised over batch and neurons; the only Python loop is over time samples.  The state
-(``v``, ``u``, ``x``, the pending synaptic input, the field filter and the noise streams) saves as
-plain arrays.  The network is a subsample: a real organoid has 10^5-10^6 cells.
+Speed: the state is float32; the only Python loop is over time samples, about twenty element-wise
+operations a sample on ``(batch, N)``; the synaptic input is gathered from the weight rows of the few
+neurons that spiked (spikes are rare), the stimulus added only on the samples where an electrode's
+voltage changes, the noise drawn 256 samples at a time, BLAS held to one thread.  The state (``v``,
+``u``, ``x``, the pending synaptic jump, the field filter, the noise streams and, with ``stdp``, the
+plastic weights and traces) saves as plain arrays.  The network is a subsample: a real organoid has
+10^5-10^6 cells.
 """
 
 from __future__ import annotations
@@ -252,8 +276,8 @@ class OrganoidModel(Substrate):
     #: state arrays of the neurons ``(batch, N)``: membrane (mV), recovery, synaptic resources, the
     #: synaptic jump (mV) arriving at the next sample
     NEURON_STATE = ("v", "u", "x", "syn")
-    #: with ``stdp``: plastic weights ``(batch, N_pre, N_post)`` (mV per spike), traces and rate estimates
-    STDP_STATE = ("w", "stdp_pre", "stdp_post", "stdp_rate_hz")
+    #: with ``stdp``: ``w``, the plastic weights ``(batch, N_pre, N_post)`` (mV per spike), and
+    #: ``stdp_<key>``, the other :data:`STDPState.KEYS` (traces, rates, counts, clock)
 
     @property
     def state(self) -> dict[str, np.ndarray]:
@@ -261,13 +285,13 @@ class OrganoidModel(Substrate):
         n = len(self.c)
         if self._v is None:
             empty, out = np.zeros((0, n), np.float32), np.zeros((0, self.n_outputs))
-            plastic = {} if self.stdp is None else {"w": np.zeros((0, n, n), np.float32),
-                                                    **{k: empty for k in self.STDP_STATE[1:]}}
+            plastic = {} if self.stdp is None else {
+                "w": np.zeros((0, n, n), np.float32), "stdp_clock": np.zeros(0, np.float32),
+                **{f"stdp_{k}": empty for k in STDPState.KEYS[1:-1]}}
             return {**{k: empty for k in self.NEURON_STATE}, "lfp": out, "artefact": out,
                     "v_in": np.zeros((0, self.n_inputs)), "since_stim": np.zeros(0), **plastic, **streams}
         plastic = {} if self.stdp is None else {
-            "w": self.stdp.w.copy(), "stdp_pre": self.stdp.pre.copy(), "stdp_post": self.stdp.post.copy(),
-            "stdp_rate_hz": self.stdp.rate_hz.copy()}
+            ("w" if k == "w" else f"stdp_{k}"): a for k, a in self.stdp.state().items()}
         return {"v": self._v.copy(), "u": self._u.copy(), "x": self._x.copy(), "syn": 2 * self._syn,
                 "lfp": self._lfp.copy(), "artefact": self._artefact.copy(), "v_in": self._v_in.copy(),
                 "since_stim": self._since_stim.copy(), **plastic, **streams}
@@ -294,11 +318,12 @@ class OrganoidModel(Substrate):
                 raise ValueError(f"organoid state {k!r} must be {shape}, got {arrays[k].shape}")
         plastic = {}
         if self.stdp is not None and "w" in state:
-            plastic = {k: np.asarray(state[k], np.float32) for k in self.STDP_STATE}
-            for k, shape in (("w", (batch, n, n)), ("stdp_pre", (batch, n)), ("stdp_post", (batch, n)),
-                             ("stdp_rate_hz", (batch, n))):
+            for k in STDPState.KEYS:
+                key = "w" if k == "w" else f"stdp_{k}"
+                plastic[k] = np.asarray(state[key], np.float32)
+                shape = {"w": (batch, n, n), "clock": (batch,)}.get(k, (batch, n))
                 if plastic[k].shape != shape:
-                    raise ValueError(f"organoid state {k!r} must be {shape}, got {plastic[k].shape}")
+                    raise ValueError(f"organoid state {key!r} must be {shape}, got {plastic[k].shape}")
         self._input_noise.load_state(state["rng"], batch)
         # state saved before the field noise had a stream of its own drew it from the input noise's
         self._field_noise.load_state(state["field_rng"] if "field_rng" in state else split_off(state["rng"]),
@@ -313,8 +338,7 @@ class OrganoidModel(Substrate):
         if self.stdp is not None:
             self.stdp.start(self.w_t, batch)
             if plastic:
-                self.stdp.w, self.stdp.pre = plastic["w"].copy(), plastic["stdp_pre"].copy()
-                self.stdp.post, self.stdp.rate_hz = plastic["stdp_post"].copy(), plastic["stdp_rate_hz"].copy()
+                self.stdp.load(plastic)
 
     def run(self, u: np.ndarray) -> np.ndarray:
         """Electrode volts ``(batch, steps, n_inputs)`` -> ``(batch, steps, n_outputs)`` counts or volts."""
@@ -410,7 +434,7 @@ class OrganoidModel(Substrate):
             x *= x_keep
             x += x_gain
             if stdp is not None:
-                stdp.decay()
+                stdp.step()
             np.greater_equal(v, SPIKE_PEAK_MV, out=fired)
             idx = np.flatnonzero(fired)
             if len(idx) == 0:
@@ -441,6 +465,4 @@ class OrganoidModel(Substrate):
             released = np.zeros((batch, len(active)), np.float32)
             released[rows, where] = efficacy
             np.matmul(released, self._w_half[active], out=syn)
-        if stdp is not None:
-            stdp.scale(spikes.sum(axis=0), len(drive) * self.dt)
         return spikes

@@ -37,6 +37,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+#: synaptic scaling is applied every this many samples of the network's own clock (so a run cut into
+#: blocks scales at the same samples as one run)
+SCALING_STEPS = 256
+
 
 @dataclass(frozen=True)
 class STDPRule:
@@ -85,7 +89,11 @@ class STDPState:
         self._post_keep = np.float32(np.exp(-dt_ms / rule.tau_minus_ms))
         self._ltp = np.float32(rule.a_plus * rule.w_max)
         self._ltd = np.float32(rule.a_minus * rule.w_max)
-        self.w = self.pre = self.post = self.rate_hz = None
+        self.w = self.pre = self.post = self.rate_hz = self.count = self.clock = None
+
+    #: the state's arrays: weights ``(batch, N_pre, N_post)``, traces, rate estimates and spike counts
+    #: since the last scaling ``(batch, N)``, samples since the last scaling ``(batch,)``
+    KEYS = ("w", "pre", "post", "rate_hz", "count", "clock")
 
     def start(self, w0: np.ndarray, batch: int) -> None:
         """Every row from the weights ``w0`` ``(N_pre, N_post)`` (mV), traces empty, rates at target."""
@@ -94,11 +102,27 @@ class STDPState:
         self.pre = np.zeros((batch, n), np.float32)
         self.post = np.zeros((batch, n), np.float32)
         self.rate_hz = np.full((batch, n), self.rule.target_hz, np.float32)
+        self.count = np.zeros((batch, n), np.float32)
+        self.clock = np.zeros(batch, np.float32)
 
-    def decay(self) -> None:
-        """One sample of trace decay."""
+    def state(self) -> dict[str, np.ndarray]:
+        """Copies of :data:`KEYS`."""
+        return {k: getattr(self, k).copy() for k in self.KEYS}
+
+    def load(self, arrays: dict[str, np.ndarray]) -> None:
+        """Restore :meth:`state`'s arrays (float32 copies; shapes checked by the caller)."""
+        for k in self.KEYS:
+            setattr(self, k, np.array(arrays[k], dtype=np.float32))
+
+    def step(self) -> None:
+        """One sample: trace decay, and synaptic scaling every :data:`SCALING_STEPS` samples."""
         self.pre *= self._pre_keep
         self.post *= self._post_keep
+        self.clock += 1.0
+        if self.clock[0] >= SCALING_STEPS:
+            self.scale(self.count, SCALING_STEPS * self.dt_ms * 1e-3)
+            self.count[:] = 0.0
+            self.clock[:] = 0.0
 
     def on_spikes(self, rows: np.ndarray, cols: np.ndarray) -> None:
         """Spikes of neurons ``cols`` in batch rows ``rows`` (``(k,)`` each, after this sample's decay):
@@ -113,6 +137,7 @@ class STDPState:
         self.w[rows, :, cols] = np.where(self.plastic[:, cols].T, np.clip(inc, 0.0, w_max), inc)
         self.pre[rows, cols] += 1.0
         self.post[rows, cols] += 1.0
+        self.count[rows, cols] += 1.0
 
     def scale(self, counts: np.ndarray, seconds: float) -> None:
         """Synaptic scaling after ``seconds`` holding ``counts`` ``(batch, N)`` spikes per neuron: the

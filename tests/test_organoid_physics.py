@@ -12,6 +12,7 @@ import pytest
 
 from prclab.experiments.bursts import detect_bursts
 from prclab.reservoir import OrganoidModel
+from prclab.reservoir.checks import check_substrate
 from prclab.reservoir.plasticity import STDPRule, STDPState
 
 
@@ -136,7 +137,7 @@ def test_stdp_rule_direction_and_window():
         stdp.start(w0, batch=1)
         stdp.on_spikes(np.array([0]), np.array([first]))
         for _ in range(lag_ms):
-            stdp.decay()
+            stdp.step()
         stdp.on_spikes(np.array([0]), np.array([second]))
         return stdp.w[0, 0, 1] - w0[0, 1]
 
@@ -144,6 +145,12 @@ def test_stdp_rule_direction_and_window():
     np.testing.assert_allclose(ltp, rule.a_plus * rule.w_max * np.exp(-10 / rule.tau_plus_ms), rtol=1e-5)
     np.testing.assert_allclose(ltd, -rule.a_minus * rule.w_max * np.exp(-10 / rule.tau_minus_ms), rtol=1e-5)
     assert paired(0, 1, lag_ms=40) < ltp                 # the window falls off with the interval
+
+
+def test_plastic_organoid_keeps_the_substrate_contract():
+    """With STDP on: blocks stream as one run (scaling on the network's own clock), rows are independent,
+    the plastic weights round-trip through the state."""
+    check_substrate(lambda: OrganoidModel(n_inputs=2, n_outputs=8, neurons=120, stdp=True), steps=600)
 
 
 def test_paired_stimulation_potentiates_the_forward_pathway():
