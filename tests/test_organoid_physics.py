@@ -63,6 +63,7 @@ def test_evoked_response_has_a_direct_and_a_polysynaptic_part(org):
     direct = after[:, :3][..., near].mean() / max(base[near].mean(), 1e-3)
     late = after[:, 10:200][..., far].mean() / max(base[far].mean(), 1e-3)
     assert direct > 10                                                # within 3 ms, next to the electrode
+    assert after[:, :3][..., near].mean() > 5 * after[:, :3][..., far].mean()   # fires more near it
     assert late > 1.5                                                 # 10-200 ms later, far away
 
 
