@@ -1,12 +1,14 @@
 """Physics of the Nernst-Planck hydrogel: charge conservation, electroneutrality, the I-V loop's
 frequency dependence, memory visible in the outputs, bending from differential swelling (Timoshenko's
-bilayer, none for a symmetric swelling) with de-swelling slower than swelling."""
+bilayer, none for a symmetric swelling) with de-swelling slower than swelling; the time-series task at
+the gel's own time scale, its windows chosen on training steps only."""
 
 import numpy as np
 import pytest
 
 from prclab.errors import PrclabError
 from prclab.experiments.hysteresis import iv_loops, plot_iv_loops
+from prclab.experiments.timeseries import choose_window, delay_features, run_regression_task
 from prclab.reservoir import HydrogelModel
 
 
@@ -144,3 +146,22 @@ def test_both_outputs_are_the_currents_then_the_marker_angles():
     np.testing.assert_array_equal(yb[:, :, :currents.n_outputs], y)
     np.testing.assert_array_equal(yb[:, :, currents.n_outputs:], both.bending_deg)
     assert np.abs(both.bending_deg[:, -1]).max() > 1e-4    # a driven gel bends (degrees)
+
+
+def test_time_series_windows_are_chosen_on_the_training_steps_only():
+    rng = np.random.default_rng(3)
+    u = rng.uniform(-1, 1, 600)
+    y = delay_features(u, 8)[:, 7] + 0.01 * rng.standard_normal(600)     # u(t - 7)
+    train, test = slice(0, 400), slice(400, None)
+    fit = choose_window(u, y, train, test)
+    assert fit["features"] == "delays:10" and fit["nrmse"] < 0.1          # the shortest window holding t-7
+    y[test] = rng.standard_normal(200)                                   # test targets do not move the choice
+    assert choose_window(u, y, train, test)["features"] == "delays:10"
+
+
+def test_the_gel_task_runs_at_the_gel_time_scale_and_reads_the_bending():
+    result = run_regression_task("narma10", "hydrogel", size=12, n_train=100, n_test=20, washout=10)
+    assert result["step_s"] == pytest.approx(1.0)                        # 1000 samples per step at 1 kHz
+    params = result["substrate_params"]["params"]
+    assert params["outputs"] == "both"
+    assert np.isfinite([result[k] for k in ("nrmse", "baseline_nrmse", "quadratic_baseline_nrmse")]).all()
