@@ -19,13 +19,21 @@ the speed).
 ==========================  ===================  =============================  =========================
 quantity                    model value          literature value               source
 ==========================  ===================  =============================  =========================
-LTP window tau_plus         20 ms                16.8 ms (fit); ~20 ms          Bi & Poo 1998 (fit: Bi &
-                                                                                Poo 2001); Song et al. 2000
-LTD window tau_minus        20 ms                33.7 ms (fit); ~20 ms          as above
-a_plus, a_minus             0.005, 0.00525       0.005, a_minus/a_plus 1.05     Song et al. 2000
+LTP window tau_plus         20 ms                ~20 ms                         Bi & Poo 1998; Song et al.
+                                                                                2000 (approx.)
+LTD window tau_minus        20 ms                ~20-35 ms                      as above (approx.)
+a_plus, a_minus             0.005, 0.00525       0.005, a_minus/a_plus 1.05     Song et al. 2000 (approx.)
+weight bound                unitary PSP 10 mV    largest unitary EPSPs ~several Song et al. 2005 (approx.)
+                            (organoid default)   mV (lognormal tail)
 scaling time constant       20 s (accelerated)   hours to days                  Turrigiano et al. 1998
+                                                                                (approx.)
 target rate                 1 Hz                 ~0.1-5 Hz per unit in culture  Wagenaar et al. 2006
+                                                                                (approx.)
 ==========================  ===================  =============================  =========================
+
+"(approx.)": recalled from the sources, not re-read (a search this session found none of these numbers
+in the searchable text).  Scaling is applied every :data:`SCALING_STEPS` samples of the network's own
+clock (spike counts and the clock are state), so a run cut into blocks learns as one run does.
 
 The traces and weights are plain arrays, ``(batch, N)`` and ``(batch, N_pre, N_post)``: every batch row
 is its own culture, which learns from its own spikes.
