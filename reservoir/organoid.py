@@ -260,8 +260,8 @@ class OrganoidModel(Substrate):
         self._half = np.float32(0.5 * self.dt_ms)
         self._w_half = (0.5 * self.w_t).astype(np.float32)
         self._stim_half = (0.5 * self.stim_gain).astype(np.float32)
-        self.noise_sd = np.where(self.is_exc, noise_exc_mV, noise_inh_mV) / np.sqrt(self.dt_ms)
-        self._noise_half = (self._half * self.noise_sd).astype(np.float32)
+        noise_sd = np.where(self.is_exc, noise_exc_mV, noise_inh_mV) / np.sqrt(self.dt_ms)   # mV/ms
+        self._noise_half = (self._half * noise_sd).astype(np.float32)
         self._readout32 = self.readout.astype(np.float32)
         self._recover = self.dt / std_tau_rec_s
         self._lfp_r = float(np.exp(-self.dt / lfp_tau_s))
