@@ -240,7 +240,7 @@ class OrganoidModel(Substrate):
             rule = STDPRule(stdp_a_plus, stdp_a_minus, stdp_tau_plus_ms, stdp_tau_minus_ms,
                             stdp_w_max_mV / std_U, stdp_target_hz, stdp_tau_rate_s, stdp_tau_scaling_s)
             plastic = connected.T & self.is_exc[:, None] & bool(recurrent)         # (pre, post)
-            self.stdp = STDPState(rule, plastic, self.dt_ms)
+            self.stdp = STDPState(rule, plastic, n_exc, self.dt_ms)
         d_stim = np.linalg.norm(self.stim_positions_um[:, None] - self.positions_um[None], axis=2)
         # charge C dV through the electrode per volt of change -> mV of depolarisation (n_inputs, N)
         self.stim_gain = electrode_nF * stim_mV_per_nC * np.exp(-d_stim / stim_length_um)
@@ -466,10 +466,12 @@ class OrganoidModel(Substrate):
             flat_x[idx] -= efficacy
             rows = idx // n
             if stdp is not None:
-                # each row through its own plastic weights: (k, N) rows of w, summed per batch row
-                jumps = efficacy[:, None] * stdp.w[rows, cols, :]
+                # each row through its own plastic weights: (k, N) rows of w, summed per batch row (idx is
+                # sorted, so each row's spikes are one run of rows)
+                jumps = (0.5 * efficacy)[:, None] * stdp.w[rows, cols, :]
+                firing_rows, first = np.unique(rows, return_index=True)
                 syn[:] = 0.0
-                np.add.at(syn, rows, 0.5 * jumps)
+                syn[firing_rows] = np.add.reduceat(jumps, first, axis=0)
                 stdp.on_spikes(rows, cols)
                 continue
             if batch == 1:

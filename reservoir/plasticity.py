@@ -85,13 +85,25 @@ class STDPState:
 
     Args:
         rule: the rule.
-        plastic: ``(N_pre, N_post)`` bool, which synapses are plastic (existing excitatory ones).
+        plastic: ``(N_pre, N_post)`` bool, which synapses are plastic: the existing ones from the first
+            ``n_exc`` neurons (rows from ``n_exc`` on must be False).
+        n_exc: the excitatory neurons are ``0 .. n_exc - 1``.
         dt_ms: sample period (ms).
+
+    A spike updates only the plastic synapses of its neuron (index lists, a gather and a scatter of a
+    few hundred weights); scaling multiplies the excitatory rows, where a missing synapse is 0.
     """
 
-    def __init__(self, rule: STDPRule, plastic: np.ndarray, dt_ms: float):
-        self.rule, self.plastic = rule, plastic
-        self._mask = plastic.astype(np.float32)
+    def __init__(self, rule: STDPRule, plastic: np.ndarray, n_exc: int, dt_ms: float):
+        if plastic[n_exc:].any():
+            raise ValueError("only synapses from the excitatory neurons 0 .. n_exc - 1 can be plastic")
+        self.rule, self.plastic, self.n_exc = rule, plastic, int(n_exc)
+        # the plastic synapses as index lists: by presynaptic neuron (CSR) and by postsynaptic one (CSC)
+        pre, post = np.nonzero(plastic)
+        n = plastic.shape[0]
+        self._out_ptr, self._out_post = np.searchsorted(pre, np.arange(n + 1)), post
+        by_post = np.lexsort((pre, post))
+        self._in_ptr, self._in_pre = np.searchsorted(post[by_post], np.arange(n + 1)), pre[by_post]
         self.dt_ms = dt_ms
         self._pre_keep = np.float32(np.exp(-dt_ms / rule.tau_plus_ms))
         self._post_keep = np.float32(np.exp(-dt_ms / rule.tau_minus_ms))
@@ -104,8 +116,10 @@ class STDPState:
     KEYS = ("w", "pre", "post", "rate_hz", "count", "clock")
 
     def start(self, w0: np.ndarray, batch: int) -> None:
-        """Every row from the weights ``w0`` ``(N_pre, N_post)`` (mV), traces empty, rates at target."""
+        """Every row from the weights ``w0`` ``(N_pre, N_post)`` (mV; the excitatory ones bounded to
+        ``[0, w_max]``), traces empty, rates at target."""
         self.w = np.repeat(w0[None].astype(np.float32), batch, axis=0)
+        np.clip(self.w[:, :self.n_exc], 0.0, self.rule.w_max, out=self.w[:, :self.n_exc])
         n = w0.shape[0]
         self.pre = np.zeros((batch, n), np.float32)
         self.post = np.zeros((batch, n), np.float32)
@@ -136,13 +150,16 @@ class STDPState:
         """Spikes of neurons ``cols`` in batch rows ``rows`` (``(k,)`` each, after this sample's decay):
         depress their outgoing plastic synapses by the post traces, potentiate their incoming ones by the
         pre traces, then add the spikes to the traces."""
-        w_max = self.rule.w_max
-        out = self.w[rows, cols, :]                                    # (k, N_post)
-        out -= self._ltd * self.post[rows] * self._mask[cols]
-        self.w[rows, cols, :] = np.where(self.plastic[cols], np.clip(out, 0.0, w_max), out)
-        inc = self.w[rows, :, cols]                                    # (k, N_pre)
-        inc += self._ltp * self.pre[rows] * self._mask[:, cols].T
-        self.w[rows, :, cols] = np.where(self.plastic[:, cols].T, np.clip(inc, 0.0, w_max), inc)
+        n = self.plastic.shape[0]
+        flat_w = self.w.reshape(-1)
+        # depression: the outgoing synapses (j -> i) of the spiking neurons j, by the post traces of i
+        spike, post = _segments(self._out_ptr, self._out_post, cols)
+        at = (rows[spike] * n + cols[spike]) * n + post
+        flat_w[at] = np.clip(flat_w[at] - self._ltd * self.post[rows[spike], post], 0.0, self.rule.w_max)
+        # potentiation: the incoming synapses (j -> i) of the spiking neurons i, by the pre traces of j
+        spike, pre = _segments(self._in_ptr, self._in_pre, cols)
+        at = (rows[spike] * n + pre) * n + cols[spike]
+        flat_w[at] = np.clip(flat_w[at] + self._ltp * self.pre[rows[spike], pre], 0.0, self.rule.w_max)
         self.pre[rows, cols] += 1.0
         self.post[rows, cols] += 1.0
         self.count[rows, cols] += 1.0
@@ -156,5 +173,15 @@ class STDPState:
         self.rate_hz += k * (counts / np.float32(seconds) - self.rate_hz)
         factor = 1.0 + np.float32(seconds / rule.tau_scaling_s) * (rule.target_hz - self.rate_hz) / rule.target_hz
         factor = np.maximum(factor, np.float32(0.0))
-        scaled = np.clip(self.w * factor[:, None, :], 0.0, rule.w_max)
-        self.w = np.where(self.plastic, scaled, self.w)
+        exc = self.w[:, :self.n_exc]
+        exc *= factor[:, None, :]
+        np.clip(exc, 0.0, rule.w_max, out=exc)
+
+
+def _segments(ptr: np.ndarray, members: np.ndarray, of: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The concatenated index lists ``members[ptr[c]:ptr[c + 1]]`` of every ``c`` in ``of``, and for each
+    element the position in ``of`` it belongs to: ``(owner, member)``, both ``(total,)``."""
+    starts, lengths = ptr[of], ptr[of + 1] - ptr[of]
+    owner = np.repeat(np.arange(len(of)), lengths)
+    offset = np.arange(len(owner)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    return owner, members[starts[owner] + offset]

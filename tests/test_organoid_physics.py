@@ -134,7 +134,7 @@ def test_stdp_rule_direction_and_window():
     w0 = np.array([[0.0, 3.0], [0.0, 0.0]])
 
     def paired(first, second, lag_ms=10):
-        stdp = STDPState(rule, plastic, dt_ms=1.0)
+        stdp = STDPState(rule, plastic, n_exc=1, dt_ms=1.0)
         stdp.start(w0, batch=1)
         stdp.on_spikes(np.array([0]), np.array([first]))
         for _ in range(lag_ms):
