@@ -22,6 +22,13 @@ training steps (the rule of ``experiments.tasks.choose_features``); a window of 
 ``n_train // 10`` features (fewer than ten training steps per coefficient) is not tried, on either
 side, but the shortest always is.  After a washout the first ``n_train`` steps
 train, the next ``n_test`` test: ``NRMSE = sqrt(mean((ŷ - y)²)) / std(y)`` on the test steps.
+
+Measured (``prclab task --task narma10 --substrate hydrogel --seeds 3``, 4000 / 1000 steps of 1 s, mean
+± standard error over seeds 0-2): the gel (currents and bending, window 20 steps, its 13 channels' cap)
+0.385 ± 0.011, the linear baseline 0.382 ± 0.010 and the quadratic 0.383 ± 0.011 (both chose 50 steps);
+the gel is worse by 0.0033 ± 0.0010 (paired).  Its currents are linear 20-step filters of the input
+(R² 0.9994-0.9998) and its bending is noise-limited, so at ±0.5 V it is a linear fading memory
+(``reservoir.hydrogel``).
 """
 
 from __future__ import annotations
@@ -46,8 +53,9 @@ SUBSTRATE_DEFAULTS = {"esn": (0.1, {"leak_rate": 1.0}), "hydrogel": (0.5, {"outp
 DEFAULT_AMPLITUDE = 0.5
 #: seconds per series step for a substrate driven at its own time scale (others: the registry's frame)
 STEP_S = {"hydrogel": 1.0}
-#: window lengths (steps) each side chooses from
-DELAY_CANDIDATES = (1, 2, 5, 10, 20)
+#: window lengths (steps) each side chooses from (up to ten times NARMA-10's order: its target carries
+#: memory beyond 20 steps through the 0.3 y(t) term, and the leave-one-out error picks 50 steps on it)
+DELAY_CANDIDATES = (1, 2, 5, 10, 20, 50, 100)
 #: series steps streamed through the substrate per ``run`` call (bounds memory)
 CHUNK_STEPS = 100
 
