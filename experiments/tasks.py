@@ -182,8 +182,8 @@ def run_task(data: LabelledSequences, substrate: str = "esn", size: int | None =
             chosen from ``FEATURE_CANDIDATES`` and the substrate's own candidates (its registry entry's
             ``features``) on the training trials (``choose_features``).
         substrate_params: the model's constructor keywords (e.g. ``{"recurrent": False}``).
-        encoder_params: the encoder's keywords (``protocols.encoders``); ``samples_per_frame`` and
-            ``waveform`` default to the substrate's registry entry, ``sample_rate_hz`` to ``1 / dt``
+        encoder_params: the encoder's keywords (``protocols.encoders``); by default the substrate's
+            registry entry's ``samples_per_frame`` and ``encoder`` keywords, ``sample_rate_hz`` ``1 / dt``
             of the model.
         progress: optional callable ``progress(n_done_items)``.
         split: ``official`` or ``speaker`` (see ``train_test_index``).
@@ -200,7 +200,7 @@ def run_task(data: LabelledSequences, substrate: str = "esn", size: int | None =
     train, test = train_test_index(data, seed, split=split)
     params = {"seed": seed, **(substrate_params or {})}
     dt = params.get("dt", substrate_defaults(substrate).get("dt"))
-    enc_params = {"samples_per_frame": entry.samples_per_frame, "waveform": entry.waveform,
+    enc_params = {"samples_per_frame": entry.samples_per_frame, **entry.encoder,
                   **({"sample_rate_hz": 1.0 / float(dt)} if isinstance(dt, (int, float)) and dt > 0 else {}),
                   **(encoder_params or {})}
     encoder = make_encoder(data, **enc_params).fit(data, train)

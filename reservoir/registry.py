@@ -3,18 +3,21 @@
 Each entry names the model class, the constructor parameter that sets its size (``--units`` on the
 command line) and how many samples a task holds each feature frame for by default (1 for the abstract
 echo-state core, which steps once per frame; 10 for physical models sampled at 1 kHz, i.e. a 10 ms
-frame), how a task's encoder turns a frame into samples (``waveform``, ``protocols.encoders``: a held
-level unless the substrate is driven by pulses) and any feature specs a task adds to the candidates
+frame; what ``experiments.characterize`` and the time-series tasks hold each input value for), the
+keywords a classification task's encoder takes for it (``encoder``, ``protocols.encoders``: a held level
+of ``samples_per_frame`` samples unless the substrate is driven by pulses) and any feature specs a task adds to the candidates
 for that substrate (offered to the reservoir and to every baseline alike).
 
 The organoid is driven as an MEA culture is: by pulses (its electrodes are capacitive, a held level
 passes nothing after its onset), Brainoware's binarised pulses (Cai et al. 2023, Nat. Electron.
-6:1032), one step per 10 ms frame: a step outlasts the direct evoked response (< 5 ms) and the 3 ms
-blanking after each pulse (``reservoir.organoid``), so each step's direct response lies in that step's
-10 ms count bin, Brainoware's bin, while the polysynaptic response (tens to hundreds of ms) spans the
-following steps, the network's fading memory; and a spoken digit's 10 ms MFCC frames play in real
-time.  (Brainoware's own step is 100 ms; ten times the simulated time per item.)  Its extra candidate
-is Brainoware's readout, spike counts in 10 ms bins (``win:10``; with the default 32 recording
+6:1032), one step per 50 ms frame (``encoder``; characterisation keeps the 10 ms hold): at most 20 pulses a second per electrode, inside DishBrain's 4-40 Hz
+(Kagan et al. 2022, Neuron 110:3952), where 10 ms steps (up to 100 Hz) hold the network's depressing
+synapses (0.8 s recovery) depressed; a step outlasts the direct evoked response (< 5 ms) and the 3 ms
+blanking, and the polysynaptic response to one step's pulses (20-50 ms) falls into the next steps, the
+network's fading memory.  Among 10, 25, 50 and 100 ms steps, 50 ms had the lowest training
+leave-one-out error on BasicMotions (``reservoir.organoid``'s docstring; Brainoware's own step is
+100 ms).  A spoken digit's 10 ms MFCC frames play five times slower than spoken.  Its extra candidate is
+Brainoware's readout, spike counts in 10 ms bins (``win:10``; with the default 32 recording
 electrodes, fewer than Brainoware's 64 most active, all of them).
 """
 
@@ -22,7 +25,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 
 from prclab.errors import PrclabError
@@ -38,7 +41,7 @@ class SubstrateEntry:
     cls: type
     size_param: str
     samples_per_frame: int
-    waveform: str = "hold"
+    encoder: dict = field(default_factory=dict)
     features: tuple[str, ...] = ()
 
 
@@ -46,7 +49,8 @@ SUBSTRATES: dict[str, SubstrateEntry] = {
     "esn": SubstrateEntry(EchoStateNetwork, "units", 1),
     "potato": SubstrateEntry(PotatoModel, "nodes", 10),
     "hydrogel": SubstrateEntry(HydrogelModel, "grid", 10),
-    "organoid": SubstrateEntry(OrganoidModel, "neurons", 10, waveform="binary", features=("win:10",)),
+    "organoid": SubstrateEntry(OrganoidModel, "neurons", 10, encoder={"waveform": "binary", "samples_per_frame": 50},
+                               features=("win:10",)),
 }
 
 

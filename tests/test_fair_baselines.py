@@ -140,7 +140,8 @@ def test_detect_turns_recorded_voltage_into_the_spike_counts_it_holds():
 def test_a_substrates_own_candidates_are_offered_to_every_side_and_its_params_pass_through(toy_npz):
     data = load_dataset(toy_npz)
     result = run_task(data, "organoid", size=60, substrate_params={"recurrent": False, "n_outputs": 6})
-    assert result["waveform"] == SUBSTRATES["organoid"].waveform == "binary"
+    assert result["waveform"] == SUBSTRATES["organoid"].encoder["waveform"] == "binary"
+    assert result["encoder"]["samples_per_frame"] == SUBSTRATES["organoid"].encoder["samples_per_frame"]
     assert result["substrate_params"]["params"]["recurrent"] is False
     search = result["feature_search"]
     assert search["candidates"] == list(FEATURE_CANDIDATES) + ["win:10"]
