@@ -26,12 +26,13 @@ thresholds are this module's choices:
 ``k = 5`` was chosen on surrogates, not on any task: the default organoid's 30 s of spontaneous activity
 (``experiments.characterize.spontaneous_bursts``, seeds 0-3), each electrode's train circularly shifted
 by its own random lag (rates and each train's own structure kept, synchrony destroyed; 5 surrogates a
-seed): ``k = 4`` finds 0-6 bursts in a surrogate, ``k = 5`` one in all 20, where the intact rasters have
-1-8 (this module's author, 2026-12-02, on the working tree of commit a735ebc).
+seed): ``k = 4`` finds 1-7 bursts in a surrogate, ``k = 5`` one in all 20, where the intact rasters have
+4-8 (this module's author, 2026-12-02, at commit 9387c9f; the machine was shared, the counts are
+deterministic).
 
 Recruitment is the raw fraction of units that fire within the burst: units with a high background rate
-(multi-unit electrodes at ~10 Hz) fire in a 20 ms window by chance too (13 % of the organoid's 32
-electrodes, mean over 20 ms windows), so compare recruitments at the same unit type.
+(multi-unit electrodes at ~8 Hz) fire in a 20 ms window by chance too (13 % of the organoid's 32
+electrodes, mean over 20 ms windows, seeds 0-3), so compare recruitments at the same unit type.
 
 Statistics (``detect_bursts``): burst rate (per s), inter-burst intervals (start to start) and their CV,
 recruitment (fraction of units that fire in a burst, mean and SD), burst duration (mean and SD),
