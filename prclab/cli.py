@@ -434,10 +434,12 @@ def cmd_replay(args) -> None:
 
 
 def cmd_task(args) -> None:
-    from prclab.experiments.tasks import format_task_result, run_tasks
+    from prclab.experiments.tasks import assignments, format_task_result, run_tasks
 
     result = run_tasks(args.data, args.task, args.substrate, size=args.units, seed=args.seed, seeds=args.seeds,
-                       features=args.features, split=args.split, progress_bar=_progress_bar)
+                       features=args.features, split=args.split, progress_bar=_progress_bar,
+                       encoder_params=assignments(args.encoder, "--encoder"),
+                       substrate_params=assignments(args.param, "--param"))
     print(json.dumps(result) if args.json else format_task_result(result))
 
 

@@ -157,6 +157,11 @@ def _cases(w: Path):
         "task data garbage": ["task", "--data", str(w / "garbage.h5")],
         "task data is a FIFO": ["task", "--data", str(w / "fifo.npz")],
         "task bad features": ["task", "--data", str(w / "toy.npz"), "--features", "bins:0"],
+        "task param without a value": ["task", "--data", str(w / "toy.npz"), "--param", "recurrent"],
+        "task param unknown": ["task", "--data", str(w / "toy.npz"), "--param", "no_such_knob=1"],
+        "task param not finite": ["task", "--data", str(w / "toy.npz"), "--param", "spectral_radius=inf"],
+        "task encoder unknown": ["task", "--data", str(w / "toy.npz"), "--encoder", "colour=blue"],
+        "task encoder on a time series": ["task", "--task", "narma10", "--encoder", "waveform=rate"],
         # characterize
         "characterize units huge": ["characterize", "--units", "10000000000"],
         "characterize units inf": ["characterize", "--units", "inf"],
