@@ -97,7 +97,7 @@ def check_marks_land_in_the_response_stream(factory: Factory, stimulus: Stimulus
         _play(dev, stimulus, n)
         since = dev.n_events
         dev.mark("trial:1")
-        _play(dev, stimulus, n)
+        _play(dev, stimulus, 3 * n)   # past the latest landing the bound below allows
         events = dev.events(since)
     index = dict((label, i) for i, label in events).get("trial:1")
     _expect(index is not None, "marks", device, f"mark not in the events {events}")
