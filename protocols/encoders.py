@@ -91,10 +91,12 @@ class Encoder:
             raise PrclabError(f"encoder: low_V ({low_V}) must be below high_V ({high_V})")
         given = _checked(amplitude=amplitude, samples_per_frame=samples_per_frame, multiplex=multiplex,
                          waveform=waveform, rate_min_hz=rate_min_hz, rate_max_hz=rate_max_hz,
-                         biphasic=biphasic, sample_rate_hz=sample_rate_hz)
+                         biphasic=biphasic)
+        if not (isinstance(sample_rate_hz, (int, float)) and 0 < sample_rate_hz < float("inf")):
+            raise PrclabError(f"encoder: sample_rate_hz must be a positive number of hertz, got {sample_rate_hz!r:.40}")
         self.low_V, self.high_V, self.amplitude = float(low_V), float(high_V), given["amplitude"]
         self.samples_per_frame, self.multiplex = given["samples_per_frame"], given["multiplex"]
-        self.waveform, self.biphasic, self.sample_rate_hz = waveform, given["biphasic"], given["sample_rate_hz"]
+        self.waveform, self.biphasic, self.sample_rate_hz = waveform, given["biphasic"], float(sample_rate_hz)
         self.rate_min_hz, self.rate_max_hz = given["rate_min_hz"], given["rate_max_hz"]
         if self.rate_min_hz > self.rate_max_hz:
             raise PrclabError(f"encoder: rate_min_hz ({rate_min_hz}) must not exceed rate_max_hz ({rate_max_hz})")
@@ -275,7 +277,7 @@ ENCODER_TABLE = from_signature("encoder", (Encoder, MFCCEncoder, SequenceEncoder
     "How each dataset item becomes electrode voltages (protocols.encoders); mfcc keys for audio only."),
     first=(Key("kind", str, "", choices=("", "mfcc", "sequence"),
                doc='"mfcc" (audio) or "sequence"; empty: from the dataset'),),
-    exclude=("low_V", "high_V", "rate_hz", "n_channels"), declared={
+    exclude=("low_V", "high_V", "rate_hz", "n_channels", "sample_rate_hz"), declared={
         "amplitude": Key(low=0, high=1, low_open=True, doc="fraction of the stimulus half range used"),
         "samples_per_frame": Key(low=1, high=MAX_SAMPLES_PER_FRAME, unit="samples",
                                  doc="samples each feature frame is held for"),
@@ -284,8 +286,6 @@ ENCODER_TABLE = from_signature("encoder", (Encoder, MFCCEncoder, SequenceEncoder
         "rate_min_hz": Key(low=0, high=1e6, unit="Hz", doc="rate: pulse rate of the lowest feature value"),
         "rate_max_hz": Key(low=0, high=1e6, unit="Hz", doc="rate: pulse rate of the highest feature value"),
         "biphasic": Key(doc="pulses followed by their mirror sample (charge-balanced through a resistance)"),
-        "sample_rate_hz": Key(low=0, low_open=True, high=1e9, unit="Hz",
-                              doc="rate: the sample rate the pulse trains are timed at"),
         "n_mfcc": Key(low=1, high=1000, doc="mfcc: coefficients per frame (the channels)"),
         "window_s": Key(low=0, low_open=True, high=MAX_FRAME_S, unit="s", doc="mfcc: analysis window"),
         "hop_s": Key(low=0, low_open=True, high=MAX_FRAME_S, unit="s", doc="mfcc: frame step"),

@@ -174,10 +174,11 @@ class Protocol:
         return str(self.path) if self.path else "protocol"
 
     def encoder_params(self) -> dict:
-        """The encoder's keywords: the stimulus range and the ``[encoder]`` keywords the file gives (the
-        others keep the constructor's defaults, which are the table's)."""
+        """The encoder's keywords: the stimulus range, the sample rate pulse trains are timed at (the
+        protocol's) and the ``[encoder]`` keywords the file gives (the others keep the constructor's
+        defaults, which are the table's)."""
         return {"low_V": self.values["stimulus"]["low_V"], "high_V": self.values["stimulus"]["high_V"],
-                **self.encoder_extra}
+                "sample_rate_hz": self.values["protocol"]["sample_rate_hz"], **self.encoder_extra}
 
 
 def load_protocol(path: str | Path) -> Protocol:

@@ -45,7 +45,7 @@ from prclab.errors import PrclabError
 from prclab.reservoir import electrodes_of, make_substrate
 
 from .datasets import LabelledSequences, load_dataset
-from .encoders import Encoder, make_encoder
+from .encoders import Encoder, make_encoder, rest_level
 from .protocol import Protocol
 from .recording import RecordingWriter, Trial, run_identity
 from .safety import SafetyError, SafetyLimits, SafetyMonitor, apply_ramp, resolve_limits, validate_trials
@@ -133,11 +133,6 @@ def _random_split(data: LabelledSequences, seed: int) -> np.ndarray:
         idx = rng.permutation(np.flatnonzero(data.labels == label))
         split[idx[:max(1, round(0.3 * len(idx)))]] = "test"
     return split.astype(str)
-
-
-def rest_level(low: float, high: float) -> float:
-    """The voltage electrodes rest at between stimuli: 0 V if allowed, else the range's centre."""
-    return 0.0 if low <= 0.0 <= high else (low + high) / 2
 
 
 def compile_trials(protocol: Protocol, data: LabelledSequences, encoder: Encoder,

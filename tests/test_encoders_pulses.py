@@ -169,3 +169,18 @@ def test_a_rate_coded_protocol_runs_against_the_organoid_and_the_safety_limits_s
     stimulus = np.concatenate([np.asarray(t.stimulus) for t in recording.trials])
     assert set(np.round(np.unique(stimulus), 6)) == {-0.45, 0.0, 0.45}
     assert json.loads(out.out)
+
+
+def test_a_protocol_times_its_pulse_trains_at_its_own_sample_rate(toy_npz, tmp_path):
+    from prclab.protocols.protocol import load_protocol
+
+    text = PROTOCOL.format(dataset=toy_npz, biphasic="true", extra="").replace(
+        "sample_rate_hz = 1000.0", "sample_rate_hz = 2000.0")
+    path = tmp_path / "p.toml"
+    path.write_text(text)
+    data = load_dataset(toy_npz)
+    encoder = make_encoder(data, **load_protocol(path).encoder_params()).fit(data)
+    assert encoder.sample_rate_hz == 2000.0          # the protocol's rate, never a default of 1 kHz
+    path.write_text(text.replace('waveform = "rate"', 'waveform = "rate"\nsample_rate_hz = 1000.0'))
+    with pytest.raises(PrclabError, match="sample_rate_hz"):   # not an [encoder] key: it is the protocol's
+        load_protocol(path)
