@@ -307,7 +307,8 @@ def run_tasks(data_path=None, task: str | None = None, substrate: str = "esn", s
             raise PrclabError(f"task: --encoder and --param apply to --data, not to the time-series task {task}")
         for s in range(seed, seed + seeds):
             results.append({"seed": s, **run_regression_task(task, substrate, size=size, seed=s)})
-        return results[0] if seeds == 1 else aggregate_seeds(results, "nrmse", {"baseline_nrmse": "baseline"})
+        return results[0] if seeds == 1 else aggregate_seeds(
+            results, "nrmse", {"baseline_nrmse": "baseline", "quadratic_baseline_nrmse": "quadratic_baseline"})
     data = load_dataset(data_path)
     given = dict(features=features, split=split, encoder_params=encoder_params, substrate_params=substrate_params)
     for s in range(seed, seed + seeds):
@@ -352,8 +353,10 @@ def format_task_result(result: dict) -> str:
     rows = [(f"test {name:<13}", metric, "", "reservoir"),
             (f"baseline {name:<9}", "baseline_nrmse" if regression else "baseline_accuracy", "baseline_",
              baseline_note)]
-    if "quadratic_baseline_accuracy" in result:
-        rows.append(("quadratic baseline", "quadratic_baseline_accuracy", "quadratic_baseline_",
+    quadratic = "quadratic_baseline_nrmse" if regression else "quadratic_baseline_accuracy"
+    if quadratic in result:
+        rows.append(("quadratic baseline", quadratic, "quadratic_baseline_",
+                     "the same on the inputs and their squares" if regression else
                      "same readout on the stimulus and its square, no reservoir"))
     for label, key, prefix, note in rows:
         if "seeds" in result:
