@@ -97,14 +97,19 @@ def check_marks_land_in_the_response_stream(factory: Factory, stimulus: Stimulus
         _play(dev, stimulus, n)
         since = dev.n_events
         dev.mark("trial:1")
-        _play(dev, stimulus, 3 * n)   # past the latest landing the bound below allows
+        _play(dev, stimulus, 5 * n)   # past the latest landing allowed below
         events = dev.events(since)
     index = dict((label, i) for i, label in events).get("trial:1")
     _expect(index is not None, "marks", device, f"mark not in the events {events}")
-    # a host-inserted marker (brainflow, a two-device rig) lands after the host's latency: up to 70 ms
-    # was seen with the two cores loaded, so the bound is 0.1 s
-    _expect(n - 2 <= index <= n + int(0.1 * device.channels.rate_hz), "marks", device,
-            f"mark at response sample {index}, written after {n}")
+    _expect(index >= n - 2, "marks", device, f"mark at response sample {index}, before the {n} written")
+    # A host-inserted marker (brainflow) lands after the host's latency: up to 70 ms was seen with the
+    # two cores loaded, so the bound is 0.1 s.  A recorder on its own clock (a two-device rig:
+    # ``separate``) marks its own stream, which ran from open: where the mark lands against the samples
+    # read also holds the recorder's backlog at the first read (184 ms in one clean CI run).  The runner
+    # aligns each trial by its mark, so only the alignment matters there (tests/test_rig.py measures it).
+    if not getattr(device, "separate", False):
+        _expect(index <= n + int(0.1 * device.channels.rate_hz), "marks", device,
+                f"mark at response sample {index}, written after {n}")
 
 
 def check_bad_stimulus_is_refused(factory: Factory, stimulus: Stimulus = mid_range) -> None:
