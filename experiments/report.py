@@ -180,7 +180,7 @@ def _recording_figures(path: Path, out: Path) -> tuple[dict, list[tuple[str, str
     curve = {}
     for key, arrays, spec in (("accuracy", [r for _, r in windows], result["features"]),
                               ("baseline", [s for s, _ in windows], result["baseline_features"])):
-        x = trial_features(arrays, spec)
+        x = trial_features(arrays, spec, train=np.flatnonzero(train))  # top:/win: set on training trials
         clf = RidgeClassifier().fit(x[train], labels[train])
         curve["alphas"] = list(clf.alphas)
         curve[key] = clf.score_path(x[test], labels[test], clf.alphas).tolist()

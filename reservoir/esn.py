@@ -56,7 +56,7 @@ MIN_SPARSE_ROWS = 16
 _blas_controller: ThreadpoolController | None = None
 
 
-def _single_threaded_blas():
+def single_threaded_blas():
     """Context manager that holds BLAS to one thread (process-wide) while it is active."""
     global _blas_controller
     if _blas_controller is None:
@@ -76,7 +76,7 @@ def max_abs_eigenvalue(w: np.ndarray) -> float:
     """Largest absolute eigenvalue of a square matrix (ARPACK for large ones)."""
     n = w.shape[0]
     if n <= 300:
-        with _single_threaded_blas():   # multi-threaded LAPACK on a small matrix only waits on itself
+        with single_threaded_blas():   # multi-threaded LAPACK on a small matrix only waits on itself
             return float(np.max(np.abs(np.linalg.eigvals(w))))
     vals = eigs(sparse.csr_matrix(w), k=1, which="LM", return_eigenvectors=False, tol=1e-6,
                 maxiter=20 * n, v0=np.ones(n))
@@ -202,7 +202,7 @@ class EchoStateCore:
         # one-thread BLAS for the whole run: a multi-threaded one leaves its workers spinning after
         # each call, and they took a core from the integration threads (measured: the integration of a
         # freshly driven chunk ran at 51-59 % of its speed on a copy of the same data)
-        with _single_threaded_blas():
+        with single_threaded_blas():
             self._in_row_blocks(rows, batch, active, n_threads if steps else 1)
         if lengths is None:
             if steps:

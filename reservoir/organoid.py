@@ -130,7 +130,7 @@ import numpy as np
 
 from .base import Substrate, check_input
 from .electrodes import first_order
-from .esn import _single_threaded_blas
+from .esn import single_threaded_blas
 from .plasticity import STDPRule, STDPState
 from .streams import RowSeeds, RowStreams, split_off
 
@@ -370,7 +370,7 @@ class OrganoidModel(Substrate):
         counts = np.empty((batch, steps, self.n_outputs))
         constant = self._half * np.float32(140.0 + self.background)
         # per-sample products are small: BLAS threads only contend (and stall under load)
-        with _single_threaded_blas():
+        with single_threaded_blas():
             for start in range(0, steps, NOISE_CHUNK_STEPS):
                 stop = min(steps, start + NOISE_CHUNK_STEPS)
                 # half-step drive (steps, batch, N): noise, constant input, and the stimulus where it changes
