@@ -113,6 +113,17 @@ def _potential_uV(value: float) -> str:
     return f"{n}u"
 
 
+
+try:  # pyserial reconfigures a POSIX port through termios, whose error is not an OSError
+    from termios import error as _TermiosError
+except ImportError:  # Windows
+    class _TermiosError(Exception):
+        pass
+
+#: what a serial port raises when it is gone or refuses an operation (an unplugged USB adapter, a
+#: closed pseudo-terminal)
+PORT_ERRORS = (serial.SerialException, OSError, _TermiosError)
+
 class SerialLink:
     """A pyserial port read as bounded, timed lines; every failure becomes a one-line DeviceError.
 
@@ -128,7 +139,7 @@ class SerialLink:
         try:
             self._serial = serial.serial_for_url(port, baudrate=baudrate, timeout=line_timeout_s,
                                                  write_timeout=line_timeout_s, exclusive=True)
-        except (serial.SerialException, OSError, ValueError) as exc:
+        except (*PORT_ERRORS, ValueError) as exc:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             busy = "lock" in reason.lower() or "busy" in reason.lower()
             raise DeviceError(f"{self.label}: {'port busy' if busy else 'cannot open port'} "
@@ -144,14 +155,14 @@ class SerialLink:
             self._serial.flush()
         except serial.SerialTimeoutException:
             raise self.fail(f"write timed out after {self.line_timeout_s:g} s (device stalled?)") from None
-        except (serial.SerialException, OSError) as exc:
+        except PORT_ERRORS as exc:
             raise self.fail(f"disconnected while writing ({exc})") from None
 
     def readline(self) -> str:
         """One reply line without its newline; faults on silence, overlong or non-ASCII lines."""
         try:
             raw = self._serial.read_until(b"\n", MAX_LINE_BYTES)
-        except (serial.SerialException, OSError) as exc:
+        except PORT_ERRORS as exc:
             raise self.fail(f"disconnected ({exc})") from None
         if not raw.endswith(b"\n"):
             if len(raw) >= MAX_LINE_BYTES:
@@ -167,7 +178,7 @@ class SerialLink:
         """Per-line timeout from now on (quietly ignored on a port that is gone)."""
         try:
             self._serial.timeout = seconds
-        except (serial.SerialException, OSError, ValueError):
+        except (*PORT_ERRORS, ValueError):
             pass
 
     def discard_input(self, quiet_s: float = 0.05, limit_s: float = 0.5) -> None:
@@ -177,18 +188,18 @@ class SerialLink:
             self._serial.timeout = quiet_s
             while self._serial.read(4096) and time.monotonic() < deadline:
                 pass
-        except (serial.SerialException, OSError):
+        except PORT_ERRORS:
             pass
         finally:
             try:
                 self._serial.timeout = self.line_timeout_s
-            except (serial.SerialException, OSError, ValueError):
+            except (*PORT_ERRORS, ValueError):
                 pass
 
     def close(self) -> None:
         try:
             self._serial.close()
-        except (serial.SerialException, OSError):
+        except PORT_ERRORS:
             pass
 
 
