@@ -19,6 +19,7 @@ generated from the schema, ``docs/protocol-keys.md`` (``python -m prclab.protoco
     [encoder]                         # kind and the encoders' constructor keywords (protocols.encoders)
     [timing]                          # washout_s, rest_s
     [readout]                         # features (readouts.features)
+    [drift]                           # reference, reference_every, reference_id: a fixed reference block
     [safety]                          # stimulation limits; per channel in [safety.channels.N]
 
 Each table is declared once, below (:data:`TABLES`), with those of :mod:`.encoders` and :mod:`.safety`;
@@ -101,6 +102,13 @@ TABLES: tuple[Table, ...] = (
         "Rests around each stimulus, at the rest level."),
     Table("readout", (Key("features", str, "mean+last", doc="feature spec (readouts.features)"),),
           "The features a readout is trained on."),
+    Table("drift", (
+        Key("reference", bool, False, doc="play a fixed reference trial first and last in the run"),
+        Key("reference_every", int, 0, unit="trials", low=0, high=MAX_ITEMS,
+            doc="with reference: also after every N dataset trials (0: first and last only)"),
+        Key("reference_id", str, "", doc="item id of the reference (empty: the first training item)")),
+        "A fixed reference block played through the run to measure drift; its trials are recorded "
+        "with split \"reference\" (experiments.twins.drift)."),
     safety.SAFETY_TABLE,
     safety.CHANNEL_TABLE,
 )
@@ -218,6 +226,9 @@ def parse_protocol(text: str, path: Path | None = None) -> Protocol:
         substrate["name"] = spec[4:]
     substrate["params"] = substrate_params_table(substrate["name"]).check(
         substrate["params"], where, f"[substrate.params] (name = {substrate['name']!r})")
+    drift = values["drift"]
+    if not drift["reference"] and (drift["reference_every"] or drift["reference_id"]):
+        raise PrclabError(f"{where}: [drift] reference_every / reference_id need reference = true")
     extra = {k: values["encoder"][k] for k in given["encoder"] if k != "kind"}
     values["safety"] = safety.check_table(given["safety"], values["stimulus"]["electrodes"], where)
     return Protocol(values, text, path, extra, named)

@@ -138,7 +138,17 @@ def _random_split(data: LabelledSequences, seed: int) -> np.ndarray:
 def compile_trials(protocol: Protocol, data: LabelledSequences, encoder: Encoder,
                    limits: SafetyLimits) -> list[Trial]:
     """The run's trials in playing order (shuffled per repetition with the protocol seed if random),
-    with the start-of-run amplitude ramp of ``limits`` applied."""
+    with the start-of-run amplitude ramp of ``limits`` applied.
+
+    With ``[drift] reference = true`` a fixed reference trial (the item ``reference_id``, default the
+    first training item) is played first, after every ``reference_every`` dataset trials (if > 0) and
+    last; each has ``split = "reference"`` and ``repetition`` = which play of the reference it is (0, 1,
+    ...), so readouts (which take the train and test trials) leave it out and
+    :mod:`prclab.experiments.twins.drift` compares its plays.
+
+    Raises:
+        PrclabError: ``reference_id`` names no item played.
+    """
     p, t, s = protocol["protocol"], protocol["timing"], protocol["stimulus"]
     rate = p["sample_rate_hz"]
     n_wash, n_rest = int(round(t["washout_s"] * rate)), int(round(t["rest_s"] * rate))
@@ -146,16 +156,45 @@ def compile_trials(protocol: Protocol, data: LabelledSequences, encoder: Encoder
     rng = np.random.default_rng(p["seed"])
     trials: list[Trial] = []
     stimuli = [encoder.encode(x) for x in data.sequences]
+
+    def add(item: int, repetition: int, split: str) -> None:
+        stim = stimuli[item]
+        wave = np.full((n_wash + len(stim) + n_rest, stim.shape[1]), level)
+        wave[n_wash:n_wash + len(stim)] = stim
+        trials.append(Trial(len(trials), int(item), repetition, str(data.labels[item]), split,
+                            str(data.ids[item]), wave, n_wash, n_wash + len(stim)))
+
+    drift = protocol["drift"]
+    ref = _reference_item(protocol, data) if drift["reference"] else None
+    plays = 0  # reference plays so far
+    if ref is not None:
+        add(ref, plays, "reference")
+        plays += 1
+    played = 0  # dataset trials so far
     for rep in range(p["repetitions"]):
         order = rng.permutation(len(data)) if p["order"] == "random" else np.arange(len(data))
         for item in order:
-            stim = stimuli[item]
-            wave = np.full((n_wash + len(stim) + n_rest, stim.shape[1]), level)
-            wave[n_wash:n_wash + len(stim)] = stim
-            trials.append(Trial(len(trials), int(item), rep, str(data.labels[item]), str(data.split[item]),
-                                str(data.ids[item]), wave, n_wash, n_wash + len(stim)))
+            add(int(item), rep, str(data.split[item]))
+            played += 1
+            if ref is not None and drift["reference_every"] and played % drift["reference_every"] == 0:
+                add(ref, plays, "reference")
+                plays += 1
+    if ref is not None and trials[-1].split != "reference":
+        add(ref, plays, "reference")
     apply_ramp([t.stimulus for t in trials], limits)
     return trials
+
+
+def _reference_item(protocol: Protocol, data: LabelledSequences) -> int:
+    """The dataset position of ``[drift] reference_id`` (empty: the first training item)."""
+    ref_id = protocol["drift"]["reference_id"]
+    if not ref_id:
+        return int(np.flatnonzero(data.split == "train")[0])
+    found = np.flatnonzero(data.ids == ref_id)
+    if len(found) == 0:
+        raise PrclabError(f"{protocol.where}: [drift] reference_id {ref_id!r} is no item played "
+                          f"(e.g. {', '.join(map(str, data.ids[:3]))})")
+    return int(found[0])
 
 
 EVENTS = ("run_start", "trial_start", "block_written", "block_read", "trial_end", "run_stop")
