@@ -37,7 +37,8 @@ one-electrode device such as a potentiostat can take MFCC frames.
 
 A protocol's ``[encoder]`` table (:data:`ENCODER_TABLE`) is these constructors' keywords, with their
 defaults, less those the protocol sets from other tables (``low_V``/``high_V`` from ``[stimulus]``,
-``rate_hz`` and ``n_channels`` from the dataset), after ``kind``.
+``rate_hz`` and ``n_channels`` from the dataset), after ``kind``.  ``kind = "direct"`` plays designed
+sequences (values in [-1, 1]) as they are, scaled into the range (:class:`DirectEncoder`).
 """
 
 from __future__ import annotations
@@ -271,12 +272,35 @@ class SequenceEncoder(Encoder):
         return {**super().describe(), "n_channels": self.n_features}
 
 
+class DirectEncoder(SequenceEncoder):
+    """Designed stimuli ``(steps, channels)`` with values in [-1, 1] -> volts as designed, with no
+    standardisation or squashing: ``v = centre + amplitude * half_range * x`` (a multisine or
+    irrational-frequency sinusoid keeps its shape; ``prclab twin probe`` writes such datasets).
+
+    Raises:
+        PrclabError: an item holds a value outside [-1, 1].
+    """
+
+    kind = "direct"
+
+    def features(self, item: np.ndarray) -> np.ndarray:
+        item = super().features(item)
+        if np.abs(item).max(initial=0.0) > 1.0:
+            raise PrclabError(f"direct encoder: values must lie in [-1, 1], got {np.abs(item).max():.4g}")
+        return item
+
+    def normalised(self, frames: np.ndarray) -> np.ndarray:
+        """The frames themselves: designed in [-1, 1] already."""
+        return frames
+
+
 #: ``[encoder]``: ``kind``, then the constructors' keywords with their defaults (the protocol gives
 #: low_V/high_V from [stimulus], rate_hz and n_channels come from the dataset)
 ENCODER_TABLE = from_signature("encoder", (Encoder, MFCCEncoder, SequenceEncoder), doc=(
     "How each dataset item becomes electrode voltages (protocols.encoders); mfcc keys for audio only."),
-    first=(Key("kind", str, "", choices=("", "mfcc", "sequence"),
-               doc='"mfcc" (audio) or "sequence"; empty: from the dataset'),),
+    first=(Key("kind", str, "", choices=("", "mfcc", "sequence", "direct"),
+               doc='"mfcc" (audio), "sequence" or "direct" (sequences in [-1, 1] played as designed); '
+                   'empty: from the dataset'),),
     exclude=("low_V", "high_V", "rate_hz", "n_channels", "sample_rate_hz"), declared={
         "amplitude": Key(low=0, high=1, low_open=True, doc="fraction of the stimulus half range used"),
         "samples_per_frame": Key(low=1, high=MAX_SAMPLES_PER_FRAME, unit="samples",
@@ -305,10 +329,11 @@ def make_encoder(data: LabelledSequences, kind: str | None = None, **params) -> 
             if data.kind != "audio":
                 raise PrclabError(f"encoder 'mfcc' needs audio, dataset {data.source} holds sequences")
             return MFCCEncoder(rate_hz=data.rate_hz, **params)
-        if kind == "sequence":
+        if kind in ("sequence", "direct"):
             if data.kind != "sequence":
-                raise PrclabError(f"encoder 'sequence' needs sequences, dataset {data.source} holds audio")
-            return SequenceEncoder(n_channels=data.sequences[0].shape[1], **params)
+                raise PrclabError(f"encoder {kind!r} needs sequences, dataset {data.source} holds audio")
+            cls = SequenceEncoder if kind == "sequence" else DirectEncoder
+            return cls(n_channels=data.sequences[0].shape[1], **params)
     except TypeError as exc:
         raise PrclabError(f"encoder {kind!r}: {exc}") from None
-    raise PrclabError(f"unknown encoder {kind!r}; known: mfcc, sequence")
+    raise PrclabError(f"unknown encoder {kind!r}; known: mfcc, sequence, direct")
