@@ -1,0 +1,189 @@
+"""Held-out twin error vs number of training trials: random task stimuli, designed excitation, active.
+
+The substrate is the demo's simulated potato (``protocols/examples/spoken_digits_demo.toml``: 13
+stimulating electrodes, 64 recording channels, 1 kHz); the held-out set is the demo's 120 test
+utterances, encoded as the demo encodes them, and every twin is scored on them by its free-run NRMSE
+(RMSE / std per channel, pooled as the root of the channels' mean squared NRMSE; each trial's washout
+excluded).  Each "measurement" plays a batch of trials through the potato from rest (``reset`` with a
+new seed per batch, so its noise differs), each trial padded with rest to the batch's longest and cut
+back.  Three ways to spend ``n`` training trials on the twin family ``--family``:
+
+- **random task**: the demo's 300 training utterances in a random order (a second random pass after
+  the first 300, new responses to the same stimuli);
+- **designed**: ``--designed-kind`` excitation from :mod:`prclab.experiments.twins.probe`, written
+  through the demo protocol at the largest amplitude its safety limits accept;
+- **active**: the first ``--step`` random task trials, then batches of ``--step`` chosen by
+  :mod:`prclab.experiments.twins.active` (a bootstrap committee of ``--members`` twins) from a pool of
+  the training utterances not yet played and ``--pool`` excitation candidates of every kind.
+
+The repeatability floor (the test trials measured twice, NRMSE of one measurement against the other)
+is printed too.  Prints the three curves and writes a PNG (``--png``).  Run from the repository root::
+
+    python benchmarks/twin_probe_curve.py --png twin_probe_curve.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from prclab.experiments.twins.active import choose, family_class, fit_committee
+from prclab.experiments.twins.probe import KINDS, excitation, write_probe
+from prclab.protocols.protocol import load_protocol
+from prclab.protocols.runner import prepare
+from prclab.reservoir import make_substrate
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "protocols" / "examples" / "spoken_digits_demo.toml"
+
+
+class Potato:
+    """The demo's potato, measured in batches from rest with a new noise seed per batch."""
+
+    def __init__(self, protocol, batch: int = 64):
+        p = protocol["substrate"]["params"]
+        self.model = make_substrate("potato", protocol["stimulus"]["electrodes"],
+                                    dt=1 / protocol.rate_hz, **p)
+        self.batch, self.seed, self.played = batch, 1000, 0
+
+    def measure(self, stimuli: list[np.ndarray]) -> list[np.ndarray]:
+        """Responses ``(T_i, 64)`` to ``stimuli`` ``(T_i, 13)`` volts (rest is 0 V in the demo)."""
+        out = []
+        for a in range(0, len(stimuli), self.batch):
+            part = stimuli[a:a + self.batch]
+            u = np.zeros((len(part), max(len(s) for s in part), part[0].shape[1]))
+            for i, s in enumerate(part):
+                u[i, :len(s)] = s
+            self.seed += 1
+            self.model.reset(self.seed)
+            y = self.model.run(u)
+            out += [y[i, :len(s)] for i, s in enumerate(part)]
+        self.played += len(stimuli)
+        return out
+
+
+def nrmse(pred: list[np.ndarray], true: list[np.ndarray], skip: int) -> float:
+    """Pooled NRMSE (std-normalised) of ``pred`` against ``true``, first ``skip`` samples excluded."""
+    p = np.concatenate([x[skip:] for x in pred])
+    t = np.concatenate([x[skip:] for x in true])
+    return float(np.sqrt(np.mean(np.mean((p - t) ** 2, axis=0) / t.var(axis=0))))
+
+
+def score(family: str, stimuli, responses, dt, test_u, test_y, skip) -> float:
+    """Held-out NRMSE of one ``family`` twin fitted on ``stimuli``/``responses``."""
+    twin = family_class(family)().fit(stimuli, responses, dt)
+    pred = []
+    for u in test_u:  # one trial at a time: trials differ in length
+        pred.append(np.asarray(twin.simulate(u[None]))[0])
+    return nrmse(pred, test_y, skip)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--family", default="linear")
+    ap.add_argument("--step", type=int, default=25, help="trials per batch (and the curve's step)")
+    ap.add_argument("--random-max", type=int, default=400)
+    ap.add_argument("--active-max", type=int, default=200)
+    ap.add_argument("--members", type=int, default=5)
+    ap.add_argument("--pool", type=int, default=150, help="excitation candidates in the active pool (0: task only)")
+    ap.add_argument("--designed-kind", default="sqrtprime", choices=KINDS)
+    ap.add_argument("--seconds", type=float, default=1.0, help="excitation per trial")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--png", default=None)
+    args = ap.parse_args()
+    t0 = time.time()
+    demo = load_protocol(DEMO)
+    dt, skip = 1 / demo.rate_hz, int(round(demo["timing"]["washout_s"] * demo.rate_hz))
+    _, _, trials = prepare(demo)
+    train = [np.asarray(t.stimulus) for t in trials if t.split == "train"]
+    test_u = [np.asarray(t.stimulus) for t in trials if t.split == "test"]
+    potato = Potato(demo)
+    test_y = potato.measure(test_u)
+    floor = nrmse(potato.measure(test_u), test_y, skip)
+    rng = np.random.default_rng(args.seed)
+    order = np.concatenate([rng.permutation(len(train)) for _ in range(-(-args.random_max // len(train)))])
+    n_exc = int(round(args.seconds * demo.rate_hz))
+    with tempfile.TemporaryDirectory() as tmp:
+        designed = write_probe(DEMO, Path(tmp) / "d.toml", excitation(
+            args.designed_kind, args.random_max, n_exc, 13, demo.rate_hz, args.seed), "designed")
+        pool_probe = write_probe(DEMO, Path(tmp) / "p.toml", excitation(
+            KINDS, max(2, args.pool), n_exc, 13, demo.rate_hz, args.seed + 1), "pool")
+    print(f"floor (repeat) NRMSE {floor:.4f}; designed amplitude {designed.amplitude}, "
+          f"pool amplitude {pool_probe.amplitude}; setup {time.time() - t0:.0f} s")
+    sizes = list(range(args.step, args.random_max + 1, args.step))
+    curves: dict[str, list[tuple[int, float]]] = {"random task": [], "designed": [], "active": []}
+
+    rand_u = [train[i] for i in order[:args.random_max]]
+    rand_y = potato.measure(rand_u)
+    des_u = [np.asarray(t.stimulus) for t in designed.trials]
+    des_y = potato.measure(des_u)
+    for n in sizes:
+        curves["random task"].append((n, score(args.family, rand_u[:n], rand_y[:n], dt, test_u, test_y, skip)))
+        curves["designed"].append((n, score(args.family, des_u[:n], des_y[:n], dt, test_u, test_y, skip)))
+        print(f"n={n:4d}  random {curves['random task'][-1][1]:.4f}  designed {curves['designed'][-1][1]:.4f}"
+              f"  ({time.time() - t0:.0f} s)", flush=True)
+
+    # active: a pool of the utterances not yet played and excitation candidates
+    pool = train + [np.asarray(t.stimulus) for t in pool_probe.trials[:args.pool]]
+    chosen_u, chosen_y = rand_u[:args.step], rand_y[:args.step]
+    left = [i for i in range(len(pool)) if not (i < len(train) and i in set(order[:args.step].tolist()))]
+    curves["active"].append((args.step, curves["random task"][0][1]))
+    picks = {"task": 0, "excitation": 0}
+    while len(chosen_u) < args.active_max:
+        committee = fit_committee(args.family, chosen_u, chosen_y, dt, args.members, args.seed + len(chosen_u))
+        scale = np.concatenate(chosen_y).std(axis=0)
+        scores = np.empty(len(left))
+        by_len: dict[int, list[int]] = {}
+        for j, i in enumerate(left):
+            by_len.setdefault(len(pool[i]), []).append(j)
+        for length, js in by_len.items():  # candidates of one length scored as one batch
+            for a in range(0, len(js), 50):
+                part = js[a:a + 50]
+                _, s = choose(committee, np.stack([pool[left[j]] for j in part]), 1, scale)
+                scores[part] = s
+        best = np.argsort(-scores, kind="stable")[:args.step]
+        new = [left[j] for j in best]
+        picks["task"] += sum(i < len(train) for i in new)
+        picks["excitation"] += sum(i >= len(train) for i in new)
+        new_u = [pool[i] for i in new]
+        chosen_u, chosen_y = chosen_u + new_u, chosen_y + potato.measure(new_u)
+        left = [i for i in left if i not in set(new)]
+        curves["active"].append((len(chosen_u), score(args.family, chosen_u, chosen_y, dt, test_u, test_y, skip)))
+        print(f"n={len(chosen_u):4d}  active {curves['active'][-1][1]:.4f}  (chosen so far: {picks}; "
+              f"{time.time() - t0:.0f} s)", flush=True)
+
+    target = curves["random task"][-1]
+    reach = next((n for n, e in curves["active"] if e <= target[1]), None)
+    print(f"\nfamily {args.family}; floor {floor:.4f}")
+    print(f"{'trials':>6} " + " ".join(f"{k:>12}" for k in curves))
+    for n in sizes:
+        row = [dict(c).get(n) for c in curves.values()]
+        print(f"{n:6d} " + " ".join(f"{'':>12}" if v is None else f"{v:12.4f}" for v in row))
+    print(f"random task at {target[0]} trials: {target[1]:.4f}; active reaches it at "
+          f"{reach if reach is not None else 'no point up to ' + str(args.active_max)} trials; "
+          f"total {time.time() - t0:.0f} s")
+    if args.png:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for name, c in curves.items():
+            ax.plot(*zip(*c), marker="o", label=name)
+        ax.axhline(floor, color="k", ls=":", label="repeatability floor")
+        ax.set_xlabel("training trials")
+        ax.set_ylabel("held-out free-run NRMSE (std)")
+        ax.set_yscale("log")
+        ax.set_title(f"{args.family} twin of the demo potato")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(args.png, dpi=120)
+        print(f"wrote {args.png}")
+
+
+if __name__ == "__main__":
+    main()
