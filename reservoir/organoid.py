@@ -137,6 +137,9 @@ from .streams import RowSeeds, RowStreams, split_off
 SPIKE_PEAK_MV = 30.0
 NEVER = float(2 ** 53)    # samples since the last stimulus before any stimulus
 NOISE_CHUNK_STEPS = 256   # noise is drawn this many samples at a time (memory: chunk x batch x N)
+NMDA_REF_MV = 65.0        # the NMDA charge is given at this driving force (rest, v = -65 mV, E = 0)
+MG_HALF_MM = 3.57         # Mg2+ block 1 / (1 + [Mg] / 3.57 mM exp(-0.062 v)) (Jahr & Stevens 1990)
+MG_SLOPE_PER_MV = 0.062
 
 
 class OrganoidModel(Substrate):
@@ -171,6 +174,12 @@ class OrganoidModel(Substrate):
         stdp_w_max_mV: bound of a plastic synapse's unitary PSP at rest (mV; its weight is this / U).
         stdp_target_hz, stdp_tau_rate_s, stdp_tau_scaling_s: synaptic scaling's target rate (Hz), rate
             averaging time and (accelerated) scaling time constant (seconds).
+        nmda_ratio: charge of an excitatory synapse's NMDA current, unblocked and at -65 mV, relative to
+            its fast (AMPA) jump's; 0: no NMDA current.
+        nmda_tau_ms: decay of the NMDA current (ms).
+        mg_mM: extracellular Mg2+ (mM) of the NMDA block ``1 / (1 + [Mg] / 3.57 exp(-0.062 v))``.
+        ahp_mV_per_ms, ahp_tau_s: slow afterhyperpolarisation of the excitatory cells: each spike adds
+            this outward current (mV/ms), which decays with ``ahp_tau_s`` (seconds); 0: none.
         seed: seed of the network (positions, cell types, connections) and of the first noise stream.
     """
 
@@ -186,7 +195,9 @@ class OrganoidModel(Substrate):
                  artefact_tau_s: float = 5e-4, blank_s: float = 3e-3, stdp: bool = False,
                  stdp_a_plus: float = 0.005, stdp_a_minus: float = 0.00525, stdp_tau_plus_ms: float = 20.0,
                  stdp_tau_minus_ms: float = 20.0, stdp_w_max_mV: float = 10.0, stdp_target_hz: float = 1.0,
-                 stdp_tau_rate_s: float = 2.0, stdp_tau_scaling_s: float = 20.0, seed: int = 0):
+                 stdp_tau_rate_s: float = 2.0, stdp_tau_scaling_s: float = 20.0, nmda_ratio: float = 0.0,
+                 nmda_tau_ms: float = 100.0, mg_mM: float = 1.0, ahp_mV_per_ms: float = 0.0,
+                 ahp_tau_s: float = 3.0, seed: int = 0):
         if min(n_inputs, n_outputs, neurons, mea_rows, mea_cols) < 1:
             raise ValueError("n_inputs, n_outputs, neurons and the MEA size must be positive")
         if n_inputs + n_outputs > mea_rows * mea_cols:
@@ -198,10 +209,10 @@ class OrganoidModel(Substrate):
         if output not in ("spikes", "lfp"):
             raise ValueError(f"output must be 'spikes' or 'lfp', got {output!r}")
         if min(pitch_um, connect_length_um, std_tau_rec_s, stim_length_um, detect_radius_um,
-               lfp_tau_s, artefact_length_um, artefact_tau_s) <= 0:
+               lfp_tau_s, artefact_length_um, artefact_tau_s, nmda_tau_ms, ahp_tau_s) <= 0:
             raise ValueError("lengths and time constants must be positive")
         if min(connect_prob, epsp_mV, ipsp_mV, psp_log_sd, noise_exc_mV, noise_inh_mV, noise_V, electrode_nF,
-               artefact_V_per_V, blank_s) < 0:
+               artefact_V_per_V, blank_s, nmda_ratio, mg_mM, ahp_mV_per_ms) < 0:
             raise ValueError("probabilities, weights, capacitances, noise levels and blanking must be "
                              "non-negative")
         self.output, self.noise_V, self.std_U = output, noise_V, std_U
@@ -265,6 +276,17 @@ class OrganoidModel(Substrate):
         self._readout32 = self.readout.astype(np.float32)
         self._recover = self.dt / std_tau_rec_s
         self._lfp_r = float(np.exp(-self.dt / lfp_tau_s))
+        # NMDA: an excitatory jump w adds nmda_ratio w / tau_nmda (mV/ms at -65 mV, unblocked) to the
+        # gate s, which decays with tau_nmda; stored as s / 65 mV per half step (the driving force -v
+        # and the Mg2+ block are applied per sample).  AHP: each spike adds ahp_mV_per_ms, decaying, in the excitatory
+        # cells only (fast-spiking interneurons barely adapt); stored per half step.
+        self.n_exc = n_exc
+        self.nmda_ratio, self.ahp_mV_per_ms = nmda_ratio, ahp_mV_per_ms
+        self._nmda_gain = np.float32(2.0 * nmda_ratio / nmda_tau_ms / NMDA_REF_MV)
+        self._nmda_keep = np.float32(np.exp(-self.dt_ms / nmda_tau_ms))
+        self._mg_k = np.float32(mg_mM / MG_HALF_MM)
+        self._ahp_half = (self._half * ahp_mV_per_ms * self.is_exc).astype(np.float32)   # excitatory cells
+        self._ahp_keep = np.float32(np.exp(-self.dt / ahp_tau_s))
         self._input_noise, self._field_noise = RowStreams(), RowStreams()
         self.reset(seed)
 
@@ -281,6 +303,8 @@ class OrganoidModel(Substrate):
         self._u = (self.b * self._v).astype(np.float32)
         self._x = np.ones_like(self._v)
         self._syn = np.zeros_like(self._v)
+        self._nmda = np.zeros_like(self._v)
+        self._ahp = np.zeros_like(self._v)
         self._lfp = np.zeros((batch, self.n_outputs))
         self._v_in = np.zeros((batch, self.n_inputs))
         self._artefact = np.zeros((batch, self.n_outputs))
@@ -289,8 +313,9 @@ class OrganoidModel(Substrate):
             self.stdp.start(self.w_t, batch)
 
     #: state arrays of the neurons ``(batch, N)``: membrane (mV), recovery, synaptic resources, the
-    #: synaptic jump (mV) arriving at the next sample
-    NEURON_STATE = ("v", "u", "x", "syn")
+    #: synaptic jump (mV) arriving at the next sample, the NMDA gate (mV/ms at -65 mV, unblocked) and the
+    #: AHP current (mV/ms)
+    NEURON_STATE = ("v", "u", "x", "syn", "nmda", "ahp")
     #: with ``stdp``: ``w``, the plastic weights ``(batch, N_pre, N_post)`` (mV per spike), and
     #: ``stdp_<key>``, the other :data:`STDPState.KEYS` (traces, rates, counts, clock)
 
@@ -308,6 +333,7 @@ class OrganoidModel(Substrate):
         plastic = {} if self.stdp is None else {
             ("w" if k == "w" else f"stdp_{k}"): a for k, a in self.stdp.state().items()}
         return {"v": self._v.copy(), "u": self._u.copy(), "x": self._x.copy(), "syn": 2 * self._syn,
+                "nmda": self._nmda * np.float32(NMDA_REF_MV / self._half), "ahp": self._ahp / self._half,
                 "lfp": self._lfp.copy(), "artefact": self._artefact.copy(), "v_in": self._v_in.copy(),
                 "since_stim": self._since_stim.copy(), **plastic, **streams}
 
@@ -317,9 +343,10 @@ class OrganoidModel(Substrate):
 
     def load_state(self, state: dict[str, np.ndarray]) -> None:
         """Restore ``state``; older states (float64 neurons, no electrode or plasticity keys) load too:
-        no stimulus yet, no artefact, plastic weights from the network's."""
-        neurons = {k: np.asarray(state[k], dtype=np.float32) for k in self.NEURON_STATE}
-        batch, n = len(neurons["v"]), len(self.c)
+        no stimulus yet, no artefact, no NMDA or AHP current, plastic weights from the network's."""
+        batch, n = len(np.asarray(state["v"])), len(self.c)
+        neurons = {k: np.asarray(state[k] if k in state else np.zeros((batch, n)), dtype=np.float32)
+                   for k in self.NEURON_STATE}
         for k, a in neurons.items():
             if a.shape != (batch, n):
                 raise ValueError(f"organoid state {k!r} must be (batch, {n}), got {a.shape}")
@@ -348,6 +375,8 @@ class OrganoidModel(Substrate):
             return
         self._v, self._u, self._x = neurons["v"].copy(), neurons["u"].copy(), neurons["x"].copy()
         self._syn = 0.5 * neurons["syn"]
+        self._nmda = neurons["nmda"] * np.float32(self._half / NMDA_REF_MV)
+        self._ahp = neurons["ahp"] * self._half
         self._lfp, self._artefact = arrays["lfp"].copy(), arrays["artefact"].copy()
         self._v_in, self._since_stim = arrays["v_in"].copy(), arrays["since_stim"].copy()
         if self.stdp is not None:
@@ -411,11 +440,12 @@ class OrganoidModel(Substrate):
         """Step the network through ``drive`` ``(steps, batch, N)`` (float32, mV per half step); returns
         its spikes ``(steps, batch, N)`` (float32, 0 or 1).
 
-        Per sample: two half steps of the membrane (each clipped at the spike peak), the recovery
-        variable, resource recovery; then, for the few neurons that crossed the peak, the reset and the
+        Per sample: the slow currents (NMDA through its Mg2+ block at the sample's ``v``, the AHP), two
+        half steps of the membrane (each clipped at the spike peak), the recovery variable, resource
+        recovery; then, for the few neurons that crossed the peak, the reset, the AHP increment and the
         release of resources, whose synaptic jumps (a sparse gather of the spiking neurons' weight rows)
-        arrive at the next sample."""
-        v, u, x, syn = self._v, self._u, self._x, self._syn
+        arrive at the next sample, the excitatory ones also opening NMDA gates."""
+        v, u, x, syn, gate, ahp = self._v, self._u, self._x, self._syn, self._nmda, self._ahp
         batch, n = v.shape
         half = self._half
         u_keep = (1.0 - self.a * self.dt_ms).astype(np.float32)
@@ -424,10 +454,12 @@ class OrganoidModel(Substrate):
         quad, lin = np.float32(0.04) * half, np.float32(5.0) * half
         x_keep, x_gain = np.float32(1.0 - self._recover), np.float32(self._recover)
         release = np.float32(self.std_U)
+        nmda, adapt = self.nmda_ratio > 0, self.ahp_mV_per_ms > 0
+        mg_slope = np.float32(-MG_SLOPE_PER_MV)
         stdp = self.stdp
         spikes = np.zeros(drive.shape, np.float32)
         flat_spikes = spikes.reshape(len(drive), -1)
-        flat_v, flat_u, flat_x = v.reshape(-1), u.reshape(-1), x.reshape(-1)
+        flat_v, flat_u, flat_x, flat_ahp = v.reshape(-1), u.reshape(-1), x.reshape(-1), ahp.reshape(-1)
         th, dv = np.empty_like(v), np.empty_like(v)
         fired = np.empty(v.shape, bool)
         syn_on = bool(syn.any())
@@ -436,6 +468,19 @@ class OrganoidModel(Substrate):
             th += drive[t]
             if syn_on:
                 th += syn
+            if nmda:
+                # g s B(v) (0 - v): the gate holds g s / 65 mV per half step
+                np.multiply(v, mg_slope, out=dv)
+                np.exp(dv, out=dv)
+                dv *= self._mg_k
+                dv += 1.0
+                np.divide(v, dv, out=dv)
+                dv *= gate
+                th -= dv
+                gate *= self._nmda_keep
+            if adapt:
+                th -= ahp
+                ahp *= self._ahp_keep
             for _ in range(2):
                 np.multiply(v, quad, out=dv)
                 dv += lin
@@ -462,24 +507,43 @@ class OrganoidModel(Substrate):
             flat_spikes[t, idx] = 1.0
             flat_v[idx] = c[cols]
             flat_u[idx] += d[cols]
+            if adapt:
+                flat_ahp[idx] += self._ahp_half[cols]
             efficacy = release * flat_x[idx]                    # resources released by the spikes
             flat_x[idx] -= efficacy
             rows = idx // n
+            if nmda:
+                exc = cols < self.n_exc
+                self._jumps(syn, rows[exc], cols[exc], efficacy[exc])
+                np.multiply(syn, self._nmda_gain, out=dv)
+                gate += dv
+                if not exc.all():
+                    self._jumps(dv, rows[~exc], cols[~exc], efficacy[~exc])
+                    syn += dv
+            else:
+                self._jumps(syn, rows, cols, efficacy)
             if stdp is not None:
-                # each row through its own plastic weights: (k, N) rows of w, summed per batch row (idx is
-                # sorted, so each row's spikes are one run of rows)
-                jumps = (0.5 * efficacy)[:, None] * stdp.w[rows, cols, :]
-                firing_rows, first = np.unique(rows, return_index=True)
-                syn[:] = 0.0
-                syn[firing_rows] = np.add.reduceat(jumps, first, axis=0)
                 stdp.on_spikes(rows, cols)
-                continue
-            if batch == 1:
-                np.matmul(efficacy, self._w_half[cols], out=syn[0])
-                continue
-            # the neurons that fired in any row, each row's released resources on them (0 elsewhere)
-            active, where = np.unique(cols, return_inverse=True)
-            released = np.zeros((batch, len(active)), np.float32)
-            released[rows, where] = efficacy
-            np.matmul(released, self._w_half[active], out=syn)
         return spikes
+
+    def _jumps(self, out: np.ndarray, rows: np.ndarray, cols: np.ndarray, efficacy: np.ndarray) -> None:
+        """Half-step synaptic jumps ``out`` ``(batch, N)`` (mV) of the spikes of neurons ``cols`` in batch
+        rows ``rows`` (sorted by row) releasing ``efficacy`` of their resources."""
+        batch = len(out)
+        if self.stdp is not None:
+            # each row through its own plastic weights: (k, N) rows of w, summed per batch row (each row's
+            # spikes are one run)
+            out[:] = 0.0
+            if len(rows):
+                jumps = (0.5 * efficacy)[:, None] * self.stdp.w[rows, cols, :]
+                firing_rows, first = np.unique(rows, return_index=True)
+                out[firing_rows] = np.add.reduceat(jumps, first, axis=0)
+            return
+        if batch == 1:
+            np.matmul(efficacy, self._w_half[cols], out=out[0])
+            return
+        # the neurons that fired in any row, each row's released resources on them (0 elsewhere)
+        active, where = np.unique(cols, return_inverse=True)
+        released = np.zeros((batch, len(active)), np.float32)
+        released[rows, where] = efficacy
+        np.matmul(released, self._w_half[active], out=out)
