@@ -17,7 +17,10 @@ back.  Three ways to spend ``n`` training trials on the twin family ``--family``
   the training utterances not yet played and ``--pool`` excitation candidates of every kind.
 
 The repeatability floor (the test trials measured twice, NRMSE of one measurement against the other)
-is printed too.  Prints the three curves and writes a PNG (``--png``).  Run from the repository root::
+is printed too, and at each active step, as a diagnostic that chooses nothing, the committee's spread
+on a quarter of the held-out stimuli (the disagreement of :mod:`.active`, channel-normalised variance)
+beside the squared NRMSE: a spread far below it says the error is the family's bias, which no choice
+of trials removes.  Prints the three curves and writes a PNG (``--png``).  Run from the repository root::
 
     python benchmarks/twin_probe_curve.py --png twin_probe_curve.png
 """
@@ -153,8 +156,13 @@ def main() -> None:
         chosen_u, chosen_y = chosen_u + new_u, chosen_y + potato.measure(new_u)
         left = [i for i in left if i not in set(new)]
         curves["active"].append((len(chosen_u), score(args.family, chosen_u, chosen_y, dt, test_u, test_y, skip)))
-        print(f"n={len(chosen_u):4d}  active {curves['active'][-1][1]:.4f}  (chosen so far: {picks}; "
-              f"{time.time() - t0:.0f} s)", flush=True)
+        # diagnostic only (chooses nothing): the committee's spread on the held-out stimuli, against
+        # the squared error; a spread far below the error means the error is the family's bias,
+        # which no choice of trials reduces
+        spread = np.mean([choose(committee, u[None], 1, scale)[1][0] for u in test_u[::4]])
+        print(f"n={len(chosen_u):4d}  active {curves['active'][-1][1]:.4f}  committee spread on held-out "
+              f"stimuli {spread:.2e} vs NRMSE^2 {curves['active'][-1][1] ** 2:.2e}  (chosen so far: "
+              f"{picks}; {time.time() - t0:.0f} s)", flush=True)
 
     target = curves["random task"][-1]
     reach = next((n for n, e in curves["active"] if e <= target[1]), None)
