@@ -1,0 +1,154 @@
+"""Validate a twin on its recording's held-out trials, against the references no twin should need to beat.
+
+Every error here is a **free-run** error: the twin answers each held-out trial's whole recorded stimulus
+from rest on its own predictions, as it must when it stands in for the substrate.  It is the
+**NRMSE (RMSE/std)**: per response channel, the root mean square of twin minus recorded over every
+held-out trial's samples, over the recorded standard deviation of that channel on the same samples;
+the first ``skip`` samples of each trial (the initial condition, default the protocol's washout) are
+excluded.  The pooled figure is the root mean square of the per-channel NRMSEs (the NRMSE of the
+channels each scaled to unit std), so a loud channel does not drown the others.
+
+The references, on the same held-out trials and samples:
+
+- **floor** (the repeatability floor: the substrate answering the same stimuli again):
+  ``repeated stimuli`` where the recording itself holds each held-out trial's stimulus played again
+  (``repetitions > 1``: a held-out trial against another play of the same item with the identical
+  stimulus); else ``reference plays`` (the drift reference block, ``experiments.twins.drift``: one
+  play against the next, on the reference trial, not on the held-out trials, and said so); else, for a
+  simulated recording (its model's description in the recording's ``device`` attrs), ``simulated
+  model, another noise seed``: that very model, reset with the recorded seed + 1, re-driven by every
+  intact trial's recorded stimulus in playing order, as the session played them (the same seed
+  reproduces the recording; ``tests/test_twin_check.py`` holds it to that).
+- **linear**: the ``linear`` twin family fitted on the same training trials (its defaults).
+- **replay**: today's untuned replay, ``protocols.replay.replay_recording`` with the protocol's model
+  at its default parameters (recording electrodes set to the recording's response channels) - what a
+  lab gets from ``prclab replay --substrate NAME`` without fitting anything.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from prclab.errors import PrclabError
+from prclab.protocols.recording import read_recording
+
+#: trials simulated together (one batch) when the twin answers a list of trials
+BATCH = 64
+
+
+def nrmse(recorded: list[np.ndarray], predicted: list[np.ndarray], skip: int = 0) -> dict:
+    """NRMSE (RMSE/std) of ``predicted`` against ``recorded``, per channel and pooled.
+
+    Args:
+        recorded, predicted: one ``(T_i, n_out)`` array per trial each, matched by position.
+        skip: initial samples of each trial excluded (the initial condition).
+    Returns:
+        dict: ``per_channel`` ``(n_out,)`` and ``pooled`` (root mean square of the per-channel values;
+        a channel with zero recorded std is left out of the pool and is inf there unless matched).
+    """
+    if len(recorded) != len(predicted) or not recorded:
+        raise PrclabError(f"NRMSE: need one prediction per recorded trial, got {len(predicted)} for "
+                          f"{len(recorded)}")
+    a = np.concatenate([np.asarray(r, float)[skip:] for r in recorded])
+    b = np.concatenate([np.asarray(p, float)[skip:] for p in predicted])
+    if a.shape != b.shape or len(a) == 0:
+        raise PrclabError(f"NRMSE: recorded {a.shape} and predicted {b.shape} samples after skipping "
+                          f"{skip} per trial differ or are empty")
+    err, std = np.sqrt(np.mean((b - a) ** 2, axis=0)), a.std(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per = np.where(std > 0, err / std, np.where(err == 0, 0.0, np.inf))
+    pooled = float(np.sqrt(np.mean(per[std > 0] ** 2))) if np.any(std > 0) else float("nan")
+    return {"per_channel": per, "pooled": pooled}
+
+
+def simulate_trials(family, stimuli: list[np.ndarray], rngs=None) -> list[np.ndarray]:
+    """A fitted twin family's free run from rest on each trial's stimulus ``(T_i, n_in)`` volts.
+
+    Trials of different lengths are batched by padding with each one's last stimulus row and cutting
+    the answer back (the twin is causal, so the padding does not reach the kept samples).
+    ``rngs``: None (the noiseless mean prediction) or one ``numpy.random.Generator`` per trial.
+    Returns one ``(T_i, n_out)`` array per trial.
+    """
+    out = []
+    for start in range(0, len(stimuli), BATCH):
+        chunk = [np.asarray(s, float) for s in stimuli[start:start + BATCH]]
+        steps = max(len(s) for s in chunk)
+        u = np.stack([np.vstack([s, np.repeat(s[-1:], steps - len(s), axis=0)]) for s in chunk])
+        y = family.simulate(u, noise_rng=None if rngs is None else rngs[start:start + BATCH])
+        out.extend(y[i, :len(s)] for i, s in enumerate(chunk))
+    return out
+
+
+def floor_responses(rec, heldout: list[int]) -> tuple[list[np.ndarray] | None, list[np.ndarray] | None, str]:
+    """The repeatability floor's pair of answers for the module docstring's first source that applies.
+
+    Args:
+        rec: an open :class:`~prclab.protocols.recording.Recording`.
+        heldout: trial indices of the held-out trials.
+    Returns:
+        ``(recorded, again, source)``: two lists of ``(T, n_out)`` responses to compare (the substrate
+        and the substrate again), and the source's name; ``(None, None, "none")`` when no source applies.
+    """
+    by_index = {t.index: t for t in rec.trials}
+    held = [by_index[i] for i in heldout]
+    again = _repeats(rec.trials, held)
+    if again is not None:
+        return [np.asarray(t.response) for t in held], again, "repeated stimuli"
+    from .drift import reference_plays
+
+    _, _, plays = reference_plays(rec)
+    if len(plays) >= 2:
+        return list(plays[:-1]), list(plays[1:]), "reference plays (the drift reference trial, not held-out)"
+    device = rec.attrs.get("device") or {}
+    if isinstance(device, dict) and isinstance(device.get("substrate"), dict) and "seed" in device:
+        return ([np.asarray(t.response) for t in held], _redriven(rec, device, heldout),
+                "simulated model, another noise seed")
+    return None, None, "none"
+
+
+def _repeats(trials, held) -> list[np.ndarray] | None:
+    """For each held-out trial another trial's response to the identical stimulus, or None if one lacks it."""
+    out = []
+    for h in held:
+        stim = np.asarray(h.stimulus)
+        twin = next((t for t in trials if t.index != h.index and t.item == h.item
+                     and t.stimulus.shape == stim.shape and np.array_equal(np.asarray(t.stimulus), stim)), None)
+        if twin is None:
+            return None
+        out.append(np.asarray(twin.response))
+    return out
+
+
+def _redriven(rec, device: dict, heldout: list[int], seed_offset: int = 1) -> list[np.ndarray]:
+    """The recorded simulated model (``device['substrate']``), reset with ``device['seed'] +
+    seed_offset``, re-driven by every intact trial's stimulus in playing order; the held-out answers."""
+    from prclab.reservoir import substrate_from_description
+
+    model = substrate_from_description(device["substrate"], f"recording {rec.path}: device substrate")
+    model.reset(int(device["seed"]) + seed_offset)
+    wanted, out = set(heldout), {}
+    for t in sorted(rec.trials, key=lambda t: t.index):
+        y = model.run(np.asarray(t.stimulus, float)[None])[0]
+        if t.index in wanted:
+            out[t.index] = y
+    return [out[i] for i in heldout]
+
+
+def untuned_replay(rec_path, heldout: list[int], model: str) -> list[np.ndarray]:
+    """Held-out answers of ``replay_recording`` with ``model`` at its default parameters (its
+    ``n_outputs`` set to the recording's response channels where it has one)."""
+    from prclab.protocols.replay import replay_recording
+    from prclab.reservoir import substrate_defaults
+
+    with read_recording(rec_path) as rec:
+        n_out = rec.trials[0].response.shape[1]
+    params = {"n_outputs": n_out} if "n_outputs" in substrate_defaults(model) else {}
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "replay.h5"
+        replay_recording(rec_path, model, out, params=params)
+        with read_recording(out) as replayed:
+            by_index = {t.index: np.asarray(t.response) for t in replayed.trials}
+    return [by_index[i] for i in heldout]
