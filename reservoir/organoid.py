@@ -176,7 +176,7 @@ class OrganoidModel(Substrate):
             averaging time and (accelerated) scaling time constant (seconds).
         nmda_ratio: charge of an excitatory synapse's NMDA current, unblocked and at -65 mV, relative to
             its fast (AMPA) jump's; 0: no NMDA current.
-        nmda_tau_ms: decay of the NMDA current (ms).
+        nmda_tau_ms, nmda_rise_ms: decay and rise of the NMDA current (ms).
         mg_mM: extracellular Mg2+ (mM) of the NMDA block ``1 / (1 + [Mg] / 3.57 exp(-0.062 v))``.
         ahp_mV_per_ms, ahp_tau_s: slow afterhyperpolarisation of the excitatory cells: each spike adds
             this outward current (mV/ms), which decays with ``ahp_tau_s`` (seconds); 0: none.
@@ -195,9 +195,9 @@ class OrganoidModel(Substrate):
                  artefact_tau_s: float = 5e-4, blank_s: float = 3e-3, stdp: bool = False,
                  stdp_a_plus: float = 0.005, stdp_a_minus: float = 0.00525, stdp_tau_plus_ms: float = 20.0,
                  stdp_tau_minus_ms: float = 20.0, stdp_w_max_mV: float = 10.0, stdp_target_hz: float = 1.0,
-                 stdp_tau_rate_s: float = 2.0, stdp_tau_scaling_s: float = 20.0, nmda_ratio: float = 0.0,
-                 nmda_tau_ms: float = 100.0, mg_mM: float = 1.0, ahp_mV_per_ms: float = 0.0,
-                 ahp_tau_s: float = 3.0, seed: int = 0):
+                 stdp_tau_rate_s: float = 2.0, stdp_tau_scaling_s: float = 20.0, nmda_ratio: float = 20.0,
+                 nmda_tau_ms: float = 100.0, nmda_rise_ms: float = 5.0, mg_mM: float = 1.0,
+                 ahp_mV_per_ms: float = 0.3, ahp_tau_s: float = 3.0, seed: int = 0):
         if min(n_inputs, n_outputs, neurons, mea_rows, mea_cols) < 1:
             raise ValueError("n_inputs, n_outputs, neurons and the MEA size must be positive")
         if n_inputs + n_outputs > mea_rows * mea_cols:
@@ -209,7 +209,7 @@ class OrganoidModel(Substrate):
         if output not in ("spikes", "lfp"):
             raise ValueError(f"output must be 'spikes' or 'lfp', got {output!r}")
         if min(pitch_um, connect_length_um, std_tau_rec_s, stim_length_um, detect_radius_um,
-               lfp_tau_s, artefact_length_um, artefact_tau_s, nmda_tau_ms, ahp_tau_s) <= 0:
+               lfp_tau_s, artefact_length_um, artefact_tau_s, nmda_tau_ms, nmda_rise_ms, ahp_tau_s) <= 0:
             raise ValueError("lengths and time constants must be positive")
         if min(connect_prob, epsp_mV, ipsp_mV, psp_log_sd, noise_exc_mV, noise_inh_mV, noise_V, electrode_nF,
                artefact_V_per_V, blank_s, nmda_ratio, mg_mM, ahp_mV_per_ms) < 0:
@@ -277,13 +277,15 @@ class OrganoidModel(Substrate):
         self._recover = self.dt / std_tau_rec_s
         self._lfp_r = float(np.exp(-self.dt / lfp_tau_s))
         # NMDA: an excitatory jump w adds nmda_ratio w / tau_nmda (mV/ms at -65 mV, unblocked) to the
-        # gate s, which decays with tau_nmda; stored as s / 65 mV per half step (the driving force -v
+        # gate s through its rise (the pending part moves into s with nmda_rise_ms), and s decays with
+        # tau_nmda; both stored as s / 65 mV per half step (the driving force -v
         # and the Mg2+ block are applied per sample).  AHP: each spike adds ahp_mV_per_ms, decaying, in the excitatory
         # cells only (fast-spiking interneurons barely adapt); stored per half step.
         self.n_exc = n_exc
         self.nmda_ratio, self.ahp_mV_per_ms = nmda_ratio, ahp_mV_per_ms
         self._nmda_gain = np.float32(2.0 * nmda_ratio / nmda_tau_ms / NMDA_REF_MV)
         self._nmda_keep = np.float32(np.exp(-self.dt_ms / nmda_tau_ms))
+        self._nmda_opening = np.float32(1.0 - np.exp(-self.dt_ms / nmda_rise_ms))
         self._mg_k = np.float32(mg_mM / MG_HALF_MM)
         self._ahp_half = (self._half * ahp_mV_per_ms * self.is_exc).astype(np.float32)   # excitatory cells
         self._ahp_keep = np.float32(np.exp(-self.dt / ahp_tau_s))
@@ -304,6 +306,7 @@ class OrganoidModel(Substrate):
         self._x = np.ones_like(self._v)
         self._syn = np.zeros_like(self._v)
         self._nmda = np.zeros_like(self._v)
+        self._nmda_rise = np.zeros_like(self._v)
         self._ahp = np.zeros_like(self._v)
         self._lfp = np.zeros((batch, self.n_outputs))
         self._v_in = np.zeros((batch, self.n_inputs))
@@ -313,9 +316,9 @@ class OrganoidModel(Substrate):
             self.stdp.start(self.w_t, batch)
 
     #: state arrays of the neurons ``(batch, N)``: membrane (mV), recovery, synaptic resources, the
-    #: synaptic jump (mV) arriving at the next sample, the NMDA gate (mV/ms at -65 mV, unblocked) and the
-    #: AHP current (mV/ms)
-    NEURON_STATE = ("v", "u", "x", "syn", "nmda", "ahp")
+    #: synaptic jump (mV) arriving at the next sample, the NMDA gate and its still rising part (mV/ms at
+    #: -65 mV, unblocked) and the AHP current (mV/ms)
+    NEURON_STATE = ("v", "u", "x", "syn", "nmda", "nmda_rise", "ahp")
     #: with ``stdp``: ``w``, the plastic weights ``(batch, N_pre, N_post)`` (mV per spike), and
     #: ``stdp_<key>``, the other :data:`STDPState.KEYS` (traces, rates, counts, clock)
 
@@ -333,7 +336,8 @@ class OrganoidModel(Substrate):
         plastic = {} if self.stdp is None else {
             ("w" if k == "w" else f"stdp_{k}"): a for k, a in self.stdp.state().items()}
         return {"v": self._v.copy(), "u": self._u.copy(), "x": self._x.copy(), "syn": 2 * self._syn,
-                "nmda": self._nmda * np.float32(NMDA_REF_MV / self._half), "ahp": self._ahp / self._half,
+                "nmda": self._nmda * np.float32(NMDA_REF_MV / self._half),
+                "nmda_rise": self._nmda_rise * np.float32(NMDA_REF_MV / self._half), "ahp": self._ahp / self._half,
                 "lfp": self._lfp.copy(), "artefact": self._artefact.copy(), "v_in": self._v_in.copy(),
                 "since_stim": self._since_stim.copy(), **plastic, **streams}
 
@@ -376,6 +380,7 @@ class OrganoidModel(Substrate):
         self._v, self._u, self._x = neurons["v"].copy(), neurons["u"].copy(), neurons["x"].copy()
         self._syn = 0.5 * neurons["syn"]
         self._nmda = neurons["nmda"] * np.float32(self._half / NMDA_REF_MV)
+        self._nmda_rise = neurons["nmda_rise"] * np.float32(self._half / NMDA_REF_MV)
         self._ahp = neurons["ahp"] * self._half
         self._lfp, self._artefact = arrays["lfp"].copy(), arrays["artefact"].copy()
         self._v_in, self._since_stim = arrays["v_in"].copy(), arrays["since_stim"].copy()
@@ -445,7 +450,8 @@ class OrganoidModel(Substrate):
         recovery; then, for the few neurons that crossed the peak, the reset, the AHP increment and the
         release of resources, whose synaptic jumps (a sparse gather of the spiking neurons' weight rows)
         arrive at the next sample, the excitatory ones also opening NMDA gates."""
-        v, u, x, syn, gate, ahp = self._v, self._u, self._x, self._syn, self._nmda, self._ahp
+        v, u, x, syn, gate, rising, ahp = (self._v, self._u, self._x, self._syn, self._nmda, self._nmda_rise,
+                                           self._ahp)
         batch, n = v.shape
         half = self._half
         u_keep = (1.0 - self.a * self.dt_ms).astype(np.float32)
@@ -478,6 +484,9 @@ class OrganoidModel(Substrate):
                 dv *= gate
                 th -= dv
                 gate *= self._nmda_keep
+                np.multiply(rising, self._nmda_opening, out=dv)
+                rising -= dv
+                gate += dv
             if adapt:
                 th -= ahp
                 ahp *= self._ahp_keep
@@ -516,7 +525,7 @@ class OrganoidModel(Substrate):
                 exc = cols < self.n_exc
                 self._jumps(syn, rows[exc], cols[exc], efficacy[exc])
                 np.multiply(syn, self._nmda_gain, out=dv)
-                gate += dv
+                rising += dv
                 if not exc.all():
                     self._jumps(dv, rows[~exc], cols[~exc], efficacy[~exc])
                     syn += dv
