@@ -152,3 +152,145 @@ def untuned_replay(rec_path, heldout: list[int], model: str) -> list[np.ndarray]
         with read_recording(out) as replayed:
             by_index = {t.index: np.asarray(t.response) for t in replayed.trials}
     return [by_index[i] for i in heldout]
+
+
+#: binned-rate bin of the spiking metrics (seconds), the network-burst detector's default bin
+SPIKE_BIN_S = 0.01
+
+
+def spike_metrics(recorded: list[np.ndarray], predicted: list[np.ndarray], dt: float,
+                  bin_s: float = SPIKE_BIN_S) -> dict:
+    """Spiking substrates: both sides' MEA voltages ``(T_i, n_out)`` through the recording system's own
+    spike detector (``readouts.spikes.detect_spikes``) and burst detector (``experiments.bursts``).
+
+    Returns:
+        dict: ``rate_correlation`` (Pearson correlation of the per-electrode spike counts in ``bin_s``
+        bins over every held-out trial, all electrodes pooled: the binned-rate / PSTH agreement),
+        ``rate_hz`` / ``twin_rate_hz`` (mean firing rate per electrode), ``rate_error`` (relative),
+        ``burst_rate_hz`` / ``twin_burst_rate_hz`` and ``burst_rate_error`` (relative; None when the
+        recording has no bursts).
+    """
+    from prclab.readouts.spikes import detect_spikes
+
+    from ..bursts import detect_bursts
+
+    per_bin = max(1, int(round(bin_s / dt)))
+    sides = []
+    for trials in (recorded, predicted):
+        spikes = np.concatenate([detect_spikes(v, dt=dt) for v in trials])
+        n = len(spikes) // per_bin * per_bin
+        binned = spikes[:n].reshape(-1, per_bin, spikes.shape[1]).sum(axis=1)
+        sides.append((spikes, binned, detect_bursts(spikes, dt, bin_s=per_bin * dt)))
+    (s_a, b_a, bursts_a), (s_b, b_b, bursts_b) = sides
+    a, b = b_a.ravel() - b_a.mean(), b_b.ravel() - b_b.mean()
+    denom = np.sqrt(np.sum(a * a) * np.sum(b * b))
+    seconds = len(s_a) * dt
+    rate_a, rate_b = s_a.sum() / seconds / s_a.shape[1], s_b.sum() / seconds / s_b.shape[1]
+    burst_a, burst_b = bursts_a["burst_rate_hz"], bursts_b["burst_rate_hz"]
+    return {"rate_correlation": float(np.sum(a * b) / denom) if denom > 0 else float("nan"),
+            "rate_hz": float(rate_a), "twin_rate_hz": float(rate_b),
+            "rate_error": float(abs(rate_b - rate_a) / rate_a) if rate_a > 0 else None,
+            "burst_rate_hz": float(burst_a), "twin_burst_rate_hz": float(burst_b),
+            "burst_rate_error": float(abs(burst_b - burst_a) / burst_a) if burst_a > 0 else None,
+            "bin_s": per_bin * dt}
+
+
+def check_twin(twin_path, rec_path, plot_dir=None) -> dict:
+    """``prclab twin check``: the twin of ``twin_path`` against recording ``rec_path`` (module docstring).
+
+    The held-out and training trials are those the twin's provenance records.
+    Returns:
+        JSON-able dict: ``nrmse`` (the twin's, pooled), ``floor_nrmse``, ``linear_nrmse``,
+        ``replay_nrmse`` and each one's ``*_per_channel``, ``floor_source``, ``metric`` (the
+        definition), ``excluded_samples`` (per trial), ``n_heldout``, ``n_train``, ``family``, the
+        transfer fields (:func:`~.transfer.transfer_scores`; None for a recording without labels of
+        two or more classes), ``spiking`` (:func:`spike_metrics`, spiking substrates only), ``drift``
+        (``drift.drift_report``, recordings with reference plays only) and ``plots`` (paths written).
+    """
+    from prclab.protocols.protocol import parse_protocol
+    from prclab.reservoir.twins import FAMILIES
+    from prclab.reservoir.twins.file import read_twin
+
+    twin = read_twin(twin_path)
+    family, provenance = twin.family, twin.provenance
+    with read_recording(rec_path) as rec:
+        by_index = {t.index: t for t in rec.trials}
+        train, heldout = list(provenance["train_trials"]), list(provenance["heldout_trials"])
+        missing = sorted(set(train + heldout) - set(by_index))
+        if missing:
+            raise PrclabError(f"twin check: recording {rec_path} lacks trial(s) {missing[:5]} that twin "
+                              f"{twin_path} was fitted or held out on (another recording?)")
+        protocol = parse_protocol(str(rec.attrs.get("protocol_text", "")), Path(rec_path))
+        dt = 1.0 / protocol.rate_hz
+        skip = int(round(protocol["timing"]["washout_s"] * protocol.rate_hz))
+        stim = {i: np.asarray(by_index[i].stimulus, float) for i in train + heldout}
+        resp = {i: np.asarray(by_index[i].response, float) for i in train + heldout}
+        recorded = [resp[i] for i in heldout]
+        predicted = simulate_trials(family, [stim[i] for i in heldout])
+        linear = FAMILIES["linear"]().fit([stim[i] for i in train], [resp[i] for i in train], dt)
+        floor_a, floor_b, floor_source = floor_responses(rec, heldout)
+        references = {"": predicted, "linear_": simulate_trials(linear, [stim[i] for i in heldout]),
+                      "replay_": untuned_replay(rec_path, heldout, protocol["substrate"]["name"])}
+        result = {"metric": "NRMSE (RMSE/std), free run from rest, per channel over the held-out trials; "
+                            "pooled: root mean square over channels",
+                  "family": family.name, "excluded_samples": skip, "n_heldout": len(heldout),
+                  "n_train": len(train), "floor_source": floor_source}
+        for prefix, pred in references.items():
+            e = nrmse(recorded, pred, skip)
+            result[f"{prefix}nrmse"], result[f"{prefix}nrmse_per_channel"] = e["pooled"], e["per_channel"].tolist()
+        e = nrmse(floor_a, floor_b, skip) if floor_a is not None else None
+        result["floor_nrmse"] = None if e is None else e["pooled"]
+        result["floor_nrmse_per_channel"] = None if e is None else e["per_channel"].tolist()
+        result["transfer"] = _transfer(by_index, train, heldout, predicted, family, stim, rec.attrs)
+        result.update({k: result["transfer"].get(k) if result["transfer"] else None
+                       for k in ("native_accuracy", "transfer_accuracy", "transfer_gap", "agreement")})
+        model = (rec.attrs.get("device") or {}).get("substrate", {}).get("model") \
+            if isinstance(rec.attrs.get("device"), dict) else None
+        result["spiking"] = (spike_metrics(recorded, predicted, dt)
+                             if family.name == "spiking" or model == "organoid" else None)
+        from .drift import drift_report
+
+        drift = drift_report(rec, family, skip=skip)
+        result["drift"] = None if drift is None else drift.to_json()
+    result["plots"] = []
+    if plot_dir is not None:
+        from .plots import plot_check
+
+        result["plots"] = plot_check(result, recorded, predicted, heldout, plot_dir,
+                                     curve=_training_curve(twin, train, heldout, stim, resp, dt, skip))
+    return result
+
+
+def _transfer(by_index, train, heldout, predicted, family, stim, attrs) -> dict | None:
+    """:func:`~.transfer.transfer_scores` on the stimulus windows, or None without two labelled classes."""
+    from .transfer import transfer_scores
+
+    order = train + heldout
+    labels = np.array([by_index[i].label for i in order])
+    if len(np.unique(labels[:len(train)])) < 2:
+        return None
+    train_pred = simulate_trials(family, [stim[i] for i in train])
+    twin_resp = dict(zip(train, train_pred)) | dict(zip(heldout, predicted))
+    window = {i: slice(by_index[i].stim_start, by_index[i].stim_stop) for i in order}
+    real = [np.asarray(by_index[i].response, float)[window[i]] for i in order]
+    twin = [twin_resp[i][window[i]] for i in order]
+    features = (attrs.get("readout") or {}).get("features")
+    n = len(train)
+    return transfer_scores(real, twin, labels, np.arange(n), np.arange(n, len(order)), features)
+
+
+#: training-set sizes of the error-vs-training-trials curve, as fractions of the training trials
+CURVE_FRACTIONS = (0.1, 0.2, 0.35, 0.5, 0.75, 1.0)
+
+
+def _training_curve(twin, train, heldout, stim, resp, dt, skip) -> dict:
+    """Held-out pooled NRMSE of the twin's family refitted (its recorded fit settings) on the first
+    ``f x len(train)`` training trials for each ``f`` of ``CURVE_FRACTIONS``."""
+    sizes = sorted({max(2, int(round(f * len(train)))) for f in CURVE_FRACTIONS if f * len(train) >= 1})
+    errors = []
+    for n in sizes:
+        refit = type(twin.family)(**twin.fit_settings).fit([stim[i] for i in train[:n]],
+                                                           [resp[i] for i in train[:n]], dt)
+        errors.append(nrmse([resp[i] for i in heldout], simulate_trials(refit, [stim[i] for i in heldout]),
+                            skip)["pooled"])
+    return {"n_train": sizes, "nrmse": errors}

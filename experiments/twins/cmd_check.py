@@ -1,0 +1,47 @@
+"""``prclab twin check TWIN.h5 REC.h5 [--plot DIR] [--json]``: validate a twin on its held-out trials
+against the repeatability floor, the linear baseline and the untuned replay; readout transfer
+(:mod:`.check`, :mod:`.transfer`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+HELP = "validate a twin on its recording's held-out trials (free-run NRMSE, references, readout transfer)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("twin", metavar="TWIN.h5", help="twin file (prclab twin fit)")
+    parser.add_argument("recording", metavar="REC.h5", help="the recording it was fitted on")
+    parser.add_argument("--plot", metavar="DIR", default=None, help="write traces, per-channel error and "
+                        "error vs training trials PNGs into DIR")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def main(args: argparse.Namespace) -> None:
+    from .check import check_twin
+
+    result = check_twin(args.twin, args.recording, args.plot)
+    if args.json:
+        print(json.dumps(result))
+        return
+    print(f"{result['metric']}; first {result['excluded_samples']} samples of each trial excluded; "
+          f"{result['n_heldout']} held-out trials ({result['n_train']} train)")
+    for key, name in (("nrmse", f"twin ({result['family']})"), ("floor_nrmse",
+                      f"repeatability floor ({result['floor_source']})"), ("linear_nrmse", "linear baseline"),
+                      ("replay_nrmse", "untuned replay")):
+        value = result[key]
+        print(f"  {name:<55} {'n/a' if value is None else format(value, '.4g')}")
+    if result["transfer"]:
+        t = result["transfer"]
+        print(f"readout ({t['features']}): native {t['native_accuracy']:.3f}, transferred (twin -> substrate) "
+              f"{t['transfer_accuracy']:.3f} (gap {t['transfer_gap']:+.3f}), reverse {t['reverse_accuracy']:.3f}, "
+              f"distilled agreement {t['agreement']:.3f}")
+    if result["spiking"]:
+        s = result["spiking"]
+        print(f"spiking: binned-rate correlation {s['rate_correlation']:.3f}, rate {s['twin_rate_hz']:.3g} vs "
+              f"{s['rate_hz']:.3g} Hz, burst rate {s['twin_burst_rate_hz']:.3g} vs {s['burst_rate_hz']:.3g} /s")
+    if result["drift"]:
+        print(f"drift: {json.dumps(result['drift'])}")
+    for path in result["plots"]:
+        print(f"wrote {path}")
