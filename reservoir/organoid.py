@@ -11,7 +11,7 @@ Neurons (Izhikevich 2003, IEEE Trans. Neural Netw. 14:1569; ``v`` in mV, ``t`` i
 
     dv/dt = 0.04 v^2 + 5 v + 140 - u + I          if v >= 30 mV:  v <- c,  u <- u + d
     du/dt = a (b v - u)
-    I     = I_syn + I_stim + I_noise
+    I     = I_syn + I_NMDA - I_AHP + I_stim + I_noise
 
 Excitatory cells are regular-spiking to chattering (``a=0.02, b=0.2, c=-65+15 r^2, d=8-6 r^2``),
 inhibitory ones fast-spiking to low-threshold (``a=0.02+0.08 r, b=0.25-0.05 r, c=-65, d=2``), ``r``
@@ -27,8 +27,25 @@ recover with ``tau_rec``::
 
     dx_j/dt = (1 - x_j) / tau_rec - U x_j delta(t - t_spike_j),     I_syn,i = sum_j W_ij U x_j s_j(t)
 
-Depression ends a network burst and sets the silence before the next (Tsodyks, Uziel & Markram 2000,
-J. Neurosci. 20:RC50).  ``recurrent=False`` is the synapse-ablation control: the same cells, positions and
+The fast (AMPA / GABA_A) part of a synapse is the jump above; an excitatory synapse also opens NMDA
+channels, a slow current through the voltage-dependent Mg2+ block (Jahr & Stevens 1990, J. Neurosci.
+10:3178), rising with ``nmda_rise_ms`` and decaying with ``nmda_tau_ms`` (Hestrin, Sah & Nicoll 1990,
+Neuron 5:247, approx.: rise a few ms, decay ~50-150 ms)::
+
+    I_NMDA,i = g_i B(v_i) (0 - v_i) / 65 mV,    B(v) = 1 / (1 + [Mg2+] / 3.57 mM exp(-0.062 v / mV))
+    g_i: each excitatory jump W_ij U x_j adds nmda_ratio W_ij U x_j / tau_nmda (through the rise)
+
+so ``nmda_ratio`` is the NMDA charge relative to the fast jump's, unblocked at -65 mV (20 at the
+defaults; an NMDA:AMPA peak ratio of ~0.3-0.5 times a ~20-30x slower decay, approx., recalled).  At
+rest (-65 to -70 mV) B is 0.04-0.06, so the NMDA charge there is about the fast one's, spread over
+100 ms: little; once a
+burst depolarises the cells the block lifts and the NMDA current sustains the burst (without the block,
+``mg_mM=0``, it holds the network firing at ~13 Hz).  Excitatory cells carry a slow
+afterhyperpolarisation (sAHP, Ca2+-activated K+; Sah 1996, Trends Neurosci. 19:150, approx.: seconds):
+each spike adds ``ahp_mV_per_ms`` of outward current decaying with ``ahp_tau_s``.  Depression and the
+AHP built up in a burst end it, and the AHP's decay sets the silence before the next (Tsodyks, Uziel
+& Markram 2000, J. Neurosci. 20:RC50; adaptation ending culture bursts: Masquelier & Deco 2013,
+Gigante et al. 2015, approx.).  ``recurrent=False`` is the synapse-ablation control: the same cells, positions and
 noise, no synapses.  Background drive: the simulated cells stand for a subsample of 10^5-10^6; the input
 from the unsimulated ones is a mean current ``background_mV_per_ms`` plus white noise ``noise_exc_mV`` /
 ``noise_inh_mV`` per sqrt(ms) (Izhikevich's thalamic input), redrawn on every trial: spontaneous spikes,
@@ -62,13 +79,18 @@ neurons); ``reset`` returns them to the network's.
 
 Measured at the defaults (``OrganoidModel()``: 1000 neurons, 4 + 32 electrodes; 4 trials of 30 s after a
 1 s washout, ``reset(1)``; bursts by ``experiments.bursts.detect_bursts`` on the 32 electrodes; this
-module's author, 2026-12-02): 0.99 Hz per recorded neuron; network bursts 0.17-0.30 /s (mean 0.24),
-inter-burst-interval CV 0.89 (pooled), recruiting 47 +- 25 % of the electrodes (31-100 %), 16 +- 12 ms
-long, holding 12 % of the spikes.  Evoked by 0.45 V pulses on one electrode every 500 ms (``reset(2)``):
-0-5 ms after the pulse the electrodes within 300 um count 19x their spontaneous rate and those beyond
-800 um 0.9x (direct); 20-50 ms after it, 8x near and 9x far (polysynaptic); 50-300 ms, 0.7-0.8x (the
-depressed network).  The polysynaptic response is all-or-none: far spike counts 20-50 ms after a pulse
-have a CV of 3.0 over pulses.
+module's author, 2026-12-02): 1.46 Hz per recorded neuron; network bursts 0.20-0.30 /s (mean 0.24),
+inter-burst-interval CV 0.47 (pooled; per trial 0.64, 0.45, 0.04, 0.48: one trial of 30 s was nearly
+periodic), recruiting 85 +- 29 % of the electrodes (28-100 %), 160 +- 79 ms long (8-250 ms, median
+190: a few short events of the fast synapses alone beside the NMDA-sustained bursts), holding 62 % of
+the spikes.  Without the NMDA current and the AHP (``nmda_ratio=0, ahp_mV_per_ms=0``, the model
+before them, same protocol): 0.99 Hz, 0.24 /s, CV 0.89, 47 +- 25 %, 16 +- 12 ms long, 12 % of the
+spikes.  Evoked by 0.45 V pulses on one electrode every 500 ms for 30 s (``n_outputs=63``,
+``reset(2)``), against the spontaneous rate: 0-5 ms after the pulse the electrodes within 300 um count
+5.4x their spontaneous rate and those beyond 800 um 0.4x (direct); 20-50 ms after it, 5.3x near and
+6.0x far (polysynaptic); 50-150 ms 1.2x; 150-300 ms 0.4-0.5x (the depressed, adapted network).  The
+polysynaptic response is all-or-none: far spike counts 20-50 ms after a pulse have a CV of 3.5 over
+pulses.
 
 ==========================  =====================  ===========================  ============================
 quantity                    model value            literature value             source
@@ -79,13 +101,19 @@ unitary EPSP (mean)         1.5 mV, lognormal      1.3 +- 1.1 mV (L5 pairs);    
 synaptic depression U, tau  0.5, 0.8 s             0.5, 0.8 s                   Tsodyks & Markram 1997
                                                                                 (approx.)
 inputs per cell             ~300                   10^2-10^4 (subsampled)       cortex; cultures fewer
-spontaneous rate            0.99 Hz                ~0.1-5 Hz per unit           Wagenaar et al. 2006, BMC
+spontaneous rate            1.46 Hz                ~0.1-5 Hz per unit           Wagenaar et al. 2006, BMC
                                                                                 Neurosci. 7:11 (approx.)
 network burst rate          0.24 /s                1/300-1 /s (inter-burst      Wagenaar 2006 (abstract,
                                                    intervals 1-300 s)           re-read)
-inter-burst-interval CV     0.89                   irregular, clustered         Wagenaar 2006 (approx.)
-burst duration              16 +- 12 ms            ~0.1-1 s                     Wagenaar 2006 (approx.):
-                                                                                the model's are short
+inter-burst-interval CV     0.47 (pooled)          irregular, clustered         Wagenaar 2006 (approx.)
+burst duration              160 +- 79 ms           ~0.1-1 s                     Wagenaar 2006 (approx.)
+burst recruitment           85 +- 29 % of          partial, variable            Wagenaar 2006 (approx.)
+                            electrodes (28-100 %)
+NMDA current                Mg2+ block (1 mM),     Mg2+ block as given;         Jahr & Stevens 1990;
+                            rise 5 ms, decay       rise ~few ms, decay          Hestrin et al. 1990
+                            100 ms                 ~50-150 ms                   (approx.)
+slow AHP                    0.3 mV/ms a spike,     sAHP decays over seconds     Sah 1996 (approx.)
+                            3 s
 stimulation                 biphasic, 0.45-0.5 V,  0.1-0.9 V biphasic, direct   Wagenaar, Pine & Potter
                             ~100-200 um reach      reach ~100-200 um            2004 (approx.)
 evoked response             direct 0-5 ms near,    early < 20 ms, late          Wagenaar et al. 2004
@@ -98,9 +126,13 @@ STDP, synaptic scaling      off (``stdp``)         see reservoir.plasticity     
 
 The network computes (synapse-ablation control; BasicMotions, ``experiments.tasks.run_task`` with
 ``encoder_params={"waveform": "binary", "samples_per_frame": 50}``, features chosen per side by
-leave-one-out on the training split, seeds 0-5; this module's author, 2026-12-02): intact 0.729 +- 0.012,
-``recurrent=False`` 0.625 +- 0.024 (mean +- SE; intact higher for every seed, paired difference
-0.104 +- 0.028); linear and quadratic baselines 0.725.  50 ms steps (at most 20 Hz a electrode, inside
+leave-one-out on the training split, seeds 0-5, ``prclab task --data basicmotions.npz --substrate organoid
+--seeds 6`` with and without ``--param recurrent=false``; this module's author, 2026-12-02, with the NMDA
+current and the AHP): intact 0.721 +- 0.033 (0.75, 0.60, 0.725, 0.65, 0.80, 0.80), ``recurrent=False``
+0.650 +- 0.019 (mean +- SE; paired difference 0.071 +- 0.045: intact higher for 4 seeds, equal for one,
+lower for one); linear and quadratic baselines 0.725, which the intact network no longer beats (before
+the NMDA current and the AHP: intact 0.729 +- 0.012, ablated 0.625 +- 0.024, higher for every seed;
+the step below was chosen then and not re-chosen).  50 ms steps (at most 20 Hz a electrode, inside
 DishBrain's 4-40 Hz) let the polysynaptic response to one step's pulses (20-50 ms) fall into the next
 steps, where depression makes it depend on the earlier pulses: fading memory the direct response lacks.
 The step was chosen by the intact network's training leave-one-out error (mean of seeds 0-2: 10 ms
@@ -112,14 +144,17 @@ The step was chosen by the intact network's training leave-one-out error (mean o
 burst-rate row was checked against the abstract of Wagenaar et al. 2006 ("inter-burst intervals between
 1 and 300 s"); the others were not found in the searchable text this session.
 
-Speed: the state is float32; the only Python loop is over time samples, about twenty element-wise
-operations a sample on ``(batch, N)``; the synaptic input is gathered from the weight rows of the few
+Speed: the state is float32; the only Python loop is over time samples, about thirty element-wise
+operations a sample (ten of them the NMDA current's block and gates and the AHP) on ``(batch, N)``; the synaptic input is gathered from the weight rows of the few
 neurons that spiked (spikes are rare), the stimulus added only on the samples where an electrode's
 voltage changes, the noise drawn 256 samples at a time, BLAS held to one thread.  The state (``v``,
-``u``, ``x``, the pending synaptic jump, the field filter, the noise streams and, with ``stdp``, the
+``u``, ``x``, the pending synaptic jump, the NMDA gates, the AHP, the field filter, the noise streams and, with ``stdp``, the
 plastic weights and traces) saves as plain arrays.  ``python benchmarks/bench_substrates.py`` with the
 machine at load 7 on 2 cores (5 engineers at work; re-measure idle): 15.4x real time for one trial,
-24.1x for a batch of 64 (16 + 16 electrodes, 1 kHz); cProfile of a batch of 64: noise drawing ~half
+24.1x for a batch of 64 (16 + 16 electrodes, 1 kHz), before the NMDA current and the AHP; with them,
+the same benchmark's inputs timed in one script at load 3 on 2 cores (best of 2): 19.9x for one trial and
+23.2x for a batch of 64, against 19.5x and 27.0x with ``nmda_ratio=0, ahp_mV_per_ms=0`` in the same
+script; cProfile of a batch of 64 (before them): noise drawing ~half
 the time, the membrane loop ~40 %.  The network is a subsample: a real organoid has
 10^5-10^6 cells.
 """
