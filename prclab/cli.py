@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import errno
+import importlib
 import json
 import os
 import re
@@ -569,7 +570,26 @@ def build_parser() -> argparse.ArgumentParser:
                         "frequency; with --plot the Nyquist and Bode PNGs); a substrate without electrode "
                         "currents is refused")
     c.set_defaults(func=cmd_characterize)
+    _add_twin_verbs(sub)
     return p
+
+
+def _add_twin_verbs(sub) -> None:
+    """``prclab twin VERB``: one verb per module ``prclab.experiments.twins.cmd_<verb>`` (each defines
+    ``HELP``, ``add_arguments(parser)`` and ``main(args)``, its heavy imports inside ``main``), found here
+    so a new verb needs no edit of this file."""
+    import pkgutil
+
+    from prclab.experiments import twins
+
+    tw = sub.add_parser("twin", help="digital twins of a recorded substrate: fit, check, probe, modules")
+    verbs = tw.add_subparsers(dest="twin_verb", required=True)
+    for info in sorted(pkgutil.iter_modules(twins.__path__), key=lambda m: m.name):
+        if info.name.startswith("cmd_"):
+            module = importlib.import_module(f"prclab.experiments.twins.{info.name}")
+            v = verbs.add_parser(info.name[4:], help=module.HELP, description=module.HELP)
+            module.add_arguments(v)
+            v.set_defaults(func=module.main)
 
 
 class Terminated(KeyboardInterrupt):

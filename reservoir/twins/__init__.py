@@ -1,1 +1,14 @@
-"""Digital twins: models fitted to a substrate's recorded stimulus -> response behaviour that run as substrates."""
+"""Digital twins: models fitted to a substrate's recorded stimulus -> response behaviour that run as substrates.
+
+``FAMILIES`` maps a family name to its class (:mod:`.base` describes the interface); a new family adds
+one line here.  :mod:`.file` writes and reads twin files, :mod:`.substrate` runs one as a ``Substrate``.
+"""
+
+from .base import ResidualNoise, TwinFamily
+from .linear import LinearTwin
+
+FAMILIES: dict[str, type] = {
+    LinearTwin.name: LinearTwin,
+}
+
+__all__ = ["FAMILIES", "LinearTwin", "ResidualNoise", "TwinFamily"]

@@ -1,0 +1,236 @@
+"""The ``linear`` twin family: ARX by ridge, and the per-channel ARX map the reservoir family reuses.
+
+Model, per response channel ``j`` (``F(t)`` the shared features ``(p,)``: here the stimulus at lags
+``0 .. n_lags_in - 1``, i.e. a MIMO FIR; ``echo`` uses reservoir states)::
+
+    y_j[t] = c_j + F(t) . w_j + sum_{k=1..n_lags_out} a_jk y_j[t-k]
+
+fitted by ridge on the one-step (equation-error) regression with the recorded past ``y_j``, and run free
+(``y_j`` fed back from its own predictions: an IIR filter per channel, ``scipy.signal.lfilter``, so no
+per-sample Python loop).  The own-output feedback is diagonal (channel ``j`` feeds only itself), so a
+64-channel twin has 64 small poles sets, not a 64 x 64 x lags feedback tensor.
+
+Structure (lag counts) and the ridge ``alpha`` are chosen on the training trials only: the last
+``validation`` fraction of them (by position) scores every candidate by free-run NRMSE (RMSE / std,
+pooled over channels), the winner is refitted on all training trials.  Grams are accumulated once for
+the largest lags; a candidate with fewer lags is a sub-block of them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.signal import lfilter
+
+from prclab.errors import PrclabError
+
+from .base import ResidualNoise, TwinFamily, check_trials
+
+
+def own_lags(y: np.ndarray, n: int) -> np.ndarray:
+    """``(T, n_out, n)``: ``y[t-k]`` for ``k = 1..n`` (zero before the trial: rest)."""
+    T, m = y.shape
+    out = np.zeros((T, m, n))
+    for k in range(1, n + 1):
+        out[k:, :, k - 1] = y[:-k] if k < T else 0.0
+    return out
+
+
+def input_lags(u: np.ndarray, n: int, history: np.ndarray | None = None) -> np.ndarray:
+    """``(batch, T, n * n_in)``: columns ``u[t-k]`` for ``k = 0..n-1`` (lag-major), ``u`` ``(batch, T, n_in)``;
+    ``history`` ``(batch, n - 1, n_in)`` the samples before ``u`` (zeros: rest)."""
+    b, T, m = u.shape
+    past = np.zeros((b, n - 1, m)) if history is None else history
+    full = np.concatenate([past, u], axis=1)
+    return np.concatenate([full[:, n - 1 - k: n - 1 - k + T] for k in range(n)], axis=2)
+
+
+class Grams:
+    """Sums for the per-channel ridge of ``[F, own lags, 1] -> y`` (module docstring), accumulated trial by
+    trial: ``F`` ``(T, p)``, ``y`` ``(T, n_out)``, own lags up to ``n_own``."""
+
+    def __init__(self, p: int, n_out: int, n_own: int):
+        self.n = 0
+        self.FF, self.F1, self.FY = np.zeros((p, p)), np.zeros(p), np.zeros((p, n_out))
+        self.FL = np.zeros((p, n_out, n_own))
+        self.LL, self.LY, self.L1 = np.zeros((n_out, n_own, n_own)), np.zeros((n_out, n_own)), np.zeros((n_out, n_own))
+        self.Y1 = np.zeros(n_out)
+
+    def add(self, F: np.ndarray, y: np.ndarray) -> None:
+        L = own_lags(y, self.L1.shape[1])
+        self.n += len(F)
+        self.FF += F.T @ F
+        self.F1 += F.sum(0)
+        self.FY += F.T @ y
+        self.FL += np.einsum("tp,tjk->pjk", F, L, optimize=True)
+        self.LL += np.einsum("tjk,tjl->jkl", L, L, optimize=True)
+        self.LY += np.einsum("tjk,tj->jk", L, y, optimize=True)
+        self.L1 += L.sum(0)
+        self.Y1 += y.sum(0)
+
+    def solve(self, cols: np.ndarray, n_own: int, alpha: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Ridge (penalty ``alpha`` times each centred feature's sum of squares, intercept free) on feature
+        columns ``cols`` of ``F`` and ``n_own`` own lags: ``(W (p_sel, n_out), A (n_out, n_own), c (n_out,))``."""
+        n_out = len(self.Y1)
+        N = max(self.n, 1)
+        f1 = self.F1[cols]
+        Cff = self.FF[np.ix_(cols, cols)] - np.outer(f1, f1) / N
+        p = len(cols)
+        W, A, c = np.zeros((p, n_out)), np.zeros((n_out, n_own)), np.zeros(n_out)
+        Cfy = self.FY[cols] - np.outer(f1, self.Y1) / N
+        for j in range(n_out):
+            l1 = self.L1[j, :n_own]
+            Cfl = self.FL[cols, j, :n_own] - np.outer(f1, l1) / N
+            Cll = self.LL[j, :n_own, :n_own] - np.outer(l1, l1) / N
+            G = np.block([[Cff, Cfl], [Cfl.T, Cll]])
+            rhs = np.concatenate([Cfy[:, j], self.LY[j, :n_own] - l1 * self.Y1[j] / N])
+            d = np.diag(G).copy()
+            G[np.diag_indices_from(G)] += alpha * np.maximum(d, 1e-12 * max(d.max(), 1e-300))
+            try:
+                theta = np.linalg.solve(G, rhs)
+            except np.linalg.LinAlgError:
+                theta = np.linalg.lstsq(G, rhs, rcond=None)[0]
+            W[:, j], A[j] = theta[:p], theta[p:]
+            c[j] = (self.Y1[j] - f1 @ W[:, j] - l1 @ A[j]) / N
+        return W, A, c
+
+
+def keep_last(a: np.ndarray, n: int) -> np.ndarray:
+    """The last ``n`` samples of ``a`` ``(batch, T, m)`` along time (none for ``n == 0``)."""
+    return a[:, a.shape[1] - n:] if n else a[:, :0]
+
+
+def arx_free_run(x: np.ndarray, A: np.ndarray, zi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``y_j = x_j + sum_k A_jk y_j[t-k]`` along time: ``x`` ``(batch, T, n_out)``, ``zi``
+    ``(batch, n_out, n_own)`` lfilter states; returns ``(y, new zi)``."""
+    if A.shape[1] == 0:
+        return x, zi
+    y = np.empty_like(x)
+    zo = np.empty_like(zi)
+    for j in range(x.shape[2]):
+        y[:, :, j], zo[:, j] = lfilter([1.0], np.concatenate([[1.0], -A[j]]), x[:, :, j], axis=1, zi=zi[:, j])
+    return y, zo
+
+
+def stable(A: np.ndarray) -> bool:
+    """Whether every channel's feedback ``1 - sum_k A_jk z^-k`` has its poles inside the unit circle."""
+    return all(np.all(np.abs(np.roots(np.concatenate([[1.0], -a]))) < 1.0) for a in A if len(a))
+
+
+def free_run_nrmse(pred: list[np.ndarray], rec: list[np.ndarray]) -> float:
+    """RMSE / std per channel over the trials, root mean square over channels (inf when not finite)."""
+    p, r = np.concatenate(pred), np.concatenate(rec)
+    if not np.all(np.isfinite(p)):
+        return float("inf")
+    e = np.sqrt(np.mean((p - r) ** 2, axis=0)) / np.maximum(r.std(axis=0), 1e-300)
+    return float(np.sqrt(np.mean(e ** 2)))
+
+
+def validation_split(n: int, fraction: float, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """Positions ``(fit, validate)`` of ``n`` training trials: the last ``fraction`` validates."""
+    if n < 2:
+        raise PrclabError(f"{where}: needs at least 2 training trials to choose its structure, got {n}")
+    k = min(n - 1, max(1, int(round(fraction * n))))
+    return np.arange(n - k), np.arange(n - k, n)
+
+
+class LinearTwin(TwinFamily):
+    """ARX twin (module docstring).
+
+    Args:
+        lags_in: candidate stimulus lag counts (FIR length in samples, each >= 1).
+        lags_out: candidate own-output lag counts (0: a pure FIR, no feedback).
+        alphas: candidate ridge penalties (relative to each feature's centred sum of squares).
+        validation: fraction of the training trials (the last ones) that scores the candidates.
+    """
+
+    name = "linear"
+
+    def __init__(self, lags_in=(1, 2, 5, 10), lags_out=(0, 1, 2, 4), alphas=(1e-6, 1e-4, 1e-2),
+                 validation: float = 0.25):
+        self.lags_in, self.lags_out, self.alphas, self.validation = lags_in, lags_out, alphas, validation
+
+    def fit(self, stimuli, responses, dt) -> LinearTwin:
+        u, y, dt = check_trials(stimuli, responses, dt, f"twin {self.name!r}")
+        lags_in = sorted({int(k) for k in self.lags_in})
+        lags_out = sorted({int(k) for k in self.lags_out})
+        if not lags_in or lags_in[0] < 1 or not lags_out or lags_out[0] < 0 or not len(self.alphas):
+            raise PrclabError(f"twin {self.name!r}: lags_in must be >= 1, lags_out >= 0, alphas non-empty")
+        self.n_inputs_, self.n_outputs_, self.dt_ = u[0].shape[1], y[0].shape[1], dt
+        fit_i, val_i = validation_split(len(u), self.validation, f"twin {self.name!r}")
+        n_in = self.n_inputs_
+        grams = Grams(lags_in[-1] * n_in, self.n_outputs_, lags_out[-1])
+        for i in fit_i:
+            grams.add(input_lags(u[i][None], lags_in[-1])[0], y[i])
+        scores = {}
+        for nb in lags_in:
+            for na in lags_out:
+                for alpha in self.alphas:
+                    self._set(*grams.solve(np.arange(nb * n_in), na, float(alpha)), nb)
+                    ok = stable(self.A_)
+                    pred = [self._mean(u[i][None])[0] for i in val_i] if ok else None
+                    scores[(nb, na, float(alpha))] = free_run_nrmse(pred, [y[i] for i in val_i]) if ok else float("inf")
+        (nb, na, alpha), best = min(scores.items(), key=lambda kv: kv[1])
+        if not np.isfinite(best):
+            raise PrclabError(f"twin {self.name!r}: no candidate structure runs stable on the validation trials")
+        self.validation_nrmse_, self.lags_in_, self.lags_out_, self.alpha_ = best, nb, na, alpha
+        grams = Grams(nb * n_in, self.n_outputs_, na)
+        for ui, yi in zip(u, y):
+            grams.add(input_lags(ui[None], nb)[0], yi)
+        self._set(*grams.solve(np.arange(nb * n_in), na, alpha), nb)
+        self._fit_noise(u, y)
+        return self
+
+    def _set(self, W, A, c, nb) -> None:
+        self.W_, self.A_, self.c_, self.lags_in_ = W, A, c, nb
+        self.noise_ = ResidualNoise(np.zeros(len(c)), np.zeros(len(c)))   # replaced once fitted
+
+    def _mean(self, u: np.ndarray) -> np.ndarray:
+        y, _ = self._step_mean(self._initial_mean_state(len(u)), u)
+        return y
+
+    def _initial_mean_state(self, batch: int) -> dict[str, np.ndarray]:
+        return {"u_hist": np.zeros((batch, self.lags_in_ - 1, self.n_inputs_)),
+                "zi": np.zeros((batch, self.n_outputs_, self.A_.shape[1]))}
+
+    def _step_mean(self, state: dict, u: np.ndarray) -> tuple[np.ndarray, dict]:
+        x = input_lags(u, self.lags_in_, state["u_hist"]) @ self.W_ + self.c_
+        y, zi = arx_free_run(x, self.A_, state["zi"])
+        return y, {"u_hist": keep_last(np.concatenate([state["u_hist"], u], axis=1), self.lags_in_ - 1), "zi": zi}
+
+    def to_arrays(self) -> tuple[dict[str, np.ndarray], dict]:
+        self._check_fitted()
+        return ({"W": self.W_, "A": self.A_, "c": self.c_, **self.noise_.to_arrays()},
+                {"n_inputs": self.n_inputs_, "n_outputs": self.n_outputs_, "dt": self.dt_,
+                 "lags_in": self.lags_in_, "lags_out": self.lags_out_, "alpha": self.alpha_,
+                 "validation_nrmse": self.validation_nrmse_,
+                 "settings": {"lags_in": list(self.lags_in), "lags_out": list(self.lags_out),
+                              "alphas": [float(a) for a in self.alphas], "validation": self.validation}})
+
+    @classmethod
+    def from_arrays(cls, arrays: dict, attrs: dict) -> LinearTwin:
+        s = attrs["settings"]
+        self = cls(tuple(s["lags_in"]), tuple(s["lags_out"]), tuple(s["alphas"]), s["validation"])
+        self.n_inputs_, self.n_outputs_, self.dt_ = int(attrs["n_inputs"]), int(attrs["n_outputs"]), float(attrs["dt"])
+        self.lags_out_, self.alpha_, self.validation_nrmse_ = int(attrs["lags_out"]), float(attrs["alpha"]), float(attrs["validation_nrmse"])
+        self._set(np.asarray(arrays["W"], float), np.asarray(arrays["A"], float), np.asarray(arrays["c"], float),
+                  int(attrs["lags_in"]))
+        self.noise_ = ResidualNoise.from_arrays(arrays)
+        return self
+
+    def units(self) -> dict[str, np.ndarray]:
+        """One unit per response channel (an ARX filter): ``id``, ``kind``, ``bias`` (response units),
+        ``noise_std``, ``noise_rho`` and ``feedback`` ``(n_out, lags_out)`` (own-output lag weights)."""
+        self._check_fitted()
+        n = self.n_outputs_
+        return {"id": np.arange(n, dtype=np.int64), "kind": np.array(["arx"] * n), "bias": self.c_,
+                "noise_std": self.noise_.std, "noise_rho": self.noise_.rho, "feedback": self.A_}
+
+    def electrode_map(self) -> dict:
+        """``input_units``: every unit reads every stimulus channel, ``input_weights`` ``(lags_in, n_in,
+        n_out)`` the FIR; ``output_units`` ``(n_out,)`` unit j is response channel j (weight 1)."""
+        self._check_fitted()
+        n = self.n_outputs_
+        return {"input_units": np.tile(np.arange(n, dtype=np.int64), (self.n_inputs_, 1)),
+                "input_weights": self.W_.reshape(self.lags_in_, self.n_inputs_, n),
+                "output_units": np.arange(n, dtype=np.int64)[:, None], "output_weights": np.ones((n, 1))}
+
