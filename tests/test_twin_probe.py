@@ -55,7 +55,7 @@ def _probe(argv: list[str]) -> None:
 
 def test_sqrtprime_excitation_puts_each_input_at_its_own_irrational_frequency():
     rate, n = 1000.0, 20000  # 20 s: 0.05 Hz resolution
-    data = excitation("sqrtprime", 3, n, 4, rate, seed=0)
+    data = excitation("sqrtprime", 5, n, 4, rate, seed=0)
     top = band_tops(rate, 3)[0]  # trial 0: the slowest band
     x = data.sequences[0]
     assert x.shape == (n, 4) and np.abs(x).max() <= 1
@@ -106,17 +106,47 @@ def test_the_probe_keeps_inside_the_base_protocols_safety_limits(tmp_path):
     with pytest.raises(PrclabError, match="no amplitude down to"):
         write_probe(_base(tmp_path, "[safety]\nmax_slew_V_per_s = 1e-6"), tmp_path / "q.toml", data, "q")
     with pytest.raises(PrclabError, match="the excitation has 2 inputs"):
-        write_probe(base, tmp_path / "r.toml", excitation("prbs", 4, 300, 2, 1000.0), "r")
+        write_probe(base, tmp_path / "r.toml", excitation("prbs", 5, 300, 2, 1000.0), "r")
 
 
 def test_bad_probe_requests_are_one_line_errors(tmp_path, capsys):
-    with pytest.raises(PrclabError, match="--trials must be 2 or more"):
+    with pytest.raises(PrclabError, match="--trials must be 5 or more"):
         _probe(["--protocol", _base(tmp_path), "--out", str(tmp_path / "p.toml"), "--trials", "1"])
     with pytest.raises(PrclabError, match="--seconds 0.001 is 1 samples"):
         _probe(["--protocol", _base(tmp_path), "--out", str(tmp_path / "p.toml"), "--seconds", "0.001"])
     with pytest.raises(PrclabError, match="direct encoder: values must lie in"):
         DirectEncoder(2).features(np.full((3, 2), 1.5))
-    _probe(["--protocol", _base(tmp_path), "--out", str(tmp_path / "p.toml"), "--trials", "4",
+    _probe(["--protocol", _base(tmp_path), "--out", str(tmp_path / "p.toml"), "--trials", "5",
             "--kind", "all", "--seconds", "0.1", "--json"])
     summary = json.loads(capsys.readouterr().out)
-    assert summary["trials"] == 4 and summary["amplitude"] == 0.9
+    assert summary["trials"] == 5 and summary["amplitude"] == 0.9
+
+
+def test_the_active_probe_chooses_where_bootstrap_twins_disagree_and_the_choice_runs(tmp_path, capsys):
+    from prclab.experiments.twins.active import choose, fit_committee
+    from prclab.experiments.twins.data import load_fit_data
+
+    first = tmp_path / "first.toml"
+    base = _base(tmp_path)
+    _probe(["--protocol", base, "--out", str(first), "--trials", "10", "--seconds", "0.3"])
+    rec = tmp_path / "first.h5"
+    assert prclab_main(["run", str(first), "--out", str(rec)]) == 0
+    capsys.readouterr()
+    nxt = tmp_path / "next.toml"
+    _probe(["--protocol", base, "--out", str(nxt), "--active", str(rec), "--trials", "6", "--pool", "12",
+            "--seconds", "0.3", "--ensemble", "3", "--kind", "all", "--json"])
+    summary = json.loads(capsys.readouterr().out)
+    scores = summary["disagreement"]
+    assert summary["trials"] == 6 and summary["pool"] == 12 and scores == sorted(scores, reverse=True)
+    assert prclab_main(["run", str(nxt), "--out", str(tmp_path / "next.h5")]) == 0
+    # the committee: bootstrap members differ; silence (rest) is where they disagree least
+    fit = load_fit_data(rec)
+    committee = fit_committee("linear", fit.train_stimuli, fit.train_responses, fit.dt, members=3)
+    u = np.stack([np.asarray(t.stimulus) for t in prepare(load_protocol(nxt))[2]])
+    cands = np.concatenate([np.zeros_like(u[:1]), u])
+    scale = np.concatenate(fit.train_responses).std(axis=0)
+    order, s = choose(committee, cands, len(cands), scale)
+    assert order[-1] == 0 and s.min() >= 0 and s[1:].min() > s[0]
+    assert np.all(choose([committee[0]] * 2, cands, 1, scale)[1] == 0)
+    with pytest.raises(PrclabError, match="cannot choose 99 of"):
+        choose(committee, cands, 99, scale)

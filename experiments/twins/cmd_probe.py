@@ -35,13 +35,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> None:
+    import numpy as np
+
     from prclab.errors import PrclabError
     from prclab.protocols.protocol import load_protocol
 
-    from .probe import KINDS, excitation, trial_samples, write_probe
+    from .probe import KINDS, TEST_EVERY, excitation, held_out, trial_samples, write_probe
 
-    if args.trials < 2:
-        raise PrclabError(f"twin probe: --trials must be 2 or more, got {args.trials}")
+    if args.trials < TEST_EVERY:
+        raise PrclabError(f"twin probe: --trials must be {TEST_EVERY} or more (one in {TEST_EVERY} is "
+                          f"held out), got {args.trials}")
     base = load_protocol(args.protocol)
     seed = base["protocol"]["seed"] if args.seed is None else args.seed
     n_samples, n_in = trial_samples(base, args.seconds), base["stimulus"]["electrodes"]
@@ -54,7 +57,11 @@ def main(args: argparse.Namespace) -> None:
 
         chosen, scores = choose_from_recording(args.active, args.protocol, candidates, args.trials,
                                                family=args.model, ensemble=args.ensemble, seed=seed)
+        # in decreasing disagreement, one in TEST_EVERY held out; labelled by the rank's parity (the
+        # bands of the chosen may be one: a run's readout needs two classes to train on)
         candidates = candidates.subset(chosen)
+        candidates.split = held_out(len(chosen))
+        candidates.labels = np.where(np.arange(len(chosen)) % 2 == 0, "active-even", "active-odd")
         summary.update(active=args.active, model=args.model, ensemble=args.ensemble,
                        pool=n_candidates, disagreement=[round(float(s), 6) for s in scores[chosen]])
     probe = write_probe(args.protocol, args.out, candidates,

@@ -87,14 +87,15 @@ def excitation(kind: str | tuple[str, ...], n_trials: int, n_samples: int, n_inp
         ``test`` for one trial in :data:`TEST_EVERY`.
 
     Raises:
-        PrclabError: an unknown kind, fewer than two trials or bands, or fewer than 8 samples.
+        PrclabError: an unknown kind, fewer than ``TEST_EVERY`` trials (every probe holds out one and
+            trains on two bands or more), fewer than 2 bands, or fewer than 8 samples.
     """
     kinds = (kind,) if isinstance(kind, str) else tuple(kind)
     bad = [k for k in kinds if k not in KINDS]
     if bad or not kinds:
         raise PrclabError(f"probe: unknown excitation kind {(bad or [''])[0]!r}; known: {', '.join(KINDS)}")
-    if n_trials < 2 or bands < 2 or n_samples < 8:
-        raise PrclabError(f"probe: needs at least 2 trials, 2 bands and 8 samples a trial, got "
+    if n_trials < TEST_EVERY or bands < 2 or n_samples < 8:
+        raise PrclabError(f"probe: needs at least {TEST_EVERY} trials, 2 bands and 8 samples a trial, got "
                           f"{n_trials}, {bands}, {n_samples}")
     rng = np.random.default_rng(seed)
     tops = band_tops(rate_hz, bands)
@@ -121,10 +122,14 @@ def excitation(kind: str | tuple[str, ...], n_trials: int, n_samples: int, n_inp
             x = np.repeat(bits, clock, axis=0)[:n_samples]
         sequences.append(x * rng.uniform(0.25, 1.0) * taper[:, None])
         labels.append(f"{kind}-{top:.3g}Hz")
-    split = np.where(np.arange(n_trials) % TEST_EVERY == TEST_EVERY - 1, "test", "train")
-    return LabelledSequences(sequences, np.array(labels), split, "sequence",
+    return LabelledSequences(sequences, np.array(labels), held_out(n_trials), "sequence",
                              ids=np.array([f"row{i}" for i in range(n_trials)]),
                              source="probe:" + "+".join(kinds))
+
+
+def held_out(n: int) -> np.ndarray:
+    """The split of ``n`` probe trials: ``test`` for one in :data:`TEST_EVERY` (the 5th, 10th, ...)."""
+    return np.where(np.arange(n) % TEST_EVERY == TEST_EVERY - 1, "test", "train")
 
 
 def save_sequences(data: LabelledSequences, path: Path) -> None:
