@@ -28,6 +28,8 @@ import math
 from dataclasses import dataclass, field
 from functools import cache
 
+import numpy as np
+
 from prclab.errors import PrclabError
 
 from .esn import EchoStateNetwork
@@ -54,8 +56,17 @@ SUBSTRATES: dict[str, SubstrateEntry] = {
 }
 
 
+TWIN_PREFIX = "twin:"
+
+
 def substrate_entry(name: str) -> SubstrateEntry:
-    """The registry entry of ``name``; raises ``PrclabError`` for an unknown name."""
+    """The registry entry of ``name`` (``twin:PATH``: a twin file, ``reservoir.twins.substrate``, held
+    10 samples per feature frame as the physical models it imitates); raises ``PrclabError`` for an
+    unknown name."""
+    if name.startswith(TWIN_PREFIX):
+        from .twins.substrate import TwinSubstrate
+
+        return SubstrateEntry(TwinSubstrate, "copies", 10)
     try:
         return SUBSTRATES[name]
     except KeyError:
@@ -69,6 +80,8 @@ def make_substrate(name: str, n_inputs: int, size: int | None = None, **params):
     for an unknown name or a parameter the model does not take or accept.
     """
     entry = substrate_entry(name)
+    if name.startswith(TWIN_PREFIX):
+        return _make_twin(name[len(TWIN_PREFIX):], n_inputs, size, params)
     if size is not None:
         params[entry.size_param] = int(size)
     for key, value in params.items():
@@ -78,6 +91,22 @@ def make_substrate(name: str, n_inputs: int, size: int | None = None, **params):
         return entry.cls(n_inputs=n_inputs, **params)
     except (TypeError, ValueError) as exc:
         raise PrclabError(f"substrate {name!r}: {exc}") from None
+
+
+def _make_twin(path: str, n_inputs: int, size: int | None, params: dict):
+    """``twin:PATH`` for ``n_inputs`` inputs; ``n_outputs`` / ``dt`` in ``params`` must match the file,
+    ``noise`` (bool) is the one parameter it takes; ``size`` clones it as a batch of that many copies."""
+    from .twins.substrate import TwinSubstrate
+
+    twin = TwinSubstrate(path, noise=bool(params.pop("noise", True)))
+    asked = {"n_inputs": n_inputs, **{k: params.pop(k) for k in ("n_outputs", "dt") if k in params}}
+    if params:
+        raise PrclabError(f"substrate twin:{path}: takes no parameter(s) {', '.join(sorted(params))}")
+    for key, value in asked.items():
+        have = getattr(twin, key)
+        if value is not None and not np.isclose(float(value), float(have), rtol=1e-9, atol=0):
+            raise PrclabError(f"substrate twin:{path}: the twin has {key} = {have:g}, {value:g} asked")
+    return twin.clone(size) if size is not None else twin
 
 
 @cache
@@ -111,6 +140,8 @@ def described_params(description: dict, where: str = "substrate description") ->
     name = description.get("model") if isinstance(description, dict) else None
     if not isinstance(name, str):
         raise PrclabError(f"{where}: has no 'model' name")
+    if name.startswith(TWIN_PREFIX):
+        return name, {k: v for k, v in description.get("params", {}).items() if k in ("n_inputs", "noise")}
     if name not in SUBSTRATES:
         raise PrclabError(f"{where}: unknown substrate {name!r}; known: {', '.join(sorted(SUBSTRATES))}")
     if "params" in description:
