@@ -7,11 +7,13 @@ import pytest
 
 from prclab.cli import main
 from prclab.errors import PrclabError
+from prclab.experiments.twins.data import load_fit_data
 from prclab.experiments.twins.drift import STALE_FACTOR, compare_plays, drift_report
 from prclab.protocols.protocol import load_protocol
 from prclab.protocols.recording import read_recording
 from prclab.protocols.runner import prepare
 from prclab.reservoir import make_substrate
+from prclab.reservoir.twins import FAMILIES
 
 PROTOCOL = """
 [protocol]
@@ -88,12 +90,18 @@ def test_a_recorded_reference_is_repeatable_and_flags_a_twin_of_another_potato_s
     alone = drift_report(rec, skip=skip)
     assert alone.plays == 5 and not alone.drifted and alone.stale is None
     assert alone.substrate_pearson > 0.99
-    # the model that made the recording, run from rest, as its own twin: within the threshold
+    # the model that made the recording, run from rest, as its own twin: near the repeatability
     same = drift_report(rec, _potato(), skip=skip)
-    assert same.twin_rmse < same.threshold_rmse and same.stale is False
-    # a potato 15 degrees warmer (faster electrode kinetics) is far from this recording: stale
+    assert same.twin_rmse < same.threshold_rmse and same.stale is False and same.twin_ratio < 1.5
+    # a potato 15 degrees warmer (faster electrode kinetics) is far from this recording from the first
+    # play on: poor (ratio), not stale (its error did not grow: the substrate did not drift)
     warm = drift_report(rec, _potato(temperature_C=35.0), skip=skip)
-    assert warm.stale is True and warm.twin_rmse > 3 * same.twin_rmse
+    assert warm.twin_ratio > 3 * same.twin_ratio and warm.stale is False
+    # a fitted twin family (H1's linear ARX on the recording's training trials) runs free on the reference
+    fit = load_fit_data(out)
+    linear = FAMILIES["linear"]().fit(fit.train_stimuli, fit.train_responses, fit.dt)
+    fitted = drift_report(rec, linear, skip=skip)
+    assert 0.6 < fitted.twin_ratio < 1.5 and fitted.stale is False and fitted.twin_pearson > 0.99
     with pytest.raises(PrclabError, match="the twin answers the reference with shape"):
         drift_report(rec, make_substrate("potato", 2, dt=1e-3, n_outputs=3, nodes=4), skip=skip)
     assert drift_report(read_recording(out), skip=skip).to_json()["stale_factor"] == STALE_FACTOR
@@ -108,6 +116,7 @@ def test_the_drift_verdict_separates_a_steady_drift_from_play_to_play_noise():
     report = compare_plays(drifting, twin_y=drifting[0])
     assert report.drifted and report.substrate_rmse > 5 * report.repeat_rmse
     assert report.stale and report.twin_then_rmse < report.twin_rmse  # a twin of "then" is stale now
+    assert not compare_plays(drifting, twin_y=drifting[-1]).stale  # one of "now" is not
     assert "two reference plays only" in compare_plays(noisy[:2]).note
     with pytest.raises(PrclabError, match="plays >= 2"):
         compare_plays(noisy[:1])

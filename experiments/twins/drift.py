@@ -24,12 +24,18 @@ initial condition, every channel pooled):
   with only two plays it is that pair's and the flag cannot separate drift from noise (said in
   ``note``);
 - ``twin_rmse``/``twin_pearson``: the twin's noiseless free run on the reference stimulus vs now;
-  ``twin_then_rmse`` vs then;
-- **stale**: ``twin_rmse > STALE_FACTOR x repeat_rmse`` with ``STALE_FACTOR = 1.5``, i.e. the twin is
-  further from the substrate now than 1.5 times what the substrate differs from itself between
-  consecutive plays (no twin can beat the repeatability floor; 1.5 leaves room for a fair twin
-  while catching one the substrate has drifted away from).  ``drifted``: ``substrate_rmse >
-  STALE_FACTOR x repeat_rmse`` (the substrate itself moved beyond its repeatability).
+  ``twin_then_rmse`` vs then; ``twin_ratio = twin_rmse / repeat_rmse``: with independent noise of the
+  same size in every play, a perfect noiseless twin sits at ``1 / sqrt(2) = 0.71`` (it misses one
+  play's noise, a play the next misses two);
+- **drifted**: ``substrate_rmse > STALE_FACTOR x repeat_rmse`` with ``STALE_FACTOR = 1.5``: the
+  substrate moved from the first play to the last by more than 1.5 times what it differs from itself
+  between consecutive plays;
+- **stale**: ``twin_rmse - twin_then_rmse > STALE_FACTOR x repeat_rmse``: the twin's error on the
+  reference grew over the session by more than 1.5 times the repeatability (by the triangle
+  inequality that growth is at most ``substrate_rmse``, so a stale twin means a drifted substrate that
+  moved away from the twin).  A twin that is poor from the first play on is not stale but poor: its
+  ``twin_ratio`` and ``twin check``'s held-out NRMSE say so.  The factor 1.5 leaves room for the
+  scatter of a median over few pairs while a drift of a few repeatabilities is caught.
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ import numpy as np
 from prclab.errors import PrclabError
 from prclab.protocols.recording import Recording, read_recording
 
-#: the twin is stale when its error on the reference exceeds this many times the reference's repeatability
+#: drifted / stale: the substrate's change / the twin's error growth over this many repeatabilities
 STALE_FACTOR = 1.5
 #: split of the reference trials in a recording (protocols.runner.compile_trials)
 REFERENCE_SPLIT = "reference"
@@ -70,7 +76,8 @@ class DriftReport:
         plays: reference plays found; ``trials``: their trial indices in the recording.
         substrate_rmse, substrate_pearson: last play vs first (response units; dimensionless).
         repeat_rmse, repeat_pearson: median over consecutive pairs of plays.
-        twin_rmse, twin_pearson, twin_then_rmse: the twin vs the last (and first) play; None without twin.
+        twin_rmse, twin_pearson, twin_then_rmse, twin_ratio: the twin vs the last (and first) play, and
+            ``twin_rmse / repeat_rmse``; None without twin.
         drifted, stale: the flags (``stale`` None without twin); ``threshold_rmse``: ``STALE_FACTOR x
         repeat_rmse``; ``note``: what limits the verdict, if anything.
     """
@@ -86,6 +93,7 @@ class DriftReport:
     twin_rmse: float | None = None
     twin_pearson: float | None = None
     twin_then_rmse: float | None = None
+    twin_ratio: float | None = None
     stale: bool | None = None
     note: str = ""
 
@@ -142,7 +150,8 @@ def compare_plays(responses: np.ndarray, twin_y: np.ndarray | None = None,
                               f"recording's reference responses are {now.shape}")
         report.twin_rmse, report.twin_pearson = rmse(y, now), pearson(y, now)
         report.twin_then_rmse = rmse(y, then)
-        report.stale = report.twin_rmse > threshold
+        report.twin_ratio = report.twin_rmse / repeat_rmse if repeat_rmse > 0 else float("inf")
+        report.stale = report.twin_rmse - report.twin_then_rmse > threshold
     return report
 
 
