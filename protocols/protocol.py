@@ -42,7 +42,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from prclab.errors import PrclabError
-from prclab.reservoir.registry import SUBSTRATES, substrate_defaults
+from prclab.reservoir.registry import SUBSTRATES, TWIN_PREFIX, substrate_defaults
 
 from . import safety
 from .encoders import ENCODER_TABLE
@@ -117,7 +117,11 @@ _TOP = {t.name: t for t in TABLES if "." not in t.name}  # the tables a file nam
 
 def substrate_params_table(name: str) -> Table:
     """``[substrate.params]`` of substrate ``name``: its constructor keywords (``n_inputs`` aside),
-    each typed by its default (``prclab.reservoir.registry.substrate_defaults``)."""
+    each typed by its default (``prclab.reservoir.registry.substrate_defaults``); a twin
+    (``twin:PATH``) takes ``noise`` only."""
+    if name.startswith(TWIN_PREFIX):
+        return from_defaults("substrate.params", {"noise": True}, "A twin file run as a substrate "
+                             "(prclab.reservoir.twins.substrate.TwinSubstrate): noise adds its fitted residual noise.")
     return from_defaults("substrate.params", substrate_defaults(name),
                          f"The constructor keywords of {_qualname(SUBSTRATES[name].cls)} (see its "
                          f"docstring), each of its default's type.")
@@ -220,7 +224,7 @@ def parse_protocol(text: str, path: Path | None = None) -> Protocol:
     substrate, spec = values["substrate"], values["device"]["spec"]
     named = "name" in given["substrate"]
     if not named and spec.startswith("sim:") and spec[4:]:  # the model the file's own spec names
-        if spec[4:] not in SUBSTRATES:
+        if spec[4:] not in SUBSTRATES and not spec[4:].startswith(TWIN_PREFIX):
             raise PrclabError(f"{where}: [device] spec {spec!r} names an unknown substrate; known: "
                               f"{', '.join(SUBSTRATES)}")
         substrate["name"] = spec[4:]

@@ -145,7 +145,7 @@ class LinearTwin(TwinFamily):
 
     name = "linear"
 
-    def __init__(self, lags_in=(1, 2, 5, 10), lags_out=(0, 1, 2, 4), alphas=(1e-6, 1e-4, 1e-2),
+    def __init__(self, lags_in=(2, 5, 10), lags_out=(1, 2, 4), alphas=(1e-6, 1e-3),
                  validation: float = 0.25):
         self.lags_in, self.lags_out, self.alphas, self.validation = lags_in, lags_out, alphas, validation
 

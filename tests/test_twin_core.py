@@ -1,0 +1,148 @@
+"""Twin core: families fitted on a recording's training split, the twin file (no code on load, bit-for-bit
+predictions, damage detected), the twin as a substrate (streaming, seeds, clone), twin:PATH and
+sim:twin:PATH, and one-line errors through the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+
+from prclab.cli import main
+from prclab.errors import PrclabError
+from prclab.experiments.twins.data import load_fit_data
+from prclab.protocols.recording import read_recording
+from prclab.reservoir import make_substrate
+from prclab.reservoir.twins import FAMILIES
+from prclab.reservoir.twins.file import read_twin
+from prclab.reservoir.twins.substrate import TwinSubstrate
+
+PROTOCOL = """
+[protocol]
+name = "tiny"
+sample_rate_hz = 1000.0
+seed = 1
+[device]
+spec = "{spec}"
+{substrate}[stimulus]
+electrodes = {n}
+low_V = -0.5
+high_V = 0.5
+[task]
+dataset = "builtin:fsdd-subset"
+max_items = 2
+[encoder]
+kind = "mfcc"
+n_mfcc = {n}
+samples_per_frame = 2
+[timing]
+washout_s = 0.02
+rest_s = 0.05
+"""
+POTATO = """[substrate]
+params = { n_outputs = 4, nodes = 4 }
+"""
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory):
+    """A tiny potato recording and the linear twin fitted on it by the CLI."""
+    root = tmp_path_factory.mktemp("twin")
+    (root / "p.toml").write_text(PROTOCOL.format(spec="sim:potato", n=3, substrate=POTATO))
+    assert main(["run", str(root / "p.toml"), "--out", str(root / "rec.h5")]) == 0
+    assert main(["twin", "fit", str(root / "rec.h5"), "--out", str(root / "tw.h5"), "--json"]) == 0
+    return root
+
+
+def test_fit_uses_the_recorded_split_and_writes_provenance(recorded, capsys):
+    data = load_fit_data(recorded / "rec.h5")
+    twin = read_twin(recorded / "tw.h5")
+    prov = twin.provenance
+    assert prov["heldout_trials"] == data.heldout_indices and prov["train_trials"] == data.train_indices
+    assert set(prov["heldout_trials"]).isdisjoint(prov["train_trials"]) and prov["split"] == "recorded"
+    assert prov["trial_checksums"][str(data.train_indices[0])] == data.checksums[data.train_indices[0]] != ""
+    assert "tiny" in prov["protocol_text"] and prov["family"] == "linear"
+    assert twin.n_inputs == 3 and twin.n_outputs == 4 and twin.dt == pytest.approx(1e-3)
+
+
+def test_loading_reproduces_predictions_bit_for_bit(recorded):
+    data = load_fit_data(recorded / "rec.h5")
+    fitted = FAMILIES["linear"]().fit(data.train_stimuli, data.train_responses, data.dt)
+    loaded = read_twin(recorded / "tw.h5").family
+    u = data.heldout_stimuli[0][None]
+    assert np.array_equal(fitted.simulate(u), loaded.simulate(u))
+    rng = lambda: [np.random.default_rng(5)]  # noqa: E731
+    assert np.array_equal(fitted.simulate(u, rng()), loaded.simulate(u, rng()))
+    # the free run beats predicting the training mean on the held-out trials
+    rec = data.heldout_responses[0]
+    err = np.mean((loaded.simulate(u)[0] - rec) ** 2)
+    assert err < 0.5 * np.mean((rec - np.concatenate(data.train_responses).mean(0)) ** 2)
+
+
+def test_twin_substrate_streams_seeds_and_clones(recorded):
+    sub = TwinSubstrate(str(recorded / "tw.h5"))
+    u = np.random.default_rng(0).uniform(-0.5, 0.5, (2, 120, 3))
+    sub.reset(7)
+    whole = sub.run(u)
+    sub.reset(7)
+    first = sub.run(u[:, :50])
+    saved = sub.state
+    rest = sub.run(u[:, 50:])
+    assert np.array_equal(np.concatenate([first, rest], 1), whole)
+    sub.load_state(saved)
+    assert np.array_equal(sub.run(u[:, 50:]), rest)
+    sub.reset(8)
+    assert not np.array_equal(sub.run(u), whole)
+    copies = sub.clone(3)
+    copies.reset(0)
+    y = copies.run(u[0])
+    assert y.shape == (3, 120, 4) and not np.array_equal(y[0], y[1])
+    quiet = TwinSubstrate(str(recorded / "tw.h5"), noise=False).clone(2)
+    y = quiet.run(u[0])
+    assert np.array_equal(y[0], y[1])
+    assert sub.describe()["derived"]["sha256"] == read_twin(recorded / "tw.h5").sha256
+
+
+def test_twin_path_in_the_registry_and_behind_a_sim_device(recorded):
+    tw = recorded / "tw.h5"
+    assert make_substrate(f"twin:{tw}", 3).n_outputs == 4
+    with pytest.raises(PrclabError, match="n_inputs = 3, 5 asked"):
+        make_substrate(f"twin:{tw}", 5)
+    (recorded / "q.toml").write_text(PROTOCOL.format(spec=f"sim:twin:{tw}", n=3, substrate=""))
+    assert main(["run", str(recorded / "q.toml"), "--out", str(recorded / "rec_twin.h5")]) == 0
+    with read_recording(recorded / "rec_twin.h5") as rec:
+        described = rec.attrs["substrate"]
+    assert described["model"] == f"twin:{tw}" and described["derived"]["sha256"] == read_twin(tw).sha256
+
+
+def test_bad_inputs_are_one_line_and_exit_2(recorded, tmp_path, capsys):
+    damaged = tmp_path / "damaged.h5"
+    damaged.write_bytes((recorded / "tw.h5").read_bytes())
+    with h5py.File(damaged, "r+") as f:
+        f["family/W"][0, 0] += 1.0
+    foreign = tmp_path / "foreign.h5"
+    foreign.write_bytes(b"not hdf5 at all")
+    capsys.readouterr()
+    for path, words in ((damaged, "sha256"), (foreign, "damaged or not HDF5")):
+        assert main(["twin", "fit", str(recorded / "rec.h5"), "--out", str(tmp_path / "x.h5"),
+                     "--model", "nope"]) == 2
+        with pytest.raises(PrclabError, match=words):
+            read_twin(path)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all("unknown model 'nope'" in line for line in err)
+    # a recording with no held-out trials: one trial only
+    one = tmp_path / "one.h5"
+    with h5py.File(recorded / "rec.h5") as src, h5py.File(one, "w") as dst:
+        for key, value in src.attrs.items():
+            dst.attrs[key] = value
+        src.copy(src["trials"], dst, "trials")
+        for name in list(dst["trials"])[1:]:
+            del dst["trials"][name]
+    assert main(["twin", "fit", str(one), "--out", str(tmp_path / "y.h5")]) == 2
+    assert "no held-out trials" in capsys.readouterr().err
+    (tmp_path / "r.toml").write_text(PROTOCOL.format(spec=f"sim:twin:{recorded / 'tw.h5'}", n=2, substrate=""))
+    assert main(["run", str(tmp_path / "r.toml"), "--out", str(tmp_path / "z.h5")]) == 2
+    line = capsys.readouterr().err.strip()
+    assert "\n" not in line and "n_inputs = 3, 2 asked" in line
