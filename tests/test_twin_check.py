@@ -3,6 +3,9 @@ and readout transfer, on tiny recordings made by ``prclab run`` against the simu
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -10,6 +13,7 @@ from prclab.cli import main
 from prclab.errors import PrclabError
 from prclab.experiments.twins.check import _redriven, floor_responses, nrmse, untuned_replay
 from prclab.experiments.twins.transfer import transfer_scores
+from prclab.protocols.protocol import parse_protocol
 from prclab.protocols.recording import read_recording
 
 from test_spine import PROTOCOL, write_protocol
@@ -52,8 +56,10 @@ def test_floor_redrives_the_recorded_model_and_the_same_seed_reproduces_the_reco
         a, again, source = floor_responses(rec, held)
     assert source == "simulated model, another noise seed"
     floor = nrmse(a, again, 5)["pooled"]
-    replay = nrmse(recorded, untuned_replay(potato_rec, held, "potato"), 5)["pooled"]
-    assert 0 < floor < replay   # the default potato (weights seed 0) is another potato than the recorded one
+    with read_recording(potato_rec) as rec:
+        protocol = parse_protocol(rec.attrs["protocol_text"], potato_rec)
+    replay = nrmse(recorded, untuned_replay(potato_rec, held, protocol), 5)["pooled"]
+    assert 0 < floor < replay   # the protocol's potato, weights seed dropped (0), is not the recorded one (5)
 
 
 def test_floor_uses_the_recordings_own_repeats_when_it_has_them(tmp_path, toy_npz):
@@ -84,3 +90,25 @@ def test_transfer_of_an_identical_twin_loses_nothing_and_a_blind_one_everything(
     assert blind["transfer_accuracy"] < 0.5 and blind["agreement"] < 0.6
     with pytest.raises(PrclabError, match="held-out trials"):
         transfer_scores(real, real, labels, train, [], "mean")
+
+
+def test_twin_check_end_to_end_json_plots_and_a_foreign_recording(potato_rec, tmp_path, capsys):
+    twin = tmp_path / "twin.h5"
+    assert main(["twin", "fit", str(potato_rec), "--out", str(twin), "--model", "linear"]) == 0
+    capsys.readouterr()
+    assert main(["twin", "check", str(twin), str(potato_rec), "--json", "--plot", str(tmp_path / "p")]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["n_heldout"] == 18 and r["n_train"] == 42 and r["excluded_samples"] == 5
+    assert r["floor_source"] == "simulated model, another noise seed" and len(r["nrmse_per_channel"]) == 4
+    assert r["linear_nrmse"] == r["nrmse"]   # the twin is the linear family, fitted on the same trials
+    assert r["floor_nrmse"] < r["replay_nrmse"] and r["nrmse"] < r["replay_nrmse"]
+    assert 0 <= r["agreement"] <= 1 and r["transfer_gap"] == r["native_accuracy"] - r["transfer_accuracy"]
+    assert r["spiking"] is None and r["drift"] is None
+    assert all(Path(p).stat().st_size > 10_000 for p in r["plots"]) and len(r["plots"]) == 3
+    other = tmp_path / "other.h5"   # the same protocol again: the same trial indices, other responses
+    text = POTATO.replace("seed = 3", "seed = 4")
+    assert main(["run", str(write_protocol(tmp_path, tmp_path / "toy.npz", text)), "--out", str(other)]) == 0
+    capsys.readouterr()
+    assert main(["twin", "check", str(twin), str(other)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "is not the one twin" in err

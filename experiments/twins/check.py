@@ -8,6 +8,12 @@ the first ``skip`` samples of each trial (the initial condition, default the pro
 excluded.  The pooled figure is the root mean square of the per-channel NRMSEs (the NRMSE of the
 channels each scaled to unit std), so a loud channel does not drown the others.
 
+``nrmse`` is the twin's noiseless mean prediction (its ``simulate`` without noise), the usual free-run
+figure; ``noisy_nrmse`` is the twin answering with its fitted residual noise (one seed per trial), one
+realisation against another as the floor is: a perfect model's mean prediction reaches about
+``floor / sqrt(2)`` (the floor holds the noise of two plays, the mean prediction against a play one),
+its noisy run about the floor itself.
+
 The references, on the same held-out trials and samples:
 
 - **floor** (the repeatability floor: the substrate answering the same stimuli again):
@@ -21,8 +27,10 @@ The references, on the same held-out trials and samples:
   reproduces the recording; ``tests/test_twin_check.py`` holds it to that).
 - **linear**: the ``linear`` twin family fitted on the same training trials (its defaults).
 - **replay**: today's untuned replay, ``protocols.replay.replay_recording`` with the protocol's model
-  at its default parameters (recording electrodes set to the recording's response channels) - what a
-  lab gets from ``prclab replay --substrate NAME`` without fitting anything.
+  as the protocol's ``[substrate] params`` configure it, less their ``seed``: the hand-written model of
+  that kind of substrate with that layout, but not that specimen (whose seed a lab cannot know) - what
+  ``prclab replay --substrate NAME`` gives a recording of real hardware, without fitting anything.  A
+  protocol that gives no seed therefore replays its own simulated recording exactly (NRMSE 0).
 """
 
 from __future__ import annotations
@@ -137,15 +145,13 @@ def _redriven(rec, device: dict, heldout: list[int], seed_offset: int = 1) -> li
     return [out[i] for i in heldout]
 
 
-def untuned_replay(rec_path, heldout: list[int], model: str) -> list[np.ndarray]:
-    """Held-out answers of ``replay_recording`` with ``model`` at its default parameters (its
-    ``n_outputs`` set to the recording's response channels where it has one)."""
+def untuned_replay(rec_path, heldout: list[int], protocol) -> list[np.ndarray]:
+    """Held-out answers of ``replay_recording`` with ``protocol``'s model and its ``[substrate] params``
+    less ``seed`` (module docstring)."""
     from prclab.protocols.replay import replay_recording
-    from prclab.reservoir import substrate_defaults
 
-    with read_recording(rec_path) as rec:
-        n_out = rec.trials[0].response.shape[1]
-    params = {"n_outputs": n_out} if "n_outputs" in substrate_defaults(model) else {}
+    model = protocol["substrate"]["name"]
+    params = {k: v for k, v in protocol["substrate"]["params"].items() if k != "seed"}
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "replay.h5"
         replay_recording(rec_path, model, out, params=params)
@@ -153,6 +159,9 @@ def untuned_replay(rec_path, heldout: list[int], model: str) -> list[np.ndarray]
             by_index = {t.index: np.asarray(t.response) for t in replayed.trials}
     return [by_index[i] for i in heldout]
 
+
+#: root seed of the twin's noise streams in ``noisy_nrmse`` (one child per held-out trial)
+NOISE_SEED = 0
 
 #: binned-rate bin of the spiking metrics (seconds), the network-burst detector's default bin
 SPIKE_BIN_S = 0.01
@@ -200,7 +209,7 @@ def check_twin(twin_path, rec_path, plot_dir=None) -> dict:
 
     The held-out and training trials are those the twin's provenance records.
     Returns:
-        JSON-able dict: ``nrmse`` (the twin's, pooled), ``floor_nrmse``, ``linear_nrmse``,
+        JSON-able dict: ``nrmse`` (the twin's, pooled), ``noisy_nrmse``, ``floor_nrmse``, ``linear_nrmse``,
         ``replay_nrmse`` and each one's ``*_per_channel``, ``floor_source``, ``metric`` (the
         definition), ``excluded_samples`` (per trial), ``n_heldout``, ``n_train``, ``family``, the
         transfer fields (:func:`~.transfer.transfer_scores`; None for a recording without labels of
@@ -216,10 +225,7 @@ def check_twin(twin_path, rec_path, plot_dir=None) -> dict:
     with read_recording(rec_path) as rec:
         by_index = {t.index: t for t in rec.trials}
         train, heldout = list(provenance["train_trials"]), list(provenance["heldout_trials"])
-        missing = sorted(set(train + heldout) - set(by_index))
-        if missing:
-            raise PrclabError(f"twin check: recording {rec_path} lacks trial(s) {missing[:5]} that twin "
-                              f"{twin_path} was fitted or held out on (another recording?)")
+        _same_trials(rec_path, twin_path, by_index, provenance)
         protocol = parse_protocol(str(rec.attrs.get("protocol_text", "")), Path(rec_path))
         dt = 1.0 / protocol.rate_hz
         skip = int(round(protocol["timing"]["washout_s"] * protocol.rate_hz))
@@ -229,8 +235,10 @@ def check_twin(twin_path, rec_path, plot_dir=None) -> dict:
         predicted = simulate_trials(family, [stim[i] for i in heldout])
         linear = FAMILIES["linear"]().fit([stim[i] for i in train], [resp[i] for i in train], dt)
         floor_a, floor_b, floor_source = floor_responses(rec, heldout)
-        references = {"": predicted, "linear_": simulate_trials(linear, [stim[i] for i in heldout]),
-                      "replay_": untuned_replay(rec_path, heldout, protocol["substrate"]["name"])}
+        seeds = np.random.SeedSequence(NOISE_SEED).spawn(len(heldout))
+        noisy = simulate_trials(family, [stim[i] for i in heldout], [np.random.default_rng(q) for q in seeds])
+        references = {"": predicted, "noisy_": noisy, "linear_": simulate_trials(linear, [stim[i] for i in heldout]),
+                      "replay_": untuned_replay(rec_path, heldout, protocol)}
         result = {"metric": "NRMSE (RMSE/std), free run from rest, per channel over the held-out trials; "
                             "pooled: root mean square over channels",
                   "family": family.name, "excluded_samples": skip, "n_heldout": len(heldout),
@@ -261,6 +269,20 @@ def check_twin(twin_path, rec_path, plot_dir=None) -> dict:
     return result
 
 
+def _same_trials(rec_path, twin_path, by_index: dict, provenance: dict) -> None:
+    """PrclabError unless ``rec_path`` holds every trial the twin was fitted or held out on, each with
+    the checksum its provenance recorded."""
+    from .data import _checksums
+
+    wanted = [int(k) for k in provenance["trial_checksums"]]
+    missing = sorted(set(wanted) - set(by_index))
+    stored = _checksums(rec_path, [i for i in wanted if i in by_index])
+    changed = [i for i, c in stored.items() if c != provenance["trial_checksums"][str(i)]]
+    if missing or changed:
+        raise PrclabError(f"twin check: recording {rec_path} is not the one twin {twin_path} was fitted on "
+                          f"(trial(s) {(missing or changed)[:5]} {'missing' if missing else 'differ'})")
+
+
 def _transfer(by_index, train, heldout, predicted, family, stim, attrs) -> dict | None:
     """:func:`~.transfer.transfer_scores` on the stimulus windows, or None without two labelled classes."""
     from .transfer import transfer_scores
@@ -284,12 +306,12 @@ CURVE_FRACTIONS = (0.1, 0.2, 0.35, 0.5, 0.75, 1.0)
 
 
 def _training_curve(twin, train, heldout, stim, resp, dt, skip) -> dict:
-    """Held-out pooled NRMSE of the twin's family refitted (its recorded fit settings) on the first
+    """Held-out pooled NRMSE of the twin's family refitted (as ``twin fit`` fits it) on the first
     ``f x len(train)`` training trials for each ``f`` of ``CURVE_FRACTIONS``."""
     sizes = sorted({max(2, int(round(f * len(train)))) for f in CURVE_FRACTIONS if f * len(train) >= 1})
     errors = []
     for n in sizes:
-        refit = type(twin.family)(**twin.fit_settings).fit([stim[i] for i in train[:n]],
+        refit = type(twin.family)().fit([stim[i] for i in train[:n]],
                                                            [resp[i] for i in train[:n]], dt)
         errors.append(nrmse([resp[i] for i in heldout], simulate_trials(refit, [stim[i] for i in heldout]),
                             skip)["pooled"])

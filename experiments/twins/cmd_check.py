@@ -27,7 +27,8 @@ def main(args: argparse.Namespace) -> None:
         return
     print(f"{result['metric']}; first {result['excluded_samples']} samples of each trial excluded; "
           f"{result['n_heldout']} held-out trials ({result['n_train']} train)")
-    for key, name in (("nrmse", f"twin ({result['family']})"), ("floor_nrmse",
+    for key, name in (("nrmse", f"twin ({result['family']}), noiseless"),
+                      ("noisy_nrmse", f"twin ({result['family']}) with its fitted noise"), ("floor_nrmse",
                       f"repeatability floor ({result['floor_source']})"), ("linear_nrmse", "linear baseline"),
                       ("replay_nrmse", "untuned replay")):
         value = result[key]

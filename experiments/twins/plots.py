@@ -40,7 +40,7 @@ def plot_check(result: dict, recorded: list[np.ndarray], predicted: list[np.ndar
     fig = Figure(figsize=(8, 3.5), dpi=110)
     ax = fig.subplots()
     channels = np.arange(len(per))
-    for prefix, name in (("", "twin"), ("floor_", "floor"), ("linear_", "linear"), ("replay_", "replay")):
+    for prefix, name in (("", "twin"), ("noisy_", "twin + noise"), ("floor_", "floor"), ("linear_", "linear"), ("replay_", "replay")):
         values = result.get(f"{prefix}nrmse_per_channel")
         if values is not None:
             ax.plot(channels, values, "o-", ms=3, label=f"{name} (pooled {result[f'{prefix}nrmse']:.3g})")
