@@ -36,21 +36,22 @@ Neuron 5:247, approx.: rise a few ms, decay ~50-150 ms)::
     g_i: each excitatory jump W_ij U x_j adds nmda_ratio W_ij U x_j / tau_nmda (through the rise)
 
 so ``nmda_ratio`` is the NMDA charge relative to the fast jump's, unblocked at -65 mV (20 at the
-defaults; an NMDA:AMPA peak ratio of ~0.3-0.5 times a ~20-30x slower decay, approx., recalled).  At
-rest (-65 to -70 mV) B is 0.04-0.06, so the NMDA charge there is about the fast one's, spread over
-100 ms: little; once a
-burst depolarises the cells the block lifts and the NMDA current sustains the burst (without the block,
-``mg_mM=0``, the network fires at 10.4 Hz per recorded neuron in near-periodic bursts of ~0.5 s that
-recruit 96 % of the electrodes: measured as below).  Excitatory cells carry a slow
-afterhyperpolarisation (sAHP, Ca2+-activated K+; Sah 1996, Trends Neurosci. 19:150, approx.: seconds):
-each spike adds ``ahp_mV_per_ms`` of outward current decaying with ``ahp_tau_s``.  Depression and the
-AHP built up in a burst end it, and the AHP's decay sets the silence before the next (Tsodyks, Uziel
-& Markram 2000, J. Neurosci. 20:RC50; adaptation ending culture bursts: Masquelier & Deco 2013,
-Gigante et al. 2015, approx.).  ``recurrent=False`` is the synapse-ablation control: the same cells, positions and
-noise, no synapses.  Background drive: the simulated cells stand for a subsample of 10^5-10^6; the input
-from the unsimulated ones is a mean current ``background_mV_per_ms`` plus white noise ``noise_exc_mV`` /
-``noise_inh_mV`` per sqrt(ms) (Izhikevich's thalamic input), redrawn on every trial: spontaneous spikes,
-irregular bursts of varying size and trial-to-trial variability.
+defaults, above the ~6-15 that an NMDA:AMPA peak ratio of ~0.3-0.5 times a ~20-30x slower decay gives,
+approx., recalled; the Izhikevich cell's ~2 ms membrane near rest turns a slow charge into less
+depolarisation than a 20 ms membrane would).  At rest (-65 to -70 mV) B is 0.04-0.06, so the NMDA charge
+there is about the fast one's, spread over 100 ms: little; once a burst depolarises the cells the block
+lifts and the NMDA current sustains the burst (without the block, ``mg_mM=0``, the network fires at 10.4
+Hz per recorded neuron in near-periodic bursts of ~0.5 s that recruit 96 % of the electrodes: measured as
+below).  Excitatory cells carry a slow afterhyperpolarisation (sAHP, Ca2+-activated K+; Sah 1996, Trends
+Neurosci. 19:150, approx.: seconds): each spike adds ``ahp_mV_per_ms`` of outward current decaying with
+``ahp_tau_s``.  Depression and the AHP built up in a burst end it, and the AHP's decay sets the silence
+before the next (Tsodyks, Uziel & Markram 2000, J. Neurosci. 20:RC50; adaptation ending culture bursts:
+Masquelier & Deco 2013, Gigante et al. 2015, approx.).  ``recurrent=False`` is the synapse-ablation
+control: the same cells, positions and noise, no synapses.  Background drive: the simulated cells stand
+for a subsample of 10^5-10^6; the input from the unsimulated ones is a mean current
+``background_mV_per_ms`` plus white noise ``noise_exc_mV`` / ``noise_inh_mV`` per sqrt(ms) (Izhikevich's
+thalamic input), redrawn on every trial: spontaneous spikes, irregular bursts of varying size and
+trial-to-trial variability.
 
 Geometry: neurons uniform over the array's footprint (``mea_rows x mea_cols`` electrodes at
 ``pitch_um``; default 8 x 8 at 200 um as on common 60-electrode MEAs).  Stimulating electrodes are spread
@@ -135,33 +136,33 @@ current and the AHP): intact 0.721 +- 0.033 (0.75, 0.60, 0.725, 0.65, 0.80, 0.80
 0.650 +- 0.019 (mean +- SE; paired difference 0.071 +- 0.045: intact higher for 4 seeds, equal for one,
 lower for one); linear and quadratic baselines 0.725, which the intact network no longer beats (before
 the NMDA current and the AHP: intact 0.729 +- 0.012, ablated 0.625 +- 0.024, higher for every seed).
-The step was re-checked on the new network by the same rule (intact training leave-one-out error,
-lowest over the feature candidates, mean of seeds 0-2): 25 ms 0.397, 50 ms 0.391, 100 ms 0.400, so
-50 ms stays.  50 ms steps (at most 20 Hz a electrode, inside DishBrain's
-4-40 Hz) let the polysynaptic response to one step's pulses (20-50 ms) fall into the next
-steps, where depression and the AHP make it depend on the earlier pulses: fading memory the direct response lacks.
-It was first chosen on the network before the NMDA current and the AHP (mean of seeds 0-2: 10 ms
-0.43, 25 ms 0.44, 50 ms 0.34, 100 ms 0.35; rate coding 4-40 Hz in 100 ms frames 0.58); then, at 10 ms steps
-(pulses up to 100 Hz a electrode, the network held depressed) the ablated network scores higher
-(0.608 vs 0.650), and at 100 ms the difference is within noise (0.700 +- 0.043 vs 0.667 +- 0.008).
+The step was re-checked on the new network by the same rule (intact training leave-one-out error, lowest
+over the feature candidates, mean of seeds 0-2): 25 ms 0.397, 50 ms 0.391, 100 ms 0.400, so 50 ms
+stays.  50 ms steps (at most 20 Hz a electrode, inside DishBrain's 4-40 Hz) let the polysynaptic response
+to one step's pulses (20-50 ms) fall into the next steps, where depression and the AHP make it depend on
+the earlier pulses: fading memory the direct response lacks. It was first chosen on the network before
+the NMDA current and the AHP (mean of seeds 0-2: 10 ms 0.43, 25 ms 0.44, 50 ms 0.34, 100 ms 0.35; rate
+coding 4-40 Hz in 100 ms frames 0.58); then, at 10 ms steps (pulses up to 100 Hz a electrode, the network
+held depressed) the ablated network scores higher (0.608 vs 0.650), and at 100 ms the difference is
+within noise (0.700 +- 0.043 vs 0.667 +- 0.008).
 
 "(approx.)": ranges recalled from the sources, not re-read for this model; check before quoting.  The
 burst-rate row was checked against the abstract of Wagenaar et al. 2006 ("inter-burst intervals between
 1 and 300 s"); the others were not found in the searchable text this session.
 
 Speed: the state is float32; the only Python loop is over time samples, about thirty element-wise
-operations a sample (ten of them the NMDA current's block and gates and the AHP) on ``(batch, N)``; the synaptic input is gathered from the weight rows of the few
-neurons that spiked (spikes are rare), the stimulus added only on the samples where an electrode's
-voltage changes, the noise drawn 256 samples at a time, BLAS held to one thread.  The state (``v``,
-``u``, ``x``, the pending synaptic jump, the NMDA gates, the AHP, the field filter, the noise streams and, with ``stdp``, the
-plastic weights and traces) saves as plain arrays.  ``python benchmarks/bench_substrates.py`` with the
-machine at load 7 on 2 cores (5 engineers at work; re-measure idle): 15.4x real time for one trial,
-24.1x for a batch of 64 (16 + 16 electrodes, 1 kHz), before the NMDA current and the AHP; with them,
-the same benchmark's inputs timed in one script at load 3 on 2 cores (best of 2): 19.9x for one trial and
-23.2x for a batch of 64, against 19.5x and 27.0x with ``nmda_ratio=0, ahp_mV_per_ms=0`` in the same
-script; cProfile of a batch of 64 (before them): noise drawing ~half
-the time, the membrane loop ~40 %.  The network is a subsample: a real organoid has
-10^5-10^6 cells.
+operations a sample (ten of them the NMDA current's block and gates and the AHP) on ``(batch, N)``; the
+synaptic input is gathered from the weight rows of the few neurons that spiked (spikes are rare), the
+stimulus added only on the samples where an electrode's voltage changes, the noise drawn 256 samples at a
+time, BLAS held to one thread.  The state (``v``, ``u``, ``x``, the pending synaptic jump, the NMDA gates,
+the AHP, the field filter, the noise streams and, with ``stdp``, the plastic weights and traces) saves as
+plain arrays.  ``python benchmarks/bench_substrates.py`` with the machine at load 7 on 2 cores (5
+engineers at work; re-measure idle): 15.4x real time for one trial, 24.1x for a batch of 64 (16 + 16
+electrodes, 1 kHz), before the NMDA current and the AHP; with them, the same benchmark's inputs timed in
+one script at load 3 on 2 cores (best of 2): 19.9x for one trial and 23.2x for a batch of 64, against
+19.5x and 27.0x with ``nmda_ratio=0, ahp_mV_per_ms=0`` in the same script; cProfile of a batch of 64
+(before them): noise drawing ~half the time, the membrane loop ~40 %.  The network is a subsample: a real
+organoid has 10^5-10^6 cells.
 """
 
 from __future__ import annotations
@@ -316,11 +317,11 @@ class OrganoidModel(Substrate):
         self._readout32 = self.readout.astype(np.float32)
         self._recover = self.dt / std_tau_rec_s
         self._lfp_r = float(np.exp(-self.dt / lfp_tau_s))
-        # NMDA: an excitatory jump w adds nmda_ratio w / tau_nmda (mV/ms at -65 mV, unblocked) to the
-        # gate s through its rise (the pending part moves into s with nmda_rise_ms), and s decays with
-        # tau_nmda; both stored as s / 65 mV per half step (the driving force -v
-        # and the Mg2+ block are applied per sample).  AHP: each spike adds ahp_mV_per_ms, decaying, in the excitatory
-        # cells only (fast-spiking interneurons barely adapt); stored per half step.
+        # NMDA: an excitatory jump w adds nmda_ratio w / tau_nmda (mV/ms at -65 mV, unblocked) to the gate
+        # s through its rise (the pending part moves into s with nmda_rise_ms), and s decays with tau_nmda;
+        # both stored as s / 65 mV per half step (the driving force -v and the Mg2+ block are applied per
+        # sample).  AHP: each spike adds ahp_mV_per_ms, decaying, in the excitatory cells only (fast-spiking
+        # interneurons barely adapt); stored per half step.
         self.n_exc = n_exc
         self.nmda_ratio, self.ahp_mV_per_ms = nmda_ratio, ahp_mV_per_ms
         self._nmda_gain = np.float32(2.0 * nmda_ratio / nmda_tau_ms / NMDA_REF_MV)
@@ -377,7 +378,8 @@ class OrganoidModel(Substrate):
             ("w" if k == "w" else f"stdp_{k}"): a for k, a in self.stdp.state().items()}
         return {"v": self._v.copy(), "u": self._u.copy(), "x": self._x.copy(), "syn": 2 * self._syn,
                 "nmda": self._nmda * np.float32(NMDA_REF_MV / self._half),
-                "nmda_rise": self._nmda_rise * np.float32(NMDA_REF_MV / self._half), "ahp": self._ahp / self._half,
+                "nmda_rise": self._nmda_rise * np.float32(NMDA_REF_MV / self._half),
+                "ahp": self._ahp / self._half,
                 "lfp": self._lfp.copy(), "artefact": self._artefact.copy(), "v_in": self._v_in.copy(),
                 "since_stim": self._since_stim.copy(), **plastic, **streams}
 
