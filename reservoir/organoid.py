@@ -116,6 +116,8 @@ burst recruitment           85 +- 29 % of          partial, variable            
 NMDA current                Mg2+ block (1 mM),     Mg2+ block as given;         Jahr & Stevens 1990;
                             rise 5 ms, decay       rise ~few ms, decay          Hestrin et al. 1990
                             100 ms                 ~50-150 ms                   (approx.)
+NMDA / fast charge          20 (unblocked)         ~6-15 (peak ratio x decay    recalled (approx.): the
+                                                   ratio)                       model's is high
 slow AHP                    0.3 mV/ms a spike,     sAHP decays over seconds     Sah 1996 (approx.)
                             3 s
 stimulation                 biphasic, 0.45-0.5 V,  0.1-0.9 V biphasic, direct   Wagenaar, Pine & Potter
