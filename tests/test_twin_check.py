@@ -112,3 +112,28 @@ def test_twin_check_end_to_end_json_plots_and_a_foreign_recording(potato_rec, tm
     assert main(["twin", "check", str(twin), str(other)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "is not the one twin" in err
+
+
+def _mea(rng, spike_p, bursts, steps=4000, channels=8):
+    """Gaussian noise (1 uV) with -10 uV one-sample spikes: Bernoulli(spike_p) per sample and channel,
+    and every channel firing at each sample of ``bursts`` (a population burst)."""
+    v = rng.normal(0, 1e-6, (steps, channels))
+    spikes = rng.random((steps, channels)) < spike_p
+    spikes[np.asarray(bursts, int)] = True
+    v[spikes] -= 10e-6
+    return v
+
+
+def test_spike_metrics_compare_rates_bursts_and_binned_rates():
+    from prclab.experiments.twins.check import spike_metrics
+
+    rng = np.random.default_rng(0)
+    bursts = [b + k * 3 for b in (500, 1500, 2500, 3500) for k in range(5)]   # 4 bursts in 4 s, 5 ms each
+    recorded = [_mea(rng, 0.002, bursts) for _ in range(2)]
+    same = spike_metrics(recorded, recorded, dt=1e-3)
+    assert same["rate_correlation"] == pytest.approx(1.0) and same["rate_error"] == 0.0
+    assert same["burst_rate_hz"] == pytest.approx(1.0) and same["burst_rate_error"] == 0.0
+    sparse = spike_metrics(recorded, [_mea(rng, 0.0005, bursts[:10]) for _ in range(2)], dt=1e-3)
+    assert sparse["twin_rate_hz"] < 0.6 * sparse["rate_hz"] and sparse["rate_error"] > 0.4
+    assert sparse["twin_burst_rate_hz"] == pytest.approx(0.5) and sparse["burst_rate_error"] == pytest.approx(0.5)
+    assert 0 < sparse["rate_correlation"] < 0.9   # the shared bursts correlate, the independent spikes do not
