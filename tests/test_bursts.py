@@ -82,6 +82,21 @@ def test_counts_per_electrode_and_coarser_bins_work():
     assert result["ibi_cv"] == pytest.approx(np.std([7.0, 8.0]) / 7.5, abs=0.02)
 
 
+def test_long_bursts_are_measured_whole():
+    """Bursts of 300 ms (as the organoid's NMDA-sustained ones, 0.1-1 s in cultures) are found as one
+    burst each, first to last spike."""
+    rng = np.random.default_rng(4)
+    raster = poisson_raster(rng, 40.0, 200, 1.0)
+    starts = [3.0, 9.5, 14.0, 22.5, 31.0]
+    for _ in range(4):                                   # each recruited unit fires ~4 spikes a burst
+        add_bursts(raster, rng, starts, 0.8, 0.3)
+    result = detect_bursts(raster, DT)
+    assert result["n_bursts"] == len(starts)
+    np.testing.assert_allclose(result["starts_s"], starts, atol=0.021)
+    lengths = np.subtract(result["stops_s"], result["starts_s"])
+    assert np.all((lengths > 0.28) & (lengths <= 0.3 + result["bin_s"]))
+
+
 def test_a_boolean_neuron_raster_gives_the_same_bursts(known):
     raster, *_ = known
     assert detect_bursts(raster.astype(bool), DT) == detect_bursts(raster, DT)
