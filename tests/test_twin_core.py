@@ -16,7 +16,7 @@ from prclab.experiments.twins.data import load_fit_data
 from prclab.protocols.recording import read_recording
 from prclab.reservoir import make_substrate
 from prclab.reservoir.twins import FAMILIES
-from prclab.reservoir.twins.file import read_twin
+from prclab.reservoir.twins.file import read_twin, write_twin
 from prclab.reservoir.twins.substrate import TwinSubstrate
 
 PROTOCOL = """
@@ -79,6 +79,27 @@ def test_loading_reproduces_predictions_bit_for_bit(recorded):
     rec = data.heldout_responses[0]
     err = np.mean((loaded.simulate(u)[0] - rec) ** 2)
     assert err < 0.5 * np.mean((rec - np.concatenate(data.train_responses).mean(0)) ** 2)
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_every_family_round_trips_through_the_file(recorded, tmp_path, family):
+    data = load_fit_data(recorded / "rec.h5")
+    fitted = FAMILIES[family]().fit(data.train_stimuli, data.train_responses, data.dt)
+    write_twin(tmp_path / "t.h5", fitted, {"train_trials": data.train_indices})
+    loaded = read_twin(tmp_path / "t.h5").family
+    n = min(len(a) for a in data.heldout_stimuli[:2])
+    u = np.stack([a[:n] for a in data.heldout_stimuli[:2]])
+    assert np.array_equal(fitted.simulate(u), loaded.simulate(u))
+    rngs = lambda: [np.random.default_rng(k) for k in range(2)]  # noqa: E731
+    assert np.array_equal(fitted.simulate(u, rngs()), loaded.simulate(u, rngs()))
+    state = loaded.initial_state(2)
+    first, state = loaded.step_block(state, u[:, :40])
+    rest, _ = loaded.step_block(state, u[:, 40:])
+    np.testing.assert_allclose(np.concatenate([first, rest], 1), loaded.simulate(u), rtol=1e-9, atol=1e-12)
+    units = loaded.units()
+    assert len(np.unique(units["id"])) == len(units["id"]) and units["id"].dtype == np.int64
+    pre, post, _ = loaded.edges()
+    assert np.isin(pre, units["id"]).all() and np.isin(post, units["id"]).all()
 
 
 def test_twin_substrate_streams_seeds_and_clones(recorded):

@@ -5,10 +5,12 @@ one line here.  :mod:`.file` writes and reads twin files, :mod:`.substrate` runs
 """
 
 from .base import ResidualNoise, TwinFamily
+from .echo import EchoTwin
 from .linear import LinearTwin
 
 FAMILIES: dict[str, type] = {
     LinearTwin.name: LinearTwin,
+    EchoTwin.name: EchoTwin,
 }
 
-__all__ = ["FAMILIES", "LinearTwin", "ResidualNoise", "TwinFamily"]
+__all__ = ["FAMILIES", "EchoTwin", "LinearTwin", "ResidualNoise", "TwinFamily"]
