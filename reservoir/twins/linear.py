@@ -61,7 +61,7 @@ class Grams:
         self.FF += F.T @ F
         self.F1 += F.sum(0)
         self.FY += F.T @ y
-        self.FL += np.einsum("tp,tjk->pjk", F, L, optimize=True)
+        self.FL += (F.T @ L.reshape(len(L), -1)).reshape(self.FL.shape)
         self.LL += np.einsum("tjk,tjl->jkl", L, L, optimize=True)
         self.LY += np.einsum("tjk,tj->jk", L, y, optimize=True)
         self.L1 += L.sum(0)
