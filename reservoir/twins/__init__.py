@@ -7,10 +7,14 @@ one line here.  :mod:`.file` writes and reads twin files, :mod:`.substrate` runs
 from .base import ResidualNoise, TwinFamily
 from .echo import EchoTwin
 from .linear import LinearTwin
+from .spiking import SpikingTwin
+from .narx import NarxTwin
 
 FAMILIES: dict[str, type] = {
     LinearTwin.name: LinearTwin,
+    SpikingTwin.name: SpikingTwin,
     EchoTwin.name: EchoTwin,
+    NarxTwin.name: NarxTwin,
 }
 
-__all__ = ["FAMILIES", "EchoTwin", "LinearTwin", "ResidualNoise", "TwinFamily"]
+__all__ = ["FAMILIES", "EchoTwin", "LinearTwin", "NarxTwin", "ResidualNoise", "TwinFamily"]
