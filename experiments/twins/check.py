@@ -25,7 +25,8 @@ The references, on the same held-out trials and samples:
   model, another noise seed``: that very model, reset with the recorded seed + 1, re-driven by every
   intact trial's recorded stimulus in playing order, as the session played them (the same seed
   reproduces the recording; ``tests/test_twin_check.py`` holds it to that).
-- **linear**: the ``linear`` twin family fitted on the same training trials (its defaults).
+- **linear**: the ``linear`` twin family fitted on the same training trials (its defaults, as ``twin
+  fit`` fits it; a linear twin is its own baseline).
 - **replay**: today's untuned replay, ``protocols.replay.replay_recording`` with the protocol's model
   as the protocol's ``[substrate] params`` configure it, less their ``seed``: the hand-written model of
   that kind of substrate with that layout, but not that specimen (whose seed a lab cannot know) - what
@@ -233,7 +234,8 @@ def check_twin(twin_path, rec_path, plot_dir=None) -> dict:
         resp = {i: np.asarray(by_index[i].response, float) for i in train + heldout}
         recorded = [resp[i] for i in heldout]
         predicted = simulate_trials(family, [stim[i] for i in heldout])
-        linear = FAMILIES["linear"]().fit([stim[i] for i in train], [resp[i] for i in train], dt)
+        linear = family if family.name == "linear" else (  # ``twin fit`` fits it so: defaults, these trials
+            FAMILIES["linear"]().fit([stim[i] for i in train], [resp[i] for i in train], dt))
         floor_a, floor_b, floor_source = floor_responses(rec, heldout)
         seeds = np.random.SeedSequence(NOISE_SEED).spawn(len(heldout))
         noisy = simulate_trials(family, [stim[i] for i in heldout], [np.random.default_rng(q) for q in seeds])
