@@ -4,7 +4,9 @@ The substrate is the demo's simulated potato (``protocols/examples/spoken_digits
 stimulating electrodes, 64 recording channels, 1 kHz); the held-out set is the demo's 120 test
 utterances, encoded as the demo encodes them, and every twin is scored on them by its free-run NRMSE
 (RMSE / std per channel, pooled as the root of the channels' mean squared NRMSE; each trial's washout
-excluded).  Each "measurement" plays a batch of trials through the potato from rest (``reset`` with a
+excluded); the family's structure (the linear family's lags and ridge) is chosen once, by the family's
+own validation split, on the first ``--structure-trials`` random task trials, and every twin of every
+curve is then fitted with it.  Each "measurement" plays a batch of trials through the potato from rest (``reset`` with a
 new seed per batch, so its noise differs), each trial padded with rest to the batch's longest and cut
 back.  Three ways to spend ``n`` training trials on the twin family ``--family``:
 
@@ -76,9 +78,17 @@ def nrmse(pred: list[np.ndarray], true: list[np.ndarray], skip: int) -> float:
     return float(np.sqrt(np.mean(np.mean((p - t) ** 2, axis=0) / t.var(axis=0))))
 
 
-def score(family: str, stimuli, responses, dt, test_u, test_y, skip) -> float:
+def fixed_settings(twin) -> dict:
+    """The structure ``twin`` chose on its own validation split, as settings that fit only it (the
+    linear family's lags and ridge; a full structure search per fit is 20 s for 50 trials)."""
+    if twin.name != "linear":
+        raise SystemExit(f"fixed structure is written for the linear family, not {twin.name!r}")
+    return {"lags_in": (twin.lags_in_,), "lags_out": (twin.lags_out_,), "alphas": (twin.alpha_,)}
+
+
+def score(family: str, stimuli, responses, dt, test_u, test_y, skip, settings: dict) -> float:
     """Held-out NRMSE of one ``family`` twin fitted on ``stimuli``/``responses``."""
-    twin = family_class(family)().fit(stimuli, responses, dt)
+    twin = family_class(family)(**settings).fit(stimuli, responses, dt)
     pred = []
     for u in test_u:  # one trial at a time: trials differ in length
         pred.append(np.asarray(twin.simulate(u[None]))[0])
@@ -89,15 +99,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--family", default="linear")
     ap.add_argument("--step", type=int, default=25, help="trials per batch (and the curve's step)")
-    ap.add_argument("--random-max", type=int, default=400)
     ap.add_argument("--active-max", type=int, default=200)
-    ap.add_argument("--members", type=int, default=5)
-    ap.add_argument("--pool", type=int, default=150, help="excitation candidates in the active pool (0: task only)")
+    ap.add_argument("--members", type=int, default=3)
+    ap.add_argument("--structure-trials", type=int, default=100,
+                    help="the family's structure is chosen once, on this many random task trials")
+    ap.add_argument("--sizes", default="25,50,100,200,400", help="curve points (trials)")
+    ap.add_argument("--pool", type=int, default=100, help="excitation candidates in the active pool (0: task only)")
     ap.add_argument("--designed-kind", default="sqrtprime", choices=KINDS)
     ap.add_argument("--seconds", type=float, default=1.0, help="excitation per trial")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--png", default=None)
     args = ap.parse_args()
+    sizes = [int(n) for n in args.sizes.split(",")]
+    args.random_max = max(sizes)
     t0 = time.time()
     demo = load_protocol(DEMO)
     dt, skip = 1 / demo.rate_hz, int(round(demo["timing"]["washout_s"] * demo.rate_hz))
@@ -117,16 +131,20 @@ def main() -> None:
             KINDS, max(2, args.pool), n_exc, 13, demo.rate_hz, args.seed + 1), "pool")
     print(f"floor (repeat) NRMSE {floor:.4f}; designed amplitude {designed.amplitude}, "
           f"pool amplitude {pool_probe.amplitude}; setup {time.time() - t0:.0f} s")
-    sizes = list(range(args.step, args.random_max + 1, args.step))
     curves: dict[str, list[tuple[int, float]]] = {"random task": [], "designed": [], "active": []}
 
     rand_u = [train[i] for i in order[:args.random_max]]
     rand_y = potato.measure(rand_u)
     des_u = [np.asarray(t.stimulus) for t in designed.trials]
     des_y = potato.measure(des_u)
+    lead = family_class(args.family)().fit(rand_u[:args.structure_trials], rand_y[:args.structure_trials], dt)
+    settings = fixed_settings(lead)
+    print(f"structure chosen on {args.structure_trials} random task trials: {settings}")
     for n in sizes:
-        curves["random task"].append((n, score(args.family, rand_u[:n], rand_y[:n], dt, test_u, test_y, skip)))
-        curves["designed"].append((n, score(args.family, des_u[:n], des_y[:n], dt, test_u, test_y, skip)))
+        curves["random task"].append((n, score(args.family, rand_u[:n], rand_y[:n], dt, test_u, test_y, skip,
+                                               settings)))
+        curves["designed"].append((n, score(args.family, des_u[:n], des_y[:n], dt, test_u, test_y, skip,
+                                            settings)))
         print(f"n={n:4d}  random {curves['random task'][-1][1]:.4f}  designed {curves['designed'][-1][1]:.4f}"
               f"  ({time.time() - t0:.0f} s)", flush=True)
 
@@ -134,10 +152,12 @@ def main() -> None:
     pool = train + [np.asarray(t.stimulus) for t in pool_probe.trials[:args.pool]]
     chosen_u, chosen_y = rand_u[:args.step], rand_y[:args.step]
     left = [i for i in range(len(pool)) if not (i < len(train) and i in set(order[:args.step].tolist()))]
-    curves["active"].append((args.step, curves["random task"][0][1]))
+    curves["active"].append((args.step, score(args.family, chosen_u, chosen_y, dt, test_u, test_y, skip,
+                                              settings)))
     picks = {"task": 0, "excitation": 0}
     while len(chosen_u) < args.active_max:
-        committee = fit_committee(args.family, chosen_u, chosen_y, dt, args.members, args.seed + len(chosen_u))
+        committee = fit_committee(args.family, chosen_u, chosen_y, dt, args.members, args.seed + len(chosen_u),
+                                  settings)
         scale = np.concatenate(chosen_y).std(axis=0)
         scores = np.empty(len(left))
         by_len: dict[int, list[int]] = {}
@@ -155,7 +175,8 @@ def main() -> None:
         new_u = [pool[i] for i in new]
         chosen_u, chosen_y = chosen_u + new_u, chosen_y + potato.measure(new_u)
         left = [i for i in left if i not in set(new)]
-        curves["active"].append((len(chosen_u), score(args.family, chosen_u, chosen_y, dt, test_u, test_y, skip)))
+        curves["active"].append((len(chosen_u), score(args.family, chosen_u, chosen_y, dt, test_u, test_y,
+                                                      skip, settings)))
         # diagnostic only (chooses nothing): the committee's spread on the held-out stimuli, against
         # the squared error; a spread far below the error means the error is the family's bias,
         # which no choice of trials reduces
@@ -168,7 +189,7 @@ def main() -> None:
     reach = next((n for n, e in curves["active"] if e <= target[1]), None)
     print(f"\nfamily {args.family}; floor {floor:.4f}")
     print(f"{'trials':>6} " + " ".join(f"{k:>12}" for k in curves))
-    for n in sizes:
+    for n in sorted({n for c in curves.values() for n, _ in c}):
         row = [dict(c).get(n) for c in curves.values()]
         print(f"{n:6d} " + " ".join(f"{'':>12}" if v is None else f"{v:12.4f}" for v in row))
     print(f"random task at {target[0]} trials: {target[1]:.4f}; active reaches it at "
