@@ -163,9 +163,13 @@ class SpikingTwin(TwinFamily):
         Z = np.concatenate([X, A], axis=1)
         keep = ~inside
         self.W_, self.b_ = self._poisson_fit(Z[keep], C[keep])
-        onset = (age == 0).astype(float)[:, None]
-        hz_keep = (age == 0) | ~inside
-        w_h, c_h = self._poisson_fit(Z[hz_keep], onset[hz_keep])
+        # the hazard of a sample depends on the age the process had before it (a start resets it)
+        never = self.age_edges_[-1]
+        prior = np.concatenate([np.concatenate([[never], np.minimum(a[:-1] + 1, never)])
+                                for a in np.split(age, np.cumsum([len(s) for s in u])[:-1])])
+        free = prior >= self.burst_len_
+        H = np.concatenate([X, np.eye(n_cat)[self._category(prior)][:, 1:]], axis=1)
+        w_h, c_h = self._poisson_fit(H[free], (age[free] == 0).astype(float)[:, None])
         self.W_h_, self.c_h_ = w_h[:, 0], float(c_h[0])
         self.noise_ = None   # marks fitted (TwinFamily._check_fitted); the events are the noise
         return self
@@ -187,20 +191,21 @@ class SpikingTwin(TwinFamily):
         n_rows, f = Z.shape
         n = C.shape[1]
         scale = np.maximum(Z.std(axis=0), 1e-12)
-        Zs = Z / scale
+        Zs, C32 = (Z / scale).astype(np.float32), C.astype(np.float32)   # float32 products: the fit's cost
         b0 = np.log(np.maximum(C.mean(axis=0), 1e-8))
         lam_l2 = self.l2
 
         def loss(theta):
             W, b = theta[:f * n].reshape(f, n), theta[f * n:]
-            eta = np.clip(Zs @ W + b, -30, 15)
+            eta = np.clip(Zs @ W.astype(np.float32) + b.astype(np.float32), -30, 15)
             mu = np.exp(eta)
-            val = (mu - C * eta).sum() / n_rows + 0.5 * lam_l2 * (W ** 2).sum()
-            r = (mu - C) / n_rows
-            return val, np.concatenate([(Zs.T @ r + lam_l2 * W).ravel(), r.sum(axis=0)])
+            val = float((mu - C32 * eta).sum(dtype=np.float64)) / n_rows + 0.5 * lam_l2 * (W ** 2).sum()
+            r = (mu - C32) / np.float32(n_rows)
+            grad = np.concatenate([(Zs.T @ r).astype(float).ravel() + lam_l2 * W.ravel(), r.sum(axis=0, dtype=np.float64)])
+            return val, grad
 
         res = minimize(loss, np.concatenate([np.zeros(f * n), b0]), jac=True, method="L-BFGS-B",
-                       options={"maxiter": 300})
+                       options={"maxiter": 200})
         W = res.x[:f * n].reshape(f, n) / scale[:, None]
         return W, res.x[f * n:]
 

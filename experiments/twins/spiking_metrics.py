@@ -1,0 +1,63 @@
+"""Spiking twins' validation figures: binned-rate and PSTH correlation, firing-rate and burst-rate error.
+
+All on spike counts per sample ``(T, n_out)`` per trial (a counts recording, or the spikes
+``readouts.spikes.detect_spikes`` finds in a voltage one), recorded against a model's (a twin's, or the
+substrate re-driven with another noise seed: the repeatability floor) on the same held-out stimuli:
+
+- ``rate_corr``: Pearson correlation of the counts per ``bin_s`` bin, pooled over trials, bins and
+  electrodes (each single run against the recorded single run: a repeat is judged as the twin is);
+- ``psth_corr``: the same on the population count per bin (summed over electrodes);
+- ``rate_hz`` / ``model_rate_hz`` and ``rate_error``: mean firing rate per electrode (Hz) and the
+  model's relative error ``|model - recorded| / recorded``;
+- ``burst_rate_hz`` / ``model_burst_rate_hz`` and ``burst_rate_error``: network bursts per second by
+  ``experiments.bursts.detect_bursts`` (its defaults) on the trials' rasters concatenated, and its error.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from prclab.errors import PrclabError
+from prclab.experiments.bursts import detect_bursts
+
+
+def _binned(trials: list[np.ndarray], per_bin: int) -> np.ndarray:
+    """Counts per whole bin of ``per_bin`` samples, trials stacked: ``(sum of bins, n_out)``."""
+    out = []
+    for y in trials:
+        n = len(y) // per_bin
+        out.append(np.asarray(y, float)[:n * per_bin].reshape(n, per_bin, -1).sum(axis=1))
+    return np.concatenate(out)
+
+
+def _corr(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.ravel() - a.mean(), b.ravel() - b.mean()
+    den = np.sqrt((a ** 2).sum() * (b ** 2).sum())
+    return float((a * b).sum() / den) if den > 0 else float("nan")
+
+
+def _relative(model: float, recorded: float) -> float:
+    return abs(model - recorded) / recorded if recorded > 0 else float("nan")
+
+
+def spiking_comparison(recorded: list[np.ndarray], model: list[np.ndarray], dt: float, bin_s: float = 0.05) -> dict:
+    """The module docstring's figures for ``model`` against ``recorded`` (lists of ``(T_i, n_out)`` counts
+    per sample, the same trials in the same order; ``dt`` seconds, ``bin_s`` the rate bin in seconds)."""
+    if len(recorded) == 0 or len(recorded) != len(model):
+        raise PrclabError(f"spiking metrics: need the same non-zero number of recorded and model trials, got "
+                          f"{len(recorded)} and {len(model)}")
+    for i, (a, b) in enumerate(zip(recorded, model)):
+        if np.shape(a) != np.shape(b):
+            raise PrclabError(f"spiking metrics: trial {i}: recorded {np.shape(a)} and model {np.shape(b)} differ")
+    if not (dt > 0 and bin_s >= dt):
+        raise PrclabError(f"spiking metrics: need dt > 0 and bin_s >= dt, got dt={dt}, bin_s={bin_s}")
+    per_bin = max(1, int(round(bin_s / dt)))
+    ra, rb = _binned(recorded, per_bin), _binned(model, per_bin)
+    duration = sum(len(y) for y in recorded) * dt
+    rate, model_rate = ra.sum() / duration / ra.shape[1], rb.sum() / duration / rb.shape[1]
+    bursts = detect_bursts(np.concatenate(recorded), dt)["burst_rate_hz"]
+    model_bursts = detect_bursts(np.concatenate(model), dt)["burst_rate_hz"]
+    return {"rate_corr": _corr(ra, rb), "psth_corr": _corr(ra.sum(axis=1), rb.sum(axis=1)),
+            "rate_hz": float(rate), "model_rate_hz": float(model_rate), "rate_error": _relative(model_rate, rate),
+            "burst_rate_hz": float(bursts), "model_burst_rate_hz": float(model_bursts),
+            "burst_rate_error": _relative(model_bursts, bursts), "bin_s": per_bin * dt}

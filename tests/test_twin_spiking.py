@@ -1,0 +1,107 @@
+"""The spiking twin family (reservoir.twins.spiking), its metrics and its SONATA export, on a small
+simulated organoid's spike counts."""
+
+import h5py
+import numpy as np
+import pytest
+
+from prclab.errors import PrclabError
+from prclab.experiments.twins.spiking_metrics import spiking_comparison
+from prclab.reservoir.organoid import OrganoidModel
+from prclab.reservoir.twins import FAMILIES
+from prclab.reservoir.twins.sonata import export_sonata
+from prclab.reservoir.twins.spiking import SpikingTwin
+
+
+@pytest.fixture(scope="module")
+def organoid_trials():
+    """8 trials of 1 s: binary pulses every 50 ms on 2 electrodes of the default 1000-neuron organoid, 8 electrodes."""
+    model = OrganoidModel(n_inputs=2, n_outputs=8, seed=0)
+    rng = np.random.default_rng(0)
+    u = np.zeros((8, 1000, 2))
+    u[:, ::50] = 0.45 * (rng.random((8, 20, 2)) < 0.5)
+    model.reset(1)
+    y = model.run(u)
+    return list(u), list(y), 1e-3
+
+
+@pytest.fixture(scope="module")
+def twin(organoid_trials):
+    u, y, dt = organoid_trials
+    return SpikingTwin(window_edges_ms=(0, 2, 5, 20, 50, 200)).fit(u[:6], y[:6], dt)
+
+
+def test_registered():
+    assert FAMILIES["spiking"] is SpikingTwin
+
+
+def test_emits_counts_with_the_recorded_rate(organoid_trials, twin):
+    u, y, dt = organoid_trials
+    sim = twin.simulate(np.stack(u[:6]), [np.random.default_rng(i) for i in range(6)])
+    assert sim.shape == (6, 1000, 8)
+    assert np.all(sim >= 0) and np.all(sim == np.round(sim))
+    recorded = np.mean([r.sum() for r in y[:6]])
+    assert abs(sim.sum(axis=(1, 2)).mean() - recorded) < 0.3 * recorded
+
+
+def test_streams_and_round_trips_bit_for_bit(organoid_trials, twin):
+    u = np.stack(organoid_trials[0][6:])
+    whole = twin.simulate(u, [np.random.default_rng(5), np.random.default_rng(6)])
+    rngs = [np.random.default_rng(5), np.random.default_rng(6)]
+    state, parts = twin.initial_state(2), []
+    for a, b in ((0, 137), (137, 600), (600, 1000)):
+        y, state = twin.step_block(state, u[:, a:b], rngs)
+        parts.append(y)
+    np.testing.assert_array_equal(np.concatenate(parts, axis=1), whole)
+    arrays, attrs = twin.to_arrays()
+    again = SpikingTwin.from_arrays(arrays, attrs)
+    np.testing.assert_array_equal(again.simulate(u, [np.random.default_rng(5), np.random.default_rng(6)]), whole)
+
+
+def test_refuses_voltages(organoid_trials):
+    u, y, dt = organoid_trials
+    with pytest.raises(PrclabError, match="not spike counts"):
+        SpikingTwin().fit(u[:2], [r * 1e-6 for r in y[:2]], dt)
+
+
+def test_metrics(organoid_trials, twin):
+    u, y, dt = organoid_trials
+    same = spiking_comparison(y, y, dt)
+    assert same["rate_corr"] == pytest.approx(1.0) and same["rate_error"] == 0.0
+    sim = list(twin.simulate(np.stack(u[6:]), [np.random.default_rng(1), np.random.default_rng(2)]))
+    other = spiking_comparison(y[6:], sim, dt)
+    assert -1 <= other["rate_corr"] < 1 and other["model_rate_hz"] > 0
+    with pytest.raises(PrclabError, match="same non-zero number"):
+        spiking_comparison(y[:2], y[:1], dt)
+
+
+def test_sonata_structure(tmp_path, organoid_trials, twin):
+    u = organoid_trials[0][6]
+    spikes = twin.simulate(u[None], [np.random.default_rng(0)])[0]
+    paths = export_sonata(twin, tmp_path, spikes)
+    with h5py.File(paths["nodes"]) as f:
+        assert f.attrs["magic"] == 0x0A7A and list(f.attrs["version"]) == [0, 1]
+        ids = {pop: f[f"nodes/{pop}/node_id"][()] for pop in f["nodes"]}
+        for pop, node_ids in ids.items():
+            g = f[f"nodes/{pop}"]
+            assert len(np.unique(node_ids)) == len(node_ids)
+            assert len(g["node_type_id"]) == len(g["node_group_id"]) == len(g["node_group_index"]) == len(node_ids)
+            for column in g["0"].values():
+                assert len(column) == len(node_ids)
+    assert len(ids["stimulus"]) == 2 and len(ids["twin"]) == 9
+    types = np.loadtxt(paths["node_types"], skiprows=1, usecols=0, dtype=int)
+    with h5py.File(paths["nodes"]) as f:
+        assert set(f["nodes/twin/node_type_id"][()]) <= set(types)
+    with h5py.File(paths["edges"]) as f:
+        for name, g in f["edges"].items():
+            for key in ("source_node_id", "target_node_id"):
+                pop = g[key].attrs["node_population"]
+                assert np.isin(g[key][()], ids[pop]).all(), (name, key)
+            n = len(g["source_node_id"])
+            assert len(g["target_node_id"]) == len(g["edge_type_id"]) == len(g["0/syn_weight"]) == len(g["0/delay"]) == n
+            assert np.all(g["0/delay"][()] >= 0)
+    with h5py.File(paths["spikes"]) as f:
+        g = f["spikes/twin"]
+        t = g["timestamps"][()]
+        assert g.attrs["sorting"] == "by_time" and np.all(np.diff(t) >= 0)
+        assert len(t) == spikes.sum() and np.isin(g["node_ids"][()], ids["twin"]).all()
