@@ -298,9 +298,12 @@ def _transfer(by_index, train, heldout, predicted, family, stim, attrs) -> dict 
     window = {i: slice(by_index[i].stim_start, by_index[i].stim_stop) for i in order}
     real = [np.asarray(by_index[i].response, float)[window[i]] for i in order]
     twin = [twin_resp[i][window[i]] for i in order]
-    features = (attrs.get("readout") or {}).get("features")
+    from prclab.readouts.features import FEATURE_CANDIDATES
+
+    protocol_spec = (attrs.get("readout") or {}).get("features")
     n = len(train)
-    return transfer_scores(real, twin, labels, np.arange(n), np.arange(n, len(order)), features)
+    return transfer_scores(real, twin, labels, np.arange(n), np.arange(n, len(order)),
+                           candidates=((protocol_spec,) if protocol_spec else ()) + FEATURE_CANDIDATES)
 
 
 #: training-set sizes of the error-vs-training-trials curve, as fractions of the training trials

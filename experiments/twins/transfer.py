@@ -1,9 +1,10 @@
 """Readout transfer between a substrate and its twin, and distillation of the substrate+readout into the twin.
 
-Both sides use the recording's own ``[readout] features`` (``readouts.features``; when the protocol has
-none, the spec ``experiments.tasks.choose_features`` picks on the substrate's training trials) over each
-trial's stimulus window, and a ``RidgeClassifier`` whose ridge parameter is chosen by leave-one-out on
-its training trials, as ``prclab train`` does.  The twin's responses are its noiseless free runs on the
+Both sides use one feature spec (``readouts.features``) over each trial's stimulus window, chosen as
+``prclab train`` chooses it (``experiments.recorded``): ``experiments.tasks.choose_features`` on the
+substrate's training trials among the recording's own ``[readout] features`` (first, so it wins ties)
+and ``FEATURE_CANDIDATES``; and a ``RidgeClassifier`` (features standardised) whose ridge parameter is
+chosen by leave-one-out on its training trials.  The twin's responses are its noiseless free runs on the
 recorded stimuli.
 
 - **native accuracy**: trained on the substrate's training responses, scored on its held-out ones;
@@ -20,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from prclab.errors import PrclabError
-from prclab.readouts.features import trial_features
+from prclab.readouts.features import FEATURE_CANDIDATES, trial_features
 from prclab.readouts.ridge import RidgeClassifier, RidgeReadout
 
 from ..tasks import choose_features
@@ -30,14 +31,14 @@ ALPHAS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1e3)
 
 
 def transfer_scores(real: list[np.ndarray], twin: list[np.ndarray], labels, train, test,
-                    features: str | None = None) -> dict:
+                    features: str | None = None, candidates=FEATURE_CANDIDATES) -> dict:
     """Native, transferred and reverse accuracy, gap and distilled agreement (module docstring).
 
     Args:
         real, twin: one ``(w_i, n_out)`` response per trial over its stimulus window, the substrate's
             and the twin's, matched by position.
         labels: ``(n_trials,)`` class labels; ``train``, ``test``: trial positions.
-        features: the feature spec; None: chosen on the substrate's training trials.
+        features: the feature spec; None: chosen among ``candidates`` on the substrate's training trials.
     Returns:
         JSON-able dict: ``native_accuracy``, ``transfer_accuracy``, ``reverse_accuracy``,
         ``twin_accuracy`` (twin trained and scored), ``transfer_gap``, ``agreement``, ``features``,
@@ -47,7 +48,7 @@ def transfer_scores(real: list[np.ndarray], twin: list[np.ndarray], labels, trai
     if len(test) == 0 or len(np.unique(labels[train])) < 2:
         raise PrclabError(f"transfer: needs held-out trials and training trials of two or more classes "
                           f"(has {len(train)} train, {len(test)} held out)")
-    spec = features or choose_features(real, labels, train)["features"]
+    spec = features or choose_features(real, labels, train, candidates=candidates)["features"]
     x_real, x_twin = trial_features(real, spec, train), trial_features(twin, spec, train)
     on_real = RidgeClassifier(standardize=True).fit(x_real[train], labels[train])
     on_twin = RidgeClassifier(standardize=True).fit(x_twin[train], labels[train])
