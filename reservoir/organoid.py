@@ -162,9 +162,10 @@ plain arrays.  ``python benchmarks/bench_substrates.py`` with the machine at loa
 engineers at work; re-measure idle): 15.4x real time for one trial, 24.1x for a batch of 64 (16 + 16
 electrodes, 1 kHz), before the NMDA current and the AHP; with them, the same benchmark's inputs timed in
 one script at load 3 on 2 cores (best of 2): 19.9x for one trial and 23.2x for a batch of 64, against
-19.5x and 27.0x with ``nmda_ratio=0, ahp_mV_per_ms=0`` in the same script; cProfile of a batch of 64
-(before them): noise drawing ~half the time, the membrane loop ~40 %.  The network is a subsample: a real
-organoid has 10^5-10^6 cells.
+19.5x and 27.0x with ``nmda_ratio=0, ahp_mV_per_ms=0`` in the same script; the benchmark itself at load
+1.9: 20.4x and 35.5x (29.7x and 39.9x without them, at load 1.4); cProfile of a batch of 64 (before
+them): noise drawing ~half the time, the membrane loop ~40 %.  The network is a subsample: a real organoid
+has 10^5-10^6 cells.
 """
 
 from __future__ import annotations
