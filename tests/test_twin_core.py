@@ -84,7 +84,12 @@ def test_loading_reproduces_predictions_bit_for_bit(recorded):
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_every_family_round_trips_through_the_file(recorded, tmp_path, family):
     data = load_fit_data(recorded / "rec.h5")
-    fitted = FAMILIES[family]().fit(data.train_stimuli, data.train_responses, data.dt)
+    responses = data.train_responses
+    if FAMILIES[family].fits == "counts":  # a spiking family models spike counts: Poisson on the stimulus
+        rng = np.random.default_rng(3)
+        responses = [rng.poisson(0.02 + 0.2 * np.abs(s).sum(1, keepdims=True) * np.ones((1, r.shape[1])))
+                     .astype(float) for s, r in zip(data.train_stimuli, responses)]
+    fitted = FAMILIES[family]().fit(data.train_stimuli, responses, data.dt)
     write_twin(tmp_path / "t.h5", fitted, {"train_trials": data.train_indices})
     loaded = read_twin(tmp_path / "t.h5").family
     n = min(len(a) for a in data.heldout_stimuli[:2])
@@ -92,10 +97,10 @@ def test_every_family_round_trips_through_the_file(recorded, tmp_path, family):
     assert np.array_equal(fitted.simulate(u), loaded.simulate(u))
     rngs = lambda: [np.random.default_rng(k) for k in range(2)]  # noqa: E731
     assert np.array_equal(fitted.simulate(u, rngs()), loaded.simulate(u, rngs()))
-    state = loaded.initial_state(2)
-    first, state = loaded.step_block(state, u[:, :40])
-    rest, _ = loaded.step_block(state, u[:, 40:])
-    np.testing.assert_allclose(np.concatenate([first, rest], 1), loaded.simulate(u), rtol=1e-9, atol=1e-12)
+    state, streams = loaded.initial_state(2), rngs()   # block by block with the same noise streams
+    first, state = loaded.step_block(state, u[:, :40], streams)
+    rest, _ = loaded.step_block(state, u[:, 40:], streams)
+    np.testing.assert_allclose(np.concatenate([first, rest], 1), loaded.simulate(u, rngs()), rtol=1e-9, atol=1e-12)
     units = loaded.units()
     assert len(np.unique(units["id"])) == len(units["id"]) and units["id"].dtype == np.int64
     pre, post, _ = loaded.edges()
@@ -167,3 +172,16 @@ def test_bad_inputs_are_one_line_and_exit_2(recorded, tmp_path, capsys):
     assert main(["run", str(tmp_path / "r.toml"), "--out", str(tmp_path / "z.h5")]) == 2
     line = capsys.readouterr().err.strip()
     assert "\n" not in line and "n_inputs = 3, 2 asked" in line
+
+
+def test_best_fits_the_families_of_the_recordings_kind(recorded, tmp_path, capsys):
+    """A voltage recording: every signal family is tried (each its validation NRMSE), the spiking family
+    is not, and the lowest validation error wins."""
+    capsys.readouterr()
+    assert main(["twin", "fit", str(recorded / "rec.h5"), "--out", str(tmp_path / "b.h5"), "--model", "best",
+                 "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    signal_families = {n for n, f in FAMILIES.items() if f.fits == "signals"}
+    assert set(out["validation_nrmse"]) == signal_families and "spiking" not in signal_families
+    assert out["family"] == min(out["validation_nrmse"], key=out["validation_nrmse"].get)
+    assert read_twin(tmp_path / "b.h5").provenance["family"] == out["family"]

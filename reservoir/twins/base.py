@@ -106,9 +106,12 @@ class TwinFamily:
     """Base class of the twin families (module docstring).  Subclasses set ``name``, implement ``fit``,
     ``initial_state``, ``_step_mean`` (the noiseless block step), ``to_arrays``/``from_arrays``, ``units``,
     ``edges`` and ``electrode_map``; they store ``n_inputs_``, ``n_outputs_``, ``dt_`` and ``noise_``
-    (:class:`ResidualNoise`) when fitted."""
+    (:class:`ResidualNoise`) when fitted.  ``fits`` says what responses the family models: ``"signals"``
+    (voltages or currents, judged by free-run NRMSE) or ``"counts"`` (spike counts per sample, judged by
+    the spiking metrics)."""
 
     name: str = ""
+    fits: str = "signals"
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "noise_"):

@@ -109,6 +109,7 @@ class SpikingTwin(TwinFamily):
     """
 
     name = "spiking"
+    fits = "counts"
 
     def __init__(self, window_edges_ms=(0, 2, 5, 10, 20, 50, 100, 200, 400), age_edges_ms=(100, 200, 500, 1000, 2000),
                  burst_ms: float = 50.0, l2: float = 1e-4):
