@@ -434,6 +434,22 @@ def cmd_replay(args) -> None:
           f"{result['mean_correlation']:.3g} over {result['n_channels']} channels  (plot {result['plot']})")
 
 
+def cmd_export(args) -> None:
+    from prclab.protocols.nwb_export import EXPORTERS
+
+    _check_input_file(args.recording, "recording")
+    suffix = Path(args.out).suffix.lower()
+    if suffix not in EXPORTERS:
+        raise PrclabError(f"export {args.out}: must end in {' or '.join(EXPORTERS)}")
+    check_new_file(args.out, "export", inputs=[args.recording], suffix=suffix)
+    result = EXPORTERS[suffix](args.recording, args.out)
+    if args.json:
+        print(json.dumps(result))
+        return
+    print(f"exported           {result['n_trials']} trials of {args.recording} to {result['out']} "
+          f"({Path(result['out']).stat().st_size / 1e6:.2f} MB)")
+
+
 def cmd_task(args) -> None:
     from prclab.experiments.tasks import assignments, format_task_result, run_tasks
 
@@ -527,6 +543,12 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--plot", help="comparison PNG (default: next to --out)")
     rp.add_argument("--json", action="store_true", help="print the comparison as one JSON object")
     rp.set_defaults(func=cmd_replay)
+
+    x = sub.add_parser("export", help="write a recording as NWB (.nwb) or, for EEG-style analysis, MNE (.fif)")
+    x.add_argument("recording", help="recording file (REC.h5, or any format prclab reads)")
+    x.add_argument("out", help="file to create: OUT.nwb (docs/interop-nwb.md) or OUT.fif (MNE raw)")
+    x.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    x.set_defaults(func=cmd_export)
 
     k = sub.add_parser("task", help="whole pipeline on a dataset with a simulated substrate")
     k.add_argument("--data", help="WAV folder ({label}_{speaker}_{index}.wav) or .npz")

@@ -1,0 +1,300 @@
+"""``prclab export REC.h5 OUT.nwb``: a prclab recording as an NWB file (pynwb; ``docs/interop-nwb.md``).
+
+Layout (it passes nwbinspector with no CRITICAL and no BEST_PRACTICE_VIOLATION finding, and
+SpikeInterface's ``read_nwb_recording`` reads the response; ``../shared/notes/interop.md``)::
+
+    /acquisition/response      ElectricalSeries, (samples, response channels), every trial end to end;
+                               int16/int32 ADC counts with ``conversion`` (volts per count), ``offset``
+                               and ``channel_conversion`` when the recording declares counts
+                               (:func:`response_counts`), else float32 volts; ``rate`` and
+                               ``starting_time`` (the first trial's first timestamp)
+    /general/extracellular_ephys/electrodes
+                               one row per response channel, then one per stimulus channel: ``rel_x``
+                               (channel position in its group, unknown geometry), ``rel_y`` 0,
+                               ``location``, ``group``, ``records`` and ``stimulates`` (bool), ``channel``
+                               (the prclab channel name)
+    /stimulus/presentation/stimulus
+                               TimeSeries (samples, stimulus channels) float64 volts as commanded
+    /intervals/stimulation     TimeIntervals: one row per delivered stimulation event (a run of samples
+                               on one stimulus channel away from its rest level), ``electrode``
+                               referencing the electrodes table, ``trial``, ``peak_V``
+    /intervals/trials          start/stop time per trial, ``label``, ``split``, ``checksum`` (the
+                               recording's per-trial sha256), ``index``, ``item``, ``item_id``,
+                               ``repetition``, ``stim_start``/``stim_stop`` (samples within the trial)
+    file metadata              ``protocol`` (the protocol text), ``was_generated_by`` and
+                               ``source_script`` (prclab and its version), ``scratch/prclab_attrs``
+                               (the recording's file-level attributes as JSON: device, substrate,
+                               encoder, readout...), session description; the subject is the
+                               substrate (species by :data:`SPECIES`, sex ``U``, age ``P0D/``: unknown)
+
+A recording with any damaged trial is refused (an NWB file would carry no trace of the damage).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from prclab import __version__
+from prclab.drivers.base import rest_level
+from prclab.errors import PrclabError
+
+from .recording import Recording, read_recording
+
+#: the name of the response ElectricalSeries in ``/acquisition`` (SpikeInterface's
+#: ``electrical_series_path="acquisition/response"``)
+RESPONSE = "response"
+#: the file-level attributes' JSON in ``/scratch``
+ATTRS_SCRATCH = "prclab_attrs"
+_INT_DTYPES = ("int16", "int32")
+#: the NWB subject's species by substrate model (Latin binomial, as nwbinspector asks); any other
+#: substrate (an echo-state network, a hydrogel, a twin) is NCBI's "synthetic construct"
+SPECIES = {"potato": "Solanum tuberosum", "organoid": "Homo sapiens"}
+SYNTHETIC = "http://purl.obolibrary.org/obo/NCBITaxon_32630"
+
+
+def response_counts(rec: Recording) -> tuple[str, np.ndarray, np.ndarray] | None:
+    """(integer dtype, volts per count ``(c,)``, offset volts ``(c,)``) when every response channel
+    of the recorded device declares integer ADC counts, else None (then the response is exported as
+    float32 volts).
+
+    A channel declares them in the recording's device description (``attrs["device"]["response"]``)
+    as NWB names them: ``{"dtype": "int16" | "int32", "conversion": volts per count, "offset": volts}``.
+    The recording's values are then ``counts * conversion + offset``; they are rounded back to counts.
+    """
+    device = rec.attrs.get("device")
+    channels = device.get("response") if isinstance(device, dict) else None
+    if not isinstance(channels, list) or not channels:
+        return None
+    try:
+        dtypes = {str(c["dtype"]) for c in channels}
+        gains = np.array([float(c["conversion"]) for c in channels])
+        offsets = np.array([float(c.get("offset", 0.0)) for c in channels])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if len(dtypes) != 1 or not dtypes <= set(_INT_DTYPES) or not np.all(np.isfinite(gains) & (gains > 0)) \
+            or not np.all(np.isfinite(offsets)):
+        return None
+    return dtypes.pop(), gains, offsets
+
+
+def _trial_checksum(rec: Recording, trial) -> str:
+    """The trial's stored checksum: ``trial.checksum`` where the reader gives it, else the ``sha256``
+    attribute of its group (formats 1-2)."""
+    value = getattr(trial, "checksum", None)
+    if value:
+        return str(value)
+    import h5py
+
+    with h5py.File(rec.path, "r") as f:
+        v = f["trials"][f"{trial.index:06d}"].attrs.get("sha256", "")
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def _stimulation_events(stimulus: np.ndarray, rest: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Runs of samples where a stimulus channel is away from its rest level.
+
+    Args:
+        stimulus: ``(n, c)`` volts; rest: ``(c,)`` volts.
+    Returns:
+        (channel, first sample, end sample (exclusive), peak |V - rest|), each ``(events,)``, sorted by
+        first sample.
+    """
+    active = stimulus != rest
+    pad = np.zeros((1, active.shape[1]), bool)
+    edges = np.diff(np.concatenate([pad, active, pad]).astype(np.int8), axis=0).T  # (c, n + 1)
+    start_c, start_s = np.nonzero(edges == 1)
+    stop_s = np.nonzero(edges == -1)[1]  # row-major: the same (channel, run) order as the starts
+    n = len(stimulus)
+    flat = np.append(np.abs(stimulus - rest).T.ravel(), 0.0)  # channel-major, one spare end element
+    bounds = np.stack([start_c * n + start_s, start_c * n + stop_s], axis=1).ravel()
+    peak = np.maximum.reduceat(flat, bounds)[::2] if len(bounds) else np.zeros(0)
+    order = np.argsort(start_s, kind="stable")
+    return start_c[order], start_s[order], stop_s[order], peak[order]
+
+
+def _rate(rec: Recording) -> float:
+    device = rec.attrs.get("device")
+    rate = device.get("rate_hz") if isinstance(device, dict) else None
+    rate = rate or rec.attrs.get("rate_hz")
+    try:
+        rate = float(rate)
+    except (TypeError, ValueError):
+        rate = 0.0
+    if not rate > 0:
+        raise PrclabError(f"recording {rec.path}: names no sample rate; cannot export it")
+    return rate
+
+
+def _channel_names(rec: Recording, key: str, count: int, prefix: str) -> list[str]:
+    device = rec.attrs.get("device")
+    channels = device.get(key) if isinstance(device, dict) else None
+    if isinstance(channels, list) and len(channels) == count:
+        return [str(c.get("name", f"{prefix}{i}")) if isinstance(c, dict) else f"{prefix}{i}"
+                for i, c in enumerate(channels)]
+    return [f"{prefix}{i}" for i in range(count)]
+
+
+def _rest(rec: Recording, count: int) -> np.ndarray:
+    """``(count,)`` rest level of each stimulus channel, volts, from the recorded device's ranges (0 V
+    where they are not described)."""
+    device = rec.attrs.get("device")
+    channels = device.get("stimulus") if isinstance(device, dict) else None
+    if isinstance(channels, list) and len(channels) == count:
+        try:
+            return np.array([rest_level(float(c["low"]), float(c["high"])) for c in channels])
+        except (KeyError, TypeError, ValueError):
+            pass
+    return np.zeros(count)
+
+
+def _start_time(rec: Recording) -> _dt.datetime:
+    text = rec.attrs.get("created_utc")
+    try:
+        t = _dt.datetime.fromisoformat(str(text))
+    except ValueError:
+        return _dt.datetime.now(_dt.timezone.utc)
+    return t if t.tzinfo else t.replace(tzinfo=_dt.timezone.utc)
+
+
+def export_nwb(rec_path: str | Path, out: str | Path) -> dict:
+    """Write recording ``rec_path`` as NWB file ``out`` (module docstring).
+
+    Returns:
+        dict with ``out``, ``n_trials``, ``n_samples``, ``response_dtype`` (stored) and
+        ``n_stimulation_events``.
+    Raises:
+        PrclabError: unreadable or damaged recording, no trials, no sample rate, trials of differing
+            channel counts, ``out`` not writable.
+    """
+    from hdmf.backends.hdf5 import H5DataIO
+    from pynwb import NWBHDF5IO, NWBFile, TimeSeries
+    from pynwb.ecephys import ElectricalSeries
+    from pynwb.epoch import TimeIntervals
+    from pynwb.file import Subject
+
+    rec = read_recording(rec_path)
+    if rec.problems:
+        raise PrclabError(f"recording {rec_path}: damaged ({rec.problems[0]}); export needs every trial")
+    if not rec.trials:
+        raise PrclabError(f"recording {rec_path}: holds no trials to export")
+    rate = _rate(rec)
+    with rec:
+        trials = sorted(rec.trials, key=lambda t: t.index)
+        stimulus = [np.asarray(t.stimulus, np.float64) for t in trials]
+        response = [np.asarray(t.response, np.float64) for t in trials]
+        t0 = float(np.asarray(trials[0].timestamps[:1], np.float64)[0]) if len(trials[0].timestamps) else 0.0
+    n_stim, n_resp = stimulus[0].shape[1], response[0].shape[1]
+    if any(s.shape[1] != n_stim for s in stimulus) or any(r.shape[1] != n_resp for r in response):
+        raise PrclabError(f"recording {rec_path}: trials differ in channel count; cannot export it")
+    starts = np.cumsum([0] + [len(s) for s in stimulus])
+    stim_all, resp_all = np.concatenate(stimulus), np.concatenate(response)
+    del stimulus, response
+    counts = response_counts(rec)
+    if counts is None:
+        data, conversion, offset, channel_conversion = resp_all.astype(np.float32), 1.0, 0.0, None
+    else:
+        dtype, gains, offsets = counts
+        info = np.iinfo(dtype)
+        data = np.clip(np.rint((resp_all - offsets) / gains), info.min, info.max).astype(dtype)
+        conversion, offset = 1.0, 0.0  # per-channel gains below; a shared offset only
+        if np.ptp(offsets) == 0:
+            offset = float(offsets[0])
+        else:
+            raise PrclabError(f"recording {rec_path}: response channels declare different offsets; NWB "
+                              f"holds one offset per series")
+        channel_conversion = gains
+    del resp_all
+
+    meta = {k: v for k, v in rec.attrs.items() if k != "protocol_text"}
+    protocol_text = str(rec.attrs.get("protocol_text", ""))
+    substrate = rec.attrs.get("substrate") if isinstance(rec.attrs.get("substrate"), dict) else {}
+    device_desc = rec.attrs.get("device") if isinstance(rec.attrs.get("device"), dict) else {}
+    model = str(substrate.get("model", "unknown substrate"))
+    nwb = NWBFile(
+        session_description=f"prclab recording {Path(rec_path).name}: {len(trials)} trials of a stimulus "
+                            f"protocol on a {model} substrate, response recorded on {n_resp} channels",
+        identifier=str(rec.attrs.get("file_id") or uuid.uuid4().hex),
+        session_start_time=_start_time(rec),
+        experiment_description="Physical reservoir computing: stimulus protocol played into a substrate, "
+                               "response recorded to train a linear readout (prclab).",
+        protocol=protocol_text or None,
+        source_script=f"prclab {__version__}",
+        source_script_file_name="prclab",
+        was_generated_by=[["prclab", __version__]],
+        keywords=["reservoir computing", "prclab"],
+    )
+    nwb.subject = Subject(subject_id=model, species=SPECIES.get(model, SYNTHETIC), sex="U", age="P0D/",
+                          description=f"Reservoir substrate {model}: "
+                                      f"{json.dumps(substrate, sort_keys=True)[:2000]}")
+    device = nwb.create_device(name=str(device_desc.get("device", "device")),
+                               description=json.dumps(device_desc, sort_keys=True))
+    rec_group = nwb.create_electrode_group("recording", description="response channels", location="unknown",
+                                           device=device)
+    stim_group = nwb.create_electrode_group("stimulation", description="stimulus channels",
+                                            location="unknown", device=device)
+    nwb.add_electrode_column("records", "whether the electrode records (a response channel)")
+    nwb.add_electrode_column("stimulates", "whether the electrode stimulates (a stimulus channel)")
+    nwb.add_electrode_column("channel", "the prclab channel name")
+    for i, name in enumerate(_channel_names(rec, "response", n_resp, "resp")):
+        nwb.add_electrode(group=rec_group, location="unknown", rel_x=float(i), rel_y=0.0, records=True,
+                          stimulates=False, channel=name)
+    for i, name in enumerate(_channel_names(rec, "stimulus", n_stim, "stim")):
+        nwb.add_electrode(group=stim_group, location="unknown", rel_x=float(i), rel_y=0.0, records=False,
+                          stimulates=True, channel=name)
+    region = nwb.create_electrode_table_region(list(range(n_resp)), "the response channels")
+    nwb.add_acquisition(ElectricalSeries(
+        name=RESPONSE, data=H5DataIO(data, compression="gzip", chunks=(min(len(data), 16384), n_resp)),
+        electrodes=region, rate=rate, starting_time=t0, conversion=conversion, offset=offset,
+        channel_conversion=channel_conversion,
+        description="the substrate's response, every trial end to end"))
+    nwb.add_stimulus(TimeSeries(
+        name="stimulus", data=H5DataIO(stim_all, compression="gzip", chunks=(min(len(stim_all), 16384), n_stim)),
+        unit="volts", rate=rate, starting_time=t0,
+        description="the commanded stimulus, one column per stimulating electrode (electrodes table rows "
+                    f"{n_resp}..{n_resp + n_stim - 1})"))
+
+    times = t0 + np.arange(len(stim_all) + 1) / rate
+    for col, desc in (("label", "the dataset item's label"), ("split", "train or test"),
+                      ("checksum", "the prclab recording's sha256 of the trial"),
+                      ("index", "the trial's index in the prclab recording"), ("item", "dataset item played"),
+                      ("item_id", "dataset item id"), ("repetition", "repetition of the dataset"),
+                      ("stim_start", "first sample of the encoded stimulus within the trial"),
+                      ("stim_stop", "end sample (exclusive) of the encoded stimulus within the trial")):
+        nwb.add_trial_column(col, desc)
+    for t, a, b in zip(trials, starts[:-1], starts[1:]):
+        nwb.add_trial(start_time=float(times[a]), stop_time=float(times[b]), label=t.label, split=t.split,
+                      checksum=_trial_checksum(rec, t), index=int(t.index), item=int(t.item),
+                      item_id=str(t.item_id), repetition=int(t.repetition), stim_start=int(t.stim_start),
+                      stim_stop=int(t.stim_stop))
+
+    channel, first, end, peak = _stimulation_events(stim_all, _rest(rec, n_stim))
+    events = TimeIntervals(name="stimulation", description="delivered stimulation events: runs of samples on "
+                                                           "one stimulus channel away from its rest level")
+    events.add_column("electrode", "the stimulating electrode (electrodes table row)", table=nwb.electrodes)
+    events.add_column("trial", "the prclab trial index")
+    events.add_column("peak_V", "largest |commanded voltage - rest level|, volts")
+    trial_of = np.searchsorted(starts, first, side="right") - 1
+    for c, a, b, p, k in zip(channel, first, end, peak, trial_of):
+        events.add_row(start_time=float(times[a]), stop_time=float(times[b]), electrode=int(n_resp + c),
+                       trial=int(trials[k].index), peak_V=float(p))
+    if len(channel):
+        nwb.add_time_intervals(events)
+    nwb.add_scratch(json.dumps(meta, sort_keys=True), name=ATTRS_SCRATCH,
+                    description="the prclab recording's file-level attributes (JSON)")
+    out = Path(out)
+    try:
+        with NWBHDF5IO(str(out), "w") as io:
+            io.write(nwb)
+    except OSError as exc:
+        raise PrclabError(f"export {out}: cannot be written ({str(exc).splitlines()[0]})") from None
+    return {"out": str(out), "n_trials": len(trials), "n_samples": int(len(stim_all)),
+            "response_dtype": str(data.dtype), "n_stimulation_events": int(len(channel))}
+
+
+#: ``prclab export``'s writers by the output file's suffix
+EXPORTERS = {".nwb": export_nwb}
