@@ -124,16 +124,19 @@ def _mea(rng, spike_p, bursts, steps=4000, channels=8):
     return v
 
 
-def test_spike_metrics_compare_rates_bursts_and_binned_rates():
-    from prclab.experiments.twins.check import spike_metrics
+def test_spike_metrics_on_mea_voltages_compare_rates_bursts_and_binned_rates():
+    """Voltages reach the spiking figures through the spike detector (``spike_counts``)."""
+    from prclab.experiments.twins.spiking_metrics import spike_counts, spiking_comparison
 
     rng = np.random.default_rng(0)
     bursts = [b + k * 3 for b in (500, 1500, 2500, 3500) for k in range(5)]   # 4 bursts in 4 s, 5 ms each
-    recorded = [_mea(rng, 0.002, bursts) for _ in range(2)]
-    same = spike_metrics(recorded, recorded, dt=1e-3)
-    assert same["rate_correlation"] == pytest.approx(1.0) and same["rate_error"] == 0.0
+    recorded = spike_counts([_mea(rng, 0.002, bursts) for _ in range(2)], 1e-3)
+    assert all(set(np.unique(c)) <= {0.0, 1.0} for c in recorded)
+    same = spiking_comparison(recorded, recorded, dt=1e-3)
+    assert same["rate_corr"] == pytest.approx(1.0) and same["rate_error"] == 0.0
     assert same["burst_rate_hz"] == pytest.approx(1.0) and same["burst_rate_error"] == 0.0
-    sparse = spike_metrics(recorded, [_mea(rng, 0.0005, bursts[:10]) for _ in range(2)], dt=1e-3)
-    assert sparse["twin_rate_hz"] < 0.6 * sparse["rate_hz"] and sparse["rate_error"] > 0.4
-    assert sparse["twin_burst_rate_hz"] == pytest.approx(0.5) and sparse["burst_rate_error"] == pytest.approx(0.5)
-    assert 0 < sparse["rate_correlation"] < 0.9   # the shared bursts correlate, the independent spikes do not
+    sparse = spiking_comparison(recorded, spike_counts([_mea(rng, 0.0005, bursts[:10]) for _ in range(2)], 1e-3),
+                                dt=1e-3)
+    assert sparse["model_rate_hz"] < 0.6 * sparse["rate_hz"] and sparse["rate_error"] > 0.4
+    assert sparse["model_burst_rate_hz"] == pytest.approx(0.5) and sparse["burst_rate_error"] == pytest.approx(0.5)
+    assert 0 < sparse["rate_corr"] < 0.9   # the shared bursts correlate, the independent spikes do not

@@ -1,6 +1,8 @@
 """The spiking twin family (reservoir.twins.spiking), its metrics and its SONATA export, on a small
 simulated organoid's spike counts."""
 
+import json
+
 import h5py
 import numpy as np
 import pytest
@@ -105,3 +107,54 @@ def test_sonata_structure(tmp_path, organoid_trials, twin):
         t = g["timestamps"][()]
         assert g.attrs["sorting"] == "by_time" and np.all(np.diff(t) >= 0)
         assert len(t) == spikes.sum() and np.isin(g["node_ids"][()], ids["twin"]).all()
+
+
+ORGANOID = """
+[protocol]
+sample_rate_hz = 1000.0
+seed = 0
+[device]
+spec = "sim:organoid"
+[substrate]
+name = "organoid"
+params = {{ n_outputs = 8 }}
+[stimulus]
+electrodes = 2
+low_V = -0.5
+high_V = 0.5
+[task]
+dataset = "{dataset}"
+max_items = 8
+[encoder]
+samples_per_frame = 20
+waveform = "rate"
+biphasic = true
+[timing]
+washout_s = 0.01
+rest_s = 0.01
+[safety]
+impedance_ohm = 1e5
+living = true
+max_dc_charge_C = 2e-8
+dc_window_s = 1.0
+"""
+
+
+def test_an_organoid_recording_gets_a_spiking_twin_checked_against_its_floor(toy_npz, tmp_path, capsys):
+    """prclab run on the organoid (spike counts) -> twin fit --model best (only the counts families) ->
+    twin check: spiking figures for the twin and the repeatability floor (the model re-driven, seed + 1)."""
+    from prclab.cli import main
+
+    (tmp_path / "o.toml").write_text(ORGANOID.format(dataset=toy_npz))
+    assert main(["run", str(tmp_path / "o.toml"), "--out", str(tmp_path / "o.h5")]) == 0
+    capsys.readouterr()
+    assert main(["twin", "fit", str(tmp_path / "o.h5"), "--out", str(tmp_path / "t.h5"), "--model", "best",
+                 "--json"]) == 0
+    fit = json.loads(capsys.readouterr().out)
+    assert fit["family"] == "spiking" and list(fit["validation_nrmse"]) == ["spiking"]
+    assert main(["twin", "check", str(tmp_path / "t.h5"), str(tmp_path / "o.h5"), "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)["spiking"]
+    assert s["rate_hz"] > 0 and s["model_rate_hz"] > 0 and 0 <= s["rate_error"] < 1.0
+    assert -1 <= s["rate_corr"] <= 1 and -1 <= s["floor_rate_corr"] <= 1
+    assert main(["twin", "check", str(tmp_path / "t.h5"), str(tmp_path / "o.h5")]) == 0
+    assert "floor" in capsys.readouterr().out

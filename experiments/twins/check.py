@@ -26,7 +26,8 @@ The references, on the same held-out trials and samples:
   intact trial's recorded stimulus in playing order, as the session played them (the same seed
   reproduces the recording; ``tests/test_twin_check.py`` holds it to that).
 - **linear**: the ``linear`` twin family fitted on the same training trials (its defaults, as ``twin
-  fit`` fits it; a linear twin is its own baseline).
+  fit`` fits it; a linear twin is its own baseline); None, with ``linear_error`` saying why, where no
+  linear structure fits (spike counts often have none with a stable free run).
 - **replay**: today's untuned replay, ``protocols.replay.replay_recording`` with the protocol's model
   as the protocol's ``[substrate] params`` configure it, less their ``seed``: the hand-written model of
   that kind of substrate with that layout, but not that specimen (whose seed a lab cannot know) - what
@@ -164,61 +165,20 @@ def untuned_replay(rec_path, heldout: list[int], protocol) -> list[np.ndarray]:
 #: root seed of the twin's noise streams in ``noisy_nrmse`` (one child per held-out trial)
 NOISE_SEED = 0
 
-#: binned-rate bin of the spiking metrics (seconds), the network-burst detector's default bin
-SPIKE_BIN_S = 0.01
-
-
-def spike_metrics(recorded: list[np.ndarray], predicted: list[np.ndarray], dt: float,
-                  bin_s: float = SPIKE_BIN_S) -> dict:
-    """Spiking substrates: both sides' MEA voltages ``(T_i, n_out)`` through the recording system's own
-    spike detector (``readouts.spikes.detect_spikes``) and burst detector (``experiments.bursts``).
-
-    Returns:
-        dict: ``rate_correlation`` (Pearson correlation of the per-electrode spike counts in ``bin_s``
-        bins over every held-out trial, all electrodes pooled: the binned-rate / PSTH agreement),
-        ``rate_hz`` / ``twin_rate_hz`` (mean firing rate per electrode), ``rate_error`` (relative),
-        ``burst_rate_hz`` / ``twin_burst_rate_hz`` and ``burst_rate_error`` (relative; None when the
-        recording has no bursts).
-    """
-    from prclab.readouts.spikes import detect_spikes
-
-    from ..bursts import detect_bursts
-
-    per_bin = max(1, int(round(bin_s / dt)))
-    sides = []
-    for trials in (recorded, predicted):
-        spikes = np.concatenate([detect_spikes(v, dt=dt) for v in trials])
-        n = len(spikes) // per_bin * per_bin
-        binned = spikes[:n].reshape(-1, per_bin, spikes.shape[1]).sum(axis=1)
-        sides.append((spikes, binned, detect_bursts(spikes, dt, bin_s=per_bin * dt)))
-    (s_a, b_a, bursts_a), (s_b, b_b, bursts_b) = sides
-    a, b = b_a.ravel() - b_a.mean(), b_b.ravel() - b_b.mean()
-    denom = np.sqrt(np.sum(a * a) * np.sum(b * b))
-    seconds = len(s_a) * dt
-    rate_a, rate_b = s_a.sum() / seconds / s_a.shape[1], s_b.sum() / seconds / s_b.shape[1]
-    burst_a, burst_b = bursts_a["burst_rate_hz"], bursts_b["burst_rate_hz"]
-    return {"rate_correlation": float(np.sum(a * b) / denom) if denom > 0 else float("nan"),
-            "rate_hz": float(rate_a), "twin_rate_hz": float(rate_b),
-            "rate_error": float(abs(rate_b - rate_a) / rate_a) if rate_a > 0 else None,
-            "burst_rate_hz": float(burst_a), "twin_burst_rate_hz": float(burst_b),
-            "burst_rate_error": float(abs(burst_b - burst_a) / burst_a) if burst_a > 0 else None,
-            "bin_s": per_bin * dt}
-
-
 def check_twin(twin_path, rec_path, plot_dir=None) -> dict:
     """``prclab twin check``: the twin of ``twin_path`` against recording ``rec_path`` (module docstring).
 
     The held-out and training trials are those the twin's provenance records.
     Returns:
-        JSON-able dict: ``nrmse`` (the twin's, pooled), ``noisy_nrmse``, ``floor_nrmse``, ``linear_nrmse``,
-        ``replay_nrmse`` and each one's ``*_per_channel``, ``floor_source``, ``metric`` (the
-        definition), ``excluded_samples`` (per trial), ``n_heldout``, ``n_train``, ``family``, the
-        transfer fields (:func:`~.transfer.transfer_scores`; None for a recording without labels of
-        two or more classes), ``spiking`` (:func:`spike_metrics`, spiking substrates only), ``drift``
+        JSON-able dict: ``nrmse`` (the twin's, pooled), ``noisy_nrmse``, ``floor_nrmse``, ``linear_nrmse``
+        (None where no linear structure fits: ``linear_error`` says why), ``replay_nrmse`` and each one's
+        ``*_per_channel``, ``floor_source``, ``metric`` (the definition), ``excluded_samples`` (per
+        trial), ``n_heldout``, ``n_train``, ``family``, ``fits`` (what the family models), the transfer
+        fields (:func:`~.transfer.transfer_scores`; None for a recording without labels of two or more
+        classes), ``spiking`` (:func:`_spiking`, spiking substrates only), ``drift``
         (``drift.drift_report``, recordings with reference plays only) and ``plots`` (paths written).
     """
     from prclab.protocols.protocol import parse_protocol
-    from prclab.reservoir.twins import FAMILIES
     from prclab.reservoir.twins.file import read_twin
 
     twin = read_twin(twin_path)
@@ -234,17 +194,18 @@ def check_twin(twin_path, rec_path, plot_dir=None) -> dict:
         resp = {i: np.asarray(by_index[i].response, float) for i in train + heldout}
         recorded = [resp[i] for i in heldout]
         predicted = simulate_trials(family, [stim[i] for i in heldout])
-        linear = family if family.name == "linear" else (  # ``twin fit`` fits it so: defaults, these trials
-            FAMILIES["linear"]().fit([stim[i] for i in train], [resp[i] for i in train], dt))
+        linear, linear_error = _linear_baseline(family, [stim[i] for i in train], [resp[i] for i in train], dt)
         floor_a, floor_b, floor_source = floor_responses(rec, heldout)
         seeds = np.random.SeedSequence(NOISE_SEED).spawn(len(heldout))
         noisy = simulate_trials(family, [stim[i] for i in heldout], [np.random.default_rng(q) for q in seeds])
-        references = {"": predicted, "noisy_": noisy, "linear_": simulate_trials(linear, [stim[i] for i in heldout]),
-                      "replay_": untuned_replay(rec_path, heldout, protocol)}
+        references = {"": predicted, "noisy_": noisy, "replay_": untuned_replay(rec_path, heldout, protocol)}
+        if linear is not None:
+            references["linear_"] = simulate_trials(linear, [stim[i] for i in heldout])
         result = {"metric": "NRMSE (RMSE/std), free run from rest, per channel over the held-out trials; "
                             "pooled: root mean square over channels",
-                  "family": family.name, "excluded_samples": skip, "n_heldout": len(heldout),
-                  "n_train": len(train), "floor_source": floor_source}
+                  "family": family.name, "fits": family.fits, "excluded_samples": skip, "n_heldout": len(heldout),
+                  "n_train": len(train), "floor_source": floor_source, "linear_nrmse": None,
+                  "linear_nrmse_per_channel": None, "linear_error": linear_error}
         for prefix, pred in references.items():
             e = nrmse(recorded, pred, skip)
             result[f"{prefix}nrmse"], result[f"{prefix}nrmse_per_channel"] = e["pooled"], e["per_channel"].tolist()
@@ -256,8 +217,8 @@ def check_twin(twin_path, rec_path, plot_dir=None) -> dict:
                        for k in ("native_accuracy", "transfer_accuracy", "transfer_gap", "agreement")})
         model = (rec.attrs.get("device") or {}).get("substrate", {}).get("model") \
             if isinstance(rec.attrs.get("device"), dict) else None
-        result["spiking"] = (spike_metrics(recorded, predicted, dt)
-                             if family.name == "spiking" or model == "organoid" else None)
+        result["spiking"] = (_spiking(recorded, predicted, floor_a, floor_b, dt)
+                             if family.fits == "counts" or model == "organoid" else None)
         from .drift import drift_report
 
         drift = drift_report(rec, family, skip=skip)
@@ -269,6 +230,32 @@ def check_twin(twin_path, rec_path, plot_dir=None) -> dict:
         result["plots"] = plot_check(result, recorded, predicted, heldout, plot_dir,
                                      curve=_training_curve(twin, train, heldout, stim, resp, dt, skip))
     return result
+
+
+def _linear_baseline(family, stimuli, responses, dt: float):
+    """``(linear twin, None)``: the ``linear`` family as ``twin fit`` fits it (defaults, the training
+    trials; a linear twin is its own baseline), or ``(None, reason)`` where no linear structure fits (spike
+    counts often have no stable linear free run)."""
+    from prclab.reservoir.twins import FAMILIES
+
+    if family.name == "linear":
+        return family, None
+    try:
+        return FAMILIES["linear"]().fit(stimuli, responses, dt), None
+    except PrclabError as exc:
+        return None, str(exc)
+
+
+def _spiking(recorded, predicted, floor_a, floor_b, dt: float) -> dict:
+    """``spiking_metrics.spiking_comparison`` of the twin against the recording on spike counts (voltages
+    through the spike detector), and of the floor's pair (``floor_rate_corr``, ``floor_psth_corr``: the
+    substrate against itself, the correlation no twin can beat; None without a floor source)."""
+    from .spiking_metrics import spike_counts, spiking_comparison
+
+    out = spiking_comparison(spike_counts(recorded, dt), spike_counts(predicted, dt), dt)
+    floor = (spiking_comparison(spike_counts(floor_a, dt), spike_counts(floor_b, dt), dt)
+             if floor_a is not None else {})
+    return out | {"floor_rate_corr": floor.get("rate_corr"), "floor_psth_corr": floor.get("psth_corr")}
 
 
 def _same_trials(rec_path, twin_path, by_index: dict, provenance: dict) -> None:

@@ -27,7 +27,9 @@ def main(args: argparse.Namespace) -> None:
         return
     print(f"{result['metric']}; first {result['excluded_samples']} samples of each trial excluded; "
           f"{result['n_heldout']} held-out trials ({result['n_train']} train)")
-    for key, name in (("nrmse", f"twin ({result['family']}), noiseless"),
+    point = result["fits"] == "counts"   # a point process has no noiseless run
+    for key, name in (("nrmse", f"twin ({result['family']}), " + ("one run (noise stream 0)" if point else
+                                                                    "noiseless")),
                       ("noisy_nrmse", f"twin ({result['family']}) with its fitted noise"), ("floor_nrmse",
                       f"repeatability floor ({result['floor_source']})"), ("linear_nrmse", "linear baseline"),
                       ("replay_nrmse", "untuned replay")):
@@ -40,8 +42,10 @@ def main(args: argparse.Namespace) -> None:
               f"distilled agreement {t['agreement']:.3f}")
     if result["spiking"]:
         s = result["spiking"]
-        print(f"spiking: binned-rate correlation {s['rate_correlation']:.3f}, rate {s['twin_rate_hz']:.3g} vs "
-              f"{s['rate_hz']:.3g} Hz, burst rate {s['twin_burst_rate_hz']:.3g} vs {s['burst_rate_hz']:.3g} /s")
+        floor = "n/a" if s["floor_rate_corr"] is None else format(s["floor_rate_corr"], ".3f")
+        print(f"spiking ({s['bin_s'] * 1e3:g} ms bins): rate correlation {s['rate_corr']:.3f} (floor {floor}), "
+              f"PSTH correlation {s['psth_corr']:.3f}, rate {s['model_rate_hz']:.3g} vs {s['rate_hz']:.3g} Hz, "
+              f"burst rate {s['model_burst_rate_hz']:.3g} vs {s['burst_rate_hz']:.3g} /s")
     if result["drift"]:
         print(f"drift: {json.dumps(result['drift'])}")
     for path in result["plots"]:

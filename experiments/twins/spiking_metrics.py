@@ -1,7 +1,7 @@
 """Spiking twins' validation figures: binned-rate and PSTH correlation, firing-rate and burst-rate error.
 
 All on spike counts per sample ``(T, n_out)`` per trial (a counts recording, or the spikes
-``readouts.spikes.detect_spikes`` finds in a voltage one), recorded against a model's (a twin's, or the
+``readouts.spikes.detect_spikes`` finds in a voltage one: :func:`spike_counts`), recorded against a model's (a twin's, or the
 substrate re-driven with another noise seed: the repeatability floor) on the same held-out stimuli:
 
 - ``rate_corr``: Pearson correlation of the counts per ``bin_s`` bin, pooled over trials, bins and
@@ -19,6 +19,21 @@ import numpy as np
 
 from prclab.errors import PrclabError
 from prclab.experiments.bursts import detect_bursts
+
+
+def is_counts(trials: list[np.ndarray]) -> bool:
+    """True when every trial holds non-negative whole numbers (spike counts per sample)."""
+    return all(np.all((np.asarray(y) >= 0) & (np.asarray(y) == np.round(y))) for y in trials)
+
+
+def spike_counts(trials: list[np.ndarray], dt: float) -> list[np.ndarray]:
+    """Counts per sample ``(T_i, n_out)`` per trial: counts as they are, MEA voltages (volts) through the
+    recording system's own spike detector (``readouts.spikes.detect_spikes`` at its defaults)."""
+    if is_counts(trials):
+        return [np.asarray(y, float) for y in trials]
+    from prclab.readouts.spikes import detect_spikes
+
+    return [detect_spikes(np.asarray(y, float), dt=dt) for y in trials]
 
 
 def _binned(trials: list[np.ndarray], per_bin: int) -> np.ndarray:
