@@ -8,9 +8,9 @@ activity, in the manner of the array-wide rate methods of van Pelt et al. 2004 (
 thresholds are this module's choices:
 
 1. the raster ``(steps, units)`` (spikes of neurons, or spike counts per electrode) gives, per bin of
-   ``bin_s`` (default 10 ms; a burst of the simulated organoid lasts ~10 ms on its electrodes), the
-   number of *units that fire* in it.  Counting units, not spikes, keeps one electrode's own multi-unit burst (or one
-   chattering cell) from passing for a network event;
+   ``bin_s`` (default 10 ms, a fraction of a network burst: the simulated organoid's last 0.1-0.3 s,
+   sustained by its NMDA current), the number of *units that fire* in it.  Counting units, not spikes,
+   keeps one electrode's own multi-unit burst (or one chattering cell) from passing for a network event;
 2. a bin is *bursting* when that number exceeds ``median + k * sd`` (``k`` default 5), ``sd`` the robust
    SD of the binned numbers (``1.4826 * MAD``, the estimator MEA spike detectors use; Quiroga, Nadasdy &
    Ben-Shaul 2004, Neural Comput. 16:1661), at least the Poisson SD ``sqrt(median)`` and at least 1:
