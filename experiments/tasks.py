@@ -10,7 +10,8 @@ the linear baseline on the encoded stimulus itself, and the quadratic baseline o
 element-wise square (``with_squares``: what a memoryless square-law substrate would add).  Unless a
 feature spec is given, each side's spec is chosen from ``readouts.features.FEATURE_CANDIDATES`` by
 ``choose_features`` on the training trials only (one function, one rule for all three), so neither side
-is held to a spec that suits the other.
+is held to a spec that suits the other.  Beside them, MiniRocket (``experiments.minirocket``): what a
+time-series practitioner would use instead of a reservoir, on the same encoded stimulus and split.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import numpy as np
 
 from prclab.errors import PrclabError
 from prclab.protocols.datasets import LabelledSequences
-from prclab.protocols.encoders import make_encoder
+from prclab.protocols.encoders import make_encoder, rest_level
 from prclab.reservoir import make_substrate, run_sequences, substrate_defaults, substrate_entry
 
 from prclab.readouts.features import FEATURE_CANDIDATES, trial_features
@@ -142,17 +143,18 @@ def choose_features(sequences: list[np.ndarray], labels: np.ndarray, train, feat
 
 
 def compare_sides(responses: list[np.ndarray], stimuli: list[np.ndarray], labels: np.ndarray, train, test,
-                  features: str | None = None, candidates=FEATURE_CANDIDATES) -> tuple[dict, dict]:
-    """Reservoir, linear baseline and quadratic baseline, each through ``choose_features`` and scored
-    on the test trials.
+                  features: str | None = None, candidates=FEATURE_CANDIDATES,
+                  sides=tuple(SIDES)) -> tuple[dict, dict]:
+    """Reservoir, linear baseline and quadratic baseline (the prefixes in ``sides``, all by default),
+    each through ``choose_features`` and scored on the test trials.
 
     Returns ``(fields, fits)``: ``fields`` is JSON-able, for each side prefix of ``SIDES`` (``""``,
     ``baseline_``, ``quadratic_baseline_``) ``{prefix}accuracy`` and ``{prefix}features``, plus
     ``feature_search`` (``given`` or the candidates and each side's leave-one-out errors);
     ``fits`` maps each prefix to its ``choose_features`` dict.
     """
-    inputs = {"": responses, "baseline_": stimuli, "quadratic_baseline_": with_squares(stimuli)}
-    fits = {prefix: choose_features(seqs, labels, train, features, candidates) for prefix, seqs in inputs.items()}
+    inputs = {"": lambda: responses, "baseline_": lambda: stimuli, "quadratic_baseline_": lambda: with_squares(stimuli)}
+    fits = {prefix: choose_features(inputs[prefix](), labels, train, features, candidates) for prefix in sides}
     fields = {}
     for prefix, fit in fits.items():
         fields[f"{prefix}accuracy"] = float(fit["classifier"].score(fit["x"][test], labels[test]))
@@ -170,7 +172,7 @@ def compare_sides(responses: list[np.ndarray], stimuli: list[np.ndarray], labels
 def run_task(data: LabelledSequences, substrate: str = "esn", size: int | None = None, seed: int = 0,
              features: str | None = None, substrate_params: dict | None = None,
              encoder_params: dict | None = None, batch_size: int = 64, progress=None,
-             split: str = "official") -> dict:
+             split: str = "official", baselines: bool = True) -> dict:
     """Run the whole pipeline once and return the result as a JSON-able dict.
 
     Args:
@@ -187,9 +189,12 @@ def run_task(data: LabelledSequences, substrate: str = "esn", size: int | None =
             of the model.
         progress: optional callable ``progress(n_done_items)``.
         split: ``official`` or ``speaker`` (see ``train_test_index``).
+        baselines: also fit the no-reservoir baselines and MiniRocket (False: the reservoir alone, as a
+            sweep's objective scores it; then the result has only the reservoir's fields).
     Returns:
-        dict with ``accuracy``, ``baseline_accuracy``, ``quadratic_baseline_accuracy`` and the spec each
-        used, ``features``, ``baseline_features``, ``quadratic_baseline_features`` (``feature_search``:
+        dict with ``accuracy``, ``baseline_accuracy``, ``quadratic_baseline_accuracy``,
+        ``minirocket_accuracy`` (``experiments.minirocket``, with ``minirocket_alpha`` and
+        ``minirocket_features``, the number of its features) and the spec each used, ``features``, ``baseline_features``, ``quadratic_baseline_features`` (``feature_search``:
         how they were chosen), ``chance``, ``n_train``, ``n_test``, ``n_classes``, ``substrate``,
         ``trial_state`` (each sequence from rest), ``encoder`` (its ``describe()``) and ``waveform``,
         ``split`` (``held_out`` speaker), ``alpha`` (chosen, per training trial), ``alpha_curve`` (test accuracy of reservoir and baseline per ridge
@@ -208,11 +213,20 @@ def run_task(data: LabelledSequences, substrate: str = "esn", size: int | None =
     model = make_substrate(substrate, encoder.n_channels, size=size, **params)
     responses = run_sequences(model, stimuli, batch_size=batch_size, seed=seed, progress=progress)
     candidates = FEATURE_CANDIDATES + tuple(c for c in entry.features if c not in FEATURE_CANDIDATES)
-    fields, fits = compare_sides(responses, stimuli, data.labels, train, test, features, candidates)
+    fields, fits = compare_sides(responses, stimuli, data.labels, train, test, features, candidates,
+                                 sides=tuple(SIDES) if baselines else ("",))
     x, clf = fits[""]["x"], fits[""]["classifier"]
-    x_base, base_clf = fits["baseline_"]["x"], fits["baseline_"]["classifier"]
+    if baselines:
+        from .minirocket import minirocket_score
+
+        fields.update(minirocket_score(stimuli, data.labels, train, test, seed=seed,
+                                       fill=rest_level(encoder.low_V, encoder.high_V)))
     counts = np.unique(data.labels[test], return_counts=True)[1]
     alphas = np.asarray(clf.alphas if clf.alphas is not None else [clf.alpha], dtype=float)
+    curve = {"alphas": alphas.tolist(), "accuracy": clf.score_path(x[test], data.labels[test], alphas).tolist()}
+    if baselines:
+        base = fits["baseline_"]
+        curve["baseline"] = base["classifier"].score_path(base["x"][test], data.labels[test], alphas).tolist()
     result = {
         **fields,
         "chance": float(counts.max() / counts.sum()),
@@ -227,9 +241,7 @@ def run_task(data: LabelledSequences, substrate: str = "esn", size: int | None =
         "dataset": data.source,
         "split": split,
         "alpha": float(clf.alpha_),
-        "alpha_curve": {"alphas": alphas.tolist(),
-                        "accuracy": clf.score_path(x[test], data.labels[test], alphas).tolist(),
-                        "baseline": base_clf.score_path(x_base[test], data.labels[test], alphas).tolist()},
+        "alpha_curve": curve,
         "labels": data.labels[test].tolist(),
         "predictions": clf.predict(x[test]).tolist(),
         "classes": clf.classes_.tolist(),
@@ -319,7 +331,8 @@ def run_tasks(data_path=None, task: str | None = None, substrate: str = "esn", s
                 result = run_task(data, substrate, size=size, seed=s, progress=bar.update, **given)
         results.append({"seed": s, **result})
     return results[0] if seeds == 1 else aggregate_seeds(
-        results, "accuracy", {"baseline_accuracy": "baseline", "quadratic_baseline_accuracy": "quadratic_baseline"})
+        results, "accuracy", {"baseline_accuracy": "baseline", "quadratic_baseline_accuracy": "quadratic_baseline",
+                              "minirocket_accuracy": "minirocket"})
 
 
 def _spec_note(result: dict, prefix: str) -> str:
@@ -358,6 +371,9 @@ def format_task_result(result: dict) -> str:
         rows.append(("quadratic baseline", quadratic, "quadratic_baseline_",
                      "the same on the inputs and their squares" if regression else
                      "same readout on the stimulus and its square, no reservoir"))
+    if "minirocket_accuracy" in result:
+        rows.append(("minirocket        ", "minirocket_accuracy", "minirocket_",
+                     f"MiniRocket's {result['minirocket_n_features']} features of the stimulus + ridge, no reservoir"))
     for label, key, prefix, note in rows:
         if "seeds" in result:
             stem = metric if key == metric else key.rsplit("_", 1)[0]
