@@ -435,7 +435,7 @@ def cmd_replay(args) -> None:
 
 
 def cmd_export(args) -> None:
-    from prclab.protocols.nwb_export import EXPORTERS
+    from prclab.protocols.export import EXPORTERS
 
     _check_input_file(args.recording, "recording")
     suffix = Path(args.out).suffix.lower()

@@ -1013,6 +1013,9 @@ def read_recording(path: str | Path, verify: bool = True) -> Recording:
             read (a newer or unknown ``format_version``), or nothing recoverable.
     """
     path = Path(path)
+    from .foreign import foreign_reader  # NWB, mapping and brainflow files: protocols/foreign.py
+    if (foreign := foreign_reader(path)) is not None:
+        return foreign(path, verify)
     _check_file(path)
     problem = _hdf5_problem(path)
     if problem is not None:

@@ -20,7 +20,8 @@ SpikeInterface's ``read_nwb_recording`` reads the response; ``../shared/notes/in
                                referencing the electrodes table, ``trial``, ``peak_V``
     /intervals/trials          start/stop time per trial, ``label``, ``split``, ``checksum`` (the
                                recording's per-trial sha256), ``index``, ``item``, ``item_id``,
-                               ``repetition``, ``stim_start``/``stim_stop`` (samples within the trial)
+                               ``repetition``, ``stim_start``/``stim_stop`` (samples within the trial),
+                               ``nwb_sha256`` (:func:`nwb_trial_digest`, checked on reading back)
     file metadata              ``protocol`` (the protocol text), ``was_generated_by`` and
                                ``source_script`` (prclab and its version), ``scratch/prclab_attrs``
                                (the recording's file-level attributes as JSON: device, substrate,
@@ -33,6 +34,7 @@ A recording with any damaged trial is refused (an NWB file would carry no trace 
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import uuid
 from pathlib import Path
@@ -93,6 +95,22 @@ def _trial_checksum(rec: Recording, trial) -> str:
     with h5py.File(rec.path, "r") as f:
         v = f["trials"][f"{trial.index:06d}"].attrs.get("sha256", "")
     return v.decode() if isinstance(v, bytes) else str(v)
+
+
+#: the trial fields :func:`nwb_trial_digest` covers (the trials table's columns of those names)
+DIGEST_FIELDS = ("label", "split", "index", "item", "item_id", "repetition", "stim_start", "stim_stop")
+
+
+def nwb_trial_digest(fields: dict, response: np.ndarray, stimulus: np.ndarray) -> str:
+    """The ``nwb_sha256`` of a trial in an exported NWB file: sha256 over the canonical JSON of its
+    :data:`DIGEST_FIELDS`, then its response rows as stored (counts or float32, little-endian) and its
+    stimulus rows (float64 volts, little-endian), so an edited label, split or sample is found when the
+    file is read back (:mod:`prclab.protocols.nwb_import`)."""
+    h = hashlib.sha256(b"prclab-nwb-trial-v1\0")
+    h.update(json.dumps({k: fields[k] for k in DIGEST_FIELDS}, sort_keys=True, separators=(",", ":")).encode())
+    h.update(np.ascontiguousarray(response, dtype=response.dtype.newbyteorder("<")))
+    h.update(np.ascontiguousarray(stimulus, dtype="<f8"))
+    return h.hexdigest()
 
 
 def _stimulation_events(stimulus: np.ndarray, rest: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -264,13 +282,15 @@ def export_nwb(rec_path: str | Path, out: str | Path) -> dict:
                       ("index", "the trial's index in the prclab recording"), ("item", "dataset item played"),
                       ("item_id", "dataset item id"), ("repetition", "repetition of the dataset"),
                       ("stim_start", "first sample of the encoded stimulus within the trial"),
-                      ("stim_stop", "end sample (exclusive) of the encoded stimulus within the trial")):
+                      ("stim_stop", "end sample (exclusive) of the encoded stimulus within the trial"),
+                      ("nwb_sha256", "sha256 of the trial's fields and its samples in this file (prclab)")):
         nwb.add_trial_column(col, desc)
     for t, a, b in zip(trials, starts[:-1], starts[1:]):
-        nwb.add_trial(start_time=float(times[a]), stop_time=float(times[b]), label=t.label, split=t.split,
-                      checksum=_trial_checksum(rec, t), index=int(t.index), item=int(t.item),
-                      item_id=str(t.item_id), repetition=int(t.repetition), stim_start=int(t.stim_start),
-                      stim_stop=int(t.stim_stop))
+        fields = {"label": t.label, "split": t.split, "index": int(t.index), "item": int(t.item),
+                  "item_id": str(t.item_id), "repetition": int(t.repetition),
+                  "stim_start": int(t.stim_start), "stim_stop": int(t.stim_stop)}
+        nwb.add_trial(start_time=float(times[a]), stop_time=float(times[b]), checksum=_trial_checksum(rec, t),
+                      nwb_sha256=nwb_trial_digest(fields, data[a:b], stim_all[a:b]), **fields)
 
     channel, first, end, peak = _stimulation_events(stim_all, _rest(rec, n_stim))
     events = TimeIntervals(name="stimulation", description="delivered stimulation events: runs of samples on "
