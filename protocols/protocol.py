@@ -77,7 +77,8 @@ TABLES: tuple[Table, ...] = (
           "The device the protocol runs on."),
     Table("substrate", (
         Key("name", str, "potato", choices=lambda: tuple(SUBSTRATES),  # substrates registered later too
-            doc="model behind sim devices and emulators; with spec sim:NAME, NAME"),
+            doc="model behind sim devices and emulators; with spec sim:NAME, NAME; or twin:PATH, a twin file "
+                "(prclab twin fit; a relative PATH from the protocol file's folder)"),
         Key("params", dict, {}, doc="the model's constructor keywords: [substrate.params] below")),
         "The simulated substrate."),
     Table("stimulus", (
@@ -193,6 +194,14 @@ class Protocol:
                 "sample_rate_hz": self.values["protocol"]["sample_rate_hz"], **self.encoder_extra}
 
 
+def _anchored_twin(name: str, path: Path | None) -> str:
+    """``twin:PATH`` with a relative ``PATH`` taken from the protocol file's folder (as a dataset's is)."""
+    file = Path(name[len(TWIN_PREFIX):]).expanduser()
+    if not file.is_absolute() and path is not None:
+        file = Path(path).parent / file
+    return TWIN_PREFIX + str(file)
+
+
 def load_protocol(path: str | Path) -> Protocol:
     """Read and validate a protocol file; raises ``PrclabError`` naming the file and the problem."""
     path = Path(path)
@@ -217,13 +226,22 @@ def parse_protocol(text: str, path: Path | None = None) -> Protocol:
         if name not in _TOP:
             raise unknown(where, "", "table", f"[{name}]", [f"[{t}]" for t in _TOP])
     given = {name: raw.get(name, {}) for name in _TOP}
+    named = isinstance(given["substrate"], dict) and "name" in given["substrate"]
+    twin = given["substrate"].get("name") if named else None
+    if isinstance(twin, str) and twin.startswith(TWIN_PREFIX):  # a twin file: a path, not a registered name
+        given["substrate"] = {k: v for k, v in given["substrate"].items() if k != "name"}
+    else:
+        twin = None
     values = {name: table.validate(given[name], where) for name, table in _TOP.items()
               if name != "safety"}  # [safety] with its channel tables: safety.check_table below
     if not values["stimulus"]["low_V"] < values["stimulus"]["high_V"]:
         raise PrclabError(f"{where}: [stimulus] low_V must be below high_V")
     substrate, spec = values["substrate"], values["device"]["spec"]
-    named = "name" in given["substrate"]
-    if not named and spec.startswith("sim:") and spec[4:]:  # the model the file's own spec names
+    if spec.startswith("sim:" + TWIN_PREFIX):
+        spec = values["device"]["spec"] = "sim:" + _anchored_twin(spec[4:], path)
+    if twin is not None:
+        substrate["name"] = _anchored_twin(twin, path)
+    elif not named and spec.startswith("sim:") and spec[4:]:  # the model the file's own spec names
         if spec[4:] not in SUBSTRATES and not spec[4:].startswith(TWIN_PREFIX):
             raise PrclabError(f"{where}: [device] spec {spec!r} names an unknown substrate; known: "
                               f"{', '.join(SUBSTRATES)}")
