@@ -295,13 +295,19 @@ def assignments(items: list[str] | None, option: str) -> dict:
 
 def run_tasks(data_path=None, task: str | None = None, substrate: str = "esn", size: int | None = None,
               seed: int = 0, seeds: int = 1, features: str | None = None, split: str = "official",
-              progress_bar=None, encoder_params: dict | None = None, substrate_params: dict | None = None) -> dict:
+              progress_bar=None, encoder_params: dict | None = None, substrate_params: dict | None = None,
+              tune: int = 0, tune_workers: int | None = None) -> dict:
     """What ``prclab task`` runs: a dataset (``data_path``) or a regression ``task``, over ``seeds`` seeds.
 
     Seeds are ``seed, seed + 1, ...``; each sets the substrate's weights and noise (and a random split
     or the held-out speaker).  ``progress_bar(total, desc, unit)`` is an optional context-manager
     factory with an ``update(n)`` method.  ``encoder_params`` and ``substrate_params`` go to
     ``run_task`` (a dataset only).  With ``seeds > 1`` the result is ``aggregate_seeds``'.
+
+    ``tune > 0`` (a dataset only): each seed's configuration is tuned by a ``tune``-trial sweep on its
+    training split (``experiments.sweep.run_tuned_task``, ``tune_workers`` as the sweep's ``workers``):
+    ``accuracy`` is then the tuned configuration's, beside ``default_accuracy``, ``tuned_params`` and
+    ``cv_score``.
     """
     from prclab.protocols.datasets import load_dataset
 
@@ -315,16 +321,24 @@ def run_tasks(data_path=None, task: str | None = None, substrate: str = "esn", s
     if task is not None:
         if split != "official":
             raise PrclabError(f"task: --split {split} applies to --data, not to the time-series task {task}")
-        if encoder_params or substrate_params:
-            raise PrclabError(f"task: --encoder and --param apply to --data, not to the time-series task {task}")
+        if encoder_params or substrate_params or tune:
+            raise PrclabError(f"task: --encoder, --param and --tune apply to --data, not to the time-series "
+                              f"task {task}")
         for s in range(seed, seed + seeds):
             results.append({"seed": s, **run_regression_task(task, substrate, size=size, seed=s)})
         return results[0] if seeds == 1 else aggregate_seeds(
             results, "nrmse", {"baseline_nrmse": "baseline", "quadratic_baseline_nrmse": "quadratic_baseline"})
     data = load_dataset(data_path)
     given = dict(features=features, split=split, encoder_params=encoder_params, substrate_params=substrate_params)
+    if tune < 0:
+        raise PrclabError(f"task: --tune must be 1 or more trials, got {tune}")
     for s in range(seed, seed + seeds):
-        if progress_bar is None:
+        if tune:
+            from .sweep import run_tuned_task
+
+            result = run_tuned_task(data, str(data_path), substrate, tune, size=size, seed=s,
+                                    workers=tune_workers, **given)
+        elif progress_bar is None:
             result = run_task(data, substrate, size=size, seed=s, **given)
         else:
             with progress_bar(len(data), f"{substrate} seed {s}", "seq") as bar:
@@ -332,7 +346,8 @@ def run_tasks(data_path=None, task: str | None = None, substrate: str = "esn", s
         results.append({"seed": s, **result})
     return results[0] if seeds == 1 else aggregate_seeds(
         results, "accuracy", {"baseline_accuracy": "baseline", "quadratic_baseline_accuracy": "quadratic_baseline",
-                              "minirocket_accuracy": "minirocket"})
+                              "minirocket_accuracy": "minirocket",
+                              **({"default_accuracy": "default"} if tune else {})})
 
 
 def _spec_note(result: dict, prefix: str) -> str:
@@ -371,6 +386,9 @@ def format_task_result(result: dict) -> str:
         rows.append(("quadratic baseline", quadratic, "quadratic_baseline_",
                      "the same on the inputs and their squares" if regression else
                      "same readout on the stimulus and its square, no reservoir"))
+    if "default_accuracy" in result:
+        rows.insert(1, ("default accuracy  ", "default_accuracy", "default_",
+                        "the task's default configuration, same seed and split"))
     if "minirocket_accuracy" in result:
         rows.append(("minirocket        ", "minirocket_accuracy", "minirocket_",
                      f"MiniRocket's {result['minirocket_n_features']} features of the stimulus + ridge, no reservoir"))
@@ -383,4 +401,10 @@ def format_task_result(result: dict) -> str:
             lines.append(f"{label} {spread}; {note}{_spec_note(result, prefix)})")
         else:
             lines.append(f"{label} {f.format(result[key])}  ({note}{_spec_note(result, prefix)})")
+    if "tuned_params" in result:
+        params = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                           for k, v in result["tuned_params"].items())
+        lines.append(f"tuned              {result['tune']['trials']} trials, CV accuracy {result['cv_score']:.3f} "
+                     f"({result['tune']['folds']} folds of the training split): {params}")
+        lines.append(f"note               {result['test_note']}")
     return "\n".join(lines)

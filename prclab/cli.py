@@ -456,7 +456,7 @@ def cmd_task(args) -> None:
     result = run_tasks(args.data, args.task, args.substrate, size=args.units, seed=args.seed, seeds=args.seeds,
                        features=args.features, split=args.split, progress_bar=_progress_bar,
                        encoder_params=assignments(args.encoder, "--encoder"),
-                       substrate_params=assignments(args.param, "--param"))
+                       substrate_params=assignments(args.param, "--param"), tune=args.tune)
     print(json.dumps(result) if args.json else format_task_result(result))
 
 
@@ -565,6 +565,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: the substrate's; keys in docs/protocol-keys.md [encoder])")
     k.add_argument("--param", action="append", metavar="KEY=VALUE",
                    help="substrate keyword, repeatable, e.g. recurrent=false (the synapse-ablation control)")
+    k.add_argument("--tune", type=_bounded_int(1, 100_000), default=0, metavar="N",
+                   help="tune the configuration first: an N-trial sweep (Optuna on a Dask LocalCluster) on "
+                        "the training split over the substrate's default space (docs/sweeps.md)")
     k.add_argument("--json", action="store_true", help="print the result as one JSON object")
     k.set_defaults(func=cmd_task)
 
@@ -593,6 +596,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "currents is refused")
     c.set_defaults(func=cmd_characterize)
     _add_twin_verbs(sub)
+    from prclab.experiments import sweep_cmd
+
+    sw = sub.add_parser("sweep", help=sweep_cmd.HELP, description=sweep_cmd.HELP)
+    sweep_cmd.add_arguments(sw)
+    sw.set_defaults(func=sweep_cmd.main)
     return p
 
 
