@@ -75,7 +75,7 @@ def test_packets_are_33_bytes_big_endian_twos_complement():
 # -- end to end ----------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_data_equals_what_the_emulator_sent_and_markers_align():
-    with CytonEmulator(_substrate(), seed=3, volts_per_output=0.1, record=True) as emu:
+    with CytonEmulator(_substrate(), seed=3, volts_per_output=0.1, record=True, noise_uV_rms=0.0) as emu:
         rng = np.random.default_rng(0)
         with _cyton(emu) as dev:
             assert [c.unit for c in dev.channels.response] == ["V"] * 8
@@ -109,7 +109,7 @@ def test_data_equals_what_the_emulator_sent_and_markers_align():
 @pytest.mark.slow
 def test_channel_gain_commands_scale_both_sides():
     """``x1030110X`` sets channel 1 to gain 6: brainflow rescales it, the emulator encodes at gain 6."""
-    with CytonEmulator(_substrate(), seed=3, volts_per_output=0.1, record=True) as emu:
+    with CytonEmulator(_substrate(), seed=3, volts_per_output=0.1, record=True, noise_uV_rms=0.0) as emu:
         params = BrainFlowInputParams()
         params.serial_port = emu.port
         board = BoardShim(BoardIds.CYTON_BOARD, params)
