@@ -4,8 +4,8 @@ Layout (it passes nwbinspector with no CRITICAL and no BEST_PRACTICE_VIOLATION f
 SpikeInterface's ``read_nwb_recording`` reads the response; ``../shared/notes/interop.md``)::
 
     /acquisition/response      ElectricalSeries, (samples, response channels), every trial end to end;
-                               int16/int32 ADC counts with ``conversion`` (volts per count), ``offset``
-                               and ``channel_conversion`` when the recording declares counts
+                               int16/int32 ADC counts with ``channel_conversion`` (volts per count,
+                               per channel) and ``offset`` when the recording stores counts
                                (:func:`response_counts`), else float32 volts; ``rate`` and
                                ``starting_time`` (the first trial's first timestamp)
     /general/extracellular_ephys/electrodes
@@ -52,36 +52,34 @@ from .recording import Recording, read_recording
 RESPONSE = "response"
 #: the file-level attributes' JSON in ``/scratch``
 ATTRS_SCRATCH = "prclab_attrs"
-_INT_DTYPES = ("int16", "int32")
 #: the NWB subject's species by substrate model (Latin binomial, as nwbinspector asks); any other
 #: substrate (an echo-state network, a hydrogel, a twin) is NCBI's "synthetic construct"
 SPECIES = {"potato": "Solanum tuberosum", "organoid": "Homo sapiens"}
 SYNTHETIC = "http://purl.obolibrary.org/obo/NCBITaxon_32630"
 
 
-def response_counts(rec: Recording) -> tuple[str, np.ndarray, np.ndarray] | None:
-    """(integer dtype, volts per count ``(c,)``, offset volts ``(c,)``) when every response channel
-    of the recorded device declares integer ADC counts, else None (then the response is exported as
-    float32 volts).
-
-    A channel declares them in the recording's device description (``attrs["device"]["response"]``)
-    as NWB names them: ``{"dtype": "int16" | "int32", "conversion": volts per count, "offset": volts}``.
-    The recording's values are then ``counts * conversion + offset``; they are rounded back to counts.
-    """
-    device = rec.attrs.get("device")
-    channels = device.get("response") if isinstance(device, dict) else None
-    if not isinstance(channels, list) or not channels:
+def response_counts(rec: Recording) -> tuple[np.ndarray, np.ndarray] | None:
+    """(volts per count ``(c,)``, offset volts ``(c,)``) when the recording stores its response as
+    integer counts (its ``storage`` attribute: ``{"response": "counts", "conversion": [...],
+    "offset": [...]}``, one value or one per channel, as :mod:`prclab.protocols.recording_storage`
+    writes it), else None (the response is then exported as float32 volts).  The recording's values
+    are ``offset + conversion * count``; they are rounded back to counts."""
+    storage = rec.attrs.get("storage")
+    if isinstance(storage, str):  # a reader that does not decode it (format 2)
+        try:
+            storage = json.loads(storage)
+        except ValueError:
+            return None
+    if not isinstance(storage, dict) or storage.get("response") != "counts":
         return None
     try:
-        dtypes = {str(c["dtype"]) for c in channels}
-        gains = np.array([float(c["conversion"]) for c in channels])
-        offsets = np.array([float(c.get("offset", 0.0)) for c in channels])
+        gains = np.asarray(storage["conversion"], np.float64).reshape(-1)
+        offsets = np.asarray(storage.get("offset") or [0.0], np.float64).reshape(-1)
     except (KeyError, TypeError, ValueError):
         return None
-    if len(dtypes) != 1 or not dtypes <= set(_INT_DTYPES) or not np.all(np.isfinite(gains) & (gains > 0)) \
-            or not np.all(np.isfinite(offsets)):
+    if not (gains.size and np.all(np.isfinite(gains) & (gains > 0)) and np.all(np.isfinite(offsets))):
         return None
-    return dtypes.pop(), gains, offsets
+    return gains, offsets
 
 
 def _trial_checksum(rec: Recording, trial) -> str:
@@ -214,18 +212,19 @@ def export_nwb(rec_path: str | Path, out: str | Path) -> dict:
     del stimulus, response
     counts = response_counts(rec)
     if counts is None:
-        data, conversion, offset, channel_conversion = resp_all.astype(np.float32), 1.0, 0.0, None
+        data, offset, channel_conversion = resp_all.astype(np.float32), 0.0, None
     else:
-        dtype, gains, offsets = counts
-        info = np.iinfo(dtype)
-        data = np.clip(np.rint((resp_all - offsets) / gains), info.min, info.max).astype(dtype)
-        conversion, offset = 1.0, 0.0  # per-channel gains below; a shared offset only
-        if np.ptp(offsets) == 0:
-            offset = float(offsets[0])
-        else:
-            raise PrclabError(f"recording {rec_path}: response channels declare different offsets; NWB "
-                              f"holds one offset per series")
-        channel_conversion = gains
+        gains, offsets = (np.broadcast_to(a, (n_resp,)) for a in counts)
+        if np.ptp(offsets) != 0:
+            raise PrclabError(f"recording {rec_path}: response channels have different offsets; an NWB "
+                              f"ElectricalSeries holds one")
+        data = np.rint((resp_all - offsets) / gains)
+        small = data.size == 0 or (-32768 <= data.min() and data.max() <= 32767)
+        if not small and not (-2 ** 31 <= data.min() and data.max() < 2 ** 31):
+            raise PrclabError(f"recording {rec_path}: its response does not fit the int32 counts its "
+                              f"storage attribute declares")
+        data, offset, channel_conversion = data.astype(np.int16 if small else np.int32), float(offsets[0]), \
+            np.array(gains)
     del resp_all
 
     meta = {k: v for k, v in rec.attrs.items() if k != "protocol_text"}
@@ -267,7 +266,7 @@ def export_nwb(rec_path: str | Path, out: str | Path) -> dict:
     region = nwb.create_electrode_table_region(list(range(n_resp)), "the response channels")
     nwb.add_acquisition(ElectricalSeries(
         name=RESPONSE, data=H5DataIO(data, compression="gzip", chunks=(min(len(data), 16384), n_resp)),
-        electrodes=region, rate=rate, starting_time=t0, conversion=conversion, offset=offset,
+        electrodes=region, rate=rate, starting_time=t0, conversion=1.0, offset=offset,
         channel_conversion=channel_conversion,
         description="the substrate's response, every trial end to end"))
     nwb.add_stimulus(TimeSeries(

@@ -97,20 +97,18 @@ def test_the_nwb_tables_hold_trials_electrodes_and_metadata(sim_run):
 
 
 def test_counts_are_exported_as_integers_with_their_conversion(tmp_path):
-    """A device that declares int16 counts: the ElectricalSeries holds the counts, SpikeInterface
+    """A recording that stores int16 counts: the ElectricalSeries holds the counts, SpikeInterface
     gets the per-channel gain; pulses on the stimulus channels become stimulation events."""
     from pynwb import NWBHDF5IO
     from spikeinterface.extractors import read_nwb_recording
 
     dev = SimDevice(EchoStateNetwork(2, units=8, seed=1), rate_hz=1000.0)
-    described = dev.describe()
     gains = np.array([10.0 / 32768, 5.0 / 32768] * 4)
-    for c, g in zip(described["response"], gains):
-        c.update(dtype="int16", conversion=float(g), offset=0.0)
+    storage = {"response": "counts", "conversion": gains.tolist(), "offset": [0.0], "compression": "gzip"}
     rng = np.random.default_rng(2)
     counts, path = [], tmp_path / "counts.h5"
-    with RecordingWriter(path, {"protocol_text": "", "rate_hz": 1000.0, "device": described},
-                         fsync=False) as w:
+    with RecordingWriter(path, {"protocol_text": "", "rate_hz": 1000.0, "device": dev.describe(),
+                                "storage": storage}, fsync=False) as w:
         for i in range(3):
             stim = np.zeros((200, 2))
             stim[50 + 10 * i:60 + 10 * i, i % 2] = 0.25  # one 10-sample pulse per trial
