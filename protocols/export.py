@@ -248,7 +248,7 @@ def export_nwb(rec_path: str | Path, out: str | Path) -> dict:
     nwb.subject = Subject(subject_id=model, species=SPECIES.get(model, SYNTHETIC), sex="U", age="P0D/",
                           description=f"Reservoir substrate {model}: "
                                       f"{json.dumps(substrate, sort_keys=True)[:2000]}")
-    device = nwb.create_device(name=str(device_desc.get("device", "device")),
+    device = nwb.create_device(name=str(device_desc.get("device", "device")).replace("/", "_").replace(":", "_"),
                                description=json.dumps(device_desc, sort_keys=True))
     rec_group = nwb.create_electrode_group("recording", description="response channels", location="unknown",
                                            device=device)
