@@ -401,6 +401,34 @@ def cmd_run(args) -> None:
     _print_result(result, args.json)
 
 
+def cmd_loop(args) -> None:
+    """``prclab loop``: the closed loop of a protocol with a ``[loop]`` table (protocols.loop)."""
+    from prclab.experiments.envs import make_decoder, make_env
+    from prclab.protocols.loop import run_loop
+    from prclab.protocols.protocol import load_protocol
+
+    _check_input_file(args.protocol, "protocol")
+    check_new_file(args.out, "recording", inputs=[args.protocol])
+    protocol = load_protocol(args.protocol)
+    if not protocol.closed_loop:
+        raise PrclabError(f"{protocol.where}: has no [loop] table: run it with prclab run")
+    env, baseline = make_env(protocol), make_env(protocol)
+    device = _device_for(protocol, args.device, args.emulate, args.allow_network)
+    decoder = make_decoder(protocol, len(device.channels.response))
+    loop = protocol["loop"]
+    total = int(round(loop["duration_s"] / loop["tick_s"]))
+    with _progress_bar(total, f"{protocol['protocol']['name']} on {device.name}", "tick") as bar:
+        result = run_loop(protocol, device, args.out, env, decoder, baseline_env=baseline,
+                          progress=lambda done, _: bar.update(done - bar.n))
+    result = {k: None if isinstance(v, float) and v != v else v for k, v in result.items()}  # NaN: none
+    result["recording"] = str(args.out)
+    if args.json:
+        print(json.dumps(result))
+        return
+    for key, value in result.items():
+        print(f"{key:30s} {value:.4g}" if isinstance(value, float) else f"{key:30s} {value}")
+
+
 def cmd_train(args) -> None:
     from prclab.experiments.recorded import plot_confusion, train_on_recording
 
@@ -526,6 +554,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "off by default, since protocol files travel between labs")
     r.add_argument("--json", action="store_true", help="print the result as one JSON object")
     r.set_defaults(func=cmd_run)
+
+    lp = sub.add_parser("loop", help="run a closed-loop protocol ([loop]: sense, act, feedback per tick) "
+                        "and record every tick")
+    lp.add_argument("protocol", help="protocol TOML file with a [loop] table")
+    lp.add_argument("--out", required=True, help="recording to create (HDF5)")
+    lp.add_argument("--device", help="device spec, overrides the protocol's (as for prclab run)")
+    lp.add_argument("--emulate", action="store_true", help="run on the devices' emulators")
+    lp.add_argument("--allow-network", action="store_true", help="allow a device reached over the network")
+    lp.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    lp.set_defaults(func=cmd_loop)
 
     t = sub.add_parser("train", help="train and score a ridge readout on a recording")
     t.add_argument("recording", help="recording file (HDF5)")

@@ -21,6 +21,7 @@ generated from the schema, ``docs/protocol-keys.md`` (``python -m prclab.protoco
     [readout]                         # features (readouts.features)
     [drift]                           # reference, reference_every, reference_id: a fixed reference block
     [safety]                          # stimulation limits; per channel in [safety.channels.N]
+    [loop], [environment], [feedback] # a closed loop (protocols.loop_keys): no [task] then
 
 Each table is declared once, below (:data:`TABLES`), with those of :mod:`.encoders` and :mod:`.safety`;
 :mod:`.schema` refuses unknown tables and keys (naming the nearest valid one), wrong types, NaN,
@@ -46,6 +47,7 @@ from prclab.reservoir.registry import SUBSTRATES, TWIN_PREFIX, substrate_default
 
 from . import safety
 from .encoders import ENCODER_TABLE
+from .loop_keys import LOOP_TABLES
 from .schema import REQUIRED, Key, Table, from_defaults, unknown
 
 BUILTIN_DATASETS = {"fsdd-subset": Path(__file__).parent / "data" / "fsdd_subset"}
@@ -112,6 +114,7 @@ TABLES: tuple[Table, ...] = (
         "with split \"reference\" (experiments.twins.drift)."),
     safety.SAFETY_TABLE,
     safety.CHANNEL_TABLE,
+    *LOOP_TABLES,
 )
 _TOP = {t.name: t for t in TABLES if "." not in t.name}  # the tables a file names at its top level
 
@@ -142,6 +145,7 @@ class Protocol:
     path: Path | None = None
     encoder_extra: dict = field(default_factory=dict)
     substrate_named: bool = False  # the file's [substrate] table names its model
+    closed_loop: bool = False      # the file has a [loop] table: prclab loop runs it, not prclab run
 
     def substrate_for(self, spec: str) -> str:
         """The simulated substrate behind device ``spec`` (the one actually run, which may be a
@@ -226,6 +230,10 @@ def parse_protocol(text: str, path: Path | None = None) -> Protocol:
         if name not in _TOP:
             raise unknown(where, "", "table", f"[{name}]", [f"[{t}]" for t in _TOP])
     given = {name: raw.get(name, {}) for name in _TOP}
+    if "loop" in raw:  # a closed loop plays no dataset
+        if "task" in raw:
+            raise PrclabError(f"{where}: a closed-loop protocol ([loop]) plays no dataset: drop [task]")
+        given["task"] = {"dataset": ""}
     named = isinstance(given["substrate"], dict) and "name" in given["substrate"]
     twin = given["substrate"].get("name") if named else None
     if isinstance(twin, str) and twin.startswith(TWIN_PREFIX):  # a twin file: a path, not a registered name
@@ -253,4 +261,4 @@ def parse_protocol(text: str, path: Path | None = None) -> Protocol:
         raise PrclabError(f"{where}: [drift] reference_every / reference_id need reference = true")
     extra = {k: values["encoder"][k] for k in given["encoder"] if k != "kind"}
     values["safety"] = safety.check_table(given["safety"], values["stimulus"]["electrodes"], where)
-    return Protocol(values, text, path, extra, named)
+    return Protocol(values, text, path, extra, named, "loop" in raw)

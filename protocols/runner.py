@@ -58,8 +58,11 @@ def prepare(protocol: Protocol, device: Device | None = None) -> tuple[LabelledS
     limits use (see :func:`safety_limits`); default what the protocol's spec names.
 
     Raises:
-        PrclabError: bad dataset or encoder; ``SafetyError`` if a compiled sample breaks a safety limit.
+        PrclabError: bad dataset or encoder, a closed-loop protocol; ``SafetyError`` if a compiled
+            sample breaks a safety limit.
     """
+    if protocol.closed_loop:
+        raise PrclabError(f"{protocol.where}: a closed-loop protocol ([loop]): run it with prclab loop")
     data = load_dataset(protocol.dataset_path())
     split = data.split if data.split is not None else _random_split(data, protocol["protocol"]["seed"])
     data.split = split

@@ -276,10 +276,10 @@ def _with_declared(row: dict, electrode: Electrode) -> dict:
     return row
 
 
-def apply_ramp(waveforms: list[np.ndarray], limits: SafetyLimits) -> None:
+def apply_ramp(waveforms: list[np.ndarray], limits: SafetyLimits, start: int = 0) -> None:
     """Scale the first ``limits.ramp`` samples of the run (``waveforms`` in playing order, in place)
-    about the rest level by ``min(1, (t + 1) / ramp)``, ``t`` the sample's index in the run."""
-    start = 0
+    about the rest level by ``min(1, (t + 1) / ramp)``, ``t`` the sample's index in the run; the first
+    waveform begins at run sample ``start`` (a closed loop ramps each tick's block as it is made)."""
     for wave in waveforms:
         if start >= limits.ramp:
             return
