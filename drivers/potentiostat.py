@@ -1,8 +1,11 @@
-"""Serial potentiostats (PalmSens MethodSCRIPT, EmStat Pico class) behind one Device, over pyserial.
+"""Serial potentiostats (PalmSens MethodSCRIPT, EmStat Pico class; IO Rodeo Rodeostat) behind one Device.
 
 One stimulus channel, the working-electrode (WE) potential in volts, and one response channel, the WE
-current in amperes.  The wire protocol is chosen with ``protocol``; only ``"methodscript"`` is
-implemented (see :data:`PROTOCOLS`).
+current in amperes, over pyserial.  The wire protocol is chosen with ``protocol`` (see
+:data:`PROTOCOLS`): ``"methodscript"`` (below) or ``"rodeostat"`` (:mod:`drivers.rodeostat`).  A
+protocol object provides ``handshake``, ``script`` (the request text of one stimulus chunk),
+``collect`` (its currents), ``abort`` and ``refuses`` (settings it cannot run), and names its
+``baudrate``, ``max_line_bytes`` and default ``samples_per_script``.
 
 MethodSCRIPT (as documented in PalmSens' public MethodSCRIPT manual; no PalmSens code is used):
 
@@ -51,6 +54,7 @@ import serial
 from prclab.errors import PrclabError
 
 from .base import ChannelInfo, Device, DeviceChannels, DeviceError
+from .rodeostat import RodeostatJson
 
 MAX_LINE_BYTES = 256
 """Longest reply line accepted, newline included; longer lines are a protocol fault."""
@@ -133,8 +137,8 @@ class SerialLink:
         line_timeout_s: longest silence tolerated while waiting for one reply line.
     """
 
-    def __init__(self, port: str, baudrate: int, line_timeout_s: float):
-        self.port = port
+    def __init__(self, port: str, baudrate: int, line_timeout_s: float, max_line_bytes: int = MAX_LINE_BYTES):
+        self.port, self.max_line_bytes = port, max_line_bytes
         self.label = f"potentiostat {port}"
         try:
             self._serial = serial.serial_for_url(port, baudrate=baudrate, timeout=line_timeout_s,
@@ -161,12 +165,12 @@ class SerialLink:
     def readline(self) -> str:
         """One reply line without its newline; faults on silence, overlong or non-ASCII lines."""
         try:
-            raw = self._serial.read_until(b"\n", MAX_LINE_BYTES)
+            raw = self._serial.read_until(b"\n", self.max_line_bytes)
         except PORT_ERRORS as exc:
             raise self.fail(f"disconnected ({exc})") from None
         if not raw.endswith(b"\n"):
-            if len(raw) >= MAX_LINE_BYTES:
-                raise self.fail(f"reply line longer than {MAX_LINE_BYTES} bytes")
+            if len(raw) >= self.max_line_bytes:
+                raise self.fail(f"reply line longer than {self.max_line_bytes} bytes")
             what = f"truncated line {raw[:40]!r}" if raw else "no reply"
             raise self.fail(f"{what} within {self.line_timeout_s:g} s (device stalled?)")
         try:
@@ -207,9 +211,18 @@ class MethodScript:
     """The MethodSCRIPT dialect: script generation and reply parsing (see the module docstring)."""
 
     name = "methodscript"
+    baudrate = 230400                   # PalmSens' default for MethodSCRIPT
+    max_line_bytes = MAX_LINE_BYTES
+    samples_per_script = 100
 
     def __init__(self, current_range_A: float):
         self.current_range_A = current_range_A
+
+    @staticmethod
+    def refuses(rate_hz: float, samples_per_script: int) -> str | None:
+        """No limits beyond the device's (rate in (0, 1000] Hz): scripts are bounded by the emulator's
+        and the instrument's script memory (see :mod:`hardware_sims.potentiostat`)."""
+        return None
 
     def handshake(self, link: SerialLink) -> str:
         """Ask for the firmware version; returns it as one line of text."""
@@ -299,7 +312,7 @@ class MethodScript:
         link.send("Z\n")
 
 
-PROTOCOLS = {"methodscript": MethodScript}
+PROTOCOLS = {"methodscript": MethodScript, "rodeostat": RodeostatJson}
 """Wire protocols by name."""
 
 
@@ -315,23 +328,30 @@ class PotentiostatDevice(Device):
         protocol: key of :data:`PROTOCOLS`.
         potential_range_V: ``(low, high)`` allowed WE potential in volts.
         current_range_A: full-scale current in amperes (the response channel is ``±`` this).
-        baudrate: serial speed (230400 is PalmSens' default for MethodSCRIPT).
+        baudrate: serial speed (default: the protocol's, 230400 for MethodSCRIPT, 115200 Rodeostat).
         line_timeout_s: longest silence tolerated between reply lines.
-        samples_per_script: samples per script (bounds the script's size on the instrument).
+        samples_per_script: samples per script or test (bounds its size on the instrument; default:
+            the protocol's, 100 for MethodSCRIPT, 50 for the Rodeostat, its most).
     """
 
     name = "potentiostat"
 
     def __init__(self, port: str, rate_hz: float, protocol: str = "methodscript",
                  potential_range_V=(-2.0, 2.0), current_range_A: float = 1e-3,
-                 baudrate: int = 230400, line_timeout_s: float = 1.0, samples_per_script: int = 100):
+                 baudrate: int | None = None, line_timeout_s: float = 1.0,
+                 samples_per_script: int | None = None):
         if protocol not in PROTOCOLS:
             raise DeviceError(f"potentiostat {port}: unknown protocol {protocol!r}; "
                               f"known: {', '.join(PROTOCOLS)}")
         if not 0 < rate_hz <= 1000:
             raise DeviceError(f"potentiostat {port}: rate {rate_hz!r} Hz outside (0, 1000]")
+        dialect = PROTOCOLS[protocol]
+        samples_per_script = dialect.samples_per_script if samples_per_script is None else samples_per_script
         if samples_per_script < 1:
             raise DeviceError(f"potentiostat {port}: samples_per_script must be positive")
+        problem = dialect.refuses(float(rate_hz), int(samples_per_script))
+        if problem:
+            raise DeviceError(f"potentiostat {port}: {problem}")
         channels = DeviceChannels(
             stimulus=(ChannelInfo("we_potential", "V", float(potential_range_V[0]),
                                   float(potential_range_V[1])),),
@@ -340,8 +360,8 @@ class PotentiostatDevice(Device):
             rate_hz=float(rate_hz))
         super().__init__(channels)
         self.port = port
-        self.protocol = PROTOCOLS[protocol](float(current_range_A))
-        self.baudrate = int(baudrate)
+        self.protocol = dialect(float(current_range_A))
+        self.baudrate = int(dialect.baudrate if baudrate is None else baudrate)
         self.line_timeout_s = float(line_timeout_s)
         self.samples_per_script = int(samples_per_script)
         self.firmware = ""
@@ -359,7 +379,7 @@ class PotentiostatDevice(Device):
     # -- Device ------------------------------------------------------------------------------------
     def _open(self) -> None:
         self._reset_stream()
-        link = SerialLink(self.port, self.baudrate, self.line_timeout_s)
+        link = SerialLink(self.port, self.baudrate, self.line_timeout_s, self.protocol.max_line_bytes)
         try:
             link.discard_input()
             self.firmware = self.protocol.handshake(link)

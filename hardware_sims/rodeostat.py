@@ -532,10 +532,15 @@ class RodeostatEmulator(PtyEmulator):
         self._run: _Run | None = None
 
     def start(self):
-        """Start serving from the firmware's power-on state; returns ``self``."""
+        """Start serving from the firmware's power-on state; returns ``self``.
+
+        The substrate is run for one step first (and then reset to ``seed``): a compiled model's first
+        call may take a second, which must not delay the first test's replies and samples.
+        """
         if self.serving:
             return self
         self._reset_state()
+        self.substrate.run(np.zeros((1, 1, 1)))
         return super().start()
 
     # -- analog front end -------------------------------------------------------------------------
@@ -581,7 +586,6 @@ class RodeostatEmulator(PtyEmulator):
             if fd < 0:
                 return
             try:
-                self._guarded(self._advance_test)
                 now = time.monotonic()
                 while self._due_head < len(self._due) and self._due[self._due_head][0] <= now:
                     self._out += self._due[self._due_head][1]
@@ -599,6 +603,7 @@ class RodeostatEmulator(PtyEmulator):
                         self._feed(data)
                 if writable and self._out and fault != "stall":
                     del self._out[:os.write(fd, bytes(self._out))]
+                self._guarded(self._advance_test)  # after the replies went out
             except BlockingIOError:
                 continue
             except (OSError, ValueError):

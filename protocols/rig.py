@@ -12,7 +12,8 @@ kind                example                               device (emulator with 
 ``sim``             ``sim:potato``, ``sim:esn``           :class:`~prclab.drivers.SimDevice` on that
                                                           substrate (a simulation: no emulator)
 ``potentiostat``    ``potentiostat:/dev/ttyACM0``,        serial potentiostat (pyserial); emulator:
-                    ``...?protocol=methodscript``         MethodSCRIPT on a pty
+                    ``...?protocol=methodscript``,        MethodSCRIPT or the Rodeostat's JSON
+                    ``...?protocol=rodeostat``            lines on a pty
 ``nidaq``           ``nidaq:Dev1``, ``nidaq:Dev1?ai=4``   NI DAQ card (nidaqmx, local or gRPC);
                                                           emulator: NI's gRPC service
 ``replay``          ``replay:run.h5``                     a recording played back
@@ -52,6 +53,7 @@ from __future__ import annotations
 
 import re
 import time
+import urllib.parse
 import weakref
 from dataclasses import dataclass
 from typing import Callable
@@ -99,11 +101,14 @@ def _potentiostat(address: str, request: DeviceRequest, emulator, stimulates: bo
 
 def _potentiostat_emulator(address: str, request: DeviceRequest, wired_to):
     from prclab.hardware_sims.potentiostat import MethodScriptEmulator
+    from prclab.hardware_sims.rodeostat import RodeostatEmulator
 
     if wired_to is not None:
         raise PrclabError(f"potentiostat:{address}: its emulator cannot drive another instrument's "
                           "electrodes (rehearse a two-device rig with nidaq as the stimulator)")
-    return MethodScriptEmulator(request.build_substrate(), seed=request.seed)
+    options = dict(urllib.parse.parse_qsl(address.partition("?")[2]))
+    emulator = RodeostatEmulator if options.get("protocol") == "rodeostat" else MethodScriptEmulator
+    return emulator(request.build_substrate(), seed=request.seed)
 
 
 def _nidaq(address: str, request: DeviceRequest, emulator, stimulates: bool) -> Device:

@@ -25,6 +25,7 @@ from prclab.reservoir import EchoStateNetwork
 from test_brainflow_emulated import emulated_cyton, synthetic_board
 from test_nidaq_emulated import emulated_nidaq
 from test_potentiostat_emulated import emulated_potentiostat
+from test_rodeostat_driver import emulated_rodeostat
 from test_replay import replay_of_a_sim_recording, write_sim_recording
 
 ESN = {"substrate": "esn", "substrate_params": {"units": 20}, "seed": 1, "stimulus_range_V": (-0.5, 0.5)}
@@ -60,6 +61,7 @@ FACTORIES = [*(pytest.param(f, id=f"rig-{kind}") for kind, f in REGISTERED.items
                           id="rig-nidaq+cyton"),
              pytest.param(sim_device, id="sim"),
              pytest.param(emulated_potentiostat, id="potentiostat-methodscript"),
+             pytest.param(emulated_rodeostat, id="potentiostat-rodeostat"),
              pytest.param(emulated_nidaq, id="nidaq-grpc"),
              pytest.param(replay_of_a_sim_recording, id="replay"),
              pytest.param(emulated_cyton, id="brainflow-cyton"),
