@@ -60,6 +60,23 @@ class ChannelInfo:
 
 
 @dataclass(frozen=True)
+class Adc:
+    """How a response channel is digitised: a sample is ``offset + conversion * count`` in the channel's
+    unit, ``count`` a signed ``bits``-bit integer (as NWB stores raw data: ``conversion``, ``offset``).
+    A recording stores such a channel as its counts (:mod:`prclab.protocols.recording_storage`)."""
+
+    bits: int
+    conversion: float
+    offset: float = 0.0
+
+    @classmethod
+    def spanning(cls, bits: int, low: float, high: float) -> "Adc":
+        """A ``bits``-bit converter whose ``2**bits`` codes cover ``[low, high]`` (two's complement
+        around the centre, as a bipolar DAQ input: the top code is one step below ``high``)."""
+        return cls(int(bits), (float(high) - float(low)) / 2 ** int(bits), (float(high) + float(low)) / 2)
+
+
+@dataclass(frozen=True)
 class DeviceChannels:
     """Stimulus and response channels of a device and their common sample rate (hertz)."""
 
@@ -124,6 +141,9 @@ class Device(abc.ABC):
     """
 
     name = "device"
+    #: one :class:`Adc` per response channel where the device delivers digitised samples of a known
+    #: converter (a recording then stores their integer counts), else None
+    adc: "tuple[Adc, ...] | None" = None
 
     def __init__(self, channels: DeviceChannels):
         self.channels = channels

@@ -53,12 +53,15 @@ from brainflow.exit_codes import BrainFlowExitCodes
 
 from prclab.errors import PrclabError
 
-from .base import ChannelInfo, Device, DeviceChannels, DeviceError, voltage_channels
+from .base import Adc, ChannelInfo, Device, DeviceChannels, DeviceError, voltage_channels
 
 VOLTS_PER_MICROVOLT = 1e-6
 """brainflow reports ExG channels in microvolts; the Device contract speaks volts."""
 CYTON_RANGE_V = 4.5 / 24
 """ADS1299 full scale at the default gain 24: +-0.1875 V."""
+CYTON_ADC = Adc(24, CYTON_RANGE_V / (2 ** 23 - 1))
+"""A Cyton channel's converter: 24-bit counts of 4.5 V / 24 / (2^23 - 1) (brainflow's ``eeg_scale``,
+``cyton.cpp``, before its factor 1e6 to microvolts)."""
 _DESCRIBED_BY_MASTER = (BoardIds.PLAYBACK_FILE_BOARD, BoardIds.STREAMING_BOARD)
 _HINTS = {BrainFlowExitCodes.UNABLE_TO_OPEN_PORT_ERROR: "port missing, busy or not permitted",
           BrainFlowExitCodes.BOARD_NOT_READY_ERROR: "no handshake reply: board off or wrong port?",
@@ -149,6 +152,8 @@ class BrainflowDevice(Device):
             response=voltage_channels("exg", len(self._rows["exg"]), *response_range_V),
             rate_hz=float(rate))
         super().__init__(channels)
+        if self.board_id == BoardIds.CYTON_BOARD:  # brainflow's values are these counts, scaled
+            self.adc = (CYTON_ADC,) * len(channels.response)
         self.stimulator, self.hold = stimulator, hold
         self.open_timeout_s = float(open_timeout_s)
         self._first_counter = 0 if self.board_id in (BoardIds.CYTON_BOARD, BoardIds.SYNTHETIC_BOARD) \

@@ -60,8 +60,11 @@ from nidaqmx.stream_writers import AnalogMultiChannelWriter
 
 from prclab.errors import PrclabError
 
-from .base import Device, DeviceChannels, DeviceError, voltage_channels
+from .base import Adc, Device, DeviceChannels, DeviceError, voltage_channels
 
+AI_BITS = 16
+"""Resolution of the analog inputs (M- and X-series cards, e.g. USB-6211/6341: 16 bits over the
+configured range); a recording stores the inputs as these counts."""
 REST_STEP_HZ = 500.0
 """Most on-demand ramp steps per second when driving the outputs to rest (software timing)."""
 REST_STEP_TIMEOUT_S = 1.0
@@ -126,6 +129,7 @@ class NidaqDevice(Device):
             stimulus=voltage_channels("ao", n_stimulus, *stimulus_range_V),
             response=voltage_channels("ai", n_response, *response_range_V),
             rate_hz=float(rate_hz)))
+        self.adc = tuple(Adc.spanning(AI_BITS, c.low, c.high) for c in self.channels.response)
         self.device = device
         self.grpc_options = grpc_options
         self.terminal_config = terminal_config

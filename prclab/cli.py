@@ -376,6 +376,8 @@ def cmd_demo(args) -> None:
     (folder / "result.json").write_text(json.dumps(result, indent=1))
     _print_result(result, False)
     print(f"run folder         {folder}  (recording.h5, confusion.png, result.json)")
+    print(f"recording size     {(folder / 'recording.h5').stat().st_size / 1e6:.1f} MB "
+          f"(prclab info {folder / 'recording.h5'})")
 
 
 def _new_run_folder(out_dir: Path) -> Path:
@@ -476,6 +478,17 @@ def cmd_export(args) -> None:
         return
     print(f"exported           {result['n_trials']} trials of {args.recording} to {result['out']} "
           f"({Path(result['out']).stat().st_size / 1e6:.2f} MB)")
+
+
+def cmd_info(args) -> None:
+    from prclab.protocols.recording_info import format_info, problem_line, recording_info
+
+    _check_input_file(args.recording, "recording")
+    info = recording_info(args.recording)
+    print(json.dumps(info) if args.json else format_info(info))
+    problem = problem_line(info)
+    if problem:  # truncated, tampered: what it holds is printed above, then one line and exit 2
+        raise PrclabError(problem)
 
 
 def cmd_task(args) -> None:
@@ -587,6 +600,11 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("out", help="file to create: OUT.nwb (docs/interop-nwb.md) or OUT.fif (MNE raw)")
     x.add_argument("--json", action="store_true", help="print the result as one JSON object")
     x.set_defaults(func=cmd_export)
+
+    nf = sub.add_parser("info", help="what a recording holds: trials, labels, channels, storage, size, integrity")
+    nf.add_argument("recording", help="recording file (REC.h5, or any format prclab reads)")
+    nf.add_argument("--json", action="store_true", help="print it as one JSON object")
+    nf.set_defaults(func=cmd_info)
 
     k = sub.add_parser("task", help="whole pipeline on a dataset with a simulated substrate")
     k.add_argument("--data", help="WAV folder ({label}_{speaker}_{index}.wav) or .npz")

@@ -47,6 +47,7 @@ from prclab.reservoir.registry import SUBSTRATES, TWIN_PREFIX, substrate_default
 
 from . import safety
 from .encoders import ENCODER_TABLE
+from .recording_storage import RECORDING_TABLE
 from .loop_keys import LOOP_TABLES
 from .schema import REQUIRED, Key, Table, from_defaults, unknown
 
@@ -112,6 +113,7 @@ TABLES: tuple[Table, ...] = (
         Key("reference_id", str, "", doc="item id of the reference (empty: the first training item)")),
         "A fixed reference block played through the run to measure drift; its trials are recorded "
         "with split \"reference\" (experiments.twins.drift)."),
+    RECORDING_TABLE,
     safety.SAFETY_TABLE,
     safety.CHANNEL_TABLE,
     *LOOP_TABLES,

@@ -79,10 +79,13 @@ from prclab import __version__
 
 from prclab.errors import PrclabError
 
+from . import recording_storage as _storage
+from .recording_storage import Storage
+
 FORMAT = "prclab-recording"
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
-JSON_ATTRS = ("device", "substrate", "encoder", "readout", "sessions", "identity")
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
+JSON_ATTRS = ("device", "substrate", "encoder", "readout", "sessions", "identity", "storage")
 RECORD_MAGIC = b"\x89PRCREC\n"
 _MAX_RECORD = 64 << 20
 
@@ -115,6 +118,15 @@ def _digest_v2(attrs: dict, shapes: list, arrays_sha256: str) -> str:
     return hashlib.sha256(b"prclab-trial-v2\0" + _canonical(
         {"attrs": {k: v for k, v in attrs.items() if k != "sha256"}, "shapes": shapes,
          "arrays_sha256": arrays_sha256})).hexdigest()
+
+
+def _digest_v3(attrs: dict, specs: dict, arrays_sha256: str) -> str:
+    """Format 3's trial checksum: sha256 of the canonical JSON of every attr (but ``sha256``), each
+    array's stored dtype, shape and conversion (``specs``: key -> :func:`recording_storage.chunk_spec`)
+    and ``arrays_sha256``, the :func:`recording_storage.stored_digest` of the stored values."""
+    return hashlib.sha256(b"prclab-trial-v3\0" + _canonical(
+        {"attrs": {k: v for k, v in attrs.items() if k != "sha256"},
+         "storage": _storage.storage_of(list(specs.items())), "arrays_sha256": arrays_sha256})).hexdigest()
 
 
 def _canonical(value) -> bytes:
@@ -267,8 +279,9 @@ class _Source:
     def read(self, name: str, key: str, selection) -> np.ndarray:
         try:
             with self._trials() as trials:
-                return np.asarray(_inside(_inside(trials, name), key)[selection])
-        except (OSError, RuntimeError, KeyError) as exc:
+                ds = _inside(_inside(trials, name), key)
+                return _storage.decode(ds[selection], _storage.scale_of(ds), ds.shape, selection)
+        except (OSError, RuntimeError, KeyError, PrclabError) as exc:
             raise PrclabError(f"recording {self.path}: trial {name} {key} unreadable "
                               f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
 
@@ -380,11 +393,15 @@ class RecordingWriter:
         path: the file to create (refuses an existing one, but for an empty file a failed creation left).
         metadata: file-level attributes; dict values are stored as JSON.
         fsync: ``fsync`` the file after every trial (durable across a power cut, not only a kill).
+        storage: how trials are stored (:class:`~prclab.protocols.recording_storage.Storage`; the
+            runner takes it from the protocol's ``[recording]`` and the device); default: float64
+            responses, gzip.  Kept in the file attr ``storage``: a resume goes on with it.
     """
 
-    def __init__(self, path: str | Path, metadata: dict, fsync: bool = True):
+    def __init__(self, path: str | Path, metadata: dict, fsync: bool = True, storage: Storage | None = None):
         self.path = Path(path)
         self.fsync = fsync
+        self.storage = storage or Storage()
         self._lock = None
         self._f = None
         try:
@@ -409,7 +426,7 @@ class RecordingWriter:
                                   f"--resume it") from None
             attrs = {"format": FORMAT, "format_version": FORMAT_VERSION, "software_version": __version__,
                      "created_utc": _now(), "sessions": [{"first_trial": 0, "started_utc": _now()}],
-                     "file_id": uuid.uuid4().hex}
+                     "file_id": uuid.uuid4().hex, "storage": self.storage.describe()}
             attrs.update(metadata)
             for key, value in attrs.items():
                 self._f.attrs[key] = json.dumps(value) if isinstance(value, (dict, list)) else value
@@ -530,6 +547,7 @@ class RecordingWriter:
                 raise PrclabError(f"recording {self.path}: was made with a different "
                                   f"{', '.join(differ)}; a resumed run must use what the run started "
                                   f"with")
+        self.storage = Storage.from_description(attrs.get("storage"))
         self._trials = self._f["trials"]
         names = sorted(self._trials)
         good = 0
@@ -586,22 +604,17 @@ class RecordingWriter:
 
     def _write_trial(self, trials: h5py.Group, name: str, stimulus, response, timestamps, state,
                      attrs: dict) -> None:
+        """Format 3: the arrays as :attr:`storage` says (:mod:`.recording_storage`), the file flushed so
+        their chunks have their places, then the record listing those chunks, then ``sha256``."""
         g = trials.create_group(name)
-        specs = {}
-        ds = g.create_dataset("stimulus", data=np.asarray(stimulus, dtype=np.float64))
-        specs["stimulus"] = _array_spec(ds)
         blocks = [np.asarray(b, dtype=np.float64) for b in _blocks(response)] or [np.zeros((0, 0))]
-        ds = g.create_dataset("response", shape=(sum(len(b) for b in blocks), *blocks[0].shape[1:]),
-                              dtype=np.float64)
-        row, nonfinite = 0, 0
-        for b in blocks:  # block by block: no concatenated copy of the trial's response
-            if len(b):
-                ds[row:row + len(b)] = b
-                nonfinite += int(b.size - np.count_nonzero(np.isfinite(b)))
-            row += len(b)
-        specs["response"] = _array_spec(ds)
-        ds = g.create_dataset("timestamps", data=np.asarray(timestamps, dtype=np.float64))
-        specs["timestamps"] = _array_spec(ds)
+        cols = blocks[0].shape[1] if blocks[0].ndim == 2 else 0
+        nonfinite = sum(int(b.size - np.count_nonzero(np.isfinite(b))) for b in blocks)
+        stored = {"stimulus": (np.asarray(stimulus, dtype=np.float64), None),
+                  "response": _storage.encode_response(blocks, self.storage, cols),
+                  "timestamps": (np.asarray(timestamps, dtype=np.float64), None)}
+        datasets = {key: _storage.write_array(g, key, a, scale, self.storage.compression)
+                    for key, (a, scale) in stored.items()}
         state_specs = None
         if state is not None:
             sg = g.create_group("state")
@@ -612,8 +625,10 @@ class RecordingWriter:
         attrs = _plain({**attrs, "nonfinite": nonfinite})
         for key, value in attrs.items():
             g.attrs[key] = value
-        arrays_digest = trial_digest(stimulus, blocks, timestamps)
-        digest = trial_digest_v2(attrs, stimulus, blocks, timestamps, arrays_digest)
+        self._f.flush()  # chunks reach the file: their byte offsets are final
+        specs = {key: _storage.chunk_spec(ds, stored[key][1]) for key, ds in datasets.items()}
+        arrays_digest = _storage.stored_digest(a for a, _ in stored.values())
+        digest = _digest_v3(attrs, specs, arrays_digest)
         g.create_dataset("record", data=_pack_record({
             "kind": "trial", "name": name, "file_id": _text(self._f.attrs.get("file_id", "")),
             "session": self.session, "attrs": attrs, "arrays": specs, "state": state_specs,
@@ -673,7 +688,8 @@ class RecordingWriter:
             if ds is None:
                 ds = self._f.create_dataset("safety_delivered", shape=(0, block.shape[1]),
                                             dtype=np.float64, maxshape=(None, block.shape[1]),
-                                            chunks=(4096, block.shape[1]))
+                                            chunks=(4096, block.shape[1]),
+                                            **_storage.filters(self.storage.compression))
                 ds.attrs["n"] = 0
             self._log = ds
             n = int(ds.attrs["n"])
@@ -833,11 +849,15 @@ def _trial_problem(trials: h5py.Group, name: str, version: int,
         attrs = _attrs_of(g)
         if "sha256" not in attrs:
             return "incomplete (no checksum: the run stopped while writing it)", None
-        datasets = [_inside(g, k) for k in ("stimulus", "response", "timestamps")]
+        keys = ("stimulus", "response", "timestamps")
+        datasets = [_inside(g, k) for k in keys]
         shapes = [list(d.shape) for d in datasets]
-        arrays = tuple(d[()] for d in datasets) if verify else None
+        scales = [_storage.scale_of(d) for d in datasets] if version >= 3 else [None] * 3
+        stored = tuple(d[()] for d in datasets) if verify else None
+        arrays = None if stored is None else tuple(
+            _storage.decode(a, sc, a.shape) for a, sc in zip(stored, scales))
         if verify:
-            arrays_digest = trial_digest(*arrays)
+            arrays_digest = _storage.stored_digest(stored) if version >= 3 else trial_digest(*arrays)
         elif version == 1:
             arrays_digest = str(attrs["sha256"])
         else:
@@ -847,14 +867,18 @@ def _trial_problem(trials: h5py.Group, name: str, version: int,
                 return "unreadable (its record is damaged)", None
         if version == 1:
             ok = arrays_digest == str(attrs["sha256"])
-        else:
+        elif version == 2:
             ok = _digest_v2(attrs, shapes, arrays_digest) == str(attrs["sha256"])
+        else:
+            ok = _digest_v3(attrs, {k: {"dtype": d.dtype.str, "shape": list(d.shape), "scale": sc}
+                                    for k, d, sc in zip(keys, datasets, scales)},
+                            arrays_digest) == str(attrs["sha256"])
         if not ok:
             changed = _what_changed(g, attrs, arrays_digest) if version != 1 else ""
             return f"{changed} (checksum mismatch)" if changed else "checksum mismatch", None
         if verify and "state" in g:
             _read_state(g)
-        return None, (attrs, [(tuple(d.shape), d.dtype) for d in datasets], arrays)
+        return None, (attrs, [(tuple(d.shape), np.float64) for d in datasets], arrays)
     except (KeyError, OSError, ValueError, TypeError, RuntimeError, PrclabError) as exc:
         return f"unreadable ({exc})", None
 
@@ -1096,7 +1120,11 @@ def _scan(path: Path) -> tuple[dict | None, dict, bytes]:
 
 
 def _arrays_at(mm, header: dict, size: int) -> tuple | None:
-    """The trial's three arrays read at their recorded offsets, or None if cut off or damaged."""
+    """The trial's three arrays read at their recorded offsets (format 3: from their recorded chunks),
+    in float64 physical units, or None if cut off or damaged."""
+    if isinstance(header.get("arrays"), dict) and isinstance(header["arrays"].get("stimulus"), dict) \
+            and "chunks" in header["arrays"]["stimulus"]:
+        return _arrays_from_chunks(mm, header)
     try:
         out = []
         for key in ("stimulus", "response", "timestamps"):
@@ -1117,6 +1145,21 @@ def _arrays_at(mm, header: dict, size: int) -> tuple | None:
             return None
         return tuple(out)
     except (KeyError, TypeError, ValueError, OverflowError):
+        return None
+
+
+def _arrays_from_chunks(mm, header: dict) -> tuple | None:
+    """Format 3's :func:`_arrays_at`: each array rebuilt from its chunks, checked against the trial's
+    checksum over the stored values."""
+    try:
+        specs = {key: header["arrays"][key] for key in ("stimulus", "response", "timestamps")}
+        got = [_storage.from_chunks(mm, spec) for spec in specs.values()]
+        if any(g is None for g in got):
+            return None
+        if _digest_v3(header["attrs"], specs, _storage.stored_digest(a for a, _ in got)) != header["sha256"]:
+            return None
+        return tuple(_storage.decode(a, scale, a.shape) for a, scale in got)
+    except (KeyError, TypeError, ValueError, AttributeError, PrclabError):
         return None
 
 
@@ -1172,6 +1215,7 @@ def _rebuild(path: Path) -> None:
     try:
         w = RecordingWriter.__new__(RecordingWriter)
         w.path, w.fsync, w._lock, w.n_done = tmp, True, None, 0
+        w.storage = Storage.from_description(rec.attrs.get("storage"))
         w._f = h5py.File(tmp, "x")
         with w._f:
             for key, value in rec.attrs.items():

@@ -48,6 +48,7 @@ from .datasets import LabelledSequences, load_dataset
 from .encoders import Encoder, make_encoder, rest_level
 from .protocol import Protocol
 from .recording import RecordingWriter, Trial, run_identity
+from .recording_storage import storage_for
 from .safety import SafetyError, SafetyLimits, SafetyMonitor, apply_ramp, resolve_limits, validate_trials
 
 
@@ -563,7 +564,7 @@ def run_protocol(protocol: Protocol, device: Device, out: str | Path,
                     "substrate": substrate or device.describe().get("substrate", {}),
                     "readout": {"features": protocol["readout"]["features"]},
                     "dataset": data.source, "n_trials_planned": len(trials), "identity": identity}
-        writer = RecordingWriter(out, metadata)
+        writer = RecordingWriter(out, metadata, storage=storage_for(protocol["recording"], device))
     subscribers = [*subscribers, *([_each_trial(progress)] if progress is not None else [])]
     with writer:
         total, done, lead_in = len(trials), writer.n_done, None
