@@ -209,15 +209,25 @@ def _cores() -> int:
 
 # ------------------------------------------------------------------------------------------- study
 
-def _sampler(name: str, space: SweepSpace, parallel: bool):
+def _sampler(name: str, space: SweepSpace, parallel: bool, n_before: int = 0):
+    """The Optuna sampler ``name``, seeded from the space's seed and ``n_before``, the trials the study
+    already holds: a resumed sweep draws new configurations, not the first ones again."""
     import optuna
 
+    seed = int(np.random.SeedSequence([space.seed, n_before]).generate_state(1)[0])
     if name == "tpe":
-        return optuna.samplers.TPESampler(seed=space.seed, constant_liar=parallel)
+        return optuna.samplers.TPESampler(seed=seed, constant_liar=parallel)
     if name == "random":
-        return optuna.samplers.RandomSampler(seed=space.seed)
+        return optuna.samplers.RandomSampler(seed=seed)
     if name == "grid":
-        return optuna.samplers.GridSampler({p.key: p.grid() for p in space.params}, seed=space.seed)
+        class GridSampler(optuna.samplers.GridSampler):
+            """Optuna's grid sampler without its ``study.stop()`` once the grid is exhausted (allowed
+            only inside ``study.optimize``; this driver asks and tells and stops at ``grid_size``)."""
+
+            def after_trial(self, study, trial, state, values) -> None:
+                return None
+
+        return GridSampler({p.key: p.grid() for p in space.params}, seed=seed)
     raise PrclabError(f"sweep: unknown sampler {name!r}; known: {', '.join(SAMPLERS)}")
 
 
@@ -235,9 +245,11 @@ def open_study(space: SweepSpace, sampler: str = "tpe", parallel: bool = True, s
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     url = storage or space.storage
+    if sampler not in SAMPLERS:
+        raise PrclabError(f"sweep: unknown sampler {sampler!r}; known: {', '.join(SAMPLERS)}")
     try:
         study = optuna.create_study(storage=url, study_name=space.study, direction="maximize",
-                                    sampler=_sampler(sampler, space, parallel), load_if_exists=True)
+                                    sampler=optuna.samplers.RandomSampler(), load_if_exists=True)
     except PrclabError:
         raise
     except Exception as exc:  # SQLAlchemy / Optuna raise many kinds for a bad URL or an unwritable file
@@ -250,6 +262,7 @@ def open_study(space: SweepSpace, sampler: str = "tpe", parallel: bool = True, s
     elif digest != space.digest():
         raise PrclabError(f"sweep: study {space.study!r} in {url} was made from another space; "
                           f"give [sweep] study a new name (or another storage) to start afresh")
+    study.sampler = _sampler(sampler, space, parallel, len(study.get_trials(deepcopy=False)))
     return study
 
 
@@ -274,18 +287,21 @@ def _alive(driver: str | None) -> bool:
     return True
 
 
-def recover_stale(study) -> list[int]:
-    """Trials left RUNNING by a driver that is gone (killed): each marked failed and its parameters
-    queued to run again.  Returns their numbers."""
+def recover_stale(study, space: SweepSpace) -> list[int]:
+    """Trials left RUNNING by a driver that is gone (killed): each marked failed and, if it had been
+    submitted (all of the space's parameters drawn), its parameters queued to run again.  Returns the
+    numbers of the trials queued again."""
     import optuna
 
     stale = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
              if not _alive(t.user_attrs.get("driver"))]
+    requeued = []
     for t in stale:
         study.tell(t.number, state=optuna.trial.TrialState.FAIL)
-        if t.params:
+        if set(t.params) == {p.key for p in space.params}:
             study.enqueue_trial(t.params, user_attrs={"retry_of": t.number}, skip_if_exists=False)
-    return [t.number for t in stale]
+            requeued.append(t.number)
+    return requeued
 
 
 # ------------------------------------------------------------------------------------------- sweep
@@ -334,7 +350,7 @@ def run_sweep(space: SweepSpace, trials: int, scheduler: str | None = None, work
     data = data if data is not None else load_data(space.data)
     train_data, folds, _ = train_only(data, space)
     study = open_study(space, sampler, parallel=workers != 0, storage=storage)
-    requeued = recover_stale(study)
+    requeued = recover_stale(study, space)
     complete = optuna.trial.TrialState.COMPLETE
     resumed = len(study.get_trials(deepcopy=False, states=(complete,)))
     errors: list[str] = []
