@@ -46,10 +46,10 @@ def channel(emulator):
     ch.close()
 
 
-def _task(channel, name, mode, samps_per_chan):
+def _task(channel, name, mode, samps_per_chan, rate_hz=RATE_HZ):
     task = nidaqmx.Task(name, grpc_options=nidaqmx.GrpcSessionOptions(channel, name))
     task.ai_channels.add_ai_voltage_chan(f"Dev1/ai0:{N_CH - 1}")
-    task.timing.cfg_samp_clk_timing(RATE_HZ, sample_mode=mode, samps_per_chan=samps_per_chan)
+    task.timing.cfg_samp_clk_timing(rate_hz, sample_mode=mode, samps_per_chan=samps_per_chan)
     return task
 
 
@@ -114,7 +114,8 @@ def test_task_too_large_for_the_host_buffer_is_minus_50352(emulator, channel):
 
 def test_reply_over_the_message_limit_is_resource_exhausted_before_any_work(emulator, channel):
     n = MAX_MESSAGE_BYTES // 8 // N_CH + 1  # fits the buffer, not one reply
-    with _task(channel, "big", AcquisitionType.FINITE, n) as task:
+    # the emulator's clock is real time: at the card's fastest 8-channel rate the acquisition takes 2.1 s
+    with _task(channel, "big", AcquisitionType.FINITE, n, rate_hz=1e6 / N_CH) as task:
         with pytest.raises(nidaqmx.errors.RpcError, match="RESOURCE_EXHAUSTED.*message limit"):
             _read(task, n)
         # the refusal consumed nothing: the whole acquisition is still there, read in halves
@@ -215,7 +216,8 @@ def test_fuzzed_rpc_arguments_get_daqmx_errors_and_the_server_keeps_serving(emul
         stub.CreateTask(pb.CreateTaskRequest(session_name="fuzz"), timeout=5.0)
         try:
             call(stub.CreateAIVoltageChan, pb.CreateAIVoltageChanRequest(
-                task=task, physical_channel=physical, min_val=low, max_val=high, units_raw=10348))
+                task=task, physical_channel=physical, min_val=low, max_val=high, units_raw=10348,
+                terminal_config_raw=-1))  # DEFAULT, as nidaqmx sends it (0 is no DAQmx value)
             call(stub.CfgSampClkTiming, pb.CfgSampClkTimingRequest(
                 task=task, rate=rate, samps_per_chan=abs(samps),
                 sample_mode_raw=10123 if continuous else 10178))
