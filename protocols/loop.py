@@ -17,13 +17,17 @@ and recording as ``prclab run``.  A tick is ``n = tick_s x rate`` samples; the l
 6. the block is written: it plays at stream samples ``[(k + 1) n + L, (k + 2) n + L)``, so the
    response it evokes is read ``L`` samples plus up to one tick later.
 
-Latency: the time from the window in hand (1) to the block written (6), per tick.  A tick whose
-computation (1-5) takes longer than ``lead_s`` overruns: on a device streaming in real time its slot has
-begun to play.  ``[loop] overrun``: ``skip`` writes rest instead of the late block (counted, flagged per
-tick), ``stop`` ends the loop with an error naming the tick.  On a simulated device the substrate waits
-for the loop (the simulated clock: the loop runs as fast as it computes, usually faster than real time,
-and the result says so); overruns are judged on the same wall-clock lead, so a rehearsal shows what the
-rig would do.  BLAS runs on one thread inside the loop (small products; :mod:`prclab.readouts.online`).
+Latency: the loop's own, from the window in hand (1) to the block handed to the device (6), per tick
+(a simulated device then computes the substrate inside ``write``: simulation time, not loop latency).
+A tick whose computation (1-5) takes longer than ``lead_s`` overruns: on a device streaming in real
+time its slot has begun to play.  ``[loop] overrun``: ``skip`` writes rest instead of the late block,
+``stop`` ends the loop with an error naming the tick, ``count`` (simulated devices only) writes it
+anyway; every late tick is counted (``overruns``) and flagged (``late``, ``skipped``).  On a simulated
+device the substrate waits for the loop (the simulated clock: the loop runs as fast as it computes,
+often faster than real time, and the result says so with ``clock``, ``wall_s`` and
+``speed_vs_real_time``); overruns are judged on the same wall-clock lead, so a rehearsal shows what the
+rig would do, and ``count`` keeps a simulated experiment independent of the machine's load.  BLAS runs
+on one thread inside the loop (small products; :mod:`prclab.readouts.online`).
 
 Recording: every ``flush_ticks`` ticks a segment is appended to the recording as one trial (the
 recording writer's public API: flushed and fsync-ed, so a kill loses at most the ticks since the last
@@ -190,6 +194,9 @@ def run_loop(protocol: Protocol, device: Device, out: str | Path, env, decoder,
                      "stimulus_plays": "tick k: stream samples [(k + 1) n + L, (k + 2) n + L)"},
             "n_trials_planned": -(-total // loop["flush_ticks"])}
     simulated = getattr(device, "substrate", None) is not None
+    if loop["overrun"] == "count" and not simulated:
+        raise PrclabError(f"{where}: [loop] overrun = \"count\" needs a simulated device (a device plays "
+                          f"on while a tick is late): use skip or stop")
     writer = RecordingWriter(out, meta)
     rec = TickRecorder(writer)
     emit = _subscribers(subscribers)
@@ -232,7 +239,7 @@ def _ticks(protocol, device, env, decoder, sensory, feedback, monitor, blanker, 
     loop, where = protocol["loop"], protocol.where
     lim = monitor.limits
     rest = lim.rest_V
-    lead_s, stop_late, flush = loop["lead_s"], loop["overrun"] == "stop", loop["flush_ticks"]
+    lead_s, policy, flush = loop["lead_s"], loop["overrun"], loop["flush_ticks"]
     prime = np.full((n + lead, lim.n_channels), rest)
     apply_ramp([prime], lim)
     monitor.check(prime, lambda row: ("loop lead-in", row))
@@ -266,20 +273,21 @@ def _ticks(protocol, device, env, decoder, sensory, feedback, monitor, blanker, 
         if position < lim.ramp:
             apply_ramp([block], lim, start=position)
         late = time.perf_counter() - t_avail > lead_s
-        if late and stop_late:
+        if late and policy == "stop":
             raise PrclabError(f"{where}: tick {k} took {1e3 * (time.perf_counter() - t_avail):.2f} ms, over "
                               f"the lead time of {1e3 * lead_s:g} ms ([loop] overrun = \"stop\")")
-        if late:
+        skip = late and policy == "skip"
+        if skip:
             block = np.full_like(block, rest)
         monitor.check(block, lambda row, k=k: (f"tick {k}", row))
+        latency = time.perf_counter() - t_avail  # the block is handed to the device now
         device.write(block)
-        latency = time.perf_counter() - t_avail
         blanker.written(block, rest)
         position += n
         rec.add(block, window, times, observation=np.asarray(obs, float).ravel(),
                 action=np.atleast_1d(np.asarray(action, float)).ravel(), reward=float(reward),
                 event=EVENTS.get(event, 0), feedback=FEEDBACK_CODES[began], paused=paused,
-                latency_s=latency, late=late, skipped=late)
+                latency_s=latency, late=late, skipped=skip)
         if rec.pending >= flush:
             rec.flush()
             if progress is not None:

@@ -32,8 +32,9 @@ LOOP_TABLE = Table("loop", (
     Key("lead_s", float, 0.005, unit="s", low=0, high=10.0,
         doc="lead time: each tick's stimulus is queued this far ahead of its playing; a tick whose "
             "computation takes longer overruns"),
-    Key("overrun", str, "skip", choices=("skip", "stop"),
-        doc="a tick over the lead time: skip (its stimulus replaced by rest, counted) or stop with an error"),
+    Key("overrun", str, "skip", choices=("skip", "stop", "count"),
+        doc="a tick over the lead time: skip (its stimulus replaced by rest), stop with an error, or "
+            "count (simulated devices only: written anyway); every late tick is counted"),
     Key("flush_ticks", int, 100, unit="ticks", low=1, high=MAX_FLUSH_TICKS,
         doc="ticks per recorded segment, flushed and fsync-ed (a kill loses at most these)"),
     Key("encoder", str, "place_rate", choices=("place_rate", "rate"),

@@ -98,6 +98,11 @@ def test_overrun_policy_skip_and_stop(tmp_path):
     rec = read_recording(tmp_path / "skip.h5")
     assert all(np.all(np.asarray(t.stimulus) == 0.0) for t in rec.trials)  # rest written instead
     assert read_loop(tmp_path / "skip.h5")["skipped"].all()
+    p = protocol(duration=0.3, loop='lead_s = 0.001\noverrun = "count"')  # a 4 Hz pulse comes by 250 ms
+    result = run(p, tmp_path / "count.h5", decoder=Slow(0))
+    assert result["overruns"] == 30 and result["skipped"] == 0
+    assert read_loop(tmp_path / "count.h5")["late"].all()
+    assert any(np.asarray(t.stimulus).any() for t in read_recording(tmp_path / "count.h5").trials)
     p = protocol(duration=0.1, loop='lead_s = 0.001\noverrun = "stop"')
     device = rig(p)
     with pytest.raises(PrclabError, match=r"tick 0 took .* over the lead time of 1 ms"):
