@@ -1,4 +1,5 @@
-"""``prclab export REC.h5 OUT.nwb``: a prclab recording as an NWB file (pynwb; ``docs/interop-nwb.md``).
+"""``prclab export REC OUT.nwb``: a recording as an NWB file (pynwb; ``docs/interop-nwb.md``); and
+``prclab export REC OUT.fif``: as an MNE raw file (:func:`export_fif`).
 
 Layout (it passes nwbinspector with no CRITICAL and no BEST_PRACTICE_VIOLATION finding, and
 SpikeInterface's ``read_nwb_recording`` reads the response; ``../shared/notes/interop.md``)::
@@ -83,11 +84,14 @@ def response_counts(rec: Recording) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 def _trial_checksum(rec: Recording, trial) -> str:
-    """The trial's stored checksum: ``trial.checksum`` where the reader gives it, else the ``sha256``
-    attribute of its group (formats 1-2)."""
+    """The trial's stored checksum: ``trial.checksum`` where the reader gives it, else, in a prclab
+    recording, the ``sha256`` attribute of its group (formats 1-3); "" for a recording read from
+    another format."""
     value = getattr(trial, "checksum", None)
     if value:
         return str(value)
+    if rec.source is None:
+        return ""
     import h5py
 
     with h5py.File(rec.path, "r") as f:
@@ -177,6 +181,28 @@ def _start_time(rec: Recording) -> _dt.datetime:
     return t if t.tzinfo else t.replace(tzinfo=_dt.timezone.utc)
 
 
+def _whole(rec_path) -> tuple:
+    """Recording ``rec_path`` end to end, for an exporter: (recording, trials in index order,
+    stimulus ``(n, n_stimulus)`` volts, response ``(n, n_response)``, each trial's first sample
+    ``(trials + 1,)`` (the last entry ``n``), first timestamp seconds, rate Hz)."""
+    rec = read_recording(rec_path)
+    if rec.problems:
+        raise PrclabError(f"recording {rec_path}: damaged ({rec.problems[0]}); export needs every trial")
+    if not rec.trials:
+        raise PrclabError(f"recording {rec_path}: holds no trials to export")
+    rate = _rate(rec)
+    with rec:
+        trials = sorted(rec.trials, key=lambda t: t.index)
+        stimulus = [np.asarray(t.stimulus, np.float64) for t in trials]
+        response = [np.asarray(t.response, np.float64) for t in trials]
+        t0 = float(np.asarray(trials[0].timestamps[:1], np.float64)[0]) if len(trials[0].timestamps) else 0.0
+    n_stim, n_resp = stimulus[0].shape[1], response[0].shape[1]
+    if any(s.shape[1] != n_stim for s in stimulus) or any(r.shape[1] != n_resp for r in response):
+        raise PrclabError(f"recording {rec_path}: trials differ in channel count; cannot export it")
+    starts = np.cumsum([0] + [len(s) for s in stimulus])
+    return rec, trials, np.concatenate(stimulus), np.concatenate(response), starts, t0, rate
+
+
 def export_nwb(rec_path: str | Path, out: str | Path) -> dict:
     """Write recording ``rec_path`` as NWB file ``out`` (module docstring).
 
@@ -193,23 +219,8 @@ def export_nwb(rec_path: str | Path, out: str | Path) -> dict:
     from pynwb.epoch import TimeIntervals
     from pynwb.file import Subject
 
-    rec = read_recording(rec_path)
-    if rec.problems:
-        raise PrclabError(f"recording {rec_path}: damaged ({rec.problems[0]}); export needs every trial")
-    if not rec.trials:
-        raise PrclabError(f"recording {rec_path}: holds no trials to export")
-    rate = _rate(rec)
-    with rec:
-        trials = sorted(rec.trials, key=lambda t: t.index)
-        stimulus = [np.asarray(t.stimulus, np.float64) for t in trials]
-        response = [np.asarray(t.response, np.float64) for t in trials]
-        t0 = float(np.asarray(trials[0].timestamps[:1], np.float64)[0]) if len(trials[0].timestamps) else 0.0
-    n_stim, n_resp = stimulus[0].shape[1], response[0].shape[1]
-    if any(s.shape[1] != n_stim for s in stimulus) or any(r.shape[1] != n_resp for r in response):
-        raise PrclabError(f"recording {rec_path}: trials differ in channel count; cannot export it")
-    starts = np.cumsum([0] + [len(s) for s in stimulus])
-    stim_all, resp_all = np.concatenate(stimulus), np.concatenate(response)
-    del stimulus, response
+    rec, trials, stim_all, resp_all, starts, t0, rate = _whole(rec_path)
+    n_stim, n_resp = stim_all.shape[1], resp_all.shape[1]
     counts = response_counts(rec)
     if counts is None:
         data, offset, channel_conversion = resp_all.astype(np.float32), 0.0, None
@@ -269,11 +280,12 @@ def export_nwb(rec_path: str | Path, out: str | Path) -> dict:
         electrodes=region, rate=rate, starting_time=t0, conversion=1.0, offset=offset,
         channel_conversion=channel_conversion,
         description="the substrate's response, every trial end to end"))
-    nwb.add_stimulus(TimeSeries(
-        name="stimulus", data=H5DataIO(stim_all, compression="gzip", chunks=(min(len(stim_all), 16384), n_stim)),
-        unit="volts", rate=rate, starting_time=t0,
-        description="the commanded stimulus, one column per stimulating electrode (electrodes table rows "
-                    f"{n_resp}..{n_resp + n_stim - 1})"))
+    if n_stim:  # a record-only recording (an EEG board without stimulator) has none
+        nwb.add_stimulus(TimeSeries(
+            name="stimulus", data=H5DataIO(stim_all, compression="gzip", chunks=(min(len(stim_all), 16384), n_stim)),
+            unit="volts", rate=rate, starting_time=t0,
+            description="the commanded stimulus, one column per stimulating electrode (electrodes table rows "
+                        f"{n_resp}..{n_resp + n_stim - 1})"))
 
     times = t0 + np.arange(len(stim_all) + 1) / rate
     for col, desc in (("label", "the dataset item's label"), ("split", "train or test"),
@@ -315,5 +327,41 @@ def export_nwb(rec_path: str | Path, out: str | Path) -> dict:
             "response_dtype": str(data.dtype), "n_stimulation_events": int(len(channel))}
 
 
+def export_fif(rec_path: str | Path, out: str | Path) -> dict:
+    """Write recording ``rec_path`` as an MNE raw file ``out`` (``.fif``), for EEG-style analysis.
+
+    Channels: the response channels (type ``eeg`` for a brainflow board's ExG channels, in volts, else
+    ``misc``), then the stimulus channels (``misc``), named as the recorded device names them; every
+    trial end to end at the recording's rate; each trial an annotation (onset, duration, description:
+    its label; ``extras``: split and index).  MNE stores the samples as float32.
+
+    Returns:
+        dict with ``out``, ``n_trials``, ``n_samples``, ``channels`` (names), ``types``, ``sfreq``.
+    """
+    import mne
+
+    rec, trials, stim_all, resp_all, starts, _, rate = _whole(rec_path)
+    device = rec.attrs.get("device") if isinstance(rec.attrs.get("device"), dict) else {}
+    units = {str(c.get("unit")) for c in device.get("response", []) if isinstance(c, dict)}
+    eeg = "board" in device and units == {"V"}
+    names = _channel_names(rec, "response", resp_all.shape[1], "resp") + \
+        _channel_names(rec, "stimulus", stim_all.shape[1], "stim")
+    if len(set(names)) != len(names):
+        names = [f"{n}-{i}" for i, n in enumerate(names)]
+    types = ["eeg" if eeg else "misc"] * resp_all.shape[1] + ["misc"] * stim_all.shape[1]
+    info = mne.create_info(names, sfreq=rate, ch_types=types)
+    info["description"] = f"prclab {__version__} export of {Path(rec_path).name}"
+    raw = mne.io.RawArray(np.concatenate([resp_all, stim_all], axis=1).T, info, verbose="error")
+    raw.set_annotations(mne.Annotations(
+        onset=starts[:-1] / rate, duration=np.diff(starts) / rate, description=[t.label for t in trials],
+        extras=[{"split": t.split, "index": int(t.index)} for t in trials]))
+    try:
+        raw.save(str(out), verbose="error")
+    except OSError as exc:
+        raise PrclabError(f"export {out}: cannot be written ({str(exc).splitlines()[0]})") from None
+    return {"out": str(out), "n_trials": len(trials), "n_samples": int(len(resp_all)), "channels": names,
+            "types": types, "sfreq": rate}
+
+
 #: ``prclab export``'s writers by the output file's suffix
-EXPORTERS = {".nwb": export_nwb}
+EXPORTERS = {".nwb": export_nwb, ".fif": export_fif}

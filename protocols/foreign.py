@@ -289,6 +289,8 @@ def _volts(si, channel_ids: list) -> np.ndarray:
     (SpikeInterface scales to microvolts), else as stored."""
     if not channel_ids:
         return np.zeros((si.get_num_samples(), 0))
+    if si.get_property("gain_to_uV") is not None and si.get_property("offset_to_uV") is None:
+        si.set_channel_offsets(0.0)  # a gain given alone (SpikeInterface scales only with both)
     scaled = si.has_scaleable_traces()
     traces = si.get_traces(channel_ids=channel_ids, return_in_uV=scaled).astype(np.float64)
     return traces * 1e-6 if scaled else traces
@@ -310,7 +312,7 @@ def _mapped_trials(path: Path, trials: dict, markers: np.ndarray | None, rate: f
 def read_brainflow(path: Path, verify: bool = True, board: str | None = None,
                    trials: dict | None = None) -> Recording:
     """A file written by brainflow's ``DataFilter.write_file`` (one sample per line, the board's rows
-    as columns): its ExG channels (microvolts in the file) as the response in volts, its timestamp
+    as tab-separated columns): its ExG channels (microvolts in the file) as the response in volts, its timestamp
     channel as the timestamps, its marker channel as the trial boundaries (:func:`marker_trials`; the
     ``[trials]`` table of a mapping file sets ``labels`` and ``end_markers``).  No stimulus channel:
     the trials' stimulus has 0 columns.
@@ -320,18 +322,20 @@ def read_brainflow(path: Path, verify: bool = True, board: str | None = None,
             of :data:`BRAINFLOW_BOARDS` whose row count the file's columns match.
     """
     from brainflow.board_shim import BoardShim
-    from brainflow.data_filter import DataFilter
     from brainflow.exit_codes import BrainFlowError
 
     from prclab.drivers.brainflow_board import VOLTS_PER_MICROVOLT, board_id_of
 
     path = Path(path)
     trials = trials or {}
-    try:
-        data = DataFilter.read_file(str(path))
-    except BrainFlowError as exc:
-        raise PrclabError(f"brainflow file {path}: unreadable ({' '.join(str(exc).split())})") from None
-    if data.ndim != 2 or data.shape[1] == 0:
+    try:  # parsed here, not by brainflow's C++ reader: a cut or foreign file must be named, not guessed
+        data = np.loadtxt(path, delimiter="\t", ndmin=2, dtype=np.float64).T
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PrclabError(f"brainflow file {path}: unreadable ({exc})") from None
+    except ValueError as exc:
+        raise PrclabError(f"brainflow file {path}: not tab-separated numbers of one row length, as "
+                          f"DataFilter.write_file writes ({' '.join(str(exc).split())[:200]})") from None
+    if data.shape[1] == 0:
         raise PrclabError(f"brainflow file {path}: holds no samples")
     if board is None:
         fits = [b for b in BRAINFLOW_BOARDS if BoardShim.get_num_rows(board_id_of(b)) == data.shape[0]]
