@@ -57,6 +57,7 @@ from prclab.errors import PrclabError
 from .loop_codes import EVENTS, FEEDBACK_CODES, Blanker, Feedback, RandomDecoder, SensoryCode, action_for
 from .protocol import Protocol
 from .recording import RecordingWriter, read_recording
+from .recording_storage import storage_for
 from .runner import _opened, _safe_stop, safety_limits
 from .safety import SafetyMonitor, apply_ramp
 
@@ -197,7 +198,7 @@ def run_loop(protocol: Protocol, device: Device, out: str | Path, env, decoder,
     if loop["overrun"] == "count" and not simulated:
         raise PrclabError(f"{where}: [loop] overrun = \"count\" needs a simulated device (a device plays "
                           f"on while a tick is late): use skip or stop")
-    writer = RecordingWriter(out, meta)
+    writer = RecordingWriter(out, meta, storage=storage_for(protocol["recording"], device))
     rec = TickRecorder(writer)
     emit = _subscribers(subscribers)
     started = time.perf_counter()
