@@ -703,8 +703,11 @@ class RodeostatEmulator(PtyEmulator):
         dat["i"] = _f32(self._adc_current(np.array([current]))[0][0])
 
     def cmd_get_ref_volt(self, msg, dat):
+        """The reference-electrode potential on its 12-bit input: the applied potential while the
+        whole cell is connected (the control loop holds it), else 0 V (the substrates model no
+        open-circuit potential)."""
         r = VOLT_RANGES_V[self.ref_range]
-        volts = float(self._dac_volts(self._dac)) if self.connected["ref"] else 0.0
+        volts = float(self._dac_volts(self._dac)) if self.cell_connected else 0.0
         code = np.clip(np.round((r - volts) / (2 * r) * ADC_MAX), 0, ADC_MAX)
         dat["r"] = _f32(r - code / ADC_MAX * 2 * r)
 

@@ -182,3 +182,37 @@ def test_default_progress_bar_display_and_text_file(resistor, tmp_path, capsys):
     assert "test: linearSweep" in capsys.readouterr().out
     rows = np.loadtxt(path, delimiter=",")
     assert rows.shape == (10, 3) and np.allclose(rows[:, 1], volt, atol=1e-4)
+
+
+def test_manual_control_and_the_reference_electrode_as_ios_examples_do(resistor):
+    """IO Rodeo's ``ref_elect_test.py`` / ``manual_control`` pattern: ranges, set_volt, get_curr, get_ref_volt."""
+    for val, rng in [(0.75, "1V"), (1.75, "2V"), (4.75, "5V"), (7.5, "10V")]:
+        assert resistor.set_all_elect_connected(True) is True
+        assert resistor.set_volt_range(rng) == rng
+        resistor.set_curr_range("1000uA")
+        assert resistor.set_ref_elect_volt_range(rng) == rng
+        for volt in (-val, val):
+            applied = resistor.set_volt(volt)
+            assert applied == pytest.approx(volt, abs=2 * float(rng[:-1]) / 4095 + 1e-6)  # 12-bit DAC
+            assert resistor.get_curr() == pytest.approx(_ohm_uA(applied), abs=0.5)       # 1000 µA / 2^11
+            assert resistor.get_ref_volt() == pytest.approx(applied, abs=2 * float(rng[:-1]) / 4095)
+    assert resistor.set_all_elect_connected(False) is False
+    assert abs(resistor.get_curr()) < 0.5                  # open cell: no current
+
+
+def test_electrode_switches_auto_connect_and_open_circuit_as_ios_examples_do(resistor):
+    """``electrode_connections.py``, ``set_auto_connect.py`` and the OCP part of ``run_sinusoid_ocp_init.py``."""
+    assert resistor.get_all_elect_connected() is False and resistor.get_auto_connect() is True
+    resistor.set_all_elect_connected(False)
+    assert resistor.set_wrk_elect_connected(True) and resistor.set_ref_elect_connected(True)
+    assert resistor.get_ctr_elect_connected() is False and resistor.get_all_elect_connected() is False
+    assert resistor.set_ref_elect_volt_range("1V") == "1V"
+    assert abs(resistor.get_ref_volt()) < 1e-3             # open circuit (no counter electrode)
+    assert resistor.set_auto_connect(False) is False
+    resistor.set_all_elect_connected(False)
+    _, _, curr = resistor.run_test("constant", param={"value": 0.3, "duration": 100}, display=None)
+    assert np.allclose(curr, 0.0, atol=0.01)               # not auto-connected: the cell stays open
+    resistor.set_all_elect_connected(True)
+    _, volt, curr = resistor.run_test("constant", display=None)
+    assert np.allclose(curr[5:], _ohm_uA(0.3), atol=0.01)
+    assert resistor.get_all_elect_connected() is True      # and stays connected after the test
