@@ -68,7 +68,14 @@ ERROR_TEXT = {
 class DaqFault(Exception):
     """A DAQmx error the emulated device reports; ``code`` is negative."""
 
-    def __init__(self, code: Err, detail: str = ""):
+    def __init__(self, code: Err, detail: str = "", samps_per_chan_written: int | None = None):
         self.code = int(code)
+        self.samps_per_chan_written = samps_per_chan_written  # a write that moved some samples
         text = ERROR_TEXT.get(code, code.name)
         super().__init__(f"{text}\n{detail}".strip())
+
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        """The trailing metadata NI's server sends with the abort (the client reads the write count)."""
+        extra = () if self.samps_per_chan_written is None else \
+            (("ni-samps-per-chan-written", str(self.samps_per_chan_written)),)
+        return (("ni-error", str(self.code)),) + extra

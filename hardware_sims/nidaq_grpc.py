@@ -12,8 +12,9 @@ to ``ai0..``.  Tasks keep a table of the task, channel, timing, trigger, read, w
 attributes the client reads and sets (:data:`ATTRIBUTES`, ids and enum values from ``nidaqmx``;
 channel arguments may be names, comma lists or ranges such as ``Dev1/ai1:3``), and refuse what the card
 refuses with DAQmx's codes (:mod:`.nidaq_errors`).  Errors travel as NI's server sends them: the call
-is aborted with trailing metadata ``ni-error: <code>``, except those of reads and writes that moved
-some samples (a timeout), which come back in the reply's ``status`` with the count, as NI's do.
+is aborted with trailing metadata ``ni-error: <code>`` (a write that timed out adds
+``ni-samps-per-chan-written``), except read timeouts, which come back in the reply's ``status`` with
+the samples read so far, as NI's do.
 
 Time: every started timed task runs on its own sample clock from the moment it starts (``time.monotonic``),
 whether or not the client calls: sample ``k`` of an AI task is acquired (and AO sample ``k`` applied)
@@ -761,7 +762,7 @@ def _rpc(method):
                 raise DaqFault(Err.DEV_CANNOT_BE_ACCESSED, f"Device: {self.device.name}")
             return method(self, request, context)
         except DaqFault as fault:
-            context.set_trailing_metadata((("ni-error", str(fault.code)),))
+            context.set_trailing_metadata(fault.metadata())
             context.abort(grpc.StatusCode.UNKNOWN, str(fault))
 
     return handler
@@ -998,8 +999,10 @@ class NidaqServicer(pb_grpc.NiDAQmxServicer):
 
     # -- writing
     def _write(self, handle, samps: int, data: np.ndarray, layout: int, auto_start: bool,
-               timeout: float) -> tuple[int, int]:
-        """Write ``data``; returns (samples per channel written, DAQmx status)."""
+               timeout: float) -> int:
+        """Write ``data``; returns the samples per channel written.  A write into a full buffer that
+        times out fails with -200292 and the count written, as NI's server reports it (the client
+        ignores a write reply's status)."""
         with self.lock:
             task = self.device.task(handle)
             block = self.device.check_write(task, samps, data, layout)
@@ -1019,21 +1022,22 @@ class NidaqServicer(pb_grpc.NiDAQmxServicer):
                 if task.error is not None:
                     raise task.error
             if done < samps:
-                return done, int(Err.SAMPLES_CAN_NOT_YET_BE_WRITTEN)
-        return done, 0
+                raise DaqFault(Err.SAMPLES_CAN_NOT_YET_BE_WRITTEN, f"Samples written: {done} of {samps}\n"
+                               f"Task Name: {task.name}", samps_per_chan_written=done)
+        return done
 
     @_rpc
     def WriteAnalogF64(self, request, context):
         data = np.asarray(request.write_array, dtype=np.float64)
-        written, status = self._write(request.task, request.num_samps_per_chan, data,
-                                      request.data_layout_raw, request.auto_start, request.timeout)
-        return pb.WriteAnalogF64Response(status=status, samps_per_chan_written=written)
+        written = self._write(request.task, request.num_samps_per_chan, data, request.data_layout_raw,
+                              request.auto_start, request.timeout)
+        return pb.WriteAnalogF64Response(status=0, samps_per_chan_written=written)
 
     @_rpc
     def WriteAnalogScalarF64(self, request, context):
-        _, status = self._write(request.task, 1, np.array([request.value]), FillMode.GROUP_BY_CHANNEL.value,
-                                request.auto_start, request.timeout)
-        return pb.WriteAnalogScalarF64Response(status=status)
+        self._write(request.task, 1, np.array([request.value]), FillMode.GROUP_BY_CHANNEL.value,
+                    request.auto_start, request.timeout)
+        return pb.WriteAnalogScalarF64Response(status=0)
 
     @_rpc
     def WriteAnalogWaveforms(self, request, context):
@@ -1043,9 +1047,9 @@ class NidaqServicer(pb_grpc.NiDAQmxServicer):
             raise DaqFault(Err.INCONSISTENT_NUM_SAMPLES_TO_WRITE, f"Waveform lengths: {sorted(lengths)[:8]}")
         n = lengths.pop() if lengths else 0
         data = np.concatenate(columns) if columns else np.zeros(0)
-        written, status = self._write(request.task, n, data, FillMode.GROUP_BY_CHANNEL.value,
-                                      request.auto_start, request.timeout)
-        return pb.WriteAnalogWaveformsResponse(status=status, samps_per_chan_written=written)
+        written = self._write(request.task, n, data, FillMode.GROUP_BY_CHANNEL.value, request.auto_start,
+                              request.timeout)
+        return pb.WriteAnalogWaveformsResponse(status=0, samps_per_chan_written=written)
 
     # -- reading
     def _read(self, handle, samps: int, timeout: float, array_size: int | None, context):
