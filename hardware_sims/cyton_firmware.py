@@ -12,7 +12,7 @@ the pending marker.
 Faithful details a lab program may trip over (all from the source above):
 
 - Replies are suppressed while streaming for most commands (``x``, ``z``, ``d``, ``?``, ``~n``, test
-  signals, ``<``/``>``), but ``/n``, ``/?``... (board mode), ``~~``, ``D``, ``V`` and ``C`` answer even
+  signals, ``<``/``>``), but ``/n`` and ``//`` (board mode), ``~~``, ``D``, ``V`` and ``C`` answer even
   then, into the stream (brainflow skips them: its reader syncs on ``0xA0``).
 - Multi-character commands (``x...X``, ``z...Z``, ``/n``, ``~n``, a marker) must complete within 1 s of
   their first byte, else ``Timeout processing multi byte message - please send all commands at once as
@@ -110,11 +110,11 @@ class CytonFirmware:
         self._multi: str | None = None
         self._deadline = 0.0
         self._args = ""
-        self._lis3dh_streaming = False
         self._set_packet_type()
         self._soft_reset()
 
     def _soft_reset(self) -> bytes:
+        """``boardReset`` (``v``): re-initialise the ADS1299s and the lead-off setting; the banner."""
         self._initialize_ads()
         for ads in self._present_ads():
             self.regs[ads][LOFF] = (self.regs[ads][LOFF] & 0xF0) | 0x02  # lead-off 6 nA at 31.2 Hz
@@ -126,10 +126,9 @@ class CytonFirmware:
 
     def _initialize_ads(self) -> None:
         """``initialize_ads``: reset both ADS1299s, look for the Daisy, write the default settings."""
-        self.regs = [bytearray(RESET_VALUES), bytearray(RESET_VALUES)]
-        for ch in range(16):
-            reg = self._chset(ch)
-            self._set_chset(ch, (self.regs[reg[0]][reg[1]] | 0x80) & ~0x08)
+        self.regs = [bytearray(16), bytearray(16)]
+        self._reset_ads(0)
+        self._reset_ads(1)
         self.daisy = self.daisy_fitted
         self.num_channels = 16 if self.daisy else 8
         self.regs[0][CONFIG1] = (CONFIG1_DAISY if self.daisy else CONFIG1_NO_DAISY) | self.sample_rate
@@ -141,6 +140,12 @@ class CytonFirmware:
         for ads in (0, 1):
             self.regs[ads][CONFIG3] = 0xEC
         self.streaming = False
+
+    def _reset_ads(self, ads: int) -> None:
+        """``resetADS``: the chip's registers to their reset values, then its channels off."""
+        self.regs[ads] = bytearray(RESET_VALUES)
+        for ch in range(8 * ads, 8 * ads + 8):
+            self._deactivate_register(ch)
 
     def _present_ads(self) -> tuple[int, ...]:
         return (0, 1) if self.daisy else (0,)
@@ -331,7 +336,7 @@ class CytonFirmware:
             return b""
         if mode != self.board_mode:
             self.board_mode = mode
-            if mode in (DEFAULT,):
+            if mode == DEFAULT:
                 self.accel_on = True
             elif mode in (ANALOG, DIGITAL, MARKER):
                 self.accel_on = False
@@ -376,11 +381,16 @@ class CytonFirmware:
     def _deactivate(self, ch: int) -> None:
         if ch >= 8 and not self.daisy:
             return
+        self._deactivate_register(ch)
+        ads = ch // 8
+        for reg in (LOFF_SENSP, LOFF_SENSN):
+            self.regs[ads][reg] &= ~(1 << (ch % 8))
+
+    def _deactivate_register(self, ch: int) -> None:
+        """Channel ``ch`` off in its ADS: CHnSET bit 7 set, SRB2 (bit 3) opened, out of the bias."""
         ads, addr = self._chset(ch)
         self.regs[ads][addr] = (self.regs[ads][addr] | 0x80) & ~0x08
         self._set_bias(ch, False)
-        for reg in (LOFF_SENSP, LOFF_SENSN):
-            self.regs[ads][reg] &= ~(1 << (ch % 8))
 
     def _activate(self, ch: int) -> None:
         if ch >= 8 and not self.daisy:
@@ -421,8 +431,7 @@ class CytonFirmware:
         if self.daisy:
             out += b"\nDaisy ADS Registers\n" + self._ads_lines(1)
         out += b"\nLIS3DH Registers\n"
-        lis = {0x0F: LIS3DH_ID, 0x20: 0x37 if self._lis3dh_streaming else 0x08, 0x23: 0x18,
-               0x22: 0x10 if self._lis3dh_streaming else 0x00}
+        lis = {0x0F: LIS3DH_ID, 0x20: 0x08, 0x23: 0x18}  # idle: powered down, +-4 g, high resolution
         groups = [b"".join(b"0x%02X %02X\n" % (r, lis.get(r, 0)) for r in group) for group in LIS3DH_GROUPS]
         out += b"\n".join(groups)
         return bytes(out) + EOT
@@ -459,9 +468,7 @@ class CytonFirmware:
         out = b""
         if not self.daisy:
             self.regs[0][CONFIG1] = CONFIG1_DAISY | self.sample_rate
-            self.regs[1] = bytearray(RESET_VALUES)  # resetADS(DAISY_ADS): registers reset, channels off
-            for ch in range(8, 16):
-                self.regs[1][CH1SET + ch - 8] = (self.regs[1][CH1SET + ch - 8] | 0x80) & ~0x08
+            self._reset_ads(1)
             self.daisy = self.daisy_fitted
             if not self.daisy:
                 self.regs[0][CONFIG1] = CONFIG1_NO_DAISY | self.sample_rate
@@ -472,17 +479,14 @@ class CytonFirmware:
     def _cmd_stream_start(self, c: str, now: float) -> bytes:
         if self.sample_rate != RATE_250:  # the serial (radio) link carries 250 Hz at most
             self._stream_safe(self._set_sample_rate, RATE_250)
-        self._lis3dh_streaming = self.accel_on
         self._stream_start()
         return b""
 
     def _cmd_stream_stop(self, c: str, now: float) -> bytes:
-        self._lis3dh_streaming = False
         self._stream_stop()
         return b""
 
     def _cmd_soft_reset(self, c: str, now: float) -> bytes:
-        self._lis3dh_streaming = False
         return self._soft_reset()
 
     def _cmd_registers(self, c: str, now: float) -> bytes:

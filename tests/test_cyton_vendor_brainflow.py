@@ -31,6 +31,8 @@ ACCEL = BoardShim.get_accel_channels(CYTON)
 COUNTER = BoardShim.get_package_num_channel(CYTON)
 TEST_1X_UV = 4.5 / 2.4 * 1e3  # ADS1299 test signal at 1x: (VREFP - VREFN) / 2.4 mV, in µV
 
+pytestmark = pytest.mark.slow  # real-time streams through brainflow
+
 
 def _substrate(n_inputs: int = 2):
     return make_substrate("esn", n_inputs, units=20, dt=1 / 250)

@@ -15,6 +15,7 @@ import select
 import time
 
 import numpy as np
+import pytest
 
 from prclab.hardware_sims.cyton import PACKET_BYTES, START_BYTE, CytonEmulator
 from prclab.hardware_sims.cyton_firmware import CytonFirmware
@@ -65,6 +66,7 @@ def _text(wire: bytes) -> bytes:
     return pattern.sub(b"", wire)
 
 
+@pytest.mark.slow
 def test_emulator_fuzzed_over_its_pty_survives_and_still_answers():
     rng = np.random.default_rng(1)
     for round_ in range(3):
