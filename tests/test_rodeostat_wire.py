@@ -218,3 +218,33 @@ def test_random_json_requests_get_firmware_style_replies(wire):
     assert _check_reply(_ask(port, b'{"command":"runTest","test":"constant"}'))["success"]
     lines = [port.readline() for _ in range(6)]
     assert lines[-1] == b"{}\r\n" and all(SAMPLE_LINE.fullmatch(line) for line in lines[:-1])
+
+
+def test_random_command_sequences_with_tests_streaming_keep_the_protocol(wire):
+    """Random commands, runTest and stopTest included, while samples stream: every request gets exactly
+    one reply among the sample lines, every line is a reply, a sample or the end marker."""
+    emu, port = wire
+    rng = random.Random(5)
+    any_sample = re.compile(rb'\{"t":\d+,"v":-?[0-9.e-]+,"i":(-?[0-9.e-]+|NaN)(,"le":true)?\}\r\n')
+    names = list(COMMANDS) + ["runTest"] * 6 + ["stopTest"] * 3
+    deadline, kinds = time.monotonic() + FUZZ_S, {"reply": 0, "sample": 0, "end": 0}
+    while time.monotonic() < deadline:
+        msg = {"command": rng.choice(names), "test": rng.choice(list(make_tests()))}
+        for key in rng.sample(KEYS, rng.randrange(3)):
+            msg[key] = _random_value(rng)
+        port.write(json.dumps(msg).encode() + b"\n")
+        while True:
+            line = port.readline()
+            if any_sample.fullmatch(line):
+                kinds["sample"] += 1
+            elif line == b"{}\r\n":
+                kinds["end"] += 1
+            else:
+                assert _check_reply(line)["response"].get("command") == msg["command"]
+                kinds["reply"] += 1
+                break
+    port.write(b'{"command":"stopTest"}\n')
+    time.sleep(0.2)
+    port.reset_input_buffer()
+    assert _ask(port, b'{"command":"getVersion"}').startswith(b'{"success":true')
+    assert kinds["sample"] > 0 and kinds["end"] > 0 and emu.internal_errors == []
