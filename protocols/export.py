@@ -181,6 +181,12 @@ def _start_time(rec: Recording) -> _dt.datetime:
     return t if t.tzinfo else t.replace(tzinfo=_dt.timezone.utc)
 
 
+def _chunks(a: np.ndarray) -> tuple[int, int]:
+    """HDF5 chunk shape for a ``(samples, channels)`` series: whole rows, about 1 MiB a chunk."""
+    rows = max(1, min(len(a), (1 << 20) // max(1, a.itemsize * a.shape[1])))
+    return rows, a.shape[1]
+
+
 def _whole(rec_path) -> tuple:
     """Recording ``rec_path`` end to end, for an exporter: (recording, trials in index order,
     stimulus ``(n, n_stimulus)`` volts, response ``(n, n_response)``, each trial's first sample
@@ -276,14 +282,14 @@ def export_nwb(rec_path: str | Path, out: str | Path) -> dict:
                           stimulates=True, channel=name)
     region = nwb.create_electrode_table_region(list(range(n_resp)), "the response channels")
     nwb.add_acquisition(ElectricalSeries(
-        name=RESPONSE, data=H5DataIO(data, compression="gzip", chunks=(min(len(data), 16384), n_resp)),
+        name=RESPONSE, data=H5DataIO(data, compression="gzip", chunks=_chunks(data)),
         electrodes=region, rate=rate, starting_time=t0, conversion=1.0, offset=offset,
         channel_conversion=channel_conversion,
         description="the substrate's response, every trial end to end"))
     if n_stim:  # a record-only recording (an EEG board without stimulator) has none
         nwb.add_stimulus(TimeSeries(
-            name="stimulus", data=H5DataIO(stim_all, compression="gzip", chunks=(min(len(stim_all), 16384), n_stim)),
-            unit="volts", rate=rate, starting_time=t0,
+            name="stimulus", unit="volts", rate=rate, starting_time=t0,
+            data=H5DataIO(stim_all, compression="gzip", chunks=_chunks(stim_all)),
             description="the commanded stimulus, one column per stimulating electrode (electrodes table rows "
                         f"{n_resp}..{n_resp + n_stim - 1})"))
 

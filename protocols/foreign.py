@@ -4,9 +4,10 @@ SpikeInterface's extractors (given a mapping file), and brainflow's own data fil
 :func:`foreign_reader` is the one dispatch :func:`prclab.protocols.recording.read_recording` makes: by
 suffix (``.nwb``; ``.toml`` a mapping file; ``.csv``/``.tsv``/``.txt`` a file written by brainflow's
 ``DataFilter.write_file``) or, for an HDF5 file named other than ``.h5``/``.hdf5`` (prclab's own),
-by its root's ``neurodata_type`` (``NWBFile``).  Every reader returns the same :class:`~prclab.protocols.recording.Recording` of
-:class:`~prclab.protocols.recording.Trial` objects (arrays in memory, ``source`` None), so ``prclab
-train``, ``replay``, ``twin fit``, ``report`` and the ``replay:`` device take any of them.
+by its root's ``neurodata_type`` (``NWBFile``).  Every reader returns the same
+:class:`~prclab.protocols.recording.Recording` of :class:`~prclab.protocols.recording.Trial` objects
+(arrays in memory, ``source`` None), so ``prclab train``, ``replay``, ``twin fit`` and the ``replay:``
+device take any of them.
 
 Mapping file (TOML, paths relative to it; ``docs/interop-nwb.md``)::
 
