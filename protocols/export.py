@@ -7,11 +7,12 @@ SpikeInterface's ``read_nwb_recording`` reads the response; ``../shared/notes/in
     /acquisition/response      ElectricalSeries, (samples, response channels), every trial end to end;
                                int16/int32 ADC counts with ``channel_conversion`` (volts per count,
                                per channel) and ``offset`` when the recording stores counts
-                               (:func:`response_counts`), else float32 volts; ``rate`` and
-                               ``starting_time`` (the first trial's first timestamp)
+                               (:func:`response_counts`) that share one offset, else float32 volts;
+                               ``rate`` and ``starting_time`` (the first trial's first timestamp)
     /general/extracellular_ephys/electrodes
-                               one row per response channel, then one per stimulus channel: ``rel_x``
-                               (channel position in its group, unknown geometry), ``rel_y`` 0,
+                               one row per response channel, then one per stimulus channel: ``rel_x``,
+                               ``rel_y`` micrometres on the array where the substrate places its
+                               electrodes (:func:`_positions`), else the channel's index and 0,
                                ``location``, ``group``, ``records`` and ``stimulates`` (bool), ``channel``
                                (the prclab channel name)
     /stimulus/presentation/stimulus
@@ -172,6 +173,26 @@ def _rest(rec: Recording, count: int) -> np.ndarray:
     return np.zeros(count)
 
 
+def _positions(rec: Recording, n_resp: int, n_stim: int) -> tuple[np.ndarray, np.ndarray]:
+    """Electrode positions ``(n_resp, 2)`` and ``(n_stim, 2)``: micrometres on
+    the array where the recorded substrate places its electrodes (the organoid's MEA grid: the model is
+    rebuilt from the recording's substrate description, ``rec_positions_um`` / ``stim_positions_um``),
+    else the channel's index along x."""
+    from prclab.reservoir.registry import substrate_from_description
+
+    desc = rec.attrs.get("substrate")
+    try:
+        model = substrate_from_description(desc) if isinstance(desc, dict) and desc.get("model") else None
+    except (PrclabError, TypeError, ValueError):
+        model = None
+    rec_um, stim_um = (np.asarray(getattr(model, k, np.zeros((0, 2))), np.float64)
+                       for k in ("rec_positions_um", "stim_positions_um"))
+    if rec_um.shape == (n_resp, 2) and stim_um.shape == (n_stim, 2):
+        return rec_um, stim_um
+    line = [np.column_stack([np.arange(n, dtype=np.float64), np.zeros(n)]) for n in (n_resp, n_stim)]
+    return line[0], line[1]
+
+
 def _start_time(rec: Recording) -> _dt.datetime:
     text = rec.attrs.get("created_utc")
     try:
@@ -228,13 +249,13 @@ def export_nwb(rec_path: str | Path, out: str | Path) -> dict:
     rec, trials, stim_all, resp_all, starts, t0, rate = _whole(rec_path)
     n_stim, n_resp = stim_all.shape[1], resp_all.shape[1]
     counts = response_counts(rec)
+    if counts is not None:
+        gains, offsets = (np.broadcast_to(a, (n_resp,)) for a in counts)
+        if np.ptp(offsets) != 0:  # an ElectricalSeries holds one offset: volts then
+            counts = None
     if counts is None:
         data, offset, channel_conversion = resp_all.astype(np.float32), 0.0, None
     else:
-        gains, offsets = (np.broadcast_to(a, (n_resp,)) for a in counts)
-        if np.ptp(offsets) != 0:
-            raise PrclabError(f"recording {rec_path}: response channels have different offsets; an NWB "
-                              f"ElectricalSeries holds one")
         data = np.rint((resp_all - offsets) / gains)
         small = data.size == 0 or (-32768 <= data.min() and data.max() <= 32767)
         if not small and not (-2 ** 31 <= data.min() and data.max() < 2 ** 31):
@@ -274,11 +295,12 @@ def export_nwb(rec_path: str | Path, out: str | Path) -> dict:
     nwb.add_electrode_column("records", "whether the electrode records (a response channel)")
     nwb.add_electrode_column("stimulates", "whether the electrode stimulates (a stimulus channel)")
     nwb.add_electrode_column("channel", "the prclab channel name")
-    for i, name in enumerate(_channel_names(rec, "response", n_resp, "resp")):
-        nwb.add_electrode(group=rec_group, location="unknown", rel_x=float(i), rel_y=0.0, records=True,
+    rec_xy, stim_xy = _positions(rec, n_resp, n_stim)
+    for (x, y), name in zip(rec_xy, _channel_names(rec, "response", n_resp, "resp")):
+        nwb.add_electrode(group=rec_group, location="unknown", rel_x=float(x), rel_y=float(y), records=True,
                           stimulates=False, channel=name)
-    for i, name in enumerate(_channel_names(rec, "stimulus", n_stim, "stim")):
-        nwb.add_electrode(group=stim_group, location="unknown", rel_x=float(i), rel_y=0.0, records=False,
+    for (x, y), name in zip(stim_xy, _channel_names(rec, "stimulus", n_stim, "stim")):
+        nwb.add_electrode(group=stim_group, location="unknown", rel_x=float(x), rel_y=float(y), records=False,
                           stimulates=True, channel=name)
     region = nwb.create_electrode_table_region(list(range(n_resp)), "the response channels")
     nwb.add_acquisition(ElectricalSeries(

@@ -11,6 +11,7 @@ import pytest
 
 from prclab.cli import main
 from prclab.drivers import SimDevice
+from prclab.protocols.export import export_nwb
 from prclab.protocols.recording import RecordingWriter, read_recording
 from prclab.reservoir import EchoStateNetwork
 
@@ -143,3 +144,24 @@ def test_a_damaged_recording_is_not_exported(sim_run, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "000003" in err and "export needs every trial" in err
     assert not (tmp_path / "bad.nwb").exists()
+
+
+def test_electrode_positions_are_the_organoid_arrays(tmp_path):
+    """An organoid's MEA grid: recording and stimulating electrodes at the model's positions (um)."""
+    from pynwb import NWBHDF5IO
+
+    from prclab.reservoir.registry import make_substrate
+
+    model = make_substrate("organoid", n_inputs=4)
+    n_rec = len(model.rec_positions_um)
+    path = tmp_path / "org.h5"
+    with RecordingWriter(path, {"protocol_text": "", "rate_hz": 1000.0, "substrate": model.describe()},
+                         fsync=False) as w:
+        w.append(0, np.zeros((50, 4)), np.zeros((50, n_rec)), np.arange(50) / 1000.0, item=0, item_id="0",
+                 label="a", split="train", repetition=0, stim_start=0, stim_stop=50)
+    export_nwb(path, tmp_path / "org.nwb")
+    with NWBHDF5IO(str(tmp_path / "org.nwb"), "r") as io:
+        e = io.read().electrodes.to_dataframe()
+    np.testing.assert_allclose(e[["rel_x", "rel_y"]].to_numpy()[:n_rec], model.rec_positions_um)
+    np.testing.assert_allclose(e[["rel_x", "rel_y"]].to_numpy()[n_rec:], model.stim_positions_um)
+    assert list(e["stimulates"]) == [False] * n_rec + [True] * 4
