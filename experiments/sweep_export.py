@@ -62,16 +62,17 @@ def git_revision() -> str:
 def table_rows(study, space: SweepSpace) -> list[dict]:
     """One dict per trial of ``study`` (see the module docstring), in trial order."""
     info = versions()
-    n_folds = max([len(t.user_attrs.get("fold_scores", [])) for t in study.get_trials(deepcopy=False)] + [0])
+    n_folds = max([len(t.user_attrs.get("cv", {}).get("fold_scores", [])) for t in study.get_trials(deepcopy=False)] + [0])
     rows = []
     for t in study.get_trials(deepcopy=False):
-        folds = t.user_attrs.get("fold_scores", [])
+        cv = t.user_attrs.get("cv", {})
+        folds = cv.get("fold_scores", [])
         row = {"trial": t.number, "state": t.state.name}
         row.update({p.key: t.params.get(p.key, "") for p in space.params})
-        row["seed"] = t.user_attrs.get("seed", space.seed)
+        row["seed"] = cv.get("seed", space.seed)
         row.update({f"fold_{i + 1}": folds[i] if i < len(folds) else "" for i in range(n_folds)})
         row["mean"] = "" if t.value is None else t.value
-        row["wall_s"] = round(t.user_attrs["seconds"], 3) if "seconds" in t.user_attrs else ""
+        row["wall_s"] = round(cv["seconds"], 3) if "seconds" in cv else ""
         row["started"] = t.datetime_start.isoformat() if t.datetime_start else ""
         row["finished"] = t.datetime_complete.isoformat() if t.datetime_complete else ""
         row["error"] = t.user_attrs.get("error", "")

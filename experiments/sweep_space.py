@@ -316,13 +316,15 @@ def default_space(data: str, substrate: str, seed: int, split: str, size: int | 
     """The space ``prclab task --tune`` searches (in memory, no storage): for the ESN its spectral
     radius (0.1-1.5), input scaling (0.1-10) and leak rate (0.02-1), log-uniform, and its bias scaling
     (0-1); for every substrate the encoder's amplitude (0.2-1); for a physical model also the encoder's
-    samples per frame (2-40, log).  The task's own ``--units``, ``--param``, ``--encoder`` and
+    samples per frame (2-40, log).  The ESN runs one thread per trial (``threads = 1``: each Dask
+    worker is one thread; the results do not depend on it).  The task's own ``--units``, ``--param``, ``--encoder`` and
     ``--features`` are fixed (a given parameter is not searched)."""
     entry = substrate_entry(substrate)
     sub = {"spectral_radius": {"low": 0.1, "high": 1.5, "log": True},
            "input_scaling": {"low": 0.1, "high": 10.0, "log": True},
            "leak_rate": {"low": 0.02, "high": 1.0, "log": True},
-           "bias_scaling": {"low": 0.0, "high": 1.0}} if substrate == "esn" else {}
+           "bias_scaling": {"low": 0.0, "high": 1.0},
+           "threads": 1} if substrate == "esn" else {}
     enc = {"amplitude": {"low": 0.2, "high": 1.0}}
     if entry.samples_per_frame > 1:
         enc["samples_per_frame"] = {"low": 2, "high": 40, "log": True}
