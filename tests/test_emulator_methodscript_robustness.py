@@ -22,12 +22,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from prclab.hardware_sims.potentiostat import (ERROR_CODES, MAX_LINE_CHARS, MAX_REPLY_BACKLOG,
-                                        MAX_SCRIPT_BYTES, MethodScriptEmulator, ScriptError,
-                                        interpret)
+                                        MAX_SCRIPT_BYTES, VERSION_REPLY, MethodScriptEmulator,
+                                        ScriptError, interpret)
 from prclab.reservoir import make_substrate
 
-VERSION = ["tespico emulator (prclab)", "R1.3*"]
-ERROR_LINE = re.compile(r"[ -~]?!([0-9A-F]{4})(: Line (\d+), Col (\d+))?\Z")
+VERSION = VERSION_REPLY.splitlines()
+ERROR_LINE = re.compile(r"[ -~]?!([0-9A-F]{4})(: Line (\d+)(, Col (\d+))?)?\Z")
 MAX_HELD_BYTES = MAX_LINE_CHARS + 2 + MAX_SCRIPT_BYTES  # a line (+CR, +1) and a script
 
 
@@ -76,11 +76,14 @@ def peer():
 
 
 def _resync_and_identify(emu, client) -> list[str]:
-    """Flush, abort, ask ``t``; returns the reply lines that came before the version reply."""
+    """Flush, abort, ask ``t``; returns the reply lines that came before the version reply, without
+    the abort's acknowledgement (``Z!0006`` idle, ``Z`` mid-script)."""
     client.send(b"\n\n\nZ\nt\n")
     lines = client.lines_until(VERSION)
     assert emu.serving, "the serving thread died"
-    return lines[:-2]
+    acks = [k for k, line in enumerate(lines) if line in ("Z", "Z!0006")]
+    assert acks, f"no reply to Z in {lines[-5:]!r}"
+    return lines[:acks[-1]] + lines[acks[-1] + 1:-2]
 
 
 def _error_codes(lines: list[str]) -> list[int]:
@@ -91,7 +94,8 @@ def _error_codes(lines: list[str]) -> list[int]:
         if m:
             codes.append(int(m.group(1), 16))
         else:  # a script that ran: echo, loop markers, data lines, end of script
-            assert line in ("e", "M0000", "*", "") or line.startswith("P"), line
+            assert (line in ("e", "*", "+", "-", "L", "") or line.startswith(("P", "T"))
+                    or re.fullmatch(r"[MC][0-9A-F]{4}", line)), line
     assert all(code in ERROR_CODES for code in codes), codes
     return codes
 
@@ -171,9 +175,11 @@ def test_non_finite_current_stops_the_script_with_0010():
         client = _Peer(emu.port)
         try:
             loop = b"meas_loop_ca p c 0 1m 1m\npck_start\npck_add p\npck_add c\npck_end\nendloop\n"
-            client.send(b"e\nvar p\nvar c\n" + loop * 4 + b"\n")
+            client.send(b"e\nvar p\nvar c\ncell_on\n" + loop * 4 + b"\n")
             lines = client.lines_until(["!0010", "*", ""])
+            # the third loop's package is replaced by the error; its loop is closed, nothing follows
             assert lines[0] == "e" and sum(line.startswith("P") for line in lines) == 2
+            assert lines[-4:] == ["M0007", "!0010", "*", ""]
             assert emu.internal_errors == [] and emu.serving
         finally:
             client.close()
