@@ -745,9 +745,12 @@ _PRIMARY = {"string": "value", "int32": "value_raw", "uint32": "value", "uint64"
 
 
 def _wait_s(timeout_s: float) -> float:
-    """A client's timeout (seconds; -1 waits forever in DAQmx) as a wait of 0..:data:`MAX_STALL_S`."""
-    if timeout_s < 0 or timeout_s != timeout_s:  # -1, or NaN from a hostile peer
+    """A client's timeout (seconds; -1 waits forever in DAQmx) as a wait of 0..:data:`MAX_STALL_S`;
+    NaN or another negative value is refused with -200453, as DAQmx refuses it."""
+    if timeout_s == -1:
         return MAX_STALL_S
+    if not timeout_s >= 0:  # NaN, or negative
+        raise DaqFault(Err.INVALID_TIMEOUT_VAL, f"Timeout: {timeout_s}")
     return min(float(timeout_s), MAX_STALL_S)
 
 
@@ -1003,6 +1006,7 @@ class NidaqServicer(pb_grpc.NiDAQmxServicer):
         """Write ``data``; returns the samples per channel written.  A write into a full buffer that
         times out fails with -200292 and the count written, as NI's server reports it (the client
         ignores a write reply's status)."""
+        _wait_s(timeout)  # a bad timeout is refused before any sample moves
         with self.lock:
             task = self.device.task(handle)
             block = self.device.check_write(task, samps, data, layout)
@@ -1054,6 +1058,7 @@ class NidaqServicer(pb_grpc.NiDAQmxServicer):
     # -- reading
     def _read(self, handle, samps: int, timeout: float, array_size: int | None, context):
         """Read up to ``samps`` samples; returns (task, ``(n_ch, k)`` volts, DAQmx status)."""
+        _wait_s(timeout)  # a bad timeout is refused before any sample moves
         now = time.monotonic()
         with self.lock:
             task = self.device.task(handle)
