@@ -143,12 +143,13 @@ def test_marker_mode_puts_the_firmware_marker_in_one_packet(cyton):
     assert np.flatnonzero(data[ANALOG[0]]).size == 1 and data[ANALOG[0]].max() == ord("7")
 
 
-def test_powered_down_channel_reads_zero(cyton):
+def test_powered_down_channels_read_zero(cyton):
     board, _ = cyton
     assert board.config_board("x2100000X") == "Success: Channel set for 2$$$"  # brainflow_config_board.py
+    assert board.config_board("5") == ""  # channel 5 off: the firmware does not answer
     data = _stream(board, 0.6, after="d")
     exg = data[EXG]
-    assert np.all(exg[1] == 0) and np.all(np.abs(exg[[0, 2, 3, 4, 5, 6, 7]]).max(axis=1) > 0)
+    assert np.all(exg[[1, 4]] == 0) and np.all(np.abs(exg[[0, 2, 3, 5, 6, 7]]).max(axis=1) > 0)
 
 
 def _square(channel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
