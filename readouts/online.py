@@ -117,7 +117,11 @@ class RLSReadout(_OnlineLinear):
     Args:
         alpha: regularisation of the start, ``P0 = I / alpha`` (small: fast first learning).
         forgetting: ``lam`` in (0, 1]; 1 weighs every sample alike, below 1 older samples fade with
-            ``lam**age`` (an effective memory of ``1 / (1 - lam)`` samples).
+            ``lam**age`` (an effective memory of ``1 / (1 - lam)`` samples).  Below 1, directions the
+            inputs do not excite grow in ``P`` by ``1 / lam`` a sample (covariance wind-up), so
+            correlated features such as reservoir states can make the weights jump: in the Pong loop
+            (``protocols/examples/pong_esn_rls.toml``, 300 ESN states) 0.999 played 15 hits per rally in
+            the first 5 simulated minutes and 0.98 in the last 5.
     """
 
     def __init__(self, alpha: float = 1e-2, forgetting: float = 1.0):
