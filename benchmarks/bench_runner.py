@@ -9,6 +9,10 @@ The goal is >= 20 million per second (a 1024-channel MEA at 20 kHz).
     python benchmarks/bench_runner.py                      # 16 stimulus + 1024 response channels, 20 kHz
     python benchmarks/bench_runner.py --response 64 --trials 40
     python benchmarks/bench_runner.py --response 64 --trials 40 --resume   # bytes a resume reads
+    python benchmarks/bench_runner.py --compression none   # [recording] compression: gzip, lzf or none
+
+The recording is stored as the protocol's ``[recording]`` says (a simulated substrate: float32 responses;
+``--dtype``), so the figure includes compressing every trial.
 
 ``--resume`` stops the run (a subscriber raising) after 90% of its trials and resumes it twice, from two
 copies of the stopped recording: with every earlier trial checked (what ``prclab run --resume`` does) and
@@ -127,6 +131,10 @@ samples_per_frame = {spf}
 washout_s = 0.0
 rest_s = 0.0
 
+[recording]
+dtype = "{dtype}"
+compression = "{compression}"
+
 [safety]
 material = "platinum"
 impedance_ohm = 1e4
@@ -147,6 +155,10 @@ def main() -> None:
     ap.add_argument("--block", type=int, default=2000, help="samples per device block")
     ap.add_argument("--dir", help="where the recording is written (default: a temporary folder)")
     ap.add_argument("--resume", action="store_true", help="measure the bytes a resume reads instead")
+    ap.add_argument("--compression", default="gzip", choices=("gzip", "lzf", "none"),
+                    help="[recording] compression")
+    ap.add_argument("--dtype", default="auto", choices=("auto", "float32", "float64"),
+                    help="[recording] dtype (auto: float32, the substrate is simulated)")
     args = ap.parse_args()
 
     spf = 100
@@ -159,7 +171,8 @@ def main() -> None:
                  lengths=np.full(n, frames), y=np.array(["a", "b"])[np.arange(n) % 2],
                  split=np.where(np.arange(n) < n * 3 // 4, "train", "test"))
         (tmp / "bench.toml").write_text(PROTOCOL.format(rate=args.rate, block=args.block, stim=args.stimulus,
-                                                        spf=spf))
+                                                        spf=spf, dtype=args.dtype,
+                                                        compression=args.compression))
         protocol = load_protocol(tmp / "bench.toml")
         device = SimDevice(NullSubstrate(args.stimulus, args.response, 1 / args.rate), args.rate,
                            stimulus_range_V=(-0.5, 0.5))
@@ -176,7 +189,8 @@ def main() -> None:
     ch = args.stimulus + args.response
     total = samples * ch
     print(f"runner, null substrate: {n} trials x {args.trial_s:g} s at {args.rate:g} Hz, "
-          f"{args.stimulus} stimulus + {args.response} response channels, blocks of {args.block}")
+          f"{args.stimulus} stimulus + {args.response} response channels, blocks of {args.block}, "
+          f"responses {args.dtype}, compression {args.compression}")
     print(f"  compile (encode + ramp + safety validation) {t1 - t0:6.2f} s")
     print(f"  run (safety monitor, device, record + fsync) {t2 - t1:6.2f} s   recording {size / 1e6:.0f} MB")
     print(f"  end to end: {total / (t2 - t0) / 1e6:.1f} million channel-samples/s "

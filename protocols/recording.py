@@ -2,24 +2,31 @@
 
 Layout (open it with plain h5py)::
 
-    /                        attrs: format = "prclab-recording", format_version (2), software_version,
+    /                        attrs: format = "prclab-recording", format_version (3), software_version,
                                     created_utc, protocol_text, device (JSON), substrate (JSON),
-                                    encoder (JSON), identity (JSON), rate_hz, sessions (JSON)
+                                    encoder (JSON), identity (JSON), rate_hz, sessions (JSON),
+                                    storage (JSON: how trials are stored, recording_storage.Storage)
     /recovery/file-000       uint8: a self-checking record of the file-level attrs (one per session)
     /trials/000000/          one group per finished trial, named by its index in the protocol's order
         stimulus    (n, n_stimulus)  float64, volts, as sent to the device
-        response    (n, n_response)  float64, the response channels' units
+        response    (n, n_response)  the response channels' units as stored: int16/int32 counts with
+                                     attrs conversion, offset (n_response,) (value = offset +
+                                     conversion * count), or float32 / float64 (recording_storage)
         timestamps  (n,)             float64, seconds on the device clock
+                    (format 3: each chunked, 64 kB chunks, byte shuffle + gzip level 1 or lzf, which
+                    plain h5py reads with no plugin; formats 1-2: float64, contiguous)
         state/      optional: the simulated substrate's state after the trial, one plain array per key
                     (what ``--resume`` restores), with attr ``sha256`` over the arrays
         record      uint8: the trial's self-checking record (below)
         attrs: index, item, item_id, label, split, repetition, session,
                stim_start, stim_stop  (sample range of the encoded stimulus inside the trial),
                nonfinite (count of NaN/inf response values; they are recorded as measured),
-               sha256, written last: over the canonical JSON of every other attr, the arrays' shapes
-               and the sha256 of the three arrays' bytes (format 1 files: over the arrays only; still
-               read; newer formats are refused naming the version)
-    /safety_delivered        (rows, n_stimulus) float64 volts, chunked: every block handed to the device,
+               sha256, written last: over the canonical JSON of every other attr, each array's stored
+               dtype, shape and conversion/offset, and the sha256 of the three arrays' STORED bytes
+               (format 3; format 2: the float64 arrays' shapes and bytes; format 1: the arrays only;
+               both still read; newer formats are refused naming the version)
+    /safety_delivered        (rows, n_stimulus) float64 volts, chunked (compressed as the trials): every
+                             block handed to the device,
                              in order; attr ``n``: the rows that count
     /safety_checkpoint/      optional: the safety monitor's state after the last finished trial, one
                              plain array per key, attr ``at`` (JSON: log rows covered, sha256)
@@ -33,11 +40,13 @@ Integrity: the checksum covers everything a result depends on, so an edited labe
 (``trial 000012: label/split edited or damaged (checksum mismatch)``).
 
 Truncation: HDF5 keeps its index of objects where it last wrote it, so a cut file (an interrupted copy,
-a full disk) cannot be opened by HDF5.  Every array is therefore stored contiguously and each trial's
-``record`` holds, behind a magic number, length and sha256, its attrs and the byte offset, dtype and
-shape of its arrays.  :func:`read_recording` never hands a cut file to HDF5 (the superblock's stored
+a full disk) cannot be opened by HDF5.  Each trial's ``record`` therefore holds, behind a magic number,
+length and sha256, its attrs and its arrays' dtype, shape and place in the file (format 3: every
+chunk's byte offset, size and filter mask, and the conversion; formats 1-2: the offset of the
+contiguous array), written after a flush has given the chunks their places.  :func:`read_recording` never hands a cut file to HDF5 (the superblock's stored
 end of file is checked first: HDF5 reading a cut file can hang in C code): it scans the bytes for
-records and reads the arrays at their offsets, so a cut keeps every trial finished before it (tested
+records and reads the arrays at their offsets (chunks are decompressed by HDF5's own filters in an
+in-memory file: :func:`recording_storage.from_chunks`), so a cut keeps every trial finished before it (tested
 over 120 cut points, ``tests/test_recording_integrity.py``).  The same scan is the fallback when HDF5's
 own structures are damaged, and the file records restore damaged file-level attributes (named).
 
@@ -86,6 +95,9 @@ FORMAT = "prclab-recording"
 FORMAT_VERSION = 3
 READABLE_VERSIONS = (1, 2, 3)
 JSON_ATTRS = ("device", "substrate", "encoder", "readout", "sessions", "identity", "storage")
+_LIBVER = ("v110", "v110")
+"""HDF5 object formats of 1.10 (2017; every h5py wheel since 2.8 reads them): a chunked dataset's
+index is a fixed array or a single chunk, not a version 1 B-tree (which cost ~7 kB per trial)."""
 RECORD_MAGIC = b"\x89PRCREC\n"
 _MAX_RECORD = 64 << 20
 
@@ -419,7 +431,7 @@ class RecordingWriter:
                                       f"--resume it")
             created = True  # under the lock, nothing was there: whatever appears at the path is ours
             try:
-                self._f = h5py.File(self.path, "x")
+                self._f = h5py.File(self.path, "x", libver=_LIBVER)
             except FileExistsError:
                 created = False
                 raise PrclabError(f"recording {self.path} already exists; choose another --out or "
@@ -1216,7 +1228,7 @@ def _rebuild(path: Path) -> None:
         w = RecordingWriter.__new__(RecordingWriter)
         w.path, w.fsync, w._lock, w.n_done = tmp, True, None, 0
         w.storage = Storage.from_description(rec.attrs.get("storage"))
-        w._f = h5py.File(tmp, "x")
+        w._f = h5py.File(tmp, "x", libver=_LIBVER)
         with w._f:
             for key, value in rec.attrs.items():
                 w._f.attrs[key] = json.dumps(value) if isinstance(value, (dict, list)) else value
