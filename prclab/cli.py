@@ -188,7 +188,8 @@ def check_result_json(path) -> dict:
             bad(key, "must be a non-empty list of labels" + (f" of {length}" if length is not None else ""))
 
     for key in ("accuracy", "baseline_accuracy", "quadratic_baseline_accuracy", "accuracy_mean",
-                "baseline_mean", "quadratic_baseline_mean"):
+                "baseline_mean", "quadratic_baseline_mean", "minirocket_accuracy", "minirocket_mean",
+                "default_accuracy", "default_mean", "cv_score"):
         if key in result:
             number(key, result[key], 0.0, 1.0) if "accuracy" in key else number(key, result[key])
     for key in ("nrmse", "memory_capacity", "nonlinear_capacity", "alpha", "seconds", "seed",
