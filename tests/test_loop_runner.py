@@ -242,3 +242,13 @@ def test_cli_json_and_run_refuses_a_loop(tmp_path, capsys):
     assert result["ticks"] == 50
     assert main(["run", str(tmp_path / "p.toml"), "--out", str(tmp_path / "r.h5")]) == 2
     assert "run it with prclab loop" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["dishbrain_pong", "pong_esn_rls"])
+def test_shipped_examples_run(tmp_path, name):
+    from conftest import ROOT
+    text = (ROOT / "protocols" / "examples" / f"{name}.toml").read_text()
+    p = parse_protocol(text.replace("duration_s = 1200.0", "duration_s = 0.2"))
+    assert p["loop"]["duration_s"] == 0.2 and p.closed_loop
+    result = run(p, tmp_path / "e.h5")
+    assert result["ticks"] == 20 and read_loop(tmp_path / "e.h5").ticks == 20
