@@ -84,22 +84,24 @@ def response_counts(rec: Recording) -> tuple[np.ndarray, np.ndarray] | None:
     return gains, offsets
 
 
-def _trial_checksum(rec: Recording, trial) -> str:
-    """The trial's stored checksum: ``trial.checksum`` where the reader gives it, else, in a prclab
+def _trial_checksums(rec: Recording, trials: list) -> list[str]:
+    """Each trial's stored checksum: ``trial.checksum`` where the reader gives it, else, in a prclab
     recording, the ``sha256`` attribute of its group (formats 1-3); "" for a recording read from
     another format."""
-    value = getattr(trial, "checksum", None)
-    if value:
-        return str(value)
-    if rec.source is None:
-        return ""
+    given = [str(getattr(t, "checksum", "") or "") for t in trials]
+    if all(given) or rec.source is None:
+        return given
     import h5py
 
     with h5py.File(rec.path, "r") as f:
-        v = f["trials"][f"{trial.index:06d}"].attrs.get("sha256", "")
-    return v.decode() if isinstance(v, bytes) else str(v)
+        group = f["trials"]
+        values = [group[f"{t.index:06d}"].attrs.get("sha256", "") for t in trials]
+    return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
 
 
+#: HDF5 filters of the series: byte shuffle, then gzip level 1 (every HDF5 reader has both; higher
+#: levels bought about 1 % for twice the time on recordings, ``protocols/recording_storage.py``)
+GZIP = {"compression": "gzip", "compression_opts": 1, "shuffle": True}
 #: the trial fields :func:`nwb_trial_digest` covers (the trials table's columns of those names)
 DIGEST_FIELDS = ("label", "split", "index", "item", "item_id", "repetition", "stim_start", "stim_stop")
 
@@ -212,14 +214,17 @@ def _whole(rec_path) -> tuple:
     """Recording ``rec_path`` end to end, for an exporter: (recording, trials in index order,
     stimulus ``(n, n_stimulus)`` volts, response ``(n, n_response)``, each trial's first sample
     ``(trials + 1,)`` (the last entry ``n``), first timestamp seconds, rate Hz)."""
-    rec = read_recording(rec_path)
+    rec = read_recording(rec_path, verify=False)  # each trial checked as it is read, below: read once
     if rec.problems:
         raise PrclabError(f"recording {rec_path}: damaged ({rec.problems[0]}); export needs every trial")
     if not rec.trials:
         raise PrclabError(f"recording {rec_path}: holds no trials to export")
     rate = _rate(rec)
     with rec:
-        trials = sorted(rec.trials, key=lambda t: t.index)
+        try:
+            trials = [rec.load(t) for t in sorted(rec.trials, key=lambda t: t.index)]
+        except PrclabError as exc:
+            raise PrclabError(f"recording {rec_path}: damaged ({exc}); export needs every trial") from None
         stimulus = [np.asarray(t.stimulus, np.float64) for t in trials]
         response = [np.asarray(t.response, np.float64) for t in trials]
         t0 = float(np.asarray(trials[0].timestamps[:1], np.float64)[0]) if len(trials[0].timestamps) else 0.0
@@ -304,14 +309,14 @@ def export_nwb(rec_path: str | Path, out: str | Path) -> dict:
                           stimulates=True, channel=name)
     region = nwb.create_electrode_table_region(list(range(n_resp)), "the response channels")
     nwb.add_acquisition(ElectricalSeries(
-        name=RESPONSE, data=H5DataIO(data, compression="gzip", chunks=_chunks(data)),
+        name=RESPONSE, data=H5DataIO(data, chunks=_chunks(data), **GZIP),
         electrodes=region, rate=rate, starting_time=t0, conversion=1.0, offset=offset,
         channel_conversion=channel_conversion,
         description="the substrate's response, every trial end to end"))
     if n_stim:  # a record-only recording (an EEG board without stimulator) has none
         nwb.add_stimulus(TimeSeries(
             name="stimulus", unit="volts", rate=rate, starting_time=t0,
-            data=H5DataIO(stim_all, compression="gzip", chunks=_chunks(stim_all)),
+            data=H5DataIO(stim_all, chunks=_chunks(stim_all), **GZIP),
             description="the commanded stimulus, one column per stimulating electrode (electrodes table rows "
                         f"{n_resp}..{n_resp + n_stim - 1})"))
 
@@ -324,11 +329,11 @@ def export_nwb(rec_path: str | Path, out: str | Path) -> dict:
                       ("stim_stop", "end sample (exclusive) of the encoded stimulus within the trial"),
                       ("nwb_sha256", "sha256 of the trial's fields and its samples in this file (prclab)")):
         nwb.add_trial_column(col, desc)
-    for t, a, b in zip(trials, starts[:-1], starts[1:]):
+    for t, a, b, checksum in zip(trials, starts[:-1], starts[1:], _trial_checksums(rec, trials)):
         fields = {"label": t.label, "split": t.split, "index": int(t.index), "item": int(t.item),
                   "item_id": str(t.item_id), "repetition": int(t.repetition),
                   "stim_start": int(t.stim_start), "stim_stop": int(t.stim_stop)}
-        nwb.add_trial(start_time=float(times[a]), stop_time=float(times[b]), checksum=_trial_checksum(rec, t),
+        nwb.add_trial(start_time=float(times[a]), stop_time=float(times[b]), checksum=checksum,
                       nwb_sha256=nwb_trial_digest(fields, data[a:b], stim_all[a:b]), **fields)
 
     channel, first, end, peak = _stimulation_events(stim_all, _rest(rec, n_stim))
