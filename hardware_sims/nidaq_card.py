@@ -4,7 +4,7 @@ Figures from NI's published "NI 6363 Specifications" (X Series, NI part 374650 /
 device page: 32 single-ended (16 differential) 16-bit analog inputs, 2.00 MS/s on one channel and
 1.00 MS/s aggregate over several; input ranges ±0.1, ±0.2, ±0.5, ±1, ±2, ±5, ±10 V; 4 16-bit analog
 outputs at up to 2.86 / 2.00 / 1.54 / 1.25 MS/s with 1 / 2 / 3 / 4 channels running, ranges ±10 V and
-±5 V (the external-reference ranges are not emulated); terminal configurations RSE, NRSE and
+±5 V (the external-reference ranges are not emulated); PFI0-15 as trigger inputs; terminal configurations RSE, NRSE and
 differential (no pseudo-differential).  The slowest sample clock of the 100 MHz timebase and its 32-bit
 divider is 100e6 / 2**32 ≈ 0.0233 S/s.  The serial number is the emulator's own, and the device
 reports ``is_simulated`` true: a program can tell it is not talking to a real card.
@@ -39,6 +39,7 @@ class CardSpec:
     serial_num: int
     n_ai: int
     n_ao: int
+    n_pfi: int                            # PFI (programmable function) terminals usable as triggers
     ai_ranges: tuple[float, ...]          # symmetric bipolar ranges ±r, ascending
     ao_ranges: tuple[float, ...]
     ai_max_single_rate: float
@@ -64,7 +65,7 @@ class CardSpec:
 
 
 PCIE_6363 = CardSpec(
-    product_type="PCIe-6363", product_num=0x7435, serial_num=0x01E5A6C3, n_ai=32, n_ao=4,
+    product_type="PCIe-6363", product_num=0x7435, serial_num=0x01E5A6C3, n_ai=32, n_ao=4, n_pfi=16,
     ai_ranges=(0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0), ao_ranges=(5.0, 10.0),
     ai_max_single_rate=2.0e6, ai_max_multi_rate=1.0e6, ao_max_rates=(2.86e6, 2.0e6, 1.54e6, 1.25e6),
     min_rate=100e6 / 2**32, resolution_bits=16,

@@ -150,6 +150,8 @@ class Task:
     trigger_type: int = TriggerType.NONE.value
     trigger_source: str = ""
     trigger_edge: int = Edge.RISING.value
+    ref_trigger_source: str = ""        # a reference trigger (finite AI): its PFI line, pretrigger samples
+    pretrigger: int = 0
     regen_mode: int = ALLOW_REGEN
     read_all_avail: bool = False
     buffer_request: int | None = None   # samples per channel set by cfg_input/output_buffer
@@ -337,11 +339,31 @@ class DaqDevice:
             raise DaqFault(Err.INVALID_ROUTING_SOURCE_TERMINAL_NAME, f"Source: {source[:80]}")
 
     def configure_start_trigger(self, task: Task, source: str, edge: int) -> None:
+        """A digital-edge start trigger: ``/Dev1/ai/StartTrigger`` (AO tasks), or a PFI line
+        ``/Dev1/PFI0``..``PFI15``, whose edge the emulator takes to arrive as the task starts (nothing
+        drives the PFI terminals)."""
         _not_running(task)
-        if task.kind != "ao" or source.lower() != f"/{self.name}/ai/starttrigger".lower():
+        if not self._is_pfi(source) and not (
+                task.kind == "ao" and source.lower() == f"/{self.name}/ai/starttrigger".lower()):
             raise DaqFault(Err.INVALID_ROUTING_SOURCE_TERMINAL_NAME, f"Source: {source[:80]}")
         task.trigger_type, task.trigger_source, task.trigger_edge = \
             TriggerType.DIGITAL_EDGE.value, source, int(edge)
+
+    def _is_pfi(self, source: str) -> bool:
+        pfi = re.fullmatch(rf"/{re.escape(self.name)}/pfi(\d{{1,2}})", source, re.IGNORECASE)
+        return pfi is not None and int(pfi.group(1)) < self.card.n_pfi
+
+    def configure_reference_trigger(self, task: Task, source: str, pretrigger: int) -> None:
+        """A digital-edge reference trigger on a PFI line of a finite AI task; the emulator takes the
+        edge to arrive once the ``pretrigger`` samples are in, so the acquisition is its
+        ``samps_per_chan`` samples from start."""
+        _not_running(task)
+        if task.kind != "ai" or not self._is_pfi(source):
+            raise DaqFault(Err.INVALID_ROUTING_SOURCE_TERMINAL_NAME, f"Source: {source[:80]}")
+        if not 2 <= pretrigger <= task.samps_per_chan - 2 or task.sample_mode != FINITE:
+            raise DaqFault(Err.INVALID_ATTRIBUTE_VALUE, f"Property: RefTrig.PretrigSamples\n"
+                           f"Requested Value: {pretrigger}\nSamples Per Channel: {task.samps_per_chan}")
+        task.ref_trigger_source, task.pretrigger = source, int(pretrigger)
 
     def disable_start_trigger(self, task: Task) -> None:
         _not_running(task)
@@ -382,7 +404,7 @@ class DaqDevice:
                 task.staged = []
             task.generated = 0
             ai = self.running_ai()
-            triggered = task.trigger_type == TriggerType.DIGITAL_EDGE.value
+            triggered = task.trigger_source.lower().endswith("/ai/starttrigger")
             task.t0 = None if triggered or (task.on_ai_clock and ai is None) else now
         task.running, task.halted, task.error = True, False, None
         task.starts += 1
@@ -710,6 +732,10 @@ ATTRIBUTES: dict[tuple[str, int], Attribute] = {
     ("trig", 0x1393): Attribute("int32", lambda d, t, c: t.trigger_type),
     ("trig", 0x1407): Attribute("string", lambda d, t, c: t.trigger_source),
     ("trig", 0x1404): Attribute("int32", lambda d, t, c: t.trigger_edge),
+    ("trig", 0x1419): Attribute("int32", lambda d, t, c: (TriggerType.DIGITAL_EDGE if t.ref_trigger_source
+                                                          else TriggerType.NONE).value),
+    ("trig", 0x1434): Attribute("string", lambda d, t, c: t.ref_trigger_source),
+    ("trig", 0x1445): Attribute("uint32", lambda d, t, c: t.pretrigger),
     # read stream
     ("read", 0x217B): Attribute("uint32", lambda d, t, c: len(t.channels) if t.kind == "ai" else _no_attr()),
     ("read", 0x1823): Attribute("string", lambda d, t, c: ", ".join(ch.name for ch in t.channels)),
@@ -928,6 +954,13 @@ class NidaqServicer(pb_grpc.NiDAQmxServicer):
             self.device.configure_start_trigger(self.device.task(request.task), request.trigger_source,
                                                 request.trigger_edge_raw)
         return pb.CfgDigEdgeStartTrigResponse(status=0)
+
+    @_rpc
+    def CfgDigEdgeRefTrig(self, request, context):
+        with self.lock:
+            self.device.configure_reference_trigger(self.device.task(request.task), request.trigger_source,
+                                                    request.pretrigger_samples)
+        return pb.CfgDigEdgeRefTrigResponse(status=0)
 
     @_rpc
     def DisableStartTrig(self, request, context):

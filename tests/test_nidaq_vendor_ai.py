@@ -176,3 +176,22 @@ def test_two_timed_ai_tasks_cannot_share_the_ai_timing_engine(bench):
         with pytest.raises(nidaqmx.errors.DaqError) as info:
             second.start()
     assert info.value.error_code == -50103  # the resource is reserved
+
+
+def test_pfi_start_and_reference_triggers_are_taken_to_fire_at_start(bench):
+    """Nothing drives the emulated PFI terminals: their edges are taken to arrive as the task starts."""
+    with bench.task("start_trig") as task:
+        task.ai_channels.add_ai_voltage_chan("Dev1/ai0")
+        task.timing.cfg_samp_clk_timing(RATE_HZ, sample_mode=AcquisitionType.CONTINUOUS)
+        task.triggers.start_trigger.cfg_dig_edge_start_trig("/Dev1/PFI0")
+        task.start()
+        assert len(task.read(100, timeout=1.0)) == 100
+    with bench.task("ref_trig") as task:
+        task.ai_channels.add_ai_voltage_chan("Dev1/ai0")
+        task.timing.cfg_samp_clk_timing(RATE_HZ, sample_mode=AcquisitionType.FINITE, samps_per_chan=100)
+        with pytest.raises(nidaqmx.errors.DaqError) as info:  # more pretrigger samples than acquired
+            task.triggers.reference_trigger.cfg_dig_edge_ref_trig("/Dev1/PFI8", pretrigger_samples=200)
+        assert info.value.error_code == -200077
+        task.triggers.reference_trigger.cfg_dig_edge_ref_trig("/Dev1/PFI8", pretrigger_samples=50)
+        assert task.triggers.reference_trigger.pretrig_samples == 50
+        assert len(task.read(READ_ALL_AVAILABLE)) == 100
