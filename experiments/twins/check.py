@@ -24,7 +24,7 @@ The references, on the same held-out trials and samples:
   simulated recording (its model's description in the recording's ``device`` attrs), ``simulated
   model, another noise seed``: that very model, reset with the recorded seed + 1, re-driven by every
   intact trial's recorded stimulus in playing order, as the session played them (the same seed
-  reproduces the recording; ``tests/test_twin_check.py`` holds it to that).
+  reproduces the recording to its storage precision; ``tests/test_twin_check.py`` holds it to that).
 - **linear**: the ``linear`` twin family fitted on the same training trials (its defaults, as ``twin
   fit`` fits it; a linear twin is its own baseline); None, with ``linear_error`` saying why, where no
   linear structure fits (spike counts often have none with a stable free run).
