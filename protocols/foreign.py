@@ -48,6 +48,9 @@ from prclab.errors import PrclabError
 from .recording import Recording, Trial
 
 BRAINFLOW_SUFFIXES = (".csv", ".tsv", ".txt")
+#: every file name ending :func:`prclab.protocols.recording.read_recording` reads (prclab's own, NWB,
+#: mapping files, brainflow files), for a command that checks a recording's name before reading it
+RECORDING_SUFFIXES = (".h5", ".hdf5", ".nwb", ".toml", *BRAINFLOW_SUFFIXES)
 #: brainflow boards recognised by a data file's column count alone (others need a mapping file)
 BRAINFLOW_BOARDS = ("cyton", "ganglion")
 #: every how-many-th trial of a label is ``test`` when the source names no split
