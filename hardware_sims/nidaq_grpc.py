@@ -23,7 +23,8 @@ timeout passes (-200284, with the samples that were there); a finite task is don
 ``samps_per_chan / rate`` s (``WaitUntilTaskDone`` waits for it, or fails with -200560 after its timeout);
 a continuous AI task whose buffer fills unread stops with -200279.  An AO task generates on its own
 clock, on ``/Dev1/ai/SampleClock`` (one sample per AI sample from when both run) and/or starts on
-``/Dev1/ai/StartTrigger`` (its ``t0`` is the AI task's); with regeneration off it stops with -200290
+``/Dev1/ai/StartTrigger`` (its ``t0`` is the AI task's); a start trigger on a PFI line, and a reference
+trigger, are taken to fire as the task starts (nothing drives the PFI terminals); with regeneration off it stops with -200290
 when it runs out of written samples, and a write into a full buffer blocks until generation frees space
 (-200292 after the write's timeout).  On-demand (untimed) tasks: an AI read returns at once, an AO write
 sets the lines at once.  Everything is computed lazily when a call or an event stream looks (under one
