@@ -117,6 +117,10 @@ def _read(path: Path, nwb, label_column: str, split_column: str, ElectricalSerie
     raw = np.asarray(series.data[:])
     if raw.ndim == 1:
         raw = raw[:, None]
+    n_electrodes = len(series.electrodes.data[:])
+    if raw.ndim != 2 or raw.shape[1] != n_electrodes:
+        raise PrclabError(f"NWB file {path}: series {series.name!r} holds {raw.shape} samples for "
+                          f"{n_electrodes} electrodes; NWB stores time x channels")
     n = len(raw)
     rate, times = _timing(series, n, path)
     response = _physical(series, raw)

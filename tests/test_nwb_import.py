@@ -72,10 +72,12 @@ def test_a_run_through_the_ni_emulator_survives_the_round_trip(tmp_path, capsys)
 
 
 def pynwb_file(path, n_trials: int = 48, rate: float = 1000.0, n: int = 120, gap: int = 30,
-               label_column: str = "label"):
+               label_column: str = "label", timestamps: bool = False, stimulus: bool = True,
+               extra_trial: tuple | None = None, transposed: bool = False):
     """An NWB file written with pynwb alone: int16 ElectricalSeries (4 channels, 0.5 uV per count),
     a 2-channel stimulus TimeSeries starting 0.1 s after the response, and a trials table with a
-    ``label`` column (no split).  Label ``hi`` drives channel 0 around +0.2 V, ``lo`` around -0.2 V
+    ``label`` column (no split); or with ``timestamps`` instead of a rate, no stimulus, one more trial
+    (``extra_trial``: start, stop seconds), the series stored channels x time.  Label ``hi`` drives channel 0 around +0.2 V, ``lo`` around -0.2 V
     (a 20 Hz ripple of random phase on top); the response is the stimulus smoothed, mixed onto 4
     channels through a tanh, plus noise."""
     from pynwb import NWBHDF5IO, NWBFile, TimeSeries
@@ -101,13 +103,18 @@ def pynwb_file(path, n_trials: int = 48, rate: float = 1000.0, n: int = 120, gap
     group = f.create_electrode_group("g", description="array", location="culture", device=device)
     for i in range(4):
         f.add_electrode(group=group, location="culture", rel_x=200.0 * i, rel_y=0.0)
-    f.add_acquisition(ElectricalSeries(name="ElectricalSeries", data=counts, conversion=0.5e-6,
+    timing = {"timestamps": np.arange(total) / rate} if timestamps else {"rate": rate, "starting_time": 0.0}
+    f.add_acquisition(ElectricalSeries(name="ElectricalSeries", data=counts.T if transposed else counts,
+                                       conversion=0.5e-6,
                                        electrodes=f.create_electrode_table_region(list(range(4)), "all"),
-                                       rate=rate, starting_time=0.0))
-    f.add_stimulus(TimeSeries(name="drive", data=stim[100:], unit="volts", rate=rate, starting_time=0.1))
+                                       **timing))
+    if stimulus:
+        f.add_stimulus(TimeSeries(name="drive", data=stim[100:], unit="volts", rate=rate, starting_time=0.1))
     f.add_trial_column(label_column, "stimulus class")
     for a, label in zip(starts, labels):
         f.add_trial(start_time=a / rate, stop_time=(a + n) / rate, **{label_column: label})
+    if extra_trial:
+        f.add_trial(start_time=extra_trial[0], stop_time=extra_trial[1], **{label_column: "hi"})
     with NWBHDF5IO(str(path), "w") as io:
         io.write(f)
     return path, stim, counts, starts, labels
@@ -165,3 +172,17 @@ def test_truncated_tampered_and_foreign_nwb_files_are_one_line(sim_run, tmp_path
     path = pynwb_file(tmp_path / "no_label.nwb", n_trials=4, label_column="condition")[0]
     err = one_line_error(["train", str(path)], capsys)
     assert "no 'label' column (has start_time, stop_time, condition)" in err
+
+
+def test_timestamps_no_stimulus_and_bad_trials_in_a_foreign_nwb_file(tmp_path, capsys):
+    path, _, counts, starts, labels = pynwb_file(tmp_path / "ts.nwb", n_trials=8, timestamps=True,
+                                                 stimulus=False)
+    rec = read_recording(path)
+    assert rec.attrs["rate_hz"] == pytest.approx(1000.0) and rec.trials[2].stimulus.shape == (120, 0)
+    np.testing.assert_allclose(rec.trials[2].response, counts[starts[2]:starts[2] + 120] * 0.5e-6)
+    np.testing.assert_allclose(rec.trials[2].timestamps[0], starts[2] / 1000.0)
+    path = pynwb_file(tmp_path / "late.nwb", n_trials=4, extra_trial=(50.0, 51.0))[0]
+    assert "outside the" in one_line_error(["train", str(path)], capsys)
+    with pytest.warns(UserWarning):  # pynwb itself warns of a transposed series
+        path = pynwb_file(tmp_path / "transposed.nwb", n_trials=4, transposed=True)[0]
+    assert "NWB stores time x channels" in one_line_error(["train", str(path)], capsys)
