@@ -167,3 +167,20 @@ def test_synchronised_ao_ai_response_is_the_substrate_driven_sample_by_sample(be
     want = reference.run(stimulus.T[None])[0].T
     assert np.abs(want).max() > 1e-3
     np.testing.assert_allclose(response, want, rtol=1e-12, atol=1e-15)
+
+
+def test_every_n_samples_transferred_from_buffer_callback_paces_a_regenerating_output(bench):
+    calls = []
+    with bench.task("paced") as task:
+        task.ao_channels.add_ao_voltage_chan("Dev1/ao0")
+        task.timing.cfg_samp_clk_timing(RATE_HZ, sample_mode=AcquisitionType.CONTINUOUS)
+        task.register_every_n_samples_transferred_from_buffer_event(
+            100, lambda handle, kind, n, data: calls.append((time.monotonic(), n)) or 0)
+        task.write(np.linspace(-1, 1, 200))
+        start = time.monotonic()
+        task.start()
+        time.sleep(0.45)
+        task.stop()
+    times = [t - start for t, _ in calls]
+    assert 3 <= len(times) <= 5 and all(n == 100 for _, n in calls), times  # one per 100 ms
+    assert times[0] >= 0.08
