@@ -92,7 +92,7 @@ class RodeostatJson:
     def handshake(self, link) -> str:
         """Identify the instrument and select its current range; returns ``"VARIANT VERSION"``."""
         variant = str(self._ask(link, {"command": "getVariant"}).get("variant", ""))
-        family = variant.split("_")[-1].rsplit("V", 1)[0] if "_" in variant else ""
+        family = variant.rsplit("_", 1)[-1].rsplit("V", 1)[0]   # 10V_microAmpV0.2, nanoAmpV0.1
         ranges = CURRENT_RANGES_A.get(family)
         if ranges is None:
             raise link.fail(f"unknown hardware variant {variant[:40]!r} (not a Rodeostat?)")

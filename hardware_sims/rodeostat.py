@@ -200,9 +200,10 @@ class Status:
     def __init__(self, success: bool = True, message: str = ""):
         self.success, self.message = success, message
 
-    def fail(self, message: str, append: bool = True) -> Status:
+    def fail(self, message: str) -> Status:
+        """Mark failed and append ``message`` (``", "``-separated, as ``appendToMessage``)."""
         self.success = False
-        self.message = (self.message + ", " + message) if append and self.message else message
+        self.message = (self.message + ", " + message) if self.message else message
         return self
 
 

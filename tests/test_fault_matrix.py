@@ -58,6 +58,7 @@ DEVICES = {
     "brainflow": ("brainflow:cyton:", 2, "false", 250.0),
     "nidaq": ("nidaq:Dev1", 2, "false", 1000.0),
     "potentiostat": ("potentiostat:", 1, "true", 1000.0),
+    "potentiostat:rodeostat": ("potentiostat:?protocol=rodeostat", 1, "true", 1000.0),
 }
 
 
