@@ -185,3 +185,36 @@ def test_foreign_brainflow_files_are_one_line(tmp_path, capsys):
     cut.write_bytes(path.read_bytes()[:-40])  # the last line cut short
     err = one_line_error(["export", str(cut), str(tmp_path / "cut.nwb")], capsys)
     assert "brainflow file" in err
+
+
+def test_a_session_streamed_by_brainflows_file_streamer_imports(tmp_path):
+    """brainflow's own synthetic board streamed to a file by brainflow (``file://...:w``), three
+    markers inserted while it streams: three trials, labelled through the mapping file."""
+    import time
+
+    from brainflow.board_shim import BoardIds, BoardShim, BrainFlowInputParams
+
+    BoardShim.disable_board_logger()
+    board = BoardShim(BoardIds.SYNTHETIC_BOARD, BrainFlowInputParams())
+    board.prepare_session()
+    try:
+        board.start_stream(45000, f"file://{tmp_path / 'stream.csv'}:w")
+        for value in (1, 2, 1):
+            time.sleep(0.2)
+            board.insert_marker(value)
+        time.sleep(0.2)
+        board.stop_stream()
+    finally:
+        board.release_session()
+    mapping = tmp_path / "stream.toml"
+    mapping.write_text('[source]\nformat = "brainflow"\npath = "stream.csv"\nboard = "synthetic"\n\n'
+                       '[trials]\nlabels = { "1" = "left", "2" = "right" }\n')
+    rec = read_recording(mapping)
+    assert [t.label for t in rec.trials] == ["left", "right", "left"]
+    data = np.loadtxt(tmp_path / "stream.csv", delimiter="\t").T
+    first = int(np.flatnonzero(data[BoardShim.get_marker_channel(BoardIds.SYNTHETIC_BOARD)])[0])
+    exg = BoardShim.get_exg_channels(BoardIds.SYNTHETIC_BOARD)
+    t = rec.trials[0]
+    assert t.response.shape[1] == 16 and rec.attrs["rate_hz"] == 250.0
+    np.testing.assert_allclose(t.response, data[exg, first:first + len(t.response)].T * 1e-6)
+    assert 20 <= len(t.response) <= 250  # 0.2 s at 250 Hz (50 samples), as the host's sleep allowed
