@@ -3,8 +3,9 @@ what the firmware sends - ``$$$``-ended ASCII replies, well-formed stream packet
 
 Two levels: the firmware model alone (fast, many bytes, every reply checked), and the emulator over its
 pty (the serving thread must survive and still answer a soft reset).  Random bytes include ``/5`` now
-and then, after which the real board is unreachable over the dongle (BLE mode at 9600 baud); the pty
-rounds then check silence instead of the banner.
+and then, after which the real board is unreachable over the dongle (BLE mode at 9600 baud): the pty
+rounds then power the board off and on and go on (or, at a round's end, check silence instead of the
+banner).
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ def _text(wire: bytes) -> bytes:
 @pytest.mark.slow
 def test_emulator_fuzzed_over_its_pty_survives_and_still_answers():
     rng = np.random.default_rng(1)
+    power_cycles = 0
     for round_ in range(3):
         with CytonEmulator(make_substrate("esn", 1, units=8, dt=1 / 250), seed=round_,
                            daisy=round_ == 1) as emu:
@@ -79,6 +81,11 @@ def test_emulator_fuzzed_over_its_pty_survives_and_still_answers():
                     os.write(fd, _random_input(rng, int(rng.integers(1, 200))))
                     _drain(fd, 0.01)
                     assert emu.serving
+                    if emu.firmware.link_lost:  # BLE mode: power the board off and on, go on
+                        os.close(fd)
+                        emu.close()
+                        fd = os.open(emu.start().port, os.O_RDWR | os.O_NOCTTY)
+                        power_cycles += 1
                 os.write(fd, b"s")
                 _drain(fd, 1.2)  # past any multi-byte timeout, stream stopped
                 os.write(fd, b"v")
@@ -91,3 +98,4 @@ def test_emulator_fuzzed_over_its_pty_survives_and_still_answers():
                     assert START_BYTE not in _text(answer)
             finally:
                 os.close(fd)
+    print(f"{power_cycles} power cycles after BLE mode")
