@@ -38,10 +38,12 @@ from prclab.protocols.runner import Subscriber, prepare, run_protocol
 class NullSubstrate:
     """A Substrate whose response is zeros: a view of one preallocated C-ordered zero buffer, so no
     work per sample (a broadcast view would not do: its zero strides make numpy concatenate it into
-    Fortran order, and every later step would pay for a reordering copy no real substrate causes)."""
+    Fortran order, and every later step would pay for a reordering copy no real substrate causes).
+    ``noise_V`` > 0: the buffer holds white noise of that RMS instead, drawn once (still no work per
+    sample), so the recording compresses data as incompressible as a measured response's low bits."""
 
-    def __init__(self, n_inputs: int, n_outputs: int, dt: float):
-        self.n_inputs, self.n_outputs, self.dt = n_inputs, n_outputs, dt
+    def __init__(self, n_inputs: int, n_outputs: int, dt: float, noise_V: float = 0.0):
+        self.n_inputs, self.n_outputs, self.dt, self.noise_V = n_inputs, n_outputs, dt, noise_V
         self._zero = np.zeros((1, 0, n_outputs))
 
     def reset(self, seed=None) -> None:
@@ -50,7 +52,9 @@ class NullSubstrate:
     def run(self, u: np.ndarray) -> np.ndarray:
         batch, steps = u.shape[:2]
         if self._zero.shape[0] < batch or self._zero.shape[1] < steps:
-            self._zero = np.zeros((batch, steps, self.n_outputs))
+            shape = (batch, steps, self.n_outputs)
+            self._zero = np.random.default_rng(0).normal(0, self.noise_V, shape) if self.noise_V else \
+                np.zeros(shape)
         return self._zero[:batch, :steps]
 
     @property
@@ -133,6 +137,7 @@ rest_s = 0.0
 
 [recording]
 dtype = "{dtype}"
+resolution = {resolution}
 compression = "{compression}"
 
 [safety]
@@ -155,10 +160,12 @@ def main() -> None:
     ap.add_argument("--block", type=int, default=2000, help="samples per device block")
     ap.add_argument("--dir", help="where the recording is written (default: a temporary folder)")
     ap.add_argument("--resume", action="store_true", help="measure the bytes a resume reads instead")
+    ap.add_argument("--noise", type=float, default=0.0, help="response noise, volts RMS (0: zeros)")
     ap.add_argument("--compression", default="gzip", choices=("gzip", "lzf", "none"),
                     help="[recording] compression")
-    ap.add_argument("--dtype", default="auto", choices=("auto", "float32", "float64"),
+    ap.add_argument("--dtype", default="auto", choices=("auto", "float32", "float64", "counts"),
                     help="[recording] dtype (auto: float32, the substrate is simulated)")
+    ap.add_argument("--resolution", type=float, default=1e-4, help="[recording] resolution with counts, V")
     args = ap.parse_args()
 
     spf = 100
@@ -171,10 +178,10 @@ def main() -> None:
                  lengths=np.full(n, frames), y=np.array(["a", "b"])[np.arange(n) % 2],
                  split=np.where(np.arange(n) < n * 3 // 4, "train", "test"))
         (tmp / "bench.toml").write_text(PROTOCOL.format(rate=args.rate, block=args.block, stim=args.stimulus,
-                                                        spf=spf, dtype=args.dtype,
+                                                        spf=spf, dtype=args.dtype, resolution=args.resolution,
                                                         compression=args.compression))
         protocol = load_protocol(tmp / "bench.toml")
-        device = SimDevice(NullSubstrate(args.stimulus, args.response, 1 / args.rate), args.rate,
+        device = SimDevice(NullSubstrate(args.stimulus, args.response, 1 / args.rate, args.noise), args.rate,
                            stimulus_range_V=(-0.5, 0.5))
         if args.resume:
             measure_resume(protocol, device, prepare(protocol, device), tmp / "rec.h5")
@@ -190,7 +197,7 @@ def main() -> None:
     total = samples * ch
     print(f"runner, null substrate: {n} trials x {args.trial_s:g} s at {args.rate:g} Hz, "
           f"{args.stimulus} stimulus + {args.response} response channels, blocks of {args.block}, "
-          f"responses {args.dtype}, compression {args.compression}")
+          f"responses {args.dtype}, compression {args.compression}, noise {args.noise:g} V")
     print(f"  compile (encode + ramp + safety validation) {t1 - t0:6.2f} s")
     print(f"  run (safety monitor, device, record + fsync) {t2 - t1:6.2f} s   recording {size / 1e6:.0f} MB")
     print(f"  end to end: {total / (t2 - t0) / 1e6:.1f} million channel-samples/s "
