@@ -43,7 +43,10 @@ single input, evaluated at the start of each substrate step (``substrate.dt``; a
 12-bit ADC on the selected current range (1, 10, 100, 1000 µA; default 10 µA; clipped at the rails
 with ``le``) and the firmware's current low-pass (2 first-order stages, 200 Hz overall).  The
 substrate only runs while the electrodes are connected (during tests with auto-connect, the
-default) and for ``getCurr``; between tests it waits where it was.
+default) and for ``getCurr``; between tests it waits where it was.  ``getRefVolt`` reads the applied
+potential while the whole cell is connected, else 0 V (no open-circuit potential is modelled).
+``stopTest`` is answered and then followed by ``{}`` even when no test runs, as the firmware's
+``lastSampleFlag`` does.
 
 Bounds: a line longer than :data:`MAX_LINE_BYTES` (the firmware's serial buffer) is answered
 ``unable to parse json`` and skipped to its newline; while more than :data:`MAX_BACKLOG_BYTES` of
@@ -208,8 +211,8 @@ class Status:
 
 
 # -- voltammetric tests -----------------------------------------------------------------------------
-class Test:
-    """A firmware test: parameters (``FIELDS``: JSON key, attribute, ``"float"`` or ``"ms"``), the
+class FirmwareTest:
+    """A firmware test: parameters (``FIELDS``: JSON key, attribute, kind), the
     potential ``values(t_us)`` (V, vectorised over int64 µs), ``done_time_us``, extremes, sampling.
 
     Kinds: ``"float"`` any JSON number (stored as float32), ``"ms"`` an integer of milliseconds (held
@@ -282,7 +285,7 @@ class Test:
         return min(self.quiet_value, 0.0), max(self.quiet_value, 0.0)
 
 
-class PeriodicTest(Test):
+class PeriodicTest(FirmwareTest):
     """``cyclic`` (triangle) and ``sinusoid`` (300-point lookup table, linear interpolation)."""
 
     FIELDS = (("amplitude", "amplitude", "float"), ("offset", "offset", "float"),
@@ -317,7 +320,7 @@ class PeriodicTest(Test):
         return self.offset - self.amplitude, self.offset + self.amplitude
 
 
-class ConstantTest(Test):
+class ConstantTest(FirmwareTest):
     FIELDS = (("value", "value", "float"), ("duration", "duration_us", "ms"))
 
     def __init__(self, name: str):
@@ -334,7 +337,7 @@ class ConstantTest(Test):
         return min(self.value, self.quiet_value), max(self.value, self.quiet_value)
 
 
-class LinearSweepTest(Test):
+class LinearSweepTest(FirmwareTest):
     FIELDS = (("startValue", "start", "float"), ("finalValue", "final", "float"),
               ("duration", "duration_us", "ms"))
 
@@ -354,7 +357,7 @@ class LinearSweepTest(Test):
         return min(self.start, self.final, self.quiet_value), max(self.start, self.final, self.quiet_value)
 
 
-class MultiStepTest(Test):
+class MultiStepTest(FirmwareTest):
     """``chronoamp`` / ``multiStep``: ``param.step = [[duration_ms, volts], ...]``."""
 
     def __init__(self, name: str, n_steps: int):
@@ -407,7 +410,7 @@ class MultiStepTest(Test):
         return min(levels), max(levels)
 
 
-class PulseTest(Test):
+class PulseTest(FirmwareTest):
     """``squareWave`` (``amplitude``) and ``differentialPulse`` (``pulseValue``): a staircase of
     ``stepValue`` per sample period with a pulse in the first half; the sample is the difference of
     the currents averaged over the last ``window`` fraction of the two halves (custom sampling)."""
@@ -463,7 +466,7 @@ class PulseTest(Test):
         return max(1, min(half - 1, int((half - 1) * self.window)))
 
 
-def make_tests() -> dict[str, Test]:
+def make_tests() -> dict[str, FirmwareTest]:
     """The firmware's tests in ``getTestNames`` order, at their defaults."""
     return {"cyclic": PeriodicTest("cyclic"), "sinusoid": PeriodicTest("sinusoid"),
             "constant": ConstantTest("constant"), "squareWave": PulseTest("squareWave"),
@@ -478,7 +481,7 @@ MUX_TESTS = ("cyclic", "sinusoid", "constant", "linearSweep", "chronoamp", "mult
 class _Run:
     """A running test: its tick counter, the substrate-step bookkeeping and the current filter."""
 
-    def __init__(self, test: Test, t0: float, connected: bool):
+    def __init__(self, test: FirmwareTest, t0: float, connected: bool):
         self.test, self.t0, self.connected = test, t0, connected
         self.next_tick = 0
         self.next_step, self.last_y = 0, 0.0
@@ -668,7 +671,7 @@ class RodeostatEmulator(PtyEmulator):
         self._reply(getattr(self, handler)(msg, dat) or Status(), dat)
 
     # -- commands -----------------------------------------------------------------------------------
-    def _test_of(self, msg, dat, status: Status) -> Test | None:
+    def _test_of(self, msg, dat, status: Status) -> FirmwareTest | None:
         if "test" not in msg:
             status.fail("json does not contain key: test")
             return None
@@ -874,7 +877,7 @@ class RodeostatEmulator(PtyEmulator):
         fits = [(max(lo + r, r - hi), name) for name, r in VOLT_RANGES_V.items() if -r <= lo and hi <= r]
         return min(fits)[1] if fits else None
 
-    def _start_test(self, test: Test) -> None:
+    def _start_test(self, test: FirmwareTest) -> None:
         lo, hi = test.extremes()
         self.volt_range = self._auto_range(lo, hi) or self.volt_range
         self.ref_range = self._auto_range(lo, hi) or self.ref_range
