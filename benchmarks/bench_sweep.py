@@ -14,8 +14,9 @@ into an ESN, as a sweep on a feature set does.
    (goal >= 1.7x).  Every trial's objective time is the same work on both, so the ratio also shows the
    machine: with other processes on the cores, 2 workers cannot reach 2x.
 2. **Engine overhead per trial**: ``--noop-trials`` trials of a no-op objective (returns at once) on
-   1 worker with the SQLite study: what asking, submitting, waiting, telling and storing cost per trial
-   (goal <= 50 ms), and the same with the in-process executor (``workers=0``), which has no Dask.
+   1 worker: what asking, submitting, waiting, telling and storing cost per trial (goal <= 50 ms), with
+   the study in SQLite (the default), in an Optuna journal file and in memory, and the same with the
+   in-process executor (``workers=0``), which has no Dask.
 
 Run from the repository root::
 
@@ -91,6 +92,7 @@ def main() -> int:
     ap.add_argument("--subset", type=int, default=300, help="FSDD utterances (of 3000)")
     ap.add_argument("--units", type=int, default=100)
     ap.add_argument("--noop-trials", type=int, default=200)
+    ap.add_argument("--overhead-only", action="store_true", help="only part 2 (no FSDD sweep)")
     args = ap.parse_args()
     if not FSDD.is_dir():
         print(f"skipped: {FSDD} not found (the shared data folder is absent)")
@@ -101,21 +103,25 @@ def main() -> int:
         t = time.perf_counter()
         data = feature_npz(args.subset, tmp)
         print(f"features           {args.subset} FSDD utterances -> MFCC frames in {time.perf_counter() - t:.1f} s")
-        rates = {}
-        for workers in (1, 2):
-            sp = space(data, args.units, f"sqlite:///{tmp / f'w{workers}.db'}", f"w{workers}")
-            seconds, result = timed(sp, args.trials, workers)
-            rates[workers] = args.trials / seconds
-            per_trial = np.mean([t for t in _objective_seconds(sp)])
-            print(f"{workers} worker(s)        {args.trials} trials in {seconds:.1f} s: {rates[workers]:.2f} trials/s "
-                  f"(cluster start + scatter {result['engine']['start_s']:.1f} s; objective {per_trial:.2f} s "
-                  f"per trial; best CV accuracy {result['best']['cv_score']:.3f})")
-        print(f"scaling            {rates[2] / rates[1]:.2f}x on 2 workers (goal >= 1.7x); "
-              f"load average now {os.getloadavg()[0]:.2f}")
-        for workers, name in ((1, "dask, 1 worker"), (0, "in process")):
-            sp = space(data, args.units, f"sqlite:///{tmp / f'noop{workers}.db'}", f"noop{workers}")
+        if not args.overhead_only:
+            rates = {}
+            for workers in (1, 2):
+                sp = space(data, args.units, f"sqlite:///{tmp / f'w{workers}.db'}", f"w{workers}")
+                seconds, result = timed(sp, args.trials, workers)
+                rates[workers] = args.trials / seconds
+                per_trial = np.mean([t for t in _objective_seconds(sp)])
+                print(f"{workers} worker(s)        {args.trials} trials in {seconds:.1f} s: {rates[workers]:.2f} trials/s "
+                      f"(cluster start + scatter {result['engine']['start_s']:.1f} s; objective {per_trial:.2f} s "
+                      f"per trial; best CV accuracy {result['best']['cv_score']:.3f})")
+            print(f"scaling            {rates[2] / rates[1]:.2f}x on 2 workers (goal >= 1.7x); "
+                  f"load average now {os.getloadavg()[0]:.2f}")
+        stores = {"SQLite": f"sqlite:///{tmp / 'noop.db'}", "journal file": f"journal:{tmp / 'noop.log'}",
+                  "in memory": None}
+        for (workers, name), (store, url) in [(w, st) for w in ((1, "dask, 1 worker"), (0, "in process"))
+                                              for st in stores.items()]:
+            sp = space(data, args.units, url, f"noop{workers}")
             seconds, _ = timed(sp, args.noop_trials, workers, objective=noop)
-            print(f"engine overhead    {1000 * seconds / args.noop_trials:.1f} ms per trial ({name}, SQLite study, "
+            print(f"engine overhead    {1000 * seconds / args.noop_trials:.1f} ms per trial ({name}, {store} study, "
                   f"{args.noop_trials} no-op trials; goal <= 50 ms)")
     return 0
 

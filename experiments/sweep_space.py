@@ -11,8 +11,9 @@ fixed (a plain value) or searched (an inline table)::
     seed = 0                   # substrate weights and noise, the split, the folds, the sampler
     folds = 5                  # cross-validation folds on the training split
     study = "basicmotions"     # Optuna study name (default: the file's stem)
-    storage = "sqlite:///basicmotions.db"   # any Optuna storage URL (default: sqlite:///STEM.db
-                                            #   next to the file; a relative sqlite path is too)
+    storage = "sqlite:///basicmotions.db"   # any Optuna storage URL, or journal:PATH (an Optuna journal
+                                            #   file); default sqlite:///STEM.db next to the file
+                                            #   (a relative sqlite or journal path is anchored there)
 
     [substrate]                # the substrate's constructor keywords
     units = 200                                           # fixed
@@ -179,7 +180,7 @@ def load_space(path) -> SweepSpace:
     storage = head.get("storage", f"sqlite:///{path.parent / (stem + '.db')}")
     if not isinstance(storage, str) or not storage:
         raise PrclabError(f"{where}: [sweep] storage must be a database URL, e.g. sqlite:///{stem}.db")
-    storage = _anchored_sqlite(storage, path.parent)
+    storage = _anchored(storage, path.parent)
     return build_space(_dataset_path(head["data"], path.parent, where), substrate=head.get("substrate", "esn"),
                        split=head.get("split", "official"), seed=head.get("seed", 0),
                        folds=head.get("folds", 5), study=head.get("study", stem), storage=storage,
@@ -301,12 +302,13 @@ def _dataset_path(ref: str, folder: Path, where: str) -> str:
     return str(path if path.is_absolute() else folder / path)
 
 
-def _anchored_sqlite(url: str, folder: Path) -> str:
-    """A relative ``sqlite:///NAME`` path anchored at the space file's folder (other URLs as given)."""
-    prefix = "sqlite:///"
-    if url.startswith(prefix) and not url.startswith(prefix + "/") and url != prefix + ":memory:":
+def _anchored(url: str, folder: Path) -> str:
+    """A relative ``sqlite:///NAME`` or ``journal:NAME`` path anchored at the space file's folder (other
+    URLs as given)."""
+    for prefix in ("sqlite:///", "journal:"):
         rel = url[len(prefix):]
-        return prefix + str(folder / rel) if not Path(rel).is_absolute() else url
+        if url.startswith(prefix) and rel and rel != ":memory:" and not Path(rel).is_absolute():
+            return prefix + str(folder / rel)
     return url
 
 

@@ -197,3 +197,12 @@ def test_grid_sampler_walks_the_grid(toy_npz):
     run_sweep(space, 6, workers=0, sampler="grid", final=False)
     seen = {(t.params["substrate.leak_rate"], t.params["readout.features"]) for t in open_study(space, "grid").trials}
     assert seen == {(a, f) for a in (0.1, 0.5, 0.9) for f in ("mean+last", "last")}
+
+
+def test_a_journal_file_study_resumes(space_file):
+    space_file.write_text(SPACE.format(extra="").replace("folds = 3", 'folds = 3\nstorage = "journal:s.log"'))
+    space = load_space(space_file)
+    assert space.storage == f"journal:{space_file.parent / 's.log'}"
+    assert run_sweep(space, 2, workers=0, final=False)["ran"] == 2
+    again = run_sweep(space, 3, workers=0, final=False)
+    assert again["resumed"] == 2 and again["ran"] == 1 and again["n_complete"] == 3
