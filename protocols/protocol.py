@@ -232,9 +232,7 @@ def parse_protocol(text: str, path: Path | None = None) -> Protocol:
         if name not in _TOP:
             raise unknown(where, "", "table", f"[{name}]", [f"[{t}]" for t in _TOP])
     given = {name: raw.get(name, {}) for name in _TOP}
-    if "loop" in raw:  # a closed loop plays no dataset
-        if "task" in raw:
-            raise PrclabError(f"{where}: a closed-loop protocol ([loop]) plays no dataset: drop [task]")
+    if "loop" in raw and "task" not in raw:  # a closed loop plays no dataset
         given["task"] = {"dataset": ""}
     named = isinstance(given["substrate"], dict) and "name" in given["substrate"]
     twin = given["substrate"].get("name") if named else None
@@ -263,4 +261,6 @@ def parse_protocol(text: str, path: Path | None = None) -> Protocol:
         raise PrclabError(f"{where}: [drift] reference_every / reference_id need reference = true")
     extra = {k: values["encoder"][k] for k in given["encoder"] if k != "kind"}
     values["safety"] = safety.check_table(given["safety"], values["stimulus"]["electrodes"], where)
+    if "loop" in raw and "task" in raw:
+        raise PrclabError(f"{where}: a closed-loop protocol ([loop]) plays no dataset: drop [task]")
     return Protocol(values, text, path, extra, named, "loop" in raw)
