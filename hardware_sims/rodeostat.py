@@ -26,8 +26,9 @@ Like the firmware, numbers are typed as ArduinoJson 5 types them: a float field 
 an integer (``uint32``) field only integers, reduced modulo 2^32 as the firmware's 32-bit integers are
 (so a negative sample period reads as "too large").  Voltages are not refused: the firmware picks the
 narrowest of the 1/2/5/10 V ranges that holds a test's extremes at ``runTest`` and clamps the DAC to
-the selected range, so ``setVolt 3.0`` on the 1 V range applies and returns 1 V, and a 12 V test runs
-clamped at 10 V while its samples report the requested ``v`` (as the firmware's do).
+the selected range, so ``setVolt 3.0`` on the 1 V range applies and returns 1 V; a 12 V test fits no
+range, keeps the range set and runs clamped to it while its samples report the requested ``v`` (as the
+firmware's do).
 
 Test types (``getTestNames``): ``cyclic``, ``sinusoid``, ``constant``, ``squareWave``,
 ``linearSweep``, ``chronoamp`` (two steps), ``multiStep`` (up to 50 steps), ``differentialPulse``;

@@ -216,3 +216,15 @@ def test_electrode_switches_auto_connect_and_open_circuit_as_ios_examples_do(res
     _, volt, curr = resistor.run_test("constant", display=None)
     assert np.allclose(curr[5:], _ohm_uA(0.3), atol=0.01)
     assert resistor.get_all_elect_connected() is True      # and stays connected after the test
+
+
+def test_a_test_beyond_every_range_runs_clamped_as_the_firmware_runs_it(resistor):
+    """No range holds 12 V, so ``autoVoltRange`` keeps the range set and the DAC clamps to it; the
+    samples still report the requested potential (the firmware's ``sample.volt`` is the test's value)."""
+    resistor.set_curr_range("1000uA")
+    for volt_range, applied in (("10V", 10.0), ("1V", 1.0)):
+        resistor.set_volt_range(volt_range)
+        _, volt, curr = resistor.run_test("constant", param={"value": 12.0, "duration": 100}, display=None)
+        assert np.all(np.array(volt) == 12.0)
+        assert np.allclose(curr[3:], _ohm_uA(applied), atol=0.5)
+        assert resistor.get_volt_range() == volt_range
