@@ -454,7 +454,9 @@ class PulseTest(FirmwareTest):
     def done_time_us(self):
         if self.step <= 0:
             return self.quiet_us
-        return self.quiet_us + (math.ceil(abs(self.final - self.start) / self.step) + 1) * self.sample_period_us
+        # float arithmetic as the firmware's (fabs / ceil of floats): 0.1 V in 0.01 V steps is 10 steps
+        steps = int(np.ceil(np.float32(abs(np.float32(self.final) - np.float32(self.start))) / np.float32(self.step)))
+        return self.quiet_us + (steps + 1) * self.sample_period_us
 
     def extremes(self):
         lo, hi = min(self.start, self.final), max(self.start, self.final)

@@ -103,13 +103,14 @@ def test_constant_voltage_current_and_the_settings_it_leaves(resistor):
     ("multiStep", {"step": [[50, 0.1], [50, 0.2], [50, 0.4]]}, 15,
      lambda t, v, i: abs(i[-1] - 4.0) < 0.02 and abs(i[2] - 1.0) < 0.02),
     # square wave: the sample is I(stair + amplitude) - I(stair - amplitude) = 2 amplitude / R
+    # (11 steps of 10 ms: done at 110 ms; samples 10 ms after the first tick, 10.2 ms, 20.2 ms, ...)
     ("squareWave", {"startValue": 0.0, "finalValue": 0.1, "stepValue": 0.01, "amplitude": 0.05,
-                    "window": 0.2}, 11,
-     lambda t, v, i: np.allclose(i[1:], _ohm_uA(0.1), atol=0.02) and np.allclose(v, 0.01 * np.arange(1, 12).clip(0, 10))),
+                    "window": 0.2}, 10,
+     lambda t, v, i: np.allclose(i[1:], _ohm_uA(0.1), atol=0.02) and np.allclose(v, 0.01 * np.arange(1, 11))),
     # differential pulse: I(stair + pulse) - I(previous stair) = (pulse + step) / R from the 2nd step on
     # (the first sample is the unpulsed first step's current, 0 V here, as the firmware computes it)
     ("differentialPulse", {"startValue": 0.0, "finalValue": 0.1, "stepValue": 0.01, "pulseValue": 0.05,
-                           "window": 0.2}, 11,
+                           "window": 0.2}, 10,
      lambda t, v, i: abs(i[0]) < 0.01 and np.allclose(i[1:], _ohm_uA(0.06), atol=0.02)),
 ])
 def test_every_test_type_runs_through_the_client(resistor, test, param, n, check):
