@@ -50,6 +50,8 @@ from .sweep_space import SweepSpace
 from .tasks import run_task, train_test_index
 
 SAMPLERS = ("tpe", "random", "grid")
+#: encoder keys that change an audio item's MFCC frames
+MFCC_KEYS = ("n_mfcc", "window_s", "hop_s", "n_filters")
 #: storage prefix of an Optuna journal file (``journal:PATH``)
 JOURNAL = "journal:"
 #: seconds to wait for a scheduler given by address before giving up
@@ -93,11 +95,30 @@ def train_only(data: LabelledSequences, space: SweepSpace) -> tuple[LabelledSequ
     """``(training items, their folds, the test indices into data)`` of the space's split and seed.
 
     The training items are a new ``LabelledSequences`` holding nothing of the test split: that is all a
-    trial is given.
+    trial is given (audio as its MFCC frames when the space leaves the MFCCs alone, ``mfcc_frames``).
     """
     train, test = train_test_index(data, space.seed, split=space.split)
     train_data = data.subset(train)
-    return train_data, fold_ids(train_data, space.folds, space.seed, space.split == "speaker"), test
+    folds = fold_ids(train_data, space.folds, space.seed, space.split == "speaker")
+    return mfcc_frames(train_data, space), folds, test
+
+
+def mfcc_frames(data: LabelledSequences, space: SweepSpace) -> LabelledSequences:
+    """Audio items replaced by their MFCC frames ``(frames, n_mfcc)``, computed once, when no fixed or
+    searched encoder key of the space changes them (``MFCC_KEYS``, ``kind``); else ``data`` itself.
+
+    The encoder then made for the frames (``SequenceEncoder``) standardises, squashes and holds them
+    exactly as ``MFCCEncoder`` does its own (one base class; only ``features`` differs), so every
+    trial's score is unchanged, and each fold of each trial no longer recomputes every item's MFCCs.
+    """
+    from prclab.protocols.encoders import MFCCEncoder
+
+    keys = set(space.fixed["encoder"]) | {p.name for p in space.params if p.group == "encoder"}
+    if data.kind != "audio" or keys & {*MFCC_KEYS, "kind"}:
+        return data
+    encoder = MFCCEncoder(rate_hz=data.rate_hz)
+    return dataclasses.replace(data, sequences=[encoder.features(s) for s in data.sequences],
+                               kind="sequence", rate_hz=None)
 
 
 def cv_score(train_data: LabelledSequences, folds: np.ndarray, space: SweepSpace, values: dict) -> dict:

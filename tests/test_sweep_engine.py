@@ -206,3 +206,22 @@ def test_a_journal_file_study_resumes(space_file):
     assert run_sweep(space, 2, workers=0, final=False)["ran"] == 2
     again = run_sweep(space, 3, workers=0, final=False)
     assert again["resumed"] == 2 and again["ran"] == 1 and again["n_complete"] == 3
+
+
+def test_audio_frames_computed_once_score_as_the_mfcc_encoder():
+    from prclab.experiments.sweep import mfcc_frames
+    from prclab.protocols.protocol import BUILTIN_DATASETS
+
+    data = load_dataset(BUILTIN_DATASETS["fsdd-subset"])
+    keep = np.flatnonzero(np.isin(data.labels, ["0", "1", "2"]) & np.isin(data.groups, ["george", "jackson"]))
+    data = data.subset(keep)
+    space = build_space(str(BUILTIN_DATASETS["fsdd-subset"]), folds=2, groups={
+        "substrate": {"units": 20, "leak_rate": {"low": 0.1, "high": 1.0}}, "readout": {"features": "mean+last"}})
+    train_data, folds, _ = train_only(data, space)
+    assert train_data.kind == "sequence" and train_data.sequences[0].shape[1] == 13
+    audio = data.subset(np.flatnonzero(data.split == "train"))
+    values = {"substrate.leak_rate": 0.5}
+    assert cv_score(train_data, folds, space, values)["fold_scores"] == \
+        cv_score(audio, folds, space, values)["fold_scores"]
+    mfcc_space = dataclasses.replace(space, fixed={**space.fixed, "encoder": {"n_mfcc": 8}})
+    assert mfcc_frames(audio, mfcc_space) is audio  # MFCC keys in the space: the audio itself
