@@ -23,6 +23,7 @@ named in ``problems`` and left out, whatever ``verify`` says (the arrays are rea
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -96,18 +97,20 @@ def read_nwb(path: str | Path, verify: bool = True, label_column: str = "label",
     problem = _hdf5_problem(path)
     if problem is not None:
         raise PrclabError(f"NWB file {path}: {problem}")
-    try:
-        io = NWBHDF5IO(str(path), "r", load_namespaces=True)
-        nwb = io.read()
-    except Exception as exc:  # hdmf/pynwb on a foreign or damaged file: any failure is the file's
-        raise PrclabError(f"NWB file {path}: not readable as NWB ({_one_line(exc)})") from None
-    with io:
+    with warnings.catch_warnings():  # pynwb's warnings on a foreign file: what matters is raised below
+        warnings.simplefilter("ignore")
         try:
-            return _read(path, nwb, label_column, split_column, ElectricalSeries, TimeSeries)
-        except PrclabError:
-            raise
-        except Exception as exc:  # damaged datasets inside a file that opened
-            raise PrclabError(f"NWB file {path}: damaged ({_one_line(exc)})") from None
+            io = NWBHDF5IO(str(path), "r", load_namespaces=True)
+            nwb = io.read()
+        except Exception as exc:  # hdmf/pynwb on a foreign or damaged file: any failure is the file's
+            raise PrclabError(f"NWB file {path}: not readable as NWB ({_one_line(exc)})") from None
+        with io:
+            try:
+                return _read(path, nwb, label_column, split_column, ElectricalSeries, TimeSeries)
+            except PrclabError:
+                raise
+            except Exception as exc:  # damaged datasets inside a file that opened
+                raise PrclabError(f"NWB file {path}: damaged ({_one_line(exc)})") from None
 
 
 def _read(path: Path, nwb, label_column: str, split_column: str, ElectricalSeries, TimeSeries) -> Recording:
