@@ -6,6 +6,7 @@ one line here.  :mod:`.file` writes and reads twin files, :mod:`.substrate` runs
 
 from .base import ResidualNoise, TwinFamily
 from .echo import EchoTwin
+from .interface import InterfaceTwin
 from .linear import LinearTwin
 from .spiking import SpikingTwin
 from .narx import NarxTwin
@@ -15,6 +16,7 @@ FAMILIES: dict[str, type] = {
     SpikingTwin.name: SpikingTwin,
     EchoTwin.name: EchoTwin,
     NarxTwin.name: NarxTwin,
+    InterfaceTwin.name: InterfaceTwin,
 }
 
-__all__ = ["FAMILIES", "EchoTwin", "LinearTwin", "NarxTwin", "ResidualNoise", "TwinFamily"]
+__all__ = ["FAMILIES", "EchoTwin", "InterfaceTwin", "LinearTwin", "NarxTwin", "ResidualNoise", "TwinFamily"]

@@ -1,0 +1,194 @@
+"""The ``interface`` twin family: a bank of electrode interfaces (Butler-Volmer kinetics behind a double
+layer) driven by each stimulating electrode's voltage, and a linear ARX map (:mod:`.linear`) from the
+stimulus and the interfaces' currents to every recorded channel.
+
+Why this structure.  In a substrate driven through metal electrodes - a tuber, a gel, tissue in saline -
+the medium between the electrodes is a linear ionic conductor at these fields, and what is nonlinear and
+has memory sits at each metal/electrolyte interface: the double layer charges through the spreading
+resistance and discharges through the Faradaic reaction (Bard & Faulkner, *Electrochemical Methods*
+2nd ed. 2001, sec. 1.2 and eq. 3.4.30; Merrill, Bikson & Jefferys 2005, J. Neurosci. Methods 141:171).
+The recorded potentials are then linear functionals of the interfaces' currents (the conductor's
+transfer resistances and its dispersion, which the ARX filters learn).  The interfaces' parameters are
+not known for a given specimen, so each electrode gets a bank of ``K`` interfaces spanning the physical
+ranges (time constants, exchange currents, transfer coefficients), and the linear map picks the
+combination that reproduces the recording: only the map is fitted (ridge), so a refit takes seconds,
+and the bank never needs the substrate's insides.
+
+One interface unit ``(tau, k, a)`` of electrode ``e`` (overpotential ``eta`` in volts, stimulus ``V_e``)::
+
+    tau d eta / dt = (V_e - eta) - k g(eta),
+    g(eta) = (exp(a f eta) - exp(-(1 - a) f eta)) / (1 + r exp(-(1 - a) f eta))
+
+the double layer ``C`` charged through the spreading resistance ``R`` (``tau = R C``, seconds) against
+the Faradaic current ``i0 g(eta)`` (``k = i0 R``, volts; ``r = i0 / i_lim`` the cathodic mass-transport
+limit), ``f = F / (R_gas T)`` (1/V).  Its feature is the current proxy ``V_e - eta`` (``R i``, volts).
+Stepped by backward Euler with two Newton iterations per sample (the analytic derivative of ``g``),
+compiled with numba; the state is ``eta`` per unit, so blocks stream as one run.  Defaults: ``tau``
+20-80 ms (20 uF through 1-4 kOhm), ``k`` 2-8 mV (i0 of 1-4 uA through 2 kOhm), ``a`` 0.3-0.7, ``r``
+0.05 (the ranges the potato's docstring table cites for copper nails in tuber tissue).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from prclab.errors import PrclabError
+
+from .base import TwinFamily, check_trials
+from .linear import LinearTwin
+
+FARADAY_C_PER_MOL, GAS_J_PER_MOL_K = 96485.33212, 8.314462618
+
+
+@njit(cache=True)
+def _interface_bank(u, eta, tau, k, a, r, f, dt):   # pragma: no cover - compiled
+    """``u`` ``(B, T, E)`` volts, ``eta`` ``(B, E, K)`` -> current proxies ``(B, T, E * K)``; ``eta`` updated
+    in place (the state after the block)."""
+    batch, steps, n_el = u.shape
+    n_k = tau.shape[0]
+    out = np.empty((batch, steps, n_el * n_k))
+    for b in range(batch):
+        for e in range(n_el):
+            for j in range(n_k):
+                h, aa, cc = dt / tau[j], a[j] * f, (1.0 - a[j]) * f
+                x = eta[b, e, j]
+                for t in range(steps):
+                    v, prev = u[b, t, e], x
+                    for _ in range(2):
+                        ea = np.exp(min(max(aa * x, -50.0), 50.0))
+                        ec = np.exp(min(max(-cc * x, -50.0), 50.0))
+                        den = 1.0 + r * ec
+                        g = (ea - ec) / den
+                        dg = ((aa * ea + cc * ec) * den + (ea - ec) * r * cc * ec) / (den * den)
+                        res = x - prev + h * (k[j] * g - (v - x))
+                        x -= res / (1.0 + h * (k[j] * dg + 1.0))
+                    out[b, t, e * n_k + j] = v - x
+                eta[b, e, j] = x
+    return out
+
+
+class InterfaceTwin(TwinFamily):
+    """Electrode-interface twin (module docstring).
+
+    Args:
+        taus_s: candidate interface time constants ``R C`` (seconds, > 0).
+        exchange_V: candidate ``i0 R`` (volts, > 0).
+        transfer_coefficients: candidate Butler-Volmer ``a`` in (0, 1).
+        limit_ratio: ``i0 / i_lim`` (>= 0; 0: no mass-transport limit).
+        temperature_C: sets ``f = F / (R T)``.
+        lags_in, lags_out, alphas, validation: the ARX map's candidates (:class:`.linear.LinearTwin`).
+    The bank holds every combination of ``taus_s`` x ``exchange_V`` x ``transfer_coefficients`` per electrode.
+    """
+
+    name = "interface"
+
+    def __init__(self, taus_s=(0.02, 0.04, 0.08), exchange_V=(0.002, 0.004, 0.008),
+                 transfer_coefficients=(0.3, 0.5, 0.7), limit_ratio: float = 0.05, temperature_C: float = 20.0,
+                 lags_in=(2, 5, 10), lags_out=(1, 2, 4), alphas=(1e-6, 1e-3), validation: float = 0.25):
+        self.taus_s, self.exchange_V, self.transfer_coefficients = taus_s, exchange_V, transfer_coefficients
+        self.limit_ratio, self.temperature_C = limit_ratio, temperature_C
+        self.lags_in, self.lags_out, self.alphas, self.validation = lags_in, lags_out, alphas, validation
+
+    def _settings(self) -> dict:
+        return {"taus_s": [float(v) for v in self.taus_s], "exchange_V": [float(v) for v in self.exchange_V],
+                "transfer_coefficients": [float(v) for v in self.transfer_coefficients],
+                "limit_ratio": float(self.limit_ratio), "temperature_C": float(self.temperature_C),
+                "lags_in": [int(v) for v in self.lags_in], "lags_out": [int(v) for v in self.lags_out],
+                "alphas": [float(v) for v in self.alphas], "validation": float(self.validation)}
+
+    def _make_bank(self) -> None:
+        s = self._settings()
+        grid = np.array([(t, k, a) for t in s["taus_s"] for k in s["exchange_V"] for a in s["transfer_coefficients"]])
+        if len(grid) == 0 or np.any(grid[:, :2] <= 0) or np.any((grid[:, 2] <= 0) | (grid[:, 2] >= 1)) \
+                or not (s["limit_ratio"] >= 0) or not (s["temperature_C"] > -273.15):
+            raise PrclabError(f"twin {self.name!r}: taus_s and exchange_V must be > 0, transfer_coefficients in "
+                              f"(0, 1), limit_ratio >= 0 and temperature_C above absolute zero, got {s}")
+        self.tau_, self.k_, self.a_ = (np.ascontiguousarray(grid[:, i]) for i in range(3))
+        self.f_ = FARADAY_C_PER_MOL / (GAS_J_PER_MOL_K * (s["temperature_C"] + 273.15))
+
+    def _bank(self, u: np.ndarray, eta: np.ndarray) -> np.ndarray:
+        """``[u, interface currents]`` ``(B, T, n_in * (1 + K))`` from ``u`` ``(B, T, n_in)``; ``eta`` updated."""
+        cur = _interface_bank(np.ascontiguousarray(u, dtype=np.float64), eta, self.tau_, self.k_, self.a_,
+                              float(self.limit_ratio), self.f_, self.dt_)
+        return np.concatenate([u, cur], axis=2)
+
+    def fit(self, stimuli, responses, dt) -> InterfaceTwin:
+        u, y, dt = check_trials(stimuli, responses, dt, f"twin {self.name!r}")
+        self.n_inputs_, self.n_outputs_, self.dt_ = u[0].shape[1], y[0].shape[1], dt
+        self._make_bank()
+        features = [self._bank(ui[None], self._rest(1))[0] for ui in u]
+        self.arx_ = LinearTwin(self.lags_in, self.lags_out, self.alphas, self.validation).fit(features, y, dt)
+        self.validation_nrmse_, self.noise_ = self.arx_.validation_nrmse_, self.arx_.noise_
+        return self
+
+    def _rest(self, batch: int) -> np.ndarray:
+        return np.zeros((batch, self.n_inputs_, len(self.tau_)))
+
+    def _initial_mean_state(self, batch: int) -> dict[str, np.ndarray]:
+        arx = {f"arx_{k}": v for k, v in self.arx_._initial_mean_state(batch).items()}
+        return {"eta": self._rest(batch), **arx}
+
+    def _step_mean(self, state: dict, u: np.ndarray) -> tuple[np.ndarray, dict]:
+        eta = state["eta"].copy()
+        features = self._bank(u, eta)
+        arx = {k[4:]: v for k, v in state.items() if k.startswith("arx_")}
+        y, arx = self.arx_._step_mean(arx, features)
+        return y, {"eta": eta, **{f"arx_{k}": v for k, v in arx.items()}}
+
+    def to_arrays(self) -> tuple[dict[str, np.ndarray], dict]:
+        self._check_fitted()
+        arrays, attrs = self.arx_.to_arrays()
+        return ({f"arx_{k}": v for k, v in arrays.items()},
+                {"n_inputs": self.n_inputs_, "n_outputs": self.n_outputs_, "dt": self.dt_,
+                 "validation_nrmse": self.validation_nrmse_, "arx": attrs, "settings": self._settings()})
+
+    @classmethod
+    def from_arrays(cls, arrays: dict, attrs: dict) -> InterfaceTwin:
+        s = attrs["settings"]
+        self = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in s.items()})
+        self.n_inputs_, self.n_outputs_, self.dt_ = int(attrs["n_inputs"]), int(attrs["n_outputs"]), float(attrs["dt"])
+        self._make_bank()
+        self.arx_ = LinearTwin.from_arrays({k[4:]: v for k, v in arrays.items() if k.startswith("arx_")}, attrs["arx"])
+        self.validation_nrmse_, self.noise_ = float(attrs["validation_nrmse"]), self.arx_.noise_
+        return self
+
+    # ---------------------------------------------------------------- identity
+    def units(self) -> dict[str, np.ndarray]:
+        """Interface units ``0 .. n_in K - 1`` (electrode-major: unit ``e K + j`` is interface ``j`` of
+        stimulus channel ``e``; kind ``"bv_interface"`` with ``tau_s``, ``exchange_V``,
+        ``transfer_coefficient``), then one ``"arx"`` unit per response channel (``bias``, noise)."""
+        self._check_fitted()
+        n_k, n_in, n = len(self.tau_), self.n_inputs_, self.n_outputs_
+        m = n_in * n_k
+        pad = np.full(n, np.nan)
+        return {"id": np.arange(m + n, dtype=np.int64),
+                "kind": np.array(["bv_interface"] * m + ["arx"] * n),
+                "electrode": np.concatenate([np.repeat(np.arange(n_in), n_k), np.full(n, -1)]).astype(np.int64),
+                "tau_s": np.concatenate([np.tile(self.tau_, n_in), pad]),
+                "exchange_V": np.concatenate([np.tile(self.k_, n_in), pad]),
+                "transfer_coefficient": np.concatenate([np.tile(self.a_, n_in), pad]),
+                "bias": np.concatenate([np.full(m, np.nan), self.arx_.c_]),
+                "noise_std": np.concatenate([np.full(m, np.nan), self.noise_.std]),
+                "noise_rho": np.concatenate([np.full(m, np.nan), self.noise_.rho])}
+
+    def _fir(self) -> np.ndarray:
+        """The ARX map's FIR weights ``(lags, n_in (1 + K), n_out)``."""
+        return self.arx_.W_.reshape(self.arx_.lags_in_, -1, self.n_outputs_)
+
+    def edges(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Interface unit -> response unit, weight the sum of its FIR weights over lags (DC gain)."""
+        self._check_fitted()
+        m = self.n_inputs_ * len(self.tau_)
+        gain = self._fir()[:, self.n_inputs_:].sum(axis=0)          # (m, n_out)
+        pre, post = np.meshgrid(np.arange(m), np.arange(m, m + self.n_outputs_), indexing="ij")
+        return pre.ravel().astype(np.int64), post.ravel().astype(np.int64), gain.ravel()
+
+    def electrode_map(self) -> dict:
+        """``input_units`` ``(n_in, K)``: each stimulus channel drives its own K interfaces (weight 1);
+        ``output_units`` ``(n_out, 1)``: response channel j is ARX unit ``n_in K + j``."""
+        self._check_fitted()
+        n_k, n_in, n = len(self.tau_), self.n_inputs_, self.n_outputs_
+        m = n_in * n_k
+        return {"input_units": np.arange(m, dtype=np.int64).reshape(n_in, n_k), "input_weights": np.ones((n_in, n_k)),
+                "output_units": np.arange(m, m + n, dtype=np.int64)[:, None], "output_weights": np.ones((n, 1))}

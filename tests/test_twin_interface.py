@@ -1,0 +1,70 @@
+"""The ``interface`` twin family: a bank of Butler-Volmer / double-layer interfaces per stimulating
+electrode and a linear ARX map.  On a potato recording (linear tissue, nonlinear electrodes) it reaches
+the repeatability floor where the linear and the echo families do not."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from prclab.cli import main
+from prclab.errors import PrclabError
+from prclab.experiments.twins.check import floor_responses, nrmse, simulate_trials
+from prclab.experiments.twins.data import load_fit_data
+from prclab.protocols.recording import read_recording
+from prclab.reservoir.twins import FAMILIES, InterfaceTwin, LinearTwin
+
+from test_twin_core import PROTOCOL
+
+#: a potato specimen other than the model's default (seed 5), 3 stimulating electrodes, 4 recording sites
+POTATO = """[substrate]
+params = { n_outputs = 4, seed = 5 }
+"""
+
+
+@pytest.fixture(scope="module")
+def potato(tmp_path_factory):
+    root = tmp_path_factory.mktemp("iface")
+    text = (PROTOCOL.format(spec="sim:potato", n=3, substrate=POTATO).replace("max_items = 2", "max_items = 16")
+            .replace("samples_per_frame = 2", "samples_per_frame = 10"))
+    (root / "p.toml").write_text(text)
+    assert main(["run", str(root / "p.toml"), "--out", str(root / "rec.h5")]) == 0
+    return root / "rec.h5"
+
+
+def test_the_interface_bank_reaches_the_potato_floor_where_linear_does_not(potato):
+    data = load_fit_data(potato)
+    skip = 10
+    with read_recording(potato) as rec:
+        a, b, source = floor_responses(rec, data.heldout_indices)
+    floor = nrmse(a, b, skip)["pooled"]
+    scores = {}
+    for family in (InterfaceTwin(), LinearTwin()):
+        family.fit(data.train_stimuli, data.train_responses, data.dt)
+        scores[family.name] = nrmse(data.heldout_responses, simulate_trials(family, data.heldout_stimuli), skip)["pooled"]
+    assert source == "simulated model, another noise seed" and FAMILIES["interface"] is InterfaceTwin
+    assert scores["interface"] < 0.5 * scores["linear"], scores
+    assert scores["interface"] < 1.5 * floor, (scores, floor)   # measured: 0.033, linear 0.118, floor 0.026
+
+
+def test_the_bank_streams_and_describes_its_units(potato):
+    data = load_fit_data(potato)
+    twin = InterfaceTwin(taus_s=(0.02, 0.08), exchange_V=(0.004,), transfer_coefficients=(0.5,))
+    twin.fit(data.train_stimuli, data.train_responses, data.dt)
+    u = data.heldout_stimuli[0][None]
+    state = twin.initial_state(1)
+    first, state = twin.step_block(state, u[:, :33])
+    rest, _ = twin.step_block(state, u[:, 33:])
+    np.testing.assert_allclose(np.concatenate([first, rest], 1), twin.simulate(u), rtol=1e-9, atol=1e-12)
+    units = twin.units()
+    assert list(units["kind"]).count("bv_interface") == 3 * 2 and list(units["kind"]).count("arx") == 4
+    assert twin.electrode_map()["input_units"].shape == (3, 2)
+    pre, post, w = twin.edges()
+    assert len(pre) == 6 * 4 and np.isfinite(w).all()
+
+
+def test_bad_bank_settings_are_one_line():
+    u, y = [np.zeros((50, 2))], [np.zeros((50, 1))]
+    for bad in ({"taus_s": (0.0,)}, {"transfer_coefficients": (1.0,)}, {"exchange_V": ()}):
+        with pytest.raises(PrclabError, match="interface"):
+            InterfaceTwin(**bad).fit(u, y, 1e-3)
