@@ -99,10 +99,13 @@ def read_nwb(path: str | Path, verify: bool = True, label_column: str = "label",
         raise PrclabError(f"NWB file {path}: {problem}")
     with warnings.catch_warnings():  # pynwb's warnings on a foreign file: what matters is raised below
         warnings.simplefilter("ignore")
+        io = None
         try:
             io = NWBHDF5IO(str(path), "r", load_namespaces=True)
             nwb = io.read()
         except Exception as exc:  # hdmf/pynwb on a foreign or damaged file: any failure is the file's
+            if io is not None:
+                io.close()
             raise PrclabError(f"NWB file {path}: not readable as NWB ({_one_line(exc)})") from None
         with io:
             try:
