@@ -56,8 +56,9 @@ error replies are dropped (counted in :attr:`RodeostatEmulator.replies_dropped`)
 unforeseen while handling a line is answered ``{"success":false,"message":"emulator internal
 error",...}`` and recorded in :attr:`RodeostatEmulator.internal_errors`; no input ends the thread.
 
-Faults (:meth:`~hardware_sims.pty_port.PtyEmulator.inject`): ``unplug`` closes the pty within 50 ms;
-``stall`` stops answering for good; ``garbage`` truncates one sample line of the next test; ``drop``
+Faults (:meth:`~hardware_sims.pty_port.PtyEmulator.inject`): ``unplug`` closes the pty within 50 ms
+and, without USB power, ends the test with the cell off; ``stall`` stops answering for good (a running
+test still ends on its own and opens the switches); ``garbage`` truncates one sample line of the next test; ``drop``
 leaves one sample line of the next test out.
 """
 
@@ -587,7 +588,9 @@ class RodeostatEmulator(PtyEmulator):
         while not self._stop.is_set():
             with self._lock:
                 fd, fault = self._master, self.fault
-            if fault == "unplug":
+            if fault == "unplug":  # no USB power: the test stops and the switches open
+                self._run = None
+                self.connected = dict.fromkeys(self.connected, False)
                 self._close_pty()
                 return
             if fd < 0:

@@ -6,7 +6,8 @@ SIGINT mid-trial), SIGTERM (the CLI's handler, a real signal), and each emulator
 garbage, drop) - the output is read back from the emulator's own state:
 
 - NI: ``emulator.device.ao_level`` (what each AO line holds);
-- potentiostat: ``emulator.output()`` (cell on?, WE potential of the last point applied);
+- potentiostat: ``emulator.output()`` (cell on?, WE potential of the last point applied; the
+  Rodeostat's 12-bit DAC holds rest to within one step);
 - Cyton: ``emulator.applied_V`` (what the rehearsal stimulator applies now).
 
 What cannot be driven is asserted as it is: an unplugged NI card is out of reach (the emulator holds
@@ -34,6 +35,7 @@ from prclab.drivers.checks import mid_range
 from prclab.hardware_sims import FAULTS
 from prclab.protocols.protocol import parse_protocol
 from prclab.protocols.runner import run_protocol
+from prclab.hardware_sims.rodeostat import DAC_MAX
 from test_fault_matrix import DEVICES, PROTOCOL
 
 REST_V = 0.0  # the protocols' window is [-0.5, 0.5] V: rest at 0 V
@@ -57,7 +59,7 @@ def output_level(kind, device) -> tuple[bool, np.ndarray]:
     emu = device.emulator
     if kind == "nidaq":
         return True, emu.device.ao_level.copy()
-    if kind == "potentiostat":
+    if kind.startswith("potentiostat"):
         cell_on, volts = emu.output()
         return cell_on, np.array([volts])
     return True, emu.applied_V.copy()
@@ -111,7 +113,9 @@ def _stop_run(kind, how, tmp_path, dataset):
 
 
 STOPS = ("end", "exception", "sigint", "sigterm", *FAULTS)
-UNREACHABLE = {("nidaq", "unplug"), ("potentiostat", "stall"), ("potentiostat", "unplug")}
+UNREACHABLE = {("nidaq", "unplug"), ("potentiostat", "stall"), ("potentiostat", "unplug"),
+               ("potentiostat:rodeostat", "stall"), ("potentiostat:rodeostat", "unplug")}
+DAC_STEP_V = {"potentiostat:rodeostat": 2 * 1.0 / DAC_MAX}  # one code on its 1 V range
 
 
 @pytest.mark.slow
@@ -143,9 +147,9 @@ def test_every_stop_leaves_outputs_at_rest(kind, how, tmp_path, toy_npz):
             assert output_level(kind, device)[0] is False, "the cell must be off"
         return
     assert note["outputs_at_rest"] is True, note
-    np.testing.assert_allclose(level, REST_V, atol=1e-9)
-    if kind == "potentiostat":
-        assert driven is False  # the rest script ends with the cell off
+    np.testing.assert_allclose(level, REST_V, atol=DAC_STEP_V.get(kind, 1e-9))
+    if kind.startswith("potentiostat"):
+        assert driven is False  # the rest script (test) ends with the cell off
 
 
 def test_rest_ramp_respects_the_slew_limit_and_ends_at_rest():
