@@ -4,10 +4,11 @@ Figures from NI's published "NI 6363 Specifications" (X Series, NI part 374650 /
 device page: 32 single-ended (16 differential) 16-bit analog inputs, 2.00 MS/s on one channel and
 1.00 MS/s aggregate over several; input ranges ±0.1, ±0.2, ±0.5, ±1, ±2, ±5, ±10 V; 4 16-bit analog
 outputs at up to 2.86 / 2.00 / 1.54 / 1.25 MS/s with 1 / 2 / 3 / 4 channels running, ranges ±10 V and
-±5 V (the external-reference ranges are not emulated); PFI0-15 as trigger inputs; terminal configurations RSE, NRSE and
-differential (no pseudo-differential).  The slowest sample clock of the 100 MHz timebase and its 32-bit
-divider is 100e6 / 2**32 ≈ 0.0233 S/s.  The serial number is the emulator's own, and the device
-reports ``is_simulated`` true: a program can tell it is not talking to a real card.
+±5 V (the external-reference ranges are not emulated); PFI0-15 as trigger inputs; terminal
+configurations RSE, NRSE and differential (no pseudo-differential).  The slowest sample clock of the
+100 MHz timebase and its 32-bit divider is 100e6 / 2**32 ≈ 0.0233 S/s.  The serial number is the
+emulator's own, and the device reports ``is_simulated`` true: a program can tell it is not talking to a
+real card.
 
 A substrate with more inputs or outputs than the card has widens the emulated card to fit (the product
 type stays PCIe-6363); lines beyond the substrate's outputs read 0 V.

@@ -25,7 +25,8 @@ from nidaqmx.constants import AcquisitionType
 from nidaqmx.stream_readers import AnalogMultiChannelReader
 from nidaqmx.stream_writers import AnalogMultiChannelWriter
 
-from prclab.hardware_sims.nidaq_grpc import MAX_BUFFER_SAMPLES, MAX_MESSAGE_BYTES, NidaqEmulator
+from prclab.hardware_sims.nidaq_grpc import MAX_MESSAGE_BYTES, NidaqEmulator
+from prclab.hardware_sims.nidaq_model import MAX_BUFFER_SAMPLES
 from prclab.reservoir import make_substrate
 
 RATE_HZ = 1000.0

@@ -1,11 +1,12 @@
-"""Fuzz the NI-DAQmx emulator's gRPC surface (300 derandomised examples, ~5 s): random and malformed requests to every
-RPC it implements (bad task handles, garbage channel strings, huge sizes, NaN data, wrong enum values,
-random bytes instead of a message).  No call may hang past its deadline or crash the server: each one
-answers, or fails as NI's server fails (``ni-error`` trailing metadata with a negative DAQmx code, or
-gRPC ``RESOURCE_EXHAUSTED`` for a reply over the message limit), and the server keeps serving.
+"""Fuzz the NI-DAQmx emulator's gRPC surface (300 derandomised examples, ~5 s): random and malformed
+requests to every RPC it implements (bad task handles, garbage channel strings, huge sizes, NaN
+data, wrong enum values, random bytes instead of a message).  No call may hang past its deadline or
+crash the server: each one answers, or fails as NI's server fails (``ni-error`` trailing metadata with
+a negative DAQmx code, or gRPC ``RESOURCE_EXHAUSTED`` for a reply over the message limit), and the
+server keeps serving.
 
 ``timeout`` fields are drawn from 0..50 ms, NaN and negatives other than -1 (DAQmx's "wait forever",
-which may legitimately wait :data:`MAX_STALL_S`).
+which may legitimately wait ``nidaq_grpc.MAX_STALL_S``).
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ RPCS = sorted(name for name in vars(NidaqServicer)
               if name[0].isupper() and hasattr(pb_grpc.NiDAQmxServicer, name))
 STREAMS = {"RegisterEveryNSamplesEvent", "RegisterDoneEvent"}
 TASKS = ["fz_ai", "fz_ao", "nope", "", "\x00", "t" * 300]
-STRINGS = st.one_of(st.sampled_from(["Dev1/ai0", "Dev1/ai0:3", "Dev1/ai3:0", "Dev1/ao0:1", "Dev1/ai0:999999999",
-                                     "Dev2/ai0", "/Dev1/ai/StartTrigger", "/Dev1/ai/SampleClock", "Dev1",
+STRINGS = st.one_of(st.sampled_from(["Dev1/ai0", "Dev1/ai0:3", "Dev1/ai3:0", "Dev1/ao0:1",
+                                     "Dev1/ai0:999999999", "Dev2/ai0", "/Dev1/ai/StartTrigger",
+                                     "/Dev1/ai/SampleClock", "Dev1",
                                      "Dev1/ai0,,Dev1/ai1", ":", "ai", "Dev1/ai" + "9" * 50, ""]),
                     st.text(max_size=30))
 NUMBERS = st.one_of(st.sampled_from([0.0, 1.0, -1.0, 10.0, 1000.0, 1e300, -1e300]),
@@ -78,9 +80,9 @@ def _prepare(stub) -> None:
             pass
     ai, ao = session_pb2.Session(name="fz_ai"), session_pb2.Session(name="fz_ao")
     stub.CreateTask(pb.CreateTaskRequest(session_name="fz_ai"), timeout=5.0)
-    stub.CreateAIVoltageChan(pb.CreateAIVoltageChanRequest(task=ai, physical_channel="Dev1/ai0:1", min_val=-10,
-                                                           max_val=10, units_raw=10348, terminal_config_raw=-1),
-                             timeout=5.0)
+    stub.CreateAIVoltageChan(pb.CreateAIVoltageChanRequest(
+        task=ai, physical_channel="Dev1/ai0:1", min_val=-10, max_val=10, units_raw=10348,
+        terminal_config_raw=-1), timeout=5.0)
     stub.CfgSampClkTiming(pb.CfgSampClkTimingRequest(task=ai, rate=1000.0, sample_mode_raw=10123,
                                                      samps_per_chan=100), timeout=5.0)
     stub.StartTask(pb.StartTaskRequest(task=ai), timeout=5.0)
