@@ -168,7 +168,7 @@ def table_trials(path: Path, label_column: str, split_column: str | None, rate: 
             rows = list(csv.DictReader(fh))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise PrclabError(f"trials table {path}: unreadable ({exc})") from None
-    need = ["start_time", "stop_time", label_column]
+    need = ["start_time", "stop_time", label_column] + ([split_column] if split_column else [])
     missing = [c for c in need if not rows or c not in rows[0]]
     if missing:
         raise PrclabError(f"trials table {path}: no column {missing[0]!r} "
@@ -178,7 +178,7 @@ def table_trials(path: Path, label_column: str, split_column: str | None, rate: 
         stop = np.array([float(r["stop_time"]) for r in rows])
     except ValueError as exc:
         raise PrclabError(f"trials table {path}: {exc}") from None
-    splits = [r.get(split_column, "") for r in rows] if split_column else None
+    splits = [r[split_column] for r in rows] if split_column else None
     return (np.rint(start * rate).astype(np.int64), np.rint(stop * rate).astype(np.int64),
             [r[label_column] for r in rows], splits)
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from prclab.cli import main
+from prclab.errors import PrclabError
 from prclab.protocols.recording import read_recording
 
 RATE = 2000.0
@@ -92,6 +93,10 @@ def test_trials_from_a_csv_table_with_its_split(tmp_path):
     assert [t.label for t in rec.trials] == ["ab"[c - 1] for c in codes]
     assert [t.split for t in rec.trials] == ["train", "train", "train", "test"] * 2
     assert all(len(t.response) == 200 for t in rec.trials)
+    with pytest.raises(PrclabError, match=r"trials.csv: no column 'fold' \(has start_time, stop_time, "
+                                          r"condition, split\)"):
+        read_recording(write_mapping(tmp_path, 'table = "trials.csv"\nlabel_column = "condition"\n'
+                                               'split_column = "fold"'))
 
 
 def one_line_error(argv, capsys) -> str:
