@@ -66,6 +66,9 @@ SI_PREFIX = {"a": -18, "f": -15, "p": -12, "n": -9, "u": -6, "m": -3, " ": 0,
 _OFFSET = 1 << 27
 _VARIABLE = re.compile(r"([a-z]{2})([0-9A-F]{7})(.)((?:,[0-9A-Fa-f]{1,8})*)\Z")
 _LOOP_START = re.compile(r"[MLC][0-9A-Fa-f]{0,4}\Z")
+LOW_SPEED_MIN_V = -1.25
+"""Lowest WE potential of an EmStat Pico's low-speed PGStat mode (MethodSCRIPT manual appendix B);
+scripts that go lower use the max-range mode (down to -1.7 V)."""
 POTENTIAL_TYPES = ("da", "ab")
 """Variable types accepted as the WE potential (set potential, measured potential)."""
 
@@ -245,7 +248,10 @@ class MethodScript:
         """Script that applies ``potentials_V`` ``(k,)`` one per sample period and measures current."""
         dt = _si_int(1.0 / rate_hz, -6, "u")
         lo, hi = float(potentials_V.min()), float(potentials_V.max())
-        lines = ["e", "var p", "var c", "set_pgstat_mode 2",
+        # low-speed mode reaches -1.25..+2.0 V on an EmStat Pico, max-range mode -1.7..+2.0 V
+        # (MethodSCRIPT manual appendix B); the low-speed mode where it suffices
+        mode = 2 if lo >= LOW_SPEED_MIN_V else 4
+        lines = ["e", "var p", "var c", f"set_pgstat_mode {mode}",
                  f"set_range_minmax da {_potential_uV(lo)} {_potential_uV(hi)}",
                  f"set_range ba {_si_int(self.current_range_A, -9, 'n')}",
                  f"set_autoranging ba 1n {_si_int(self.current_range_A, -9, 'n')}",

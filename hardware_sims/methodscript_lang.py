@@ -91,6 +91,7 @@ _BASED = re.compile(r"0(?:x([0-9A-Fa-f]{1,8})|b([01]{1,32}))i?\Z")
 _NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
 _OPTION = re.compile(r"([a-z_]+)\((.*)\)\Z")
 _TOKEN = re.compile(r'"[^"]*"|\S+')
+_BAD_CHAR = re.compile(r"[^\t -~]")
 
 # argument kinds: "decl" new variable, "out" declared variable (written), "var" declared variable
 # (read), "val" variable or literal (read), "lit" literal, "vt" variable type, "op" comparison,
@@ -245,9 +246,9 @@ def parse(lines: list[str], static=lambda cmd: None) -> Program:
     in_package = False
     finish = None
     for no, raw in enumerate(lines, start=2):  # line 1 is the "e"
-        bad = next((i for i, c in enumerate(raw) if not (c.isascii() and (c.isprintable() or c == "\t"))),
-                   None)
-        if bad is not None:  # the column of the word holding it
+        found = _BAD_CHAR.search(raw)
+        if found:  # the column of the word holding it
+            bad = found.start()
             word = len(raw[:bad]) - len(raw[:bad].split()[-1]) if raw[:bad].strip() and not \
                 raw[bad - 1].isspace() else bad
             raise ScriptError(no, "unexpected character", 0x4004, word + 1)
@@ -275,6 +276,8 @@ def parse(lines: list[str], static=lambda cmd: None) -> Program:
             _check_args(cmd, SPEC[name], declared, static)
             here = len(commands)
             opener = commands[stack[-1]].name if stack else ""
+            if in_package and (name in ("loop", "if") or name.startswith("meas_loop_")):
+                raise Refused(0x401B, "a package cannot span a block")
             if name.startswith("meas_loop_"):
                 if any(commands[i].name.startswith("meas_loop_") for i in stack):
                     raise Refused(0x400B, "nested measurement loop")
@@ -289,7 +292,8 @@ def parse(lines: list[str], static=lambda cmd: None) -> Program:
             elif name == "if":
                 stack.append(here)
             elif name in ("elseif", "else", "endif"):
-                if opener not in ("if", "elseif") or in_package:
+                allowed = ("if", "elseif", "else") if name == "endif" else ("if", "elseif")
+                if opener not in allowed or in_package:
                     raise Refused(0x400C, f"{name} without if")
                 commands[stack.pop()].jump = here
                 if name != "endif":

@@ -599,6 +599,8 @@ class _Machine:
             if self.cell_on:
                 self.cell_on = False
                 self.reply.segments.append((self.t, math.nan))
+        elif name in ("pck_start", "pck_add", "pck_end") and (name == "pck_start") != (self.package is None):
+            raise Refused(0x401B, f"{name!r} out of sequence")
         elif name == "pck_start":
             self.package = []
         elif name == "pck_add":
