@@ -141,6 +141,7 @@ def _stimulation_events(stimulus: np.ndarray, rest: np.ndarray) -> tuple[np.ndar
 
 
 def _rate(rec: Recording) -> float:
+    """The sample rate, Hz: the recorded device's ``rate_hz``, else the file's."""
     device = rec.attrs.get("device")
     rate = device.get("rate_hz") if isinstance(device, dict) else None
     rate = rate or rec.attrs.get("rate_hz")
@@ -154,6 +155,8 @@ def _rate(rec: Recording) -> float:
 
 
 def _channel_names(rec: Recording, key: str, count: int, prefix: str) -> list[str]:
+    """The ``count`` channel names the recorded device gives for ``key`` (``stimulus`` / ``response``),
+    else ``prefix0``, ``prefix1``..."""
     device = rec.attrs.get("device")
     channels = device.get(key) if isinstance(device, dict) else None
     if isinstance(channels, list) and len(channels) == count:
