@@ -144,6 +144,10 @@ def test_a_damaged_recording_is_not_exported(sim_run, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "000003" in err and "export needs every trial" in err
     assert not (tmp_path / "bad.nwb").exists()
+    assert main(["export", str(sim_run[1]), str(tmp_path / "out.mat")]) == 2
+    assert "must end in .nwb or .fif" in capsys.readouterr().err
+    assert main(["export", str(sim_run[1]), str(sim_run[2])]) == 2  # an existing file is not replaced
+    assert "already there" in capsys.readouterr().err
 
 
 def test_electrode_positions_are_the_organoid_arrays(tmp_path):
