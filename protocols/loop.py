@@ -47,7 +47,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
-import h5py
 import numpy as np
 from threadpoolctl import threadpool_limits
 
@@ -345,15 +344,10 @@ def read_loop(path: str | Path) -> LoopRecord:
     if rec.attrs.get("kind") != "closed-loop":
         raise PrclabError(f"recording {path}: not a closed-loop recording (made by prclab run?)")
     segments = [t for t in rec.trials if t.split == "loop"]
-    values = {k: [] for k in TICK_FIELDS}
     try:
-        with h5py.File(path, "r") as f:
-            for t in segments:
-                a = f["trials"][f"{t.index:06d}"].attrs
-                for k in TICK_FIELDS:
-                    values[k].append(np.asarray(a[k]))
-    except (OSError, KeyError) as exc:
-        raise PrclabError(f"recording {path}: loop segment unreadable ({str(exc).splitlines()[0]})") from None
+        values = {k: [np.asarray(t.extra[k]) for t in segments] for k in TICK_FIELDS}
+    except KeyError as exc:
+        raise PrclabError(f"recording {path}: a loop segment lacks its per-tick {exc}") from None
     joined = {k: np.concatenate(v) if v else np.zeros(0) for k, v in values.items()}
     return LoopRecord(len(joined["event"]), joined, rec.attrs, rec.problems)
 

@@ -77,7 +77,7 @@ import os
 import stat as _stat
 import struct
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import h5py
@@ -196,6 +196,8 @@ class Trial:
         timestamps: ``(n,)`` seconds on the device clock, None until recorded.
         session: the session (0, then one more per resume) that recorded it; None until recorded.
         nonfinite: count of NaN/inf response values (recorded as measured).
+        extra: the other attrs the writer was given (``append(..., **attrs)``), as stored: a closed
+            loop's per-tick values (:mod:`~prclab.protocols.loop`); empty for a planned trial.
     """
 
     index: int
@@ -211,6 +213,7 @@ class Trial:
     timestamps: "np.ndarray | TrialArray | None" = None
     session: int | None = None
     nonfinite: int = 0
+    extra: dict = field(default_factory=dict)
 
     @property
     def waveform(self) -> "np.ndarray | TrialArray":
@@ -320,7 +323,12 @@ def _trial_record(attrs: dict, arrays: tuple) -> Trial:
     stimulus, response, timestamps = arrays
     return Trial(int(a["index"]), int(a["item"]), int(a["repetition"]), str(a["label"]), str(a["split"]),
                  str(a["item_id"]), stimulus, int(a["stim_start"]), int(a["stim_stop"]), response,
-                 timestamps, int(a.get("session", 0)), int(a.get("nonfinite", 0)))
+                 timestamps, int(a.get("session", 0)), int(a.get("nonfinite", 0)),
+                 {k: v for k, v in a.items() if k not in _TRIAL_ATTRS})
+
+
+#: the attrs every trial has (the :class:`Trial` fields and its checksum): the rest are its ``extra``
+_TRIAL_ATTRS = {f.name for f in fields(Trial)} | {"sha256"}
 
 
 # -- records: self-delimiting, self-checking byte strings stored contiguously in the file ----------

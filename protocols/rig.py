@@ -210,6 +210,11 @@ class Rig(Device):
         return next(iter(self.emulators.values())) if len(self.emulators) == 1 else None
 
     @property
+    def adc(self):
+        """The recorder's converters (:attr:`Device.adc`): a recording stores its counts."""
+        return self.recorder.adc
+
+    @property
     def electrodes(self) -> tuple[Electrode, ...]:
         """The stimulator's declared electrodes (none for a record-only rig)."""
         return self.stimulator.electrodes if self.stimulator is not None else ()
@@ -276,8 +281,9 @@ class Rig(Device):
                 label, self._pending_mark = self._pending_mark, None  # once what was played before
                 time.sleep(max(0.0, self._playing_until - time.monotonic()))  # has played out
                 self._guarded(self.recorder.mark, label)
-            self._guarded(self.stimulator.read, n)  # plays n stimulus samples; its inputs are dropped
-            self._playing_until = max(time.monotonic(), self._playing_until) + n / self.channels.rate_hz
+            began = max(time.monotonic(), self._playing_until)  # when these n samples start to play
+            self._guarded(self.stimulator.read, n)  # plays n stimulus samples (blocks as a card does)
+            self._playing_until = began + n / self.channels.rate_hz
         return self._guarded(self.recorder.read, n)
 
     def mark(self, label: str) -> None:
