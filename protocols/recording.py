@@ -95,7 +95,9 @@ FORMAT = "prclab-recording"
 FORMAT_VERSION = 3
 READABLE_VERSIONS = (1, 2, 3)
 JSON_ATTRS = ("device", "substrate", "encoder", "readout", "sessions", "identity", "storage")
-_LIBVER = ("v110", "v110")
+#: HDF5 object formats: the earliest superblock, which has no "open for write" flag, so a file whose
+#: writer was killed still opens in plain h5py (a v110 superblock keeps the flag set and refuses it)
+_LIBVER = ("earliest", "v110")
 """HDF5 object formats of 1.10 (2017; every h5py wheel since 2.8 reads them): a chunked dataset's
 index is a fixed array or a single chunk, not a version 1 B-tree (which cost ~7 kB per trial)."""
 RECORD_MAGIC = b"\x89PRCREC\n"
