@@ -215,11 +215,6 @@ class Rig(Device):
         return self.recorder.adc
 
     @property
-    def adc(self):
-        """The recorder's converters (:attr:`Device.adc`): a recording stores its counts."""
-        return self.recorder.adc
-
-    @property
     def electrodes(self) -> tuple[Electrode, ...]:
         """The stimulator's declared electrodes (none for a record-only rig)."""
         return self.stimulator.electrodes if self.stimulator is not None else ()
