@@ -239,6 +239,18 @@ class CytonEmulator(PtyEmulator):
         with self._lock:
             self._stimulus.append(block.copy())
 
+    def played_out(self, timeout_s: float = 2.0) -> bool:
+        """Wait up to ``timeout_s`` seconds until every queued stimulus row has been applied; returns
+        whether it has (``applied_V`` is then the stimulator's final level)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            with self._lock:
+                if not self._stimulus:
+                    return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.005)
+
     @property
     def sent_counts(self) -> np.ndarray:
         """ADS counts sampled so far ``(k, n_channels)`` int32, before any Daisy averaging (needs
@@ -292,6 +304,11 @@ class CytonEmulator(PtyEmulator):
     def _follow_stream(self, now: float) -> None:
         """Track the firmware's stream starts: counter and averaging restart, pacing starts if idle."""
         if not self.streaming:
+            if self._paced:  # the stimulator, on its own clock, plays out what it was handed
+                with self._lock:
+                    if self._stimulus:
+                        self.applied_V = self._stimulus[-1][-1].copy()
+                        self._stimulus.clear()
             self._paced = False
             return
         if self.firmware.stream_starts != self._epoch:

@@ -21,6 +21,7 @@ from prclab.errors import PrclabError
 
 from .protocol import parse_protocol
 from .recording import RecordingWriter, read_recording
+from .recording_storage import storage_for
 from .runner import run_trials
 
 
@@ -56,7 +57,8 @@ def replay_recording(path: str | Path, substrate: str, out: str | Path, params: 
     metadata = {k: rec.attrs[k] for k in keep if k in rec.attrs}
     metadata.update({"device": device.describe(), "substrate": model.describe(),
                      "replayed_from": str(path)})
-    with rec, RecordingWriter(out, metadata) as writer, device:  # recorded trials play as planned ones
+    storage = storage_for(protocol["recording"], device)  # stored as a run on this device would be
+    with rec, RecordingWriter(out, metadata, storage=storage) as writer, device:  # recorded trials play as planned ones
         run_trials(rec.trials, device, writer, protocol["protocol"]["block_samples"], substrate=model)
     return {"out": str(out), "n_trials": len(rec.trials), "problems": rec.problems}
 
