@@ -5,7 +5,9 @@ window gives the no-reservoir baselines' features (linear: the stimulus; quadrat
 square), each side's feature spec chosen on the training trials (``experiments.tasks.compare_sides``)
 unless one is given.  Trials keep the split they were recorded with.
 Trials whose response holds NaN or infinite values (recorded as measured, flagged ``nonfinite``) are
-left out and named in ``problems``.
+left out and named in ``problems``.  A recording with no stimulus channel (record-only: an EEG board's
+file, a brainflow recording) is scored on the reservoir side alone: the result has no baseline keys and
+``problems`` says why (:data:`NO_STIMULUS`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ from prclab.errors import PrclabError
 from prclab.protocols.recording import read_recording
 
 from prclab.readouts.features import FEATURE_CANDIDATES
-from .tasks import compare_sides
+from .tasks import SIDES, compare_sides
+
+#: the problem a recording without stimulus channels reports (no baseline is fitted)
+NO_STIMULUS = "no stimulus channel recorded: no baseline can be computed without a stimulus"
 
 
 def train_on_recording(path, features: str | None = None) -> dict:
@@ -30,7 +35,9 @@ def train_on_recording(path, features: str | None = None) -> dict:
         dict with ``accuracy``, ``baseline_accuracy``, ``quadratic_baseline_accuracy``, ``features``,
         ``baseline_features``, ``quadratic_baseline_features``, ``feature_search``, ``chance``,
         ``n_train``, ``n_test``, ``n_classes``, ``problems`` (damaged trials skipped), and for plotting
-        ``labels``, ``predictions`` and ``classes`` of the test trials.
+        ``labels``, ``predictions`` and ``classes`` of the test trials.  Without stimulus channels the
+        ``baseline_*`` and ``quadratic_baseline_*`` keys are absent and ``problems`` ends with
+        :data:`NO_STIMULUS`.
     """
     with read_recording(path, verify=False) as rec:  # each trial then read once, checked, windows kept
         trials, windows = [], []
@@ -64,8 +71,11 @@ def train_on_recording(path, features: str | None = None) -> dict:
     if len(test) == 0 or len(np.unique(labels[train])) < 2:
         raise PrclabError(f"recording {path}: needs test trials and training trials of two or more "
                           f"classes (has {len(train)} train, {len(test)} test)")
+    stimulated = all(s.shape[1] > 0 for s, _ in windows)
+    if not stimulated:
+        rec.problems.append(NO_STIMULUS)
     fields, fits = compare_sides([r for _, r in windows], [s for s, _ in windows], labels, train, test,
-                                 features, candidates)
+                                 features, candidates, sides=tuple(SIDES) if stimulated else ("",))
     x, clf = fits[""]["x"], fits[""]["classifier"]
     counts = np.unique(labels[test], return_counts=True)[1]
     return {**fields, "chance": float(counts.max() / counts.sum()), "n_train": int(len(train)),
@@ -90,7 +100,8 @@ def plot_confusion(result: dict, path) -> None:
     ax.set_ylabel("true")
     for (i, j), v in np.ndenumerate(cm):
         ax.text(j, i, str(v), ha="center", va="center", color="white" if v > cm.max() / 2 else "black")
-    ax.set_title(f"test accuracy {result['accuracy']:.3f} (baseline {result['baseline_accuracy']:.3f})")
+    baseline = f"baseline {result['baseline_accuracy']:.3f}" if "baseline_accuracy" in result else "no baseline"
+    ax.set_title(f"test accuracy {result['accuracy']:.3f} ({baseline})")
     fig.colorbar(im, ax=ax, label="trials")
     fig.tight_layout()
     fig.savefig(path)

@@ -1,8 +1,10 @@
 """Reports: PNG figures and a short Markdown summary of a recording or of a result JSON.
 
-``write_report(source, out)`` is what ``prclab report`` runs.  From a recording (``.h5``) it trains the
-readout (``experiments.recorded.train_on_recording``) and draws the test confusion matrix, the stimulus and
-response of a few trials as heat maps, and test accuracy against the ridge parameter.  From a result
+``write_report(source, out)`` is what ``prclab report`` runs.  From a recording (prclab's ``.h5``, NWB, a
+mapping file or a brainflow file: what ``prclab train`` reads) it trains the readout
+(``experiments.recorded.train_on_recording``) and draws the test confusion matrix, the stimulus and
+response of a few trials as heat maps (the response alone for a recording without stimulus channels),
+and test accuracy against the ridge parameter.  From a result
 JSON (``prclab task|train|characterize --json``) it draws whatever the result holds: confusion matrix,
 accuracy against the ridge parameter, scores per seed, a regression's test prediction, a memory-capacity
 curve, an impedance spectrum (Nyquist and Bode), I-V loop area over sweep period.  ``summary.md`` lists
@@ -17,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from prclab.errors import PrclabError
+from prclab.protocols.foreign import RECORDING_SUFFIXES
 
 #: trials drawn in the response heat map
 HEATMAP_TRIALS = 4
@@ -35,7 +38,8 @@ def response_unit(attrs: dict) -> str:
 
 def plot_trials(trials, path, n: int = HEATMAP_TRIALS, unit: str = "") -> None:
     """Stimulus (top) and response (bottom) heat maps, channels over time, of the first trial of each of
-    up to ``n`` labels (``protocols.recording.Trial`` list); ``unit`` labels the response scale."""
+    up to ``n`` labels (``protocols.recording.Trial`` list); ``unit`` labels the response scale.  Trials
+    without stimulus channels (a record-only recording): the response alone."""
     from matplotlib.figure import Figure  # no pyplot: a notebook's backend is left as it is
     from matplotlib.ticker import MaxNLocator
 
@@ -48,29 +52,37 @@ def plot_trials(trials, path, n: int = HEATMAP_TRIALS, unit: str = "") -> None:
             break
     responses = np.concatenate([t.response for t in chosen])
     lo, hi = np.percentile(responses, [1, 99])
-    stim_lim = max(float(np.abs(np.concatenate([t.stimulus for t in chosen])).max()), 1e-12)
-    fig = Figure(figsize=(3.2 * len(chosen) + 1.2, 5.2), dpi=120)
-    axes = fig.subplots(2, len(chosen), squeeze=False, gridspec_kw={"height_ratios": [1, 2.2]})
+    stimulated = all(t.stimulus.shape[1] > 0 for t in chosen)
+    rows = 2 if stimulated else 1
+    fig = Figure(figsize=(3.2 * len(chosen) + 1.2, 5.2 if stimulated else 3.8), dpi=120)
+    axes = fig.subplots(rows, len(chosen), squeeze=False,
+                        gridspec_kw={"height_ratios": [1, 2.2] if stimulated else [1]})
+    if stimulated:
+        stim_lim = max(float(np.abs(np.concatenate([t.stimulus for t in chosen])).max()), 1e-12)
     for col, t in enumerate(chosen):
         seconds = t.timestamps - t.timestamps[0]
         extent = [0.0, float(seconds[-1]) if len(seconds) > 1 else 1.0]
-        im_s = axes[0, col].imshow(t.stimulus.T, aspect="auto", cmap="RdBu_r", vmin=-stim_lim, vmax=stim_lim,
-                                   extent=extent + [t.stimulus.shape[1] - 0.5, -0.5], interpolation="nearest")
-        im_r = axes[1, col].imshow(t.response.T, aspect="auto", cmap="viridis", vmin=lo, vmax=hi,
-                                   extent=extent + [t.response.shape[1] - 0.5, -0.5], interpolation="nearest")
+        if stimulated:
+            im_s = axes[0, col].imshow(t.stimulus.T, aspect="auto", cmap="RdBu_r", vmin=-stim_lim,
+                                       vmax=stim_lim, extent=extent + [t.stimulus.shape[1] - 0.5, -0.5],
+                                       interpolation="nearest")
+        im_r = axes[-1, col].imshow(t.response.T, aspect="auto", cmap="viridis", vmin=lo, vmax=hi,
+                                    extent=extent + [t.response.shape[1] - 0.5, -0.5], interpolation="nearest")
         for ax in axes[:, col]:
             for edge in (t.stim_start, t.stim_stop - 1):
                 ax.axvline(seconds[min(edge, len(seconds) - 1)], color="white", lw=0.8, ls="--")
         axes[0, col].set_title(f"trial {t.index}: label {t.label}", fontsize=10)
         for ax in axes[:, col]:
             ax.yaxis.set_major_locator(MaxNLocator(integer=True, nbins=6))
-        axes[1, col].set_xlabel("time in trial (s)")
-    axes[0, 0].set_ylabel("stimulus\nelectrode")
-    axes[1, 0].set_ylabel("response channel")
-    fig.colorbar(im_s, ax=axes[0, :].tolist(), label="stimulus (V)", fraction=0.03, pad=0.02)
-    fig.colorbar(im_r, ax=axes[1, :].tolist(), label=f"response ({unit})" if unit else "response",
+        axes[-1, col].set_xlabel("time in trial (s)")
+    if stimulated:
+        axes[0, 0].set_ylabel("stimulus\nelectrode")
+        fig.colorbar(im_s, ax=axes[0, :].tolist(), label="stimulus (V)", fraction=0.03, pad=0.02)
+    axes[-1, 0].set_ylabel("response channel")
+    fig.colorbar(im_r, ax=axes[-1, :].tolist(), label=f"response ({unit})" if unit else "response",
                  fraction=0.03, pad=0.02)
-    fig.suptitle("stimulus and response per trial (dashed: stimulus window)", fontsize=11)
+    fig.suptitle("stimulus and response per trial (dashed: stimulus window)" if stimulated else
+                 "response per trial (no stimulus channel recorded; dashed: the trial's window)", fontsize=11)
     fig.savefig(path, bbox_inches="tight")
 
 
@@ -178,8 +190,10 @@ def _recording_figures(path: Path, out: Path) -> tuple[dict, list[tuple[str, str
     split = np.array([t.split for t in rec.trials])
     train, test = split == "train", split == "test"
     curve = {}
-    for key, arrays, spec in (("accuracy", [r for _, r in windows], result["features"]),
-                              ("baseline", [s for s, _ in windows], result["baseline_features"])):
+    sides = [("accuracy", [r for _, r in windows], result["features"])]
+    if "baseline_features" in result:  # absent without stimulus channels
+        sides.append(("baseline", [s for s, _ in windows], result["baseline_features"]))
+    for key, arrays, spec in sides:
         x = trial_features(arrays, spec, train=np.flatnonzero(train))  # top:/win: set on training trials
         clf = RidgeClassifier().fit(x[train], labels[train])
         curve["alphas"] = list(clf.alphas)
@@ -199,7 +213,7 @@ def _result_figures(result: dict, out: Path) -> list[tuple[str, str]]:
     from .recorded import plot_confusion
 
     figures = []
-    if {"labels", "predictions", "classes", "accuracy", "baseline_accuracy"} <= set(result):
+    if {"labels", "predictions", "classes", "accuracy"} <= set(result):
         plot_confusion(result, out / "confusion.png")
         seed = f" (seed {result['seed']})" if "seed" in result else ""
         figures.append(("confusion.png", f"test confusion matrix{seed}"))
@@ -303,11 +317,15 @@ def _measurement_rows(result: dict) -> list[str]:
 
 
 def write_report(source, out) -> Path:
-    """Write figures and ``summary.md`` for ``source`` (a recording ``.h5`` or a result ``.json``) into
-    folder ``out`` (created); returns the path of ``summary.md``."""
+    """Write figures and ``summary.md`` for ``source`` (a recording in any format ``prclab train`` reads,
+    :data:`~prclab.protocols.foreign.RECORDING_SUFFIXES`, or a result ``.json``) into folder ``out``
+    (created); returns the path of ``summary.md``."""
     source, out = Path(source), Path(out)
     if not source.is_file():
         raise PrclabError(f"report: {source} is not a file")
+    from .loop_report import is_loop_recording, write_loop_report
+    if is_loop_recording(source):  # a closed loop's recording (prclab loop): its own figures
+        return write_loop_report(source, out)
     out.mkdir(parents=True, exist_ok=True)
     if source.suffix.lower() == ".json":
         try:
@@ -318,11 +336,12 @@ def write_report(source, out) -> Path:
             raise PrclabError(f"report: {source} holds no result object")
         figures = _result_figures(result, out)
         kind = "result"
-    elif source.suffix.lower() in (".h5", ".hdf5"):
+    elif source.suffix.lower() in RECORDING_SUFFIXES:
         result, figures = _recording_figures(source, out)
         kind = result["source_kind"]
     else:
-        raise PrclabError(f"report: {source}: expected a recording (.h5) or a result (.json)")
+        raise PrclabError(f"report: {source}: expected a recording ({', '.join(RECORDING_SUFFIXES)}) or a "
+                          f"result (.json)")
     lines = [f"# prclab report: {source.name}", "", f"Source: `{source}` ({kind})."]
     for key in ("dataset", "task", "split", "held_out"):  # the features of every side: in the table
         if key in result:

@@ -298,10 +298,11 @@ def _print_result(result: dict, as_json: bool) -> None:
     print(f"test accuracy      {result['accuracy']:.3f}  ({result['n_test']} test / "
           f"{result['n_train']} train, {result['n_classes']} classes, chance {result['chance']:.3f}; "
           f"features {result['features']}, {how})")
-    print(f"baseline accuracy  {result['baseline_accuracy']:.3f}  (same readout on the encoded stimulus, "
-          f"no reservoir; features {result['baseline_features']})")
-    print(f"quadratic baseline {result['quadratic_baseline_accuracy']:.3f}  (same readout on the stimulus "
-          f"and its square, no reservoir; features {result['quadratic_baseline_features']})")
+    if "baseline_accuracy" in result:  # absent for a recording without stimulus channels
+        print(f"baseline accuracy  {result['baseline_accuracy']:.3f}  (same readout on the encoded stimulus, "
+              f"no reservoir; features {result['baseline_features']})")
+        print(f"quadratic baseline {result['quadratic_baseline_accuracy']:.3f}  (same readout on the stimulus "
+              f"and its square, no reservoir; features {result['quadratic_baseline_features']})")
     for problem in result.get("problems", []):
         print(f"warning: {problem}")
 

@@ -21,7 +21,7 @@ SpikeInterface's ``read_nwb_recording`` reads the response; ``../shared/notes/in
                                on one stimulus channel away from its rest level), ``electrode``
                                referencing the electrodes table, ``trial``, ``peak_V``
     /intervals/trials          start/stop time per trial, ``label``, ``split``, ``checksum`` (the
-                               recording's per-trial sha256), ``index``, ``item``, ``item_id``,
+                               trial's checksum, ``Trial.checksum``), ``index``, ``item``, ``item_id``,
                                ``repetition``, ``stim_start``/``stim_stop`` (samples within the trial),
                                ``nwb_sha256`` (:func:`nwb_trial_digest`, checked on reading back)
     file metadata              ``protocol`` (the protocol text), ``was_generated_by`` and
@@ -82,21 +82,6 @@ def response_counts(rec: Recording) -> tuple[np.ndarray, np.ndarray] | None:
     if not (gains.size and np.all(np.isfinite(gains) & (gains > 0)) and np.all(np.isfinite(offsets))):
         return None
     return gains, offsets
-
-
-def _trial_checksums(rec: Recording, trials: list) -> list[str]:
-    """Each trial's stored checksum: ``trial.checksum`` where the reader gives it, else, in a prclab
-    recording, the ``sha256`` attribute of its group (formats 1-3); "" for a recording read from
-    another format."""
-    given = [str(getattr(t, "checksum", "") or "") for t in trials]
-    if all(given) or rec.source is None:
-        return given
-    import h5py
-
-    with h5py.File(rec.path, "r") as f:
-        group = f["trials"]
-        values = [group[f"{t.index:06d}"].attrs.get("sha256", "") for t in trials]
-    return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
 
 
 #: HDF5 filters of the series: byte shuffle, then gzip level 1 (every HDF5 reader has both; higher
@@ -325,18 +310,18 @@ def export_nwb(rec_path: str | Path, out: str | Path) -> dict:
 
     times = t0 + np.arange(len(stim_all) + 1) / rate
     for col, desc in (("label", "the dataset item's label"), ("split", "train or test"),
-                      ("checksum", "the prclab recording's sha256 of the trial"),
+                      ("checksum", "the trial's sha256 in the recording it was exported from"),
                       ("index", "the trial's index in the prclab recording"), ("item", "dataset item played"),
                       ("item_id", "dataset item id"), ("repetition", "repetition of the dataset"),
                       ("stim_start", "first sample of the encoded stimulus within the trial"),
                       ("stim_stop", "end sample (exclusive) of the encoded stimulus within the trial"),
                       ("nwb_sha256", "sha256 of the trial's fields and its samples in this file (prclab)")):
         nwb.add_trial_column(col, desc)
-    for t, a, b, checksum in zip(trials, starts[:-1], starts[1:], _trial_checksums(rec, trials)):
+    for t, a, b in zip(trials, starts[:-1], starts[1:]):
         fields = {"label": t.label, "split": t.split, "index": int(t.index), "item": int(t.item),
                   "item_id": str(t.item_id), "repetition": int(t.repetition),
                   "stim_start": int(t.stim_start), "stim_stop": int(t.stim_stop)}
-        nwb.add_trial(start_time=float(times[a]), stop_time=float(times[b]), checksum=checksum,
+        nwb.add_trial(start_time=float(times[a]), stop_time=float(times[b]), checksum=t.checksum,
                       nwb_sha256=nwb_trial_digest(fields, data[a:b], stim_all[a:b]), **fields)
 
     channel, first, end, peak = _stimulation_events(stim_all, _rest(rec, n_stim))

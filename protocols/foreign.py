@@ -45,7 +45,7 @@ import numpy as np
 
 from prclab.errors import PrclabError
 
-from .recording import Recording, Trial
+from .recording import Recording, Trial, trial_digest_v2
 
 BRAINFLOW_SUFFIXES = (".csv", ".tsv", ".txt")
 #: every file name ending :func:`prclab.protocols.recording.read_recording` reads (prclab's own, NWB,
@@ -120,7 +120,9 @@ def continuous_recording(path: Path, attrs: dict, response: np.ndarray, stimulus
         starts, stops: each trial's first and end (exclusive) sample, ``(trials,)``.
         labels, splits: per trial (splits None: :func:`fallback_splits`).
         fields: per trial, optional ``index``, ``item``, ``item_id``, ``repetition``, ``stim_start``,
-            ``stim_stop`` (defaults: the trial's position, position, position as text, 0, 0, its length).
+            ``stim_stop`` (defaults: the trial's position, position, position as text, 0, 0, its length)
+            and ``checksum`` (the one the source stores; default :func:`trial_checksum` of the trial
+            as read).
     Raises:
         PrclabError: a trial outside the data or empty, no trials.
     """
@@ -137,12 +139,23 @@ def continuous_recording(path: Path, attrs: dict, response: np.ndarray, stimulus
     for k, (a, b) in enumerate(zip(starts.tolist(), stops.tolist())):
         f = (fields or [{}] * len(starts))[k]
         r = np.ascontiguousarray(response[a:b], np.float64)
-        trials.append(Trial(int(f.get("index", k)), int(f.get("item", k)), int(f.get("repetition", 0)),
-                            str(labels[k]), str(splits[k]), str(f.get("item_id", k)),
-                            np.ascontiguousarray(stimulus[a:b], np.float64), int(f.get("stim_start", 0)),
-                            int(f.get("stim_stop", b - a)), r, np.asarray(timestamps[a:b], np.float64), 0,
-                            int(np.count_nonzero(~np.isfinite(r)))))
+        t = Trial(int(f.get("index", k)), int(f.get("item", k)), int(f.get("repetition", 0)),
+                  str(labels[k]), str(splits[k]), str(f.get("item_id", k)),
+                  np.ascontiguousarray(stimulus[a:b], np.float64), int(f.get("stim_start", 0)),
+                  int(f.get("stim_stop", b - a)), r, np.asarray(timestamps[a:b], np.float64), 0,
+                  int(np.count_nonzero(~np.isfinite(r))))
+        t.checksum = str(f.get("checksum") or "") or trial_checksum(t)
+        trials.append(t)
     return Recording(path, attrs, trials, list(problems or []), None)
+
+
+def trial_checksum(trial: Trial) -> str:
+    """sha256 hex of an in-memory trial's fields (index, item, item_id, repetition, label, split,
+    stim_start, stim_stop) and arrays as read (:func:`~prclab.protocols.recording.trial_digest_v2`):
+    the checksum of a trial whose source stores none, so a twin fitted on it can tell the file again."""
+    fields = {k: getattr(trial, k) for k in ("index", "item", "item_id", "repetition", "label", "split",
+                                             "stim_start", "stim_stop")}
+    return trial_digest_v2(fields, trial.stimulus, trial.response, trial.timestamps)
 
 
 def marker_trials(markers: np.ndarray, labels: dict[str, str] | None = None,

@@ -10,7 +10,9 @@ What is read (any NWB file, not only prclab's own export, :mod:`prclab.protocols
 - trials: ``/intervals/trials``, each row's ``start_time``/``stop_time`` turned into samples of the
   response; the label from ``label_column`` (default ``label``), the split from ``split_column``
   (default ``split``; absent: :func:`prclab.protocols.foreign.fallback_splits`); ``index``, ``item``,
-  ``item_id``, ``repetition``, ``stim_start``, ``stim_stop`` where the table has them;
+  ``item_id``, ``repetition``, ``stim_start``, ``stim_stop`` where the table has them, and the
+  trial's ``checksum`` (prclab's export: the recording's own, so a twin fitted on the recording knows
+  the NWB file for the same trials; else one computed from the trial as read);
 - attributes: those prclab exported (``/scratch/prclab_attrs``, JSON) or, for a file made elsewhere,
   a device description from the series (channel names from the electrodes table), the file's
   ``protocol`` text and the rate.
@@ -157,9 +159,9 @@ def _read(path: Path, nwb, label_column: str, split_column: str, ElectricalSerie
     start, stop = np.asarray(table["start_time"][:], float), np.asarray(table["stop_time"][:], float)
     starts = np.searchsorted(times, start - 0.5 / rate)
     stops = np.searchsorted(times, stop - 0.5 / rate)
-    names = [k for k in ("index", "item", "item_id", "repetition", "stim_start", "stim_stop")
+    names = [k for k in ("index", "item", "item_id", "repetition", "stim_start", "stim_stop", "checksum")
              if k in table.colnames]
-    cols = {k: _column(table, k) for k in names}
+    cols = {k: [x.decode() if isinstance(x, bytes) else x for x in _column(table, k)] for k in names}
     fields = [{k: cols[k][i] for k in names} for i in range(len(labels))]
     attrs = _attrs(nwb, path, series, stim_series, rate, response, stimulus)
     problems = []
@@ -168,7 +170,8 @@ def _read(path: Path, nwb, label_column: str, split_column: str, ElectricalSerie
     if digests is not None and set(DIGEST_FIELDS) <= set(names) | {"label", "split"} and splits is not None:
         for i, (a, b) in enumerate(zip(starts, stops)):
             got = {**fields[i], "label": labels[i], "split": splits[i]}
-            got = {k: (int(v) if k not in ("label", "split", "item_id") else str(v)) for k, v in got.items()}
+            got = {k: (int(got[k]) if k not in ("label", "split", "item_id") else str(got[k]))
+                   for k in DIGEST_FIELDS}
             if nwb_trial_digest(got, raw[a:b], stimulus[a:b]) != str(digests[i]):
                 keep[i] = False
                 problems.append(f"trial {int(got['index']):06d}: label/split or samples edited or damaged "

@@ -200,6 +200,10 @@ class Trial:
         nonfinite: count of NaN/inf response values (recorded as measured).
         extra: the other attrs the writer was given (``append(..., **attrs)``), as stored: a closed
             loop's per-tick values (:mod:`~prclab.protocols.loop`); empty for a planned trial.
+        checksum: the trial's checksum as its reader gives it (sha256 hex): a prclab recording's
+            ``sha256``, the one an exported NWB file's trials table carries, else a sha256 of its
+            fields and arrays as read (:func:`~prclab.protocols.foreign.trial_checksum`); "" for a
+            planned trial.
     """
 
     index: int
@@ -216,6 +220,7 @@ class Trial:
     session: int | None = None
     nonfinite: int = 0
     extra: dict = field(default_factory=dict)
+    checksum: str = ""
 
     @property
     def waveform(self) -> "np.ndarray | TrialArray":
@@ -319,14 +324,14 @@ class _Source:
         self._f = None
 
 
-def _trial_record(attrs: dict, arrays: tuple) -> Trial:
-    """A recorded :class:`Trial` from its attrs and its (stimulus, response, timestamps)."""
+def _trial_record(attrs: dict, arrays: tuple, checksum: str) -> Trial:
+    """A recorded :class:`Trial` from its attrs, its (stimulus, response, timestamps) and its checksum."""
     a = attrs
     stimulus, response, timestamps = arrays
     return Trial(int(a["index"]), int(a["item"]), int(a["repetition"]), str(a["label"]), str(a["split"]),
                  str(a["item_id"]), stimulus, int(a["stim_start"]), int(a["stim_stop"]), response,
                  timestamps, int(a.get("session", 0)), int(a.get("nonfinite", 0)),
-                 {k: v for k, v in a.items() if k not in _TRIAL_ATTRS})
+                 {k: v for k, v in a.items() if k not in _TRIAL_ATTRS}, str(checksum))
 
 
 #: the attrs every trial has (the :class:`Trial` fields and its checksum): the rest are its ``extra``
@@ -1091,7 +1096,8 @@ def read_recording(path: str | Path, verify: bool = True) -> Recording:
                 try:
                     trials.append(_trial_record(attrs_of, tuple(
                         TrialArray(source, name, key, shape, dtype)
-                        for key, (shape, dtype) in zip(("stimulus", "response", "timestamps"), specs))))
+                        for key, (shape, dtype) in zip(("stimulus", "response", "timestamps"), specs)),
+                        attrs_of["sha256"]))
                     continue
                 except (KeyError, TypeError, ValueError) as exc:
                     why = f"unreadable ({exc})"
@@ -1204,7 +1210,7 @@ def _recover(path: Path, why: str, attrs: dict | None = None, problems: list | N
             lost.append(name)
             continue
         try:
-            trials.append(_trial_record(header["attrs"], arrays))
+            trials.append(_trial_record(header["attrs"], arrays, header["sha256"]))
         except (KeyError, TypeError, ValueError):
             lost.append(name)
     head = [why] if why else []

@@ -68,7 +68,8 @@ def test_report_from_characterisation_and_regression(tmp_path, capsys):
 @pytest.mark.parametrize("content, suffix, message", [
     ("{not json", ".json", "not a JSON result"),
     ('{"nothing": 1}', ".json", "holds no result prclab can draw"),
-    ("x", ".txt", "expected a recording"),
+    ("x", ".dat", "expected a recording"),
+    ("x", ".txt", "brainflow file"),  # a recording suffix prclab train reads: that reader's one line
 ])
 def test_report_errors_name_the_problem(tmp_path, content, suffix, message, capsys):
     path = tmp_path / f"bad{suffix}"

@@ -8,7 +8,7 @@ never reach a fit.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +29,7 @@ class FitData:
         dt: sample period, seconds; protocol_text: the recording's protocol file text.
         split_source: ``"recorded"`` or ``"by index (fraction F)"``.
         path: the recording.
+        problems: the recording's damaged trials, named and left out (``Recording.problems``).
     """
 
     train_stimuli: list[np.ndarray]
@@ -42,6 +43,7 @@ class FitData:
     protocol_text: str
     split_source: str
     path: str
+    problems: list[str] = field(default_factory=list)
 
 
 def load_fit_data(rec_path: str | Path, heldout: float = 0.3) -> FitData:
@@ -76,7 +78,7 @@ def load_fit_data(rec_path: str | Path, heldout: float = 0.3) -> FitData:
         if not train:
             raise PrclabError(f"recording {rec_path}: no training trials")
         loaded = {t.index: rec.load(t) for t in train + held}
-        checksums = _checksums(rec_path, list(loaded))
+        checksums = {i: t.checksum for i, t in loaded.items()}
         rate = _rate(rec, trials[0])
         arrays = {i: (np.asarray(t.stimulus, float), np.asarray(t.response, float)) for i, t in loaded.items()}
         bad = [i for i, (_, r) in arrays.items() if not np.all(np.isfinite(r))]
@@ -85,7 +87,7 @@ def load_fit_data(rec_path: str | Path, heldout: float = 0.3) -> FitData:
         tr, he = [t.index for t in train], [t.index for t in held]
         return FitData([arrays[i][0] for i in tr], [arrays[i][1] for i in tr], [arrays[i][0] for i in he],
                        [arrays[i][1] for i in he], tr, he, checksums, 1.0 / rate,
-                       str(rec.attrs.get("protocol_text", "")), source, str(rec_path))
+                       str(rec.attrs.get("protocol_text", "")), source, str(rec_path), list(rec.problems))
 
 
 def _rate(rec, trial) -> float:
@@ -105,14 +107,7 @@ def _rate(rec, trial) -> float:
 
 
 def _checksums(rec_path, indices: list[int]) -> dict[int, str]:
-    """Each trial's stored checksum attribute (``checksum``/``sha256``, what the writer stored)."""
-    import h5py
-
-    out = {}
-    with h5py.File(rec_path, "r") as f:
-        g = f.get("trials")
-        for i in indices:
-            a = g[f"{i:06d}"].attrs if g is not None and f"{i:06d}" in g else {}
-            value = next((a[k] for k in ("checksum", "sha256", "digest") if k in a), "")
-            out[i] = value.decode() if isinstance(value, bytes) else str(value)
-    return out
+    """``{index: checksum}`` of those trials of recording ``rec_path`` (any format prclab reads), as
+    its reader gives them (:attr:`~prclab.protocols.recording.Trial.checksum`); trials not in it are left out."""
+    by_index = {t.index: t for t in read_recording(rec_path, verify=False).trials}
+    return {i: by_index[i].checksum for i in indices if i in by_index}

@@ -25,7 +25,8 @@ from .data import load_fit_data
 def fit_twin(rec_path: str | Path, out: str | Path, model: str = "linear", heldout: float = 0.3,
              progress=None) -> dict:
     """Fit and write; returns a JSON-able summary (``family``, ``validation_nrmse`` per family tried,
-    ``seconds``, ``sha256``, trial counts).  ``progress``: callable taking one line (default stderr)."""
+    ``seconds``, ``sha256``, trial counts, ``problems``: the damaged trials left out).  ``progress``:
+    callable taking one line (default stderr)."""
     from prclab import __version__
     from prclab.reservoir.twins import FAMILIES
     from prclab.reservoir.twins.file import write_twin
@@ -39,6 +40,8 @@ def fit_twin(rec_path: str | Path, out: str | Path, model: str = "linear", heldo
     names = [n for n in FAMILIES if FAMILIES[n].fits == kind] if model == "best" else [model]
     say(f"twin fit: {len(data.train_indices)} training, {len(data.heldout_indices)} held-out trials "
         f"({data.split_source}, responses: {kind}), read in {time.perf_counter() - t0:.1f} s")
+    for problem in data.problems:  # damaged trials: left out, as prclab train leaves them out
+        say(f"twin fit: warning: {problem}")
     fitted, scores = {}, {}
     for name in names:
         t = time.perf_counter()
@@ -67,4 +70,5 @@ def fit_twin(rec_path: str | Path, out: str | Path, model: str = "linear", heldo
     seconds = time.perf_counter() - t0
     say(f"twin fit: {best} twin written to {out} in {seconds:.1f} s")
     return {"family": best, "validation_nrmse": scores, "seconds": seconds, "sha256": digest,
-            "out": str(out), "n_train": len(data.train_indices), "n_heldout": len(data.heldout_indices)}
+            "out": str(out), "n_train": len(data.train_indices), "n_heldout": len(data.heldout_indices),
+            "problems": data.problems}
