@@ -6,10 +6,12 @@ write/read path of a SimDevice, trial alignment) and the recording (HDF5 write, 
 per trial).  Figure: channel-samples per second = samples x (stimulus + response channels) / seconds.
 The goal is >= 20 million per second (a 1024-channel MEA at 20 kHz).
 
-    python benchmarks/bench_runner.py                      # 16 stimulus + 1024 response channels, 20 kHz
+    python benchmarks/bench_runner.py                      # 16 stimulus + 1024 response channels, 20 kHz,
+                                                           # compression gzip, then none
     python benchmarks/bench_runner.py --response 64 --trials 40
     python benchmarks/bench_runner.py --response 64 --trials 40 --resume   # bytes a resume reads
-    python benchmarks/bench_runner.py --compression none   # [recording] compression: gzip, lzf or none
+    python benchmarks/bench_runner.py --compression lzf    # [recording] compression: gzip, lzf, none, or
+                                                           # both (the default: gzip, then none)
 
 The recording is stored as the protocol's ``[recording]`` says (a simulated substrate: float32 responses;
 ``--dtype``), so the figure includes compressing every trial.
@@ -161,13 +163,18 @@ def main() -> None:
     ap.add_argument("--dir", help="where the recording is written (default: a temporary folder)")
     ap.add_argument("--resume", action="store_true", help="measure the bytes a resume reads instead")
     ap.add_argument("--noise", type=float, default=0.0, help="response noise, volts RMS (0: zeros)")
-    ap.add_argument("--compression", default="gzip", choices=("gzip", "lzf", "none"),
-                    help="[recording] compression")
+    ap.add_argument("--compression", default="both", choices=("gzip", "lzf", "none", "both"),
+                    help="[recording] compression; both: a run with gzip, then one with none")
     ap.add_argument("--dtype", default="auto", choices=("auto", "float32", "float64", "counts"),
                     help="[recording] dtype (auto: float32, the substrate is simulated)")
     ap.add_argument("--resolution", type=float, default=1e-4, help="[recording] resolution with counts, V")
     args = ap.parse_args()
+    for compression in ("gzip", "none") if args.compression == "both" else (args.compression,):
+        bench(args, compression)
 
+
+def bench(args, compression: str) -> None:
+    """One run (or, with ``--resume``, the resume measurement) with ``[recording] compression``."""
     spf = 100
     frames = int(args.trial_s * args.rate) // spf
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
@@ -179,7 +186,7 @@ def main() -> None:
                  split=np.where(np.arange(n) < n * 3 // 4, "train", "test"))
         (tmp / "bench.toml").write_text(PROTOCOL.format(rate=args.rate, block=args.block, stim=args.stimulus,
                                                         spf=spf, dtype=args.dtype, resolution=args.resolution,
-                                                        compression=args.compression))
+                                                        compression=compression))
         protocol = load_protocol(tmp / "bench.toml")
         device = SimDevice(NullSubstrate(args.stimulus, args.response, 1 / args.rate, args.noise), args.rate,
                            stimulus_range_V=(-0.5, 0.5))
@@ -197,7 +204,7 @@ def main() -> None:
     total = samples * ch
     print(f"runner, null substrate: {n} trials x {args.trial_s:g} s at {args.rate:g} Hz, "
           f"{args.stimulus} stimulus + {args.response} response channels, blocks of {args.block}, "
-          f"responses {args.dtype}, compression {args.compression}, noise {args.noise:g} V")
+          f"responses {args.dtype}, compression {compression}, noise {args.noise:g} V")
     print(f"  compile (encode + ramp + safety validation) {t1 - t0:6.2f} s")
     print(f"  run (safety monitor, device, record + fsync) {t2 - t1:6.2f} s   recording {size / 1e6:.0f} MB")
     print(f"  end to end: {total / (t2 - t0) / 1e6:.1f} million channel-samples/s "
