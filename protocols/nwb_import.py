@@ -176,6 +176,7 @@ def _read(path: Path, nwb, label_column: str, split_column: str, ElectricalSerie
                 keep[i] = False
                 problems.append(f"trial {int(got['index']):06d}: label/split or samples edited or damaged "
                                 f"(nwb_sha256 mismatch)")
+        attrs["verified_by"] = "nwb_sha256"  # recording_info: these trials' stored checksums were checked
     idx = np.flatnonzero(keep)
     rec = continuous_recording(path, attrs, response, stimulus, times, starts[idx], stops[idx],
                                [labels[i] for i in idx], None if splits is None else [splits[i] for i in idx],
@@ -192,6 +193,7 @@ def _attrs(nwb, path: Path, series, stim_series, rate: float, response, stimulus
         except ValueError:
             attrs = {}
         attrs = attrs if isinstance(attrs, dict) else {}
+        attrs.pop("verified_by", None)  # set by _read only when this file's checksums were checked
     if not isinstance(attrs.get("device"), dict):
         table = series.electrodes.table
         rows = list(series.electrodes.data[:])

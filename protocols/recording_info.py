@@ -9,7 +9,7 @@ import collections
 import h5py
 import numpy as np
 
-from .recording import read_recording
+from .recording import FORMAT, read_recording
 
 
 def recording_info(path) -> dict:
@@ -19,7 +19,9 @@ def recording_info(path) -> dict:
     (``intact``, ``damaged``, ``planned``, ``splits``), ``labels`` (class -> intact trials),
     ``channels`` (``stimulus`` / ``response``: count and units), ``storage`` (response dtypes stored,
     compression), ``rate_hz``, ``duration_s`` (intact trials' samples over the rate), ``checksums``
-    (how many verified) and ``problems`` (as :attr:`Recording.problems` words them).
+    (how many verified, and ``by``: the stored checksum checked, ``sha256`` in a prclab recording,
+    the reader's ``verified_by`` attribute in another format, e.g. ``nwb_sha256`` in a prclab export;
+    None where the file stores none) and ``problems`` (as :attr:`Recording.problems` words them).
 
     Raises:
         PrclabError: not found, not a recording, a format prclab does not read (one line).
@@ -33,6 +35,7 @@ def recording_info(path) -> dict:
     samples = sum(len(t.stimulus) for t in trials)
     first = trials[0] if trials else None
     storage = attrs.get("storage") if isinstance(attrs.get("storage"), dict) else {}
+    by = "sha256" if attrs.get("format") == FORMAT else attrs.get("verified_by")
     return {
         "path": str(rec.path), "format": attrs.get("format"), "format_version": attrs.get("format_version", 1),
         "software_version": attrs.get("software_version"), "size_bytes": rec.path.stat().st_size,
@@ -47,7 +50,7 @@ def recording_info(path) -> dict:
                     "conversion": sorted({float(c) for c in storage.get("conversion", [])}),
                     "compression": storage.get("compression", "none")},
         "rate_hz": rate, "duration_s": samples / rate if rate else None,
-        "checksums": {"verified": len(trials), "of": len(trials) + len(damaged)},
+        "checksums": {"verified": len(trials) if by else 0, "of": len(trials) + len(damaged), "by": by},
         "problems": list(rec.problems),
     }
 
@@ -77,23 +80,27 @@ def format_info(info: dict) -> str:
     splits = ", ".join(f"{v} {k}" for k, v in sorted(t["splits"].items())) or "none"
     labels = ", ".join(f"{k} x{v}" for k, v in info["labels"].items()) or "none"
     units = {k: "/".join(v["units"]) or "?" for k, v in ch.items()}
+    width = {k: f"{v['count']} {k}" + (f" ({units[k]})" if v["count"] else "") for k, v in ch.items()}
     duration = f"{info['duration_s']:.1f} s at {info['rate_hz']:g} Hz" if info["duration_s"] is not None \
         else "unknown (no sample rate)"
     counts = f" counts of {'/'.join(f'{c:g}' for c in st['conversion'])} {units['response']}" \
         if st["response"] == "counts" and st["conversion"] else ""
     ok = "all verified" if not info["problems"] else f"{len(info['problems'])} problem(s): " + \
         "; ".join(info["problems"][:3]) + (" ..." if len(info["problems"]) > 3 else "")
+    sums = info["checksums"]
+    checked = f"{sums['verified']} of {sums['of']} trials verified; {ok}" if sums.get("by") else \
+        f"none stored in this {info['format']} file: {t['intact']} trials read as they are"
+    version = f" format {info['format_version']}" if info["format"] == FORMAT else ""
+    made_by = f", prclab {info['software_version']}" if info["software_version"] else ""
     return "\n".join([
-        f"recording   {info['path']}  ({info['format']} format {info['format_version']}, prclab "
-        f"{info['software_version']})",
+        f"recording   {info['path']}  ({info['format']}{version}{made_by})",
         f"trials      {t['intact']} intact, {t['damaged']} damaged{planned}; {splits}",
         f"labels      {len(info['labels'])} classes: {labels}",
-        f"channels    {ch['stimulus']['count']} stimulus ({units['stimulus']}), {ch['response']['count']} "
-        f"response ({units['response']})",
+        f"channels    {width['stimulus']}, {width['response']}",
         f"storage     response {'/'.join(st['response_dtypes']) or st['response']}{counts}, "
         f"{st['compression']}; {info['size_bytes'] / 1e6:.1f} MB on disk",
         f"duration    {duration}",
-        f"checksums   {info['checksums']['verified']} of {info['checksums']['of']} trials verified; {ok}",
+        f"checksums   {checked}",
     ])
 
 

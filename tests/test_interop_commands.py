@@ -152,3 +152,18 @@ def test_foreign_and_damaged_files_are_one_line_from_every_command(tmp_path, cap
                  ["export", str(tmp_path / "tampered.nwb"), str(tmp_path / "again.nwb")]):
         err = one_line_error(argv, capsys)
         assert "000005" in err and "nwb_sha256 mismatch" in err
+
+
+def test_info_says_which_files_store_checksums(tmp_path, capsys):
+    rec = small_recording(tmp_path / "rec.h5", n_trials=8)
+    assert main(["export", str(rec), str(tmp_path / "rec.nwb")]) == 0
+    path = brainflow_file(tmp_path / "session.csv", n_trials=8)[0]
+    capsys.readouterr()
+    for source, header, checksums in (
+            (rec, "(prclab-recording format 3, prclab ", "8 of 8 trials verified; all verified"),
+            (tmp_path / "rec.nwb", "(nwb, prclab ", "8 of 8 trials verified; all verified"),
+            (path, "(brainflow)", "none stored in this brainflow file: 8 trials read as they are")):
+        assert main(["info", str(source)]) == 0
+        out = capsys.readouterr().out
+        assert header in out and f"checksums   {checksums}" in out, out
+    assert "channels    0 stimulus, 8 response (V)" in out
