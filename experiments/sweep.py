@@ -216,13 +216,37 @@ class Engine:
 
 
 def _connect(client_cls, address: str):
+    """A client of the scheduler at ``address``, or ``PrclabError`` (one line) within about
+    ``CONNECT_TIMEOUT_S`` when nothing there completes Dask's handshake: refused, unroutable, or a
+    peer that accepts the connection and never answers (``_probe``)."""
     if not isinstance(address, str) or "://" not in address:
         raise PrclabError(f"sweep: --scheduler {address!r}: expected an address such as tcp://127.0.0.1:8786")
     try:
+        _probe(address, CONNECT_TIMEOUT_S)
         return client_cls(address, timeout=CONNECT_TIMEOUT_S)
     except (OSError, TimeoutError, ValueError) as exc:
         raise PrclabError(f"sweep: scheduler {address} unreachable within {CONNECT_TIMEOUT_S:g} s "
                           f"({type(exc).__name__})") from None
+
+
+def _probe(address: str, timeout_s: float) -> None:
+    """Open and close one Dask comm to ``address``, handshake included, within ``timeout_s`` seconds;
+    raises ``TimeoutError`` or ``OSError`` otherwise.
+
+    ``distributed.comm.connect`` bounds the TCP connection by its timeout but then waits for the peer's
+    handshake without one, so ``Client(address, timeout=...)`` against a port that accepts and stays
+    silent (another service, a hung scheduler) never returns.  The probe runs on its own event loop in
+    a thread of its own (a caller may already be running a loop), under ``asyncio.wait_for``."""
+    import asyncio
+
+    from distributed.comm import connect
+
+    async def handshake():
+        comm = await asyncio.wait_for(connect(address, timeout=timeout_s), timeout_s)
+        await comm.close()
+
+    with cf.ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(asyncio.run, handshake()).result()
 
 
 def _cores() -> int:

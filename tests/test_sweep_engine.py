@@ -51,6 +51,23 @@ def _complete(space):
             for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))}
 
 
+def _n_complete(db) -> int:
+    """Finished trials in the SQLite file ``db``, read with sqlite3 alone: a poll that costs
+    milliseconds (an Optuna storage opened per poll takes seconds on a loaded machine, while a toy
+    sweep finishes every trial) and sees 0 before the driver has written its tables and study."""
+    import sqlite3
+
+    if not db.exists():
+        return 0
+    connection = sqlite3.connect(db, timeout=1.0)
+    try:
+        return connection.execute("SELECT COUNT(*) FROM trials WHERE state = 'COMPLETE'").fetchone()[0]
+    except sqlite3.OperationalError:  # no trials table yet (or locked for the moment)
+        return 0
+    finally:
+        connection.close()
+
+
 def test_kill_9_then_rerun_keeps_every_finished_trial_and_reruns_none(space_file):
     space = load_space(space_file)
     cmd = [sys.executable, "-m", "prclab.cli", "sweep", str(space_file), "--trials", "12", "--workers", "1"]
@@ -58,8 +75,8 @@ def test_kill_9_then_rerun_keeps_every_finished_trial_and_reruns_none(space_file
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.2)
-            if space_file.with_suffix(".db").exists() and len(_complete(space)) >= 3:
+            time.sleep(0.02)
+            if _n_complete(space_file.with_suffix(".db")) >= 3:
                 break
         assert proc.poll() is None, "the sweep ended before it could be killed"
     finally:
@@ -111,6 +128,22 @@ def test_an_unreachable_scheduler_is_one_line_within_seconds(space_file, capsys)
     err = capsys.readouterr().err
     assert time.monotonic() - start < 15
     assert err.count("\n") == 1 and "scheduler tcp://127.0.0.1:9 unreachable" in err
+
+
+def test_a_port_that_accepts_and_never_answers_is_one_line_within_seconds(space_file, capsys):
+    """Another service, or a hung scheduler: the connection is accepted, Dask's handshake never comes
+    (``distributed`` alone would wait for it forever)."""
+    import socket
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)
+        address = f"tcp://127.0.0.1:{silent.getsockname()[1]}"
+        start = time.monotonic()
+        assert main(["sweep", str(space_file), "--trials", "2", "--scheduler", address]) == 2
+        assert time.monotonic() - start < 15
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"scheduler {address} unreachable within 5 s (TimeoutError)" in err
 
 
 def test_no_test_item_reaches_the_objective(toy_npz):
