@@ -352,25 +352,56 @@ def read_loop(path: str | Path) -> LoopRecord:
     return LoopRecord(len(joined["event"]), joined, rec.attrs, rec.problems)
 
 
-def rally_stats(events: np.ndarray, tick_s: float, last_s: float = LAST_S) -> dict:
-    """DishBrain's metrics from per-tick ``events`` (0 none, 1 hit, 2 miss): a rally is the hits before
-    a miss (an unfinished last rally is left out).  ``mean_rally_length`` (hits per rally), its value
-    over the rallies ending in the first and the last ``last_s`` seconds, ``aces_fraction`` (rallies
-    missed on the first approach: no hit), ``long_rally_fraction`` (more than 3 hits), ``rallies``."""
+def rally_lengths(events: np.ndarray, tick_s: float) -> tuple[np.ndarray, np.ndarray, bool]:
+    """``(hits, end_s, unfinished)``: the hits of each rally in per-tick ``events`` (0 none, 1 hit,
+    2 miss) and the time (s) it ended.  A rally is the hits before a miss; the rally still going when
+    the run ends counts, ending then, once it has a hit (its length is a lower bound: a player that never
+    misses has one rally of all its hits); with no hit yet it is left out (it may yet be an ace).
+    ``unfinished``: whether the last rally is such an unfinished one."""
     events = np.asarray(events)
     misses = np.flatnonzero(events == EVENTS["miss"])
     hits = np.cumsum(events == EVENTS["hit"])
-    per = np.diff(np.concatenate([[0], hits[misses]])) if len(misses) else np.zeros(0)
+    per = np.diff(np.concatenate([[0], hits[misses]])) if len(misses) else np.zeros(0, int)
     end_s = (misses + 1) * tick_s
+    tail = int(hits[-1] - (hits[misses[-1]] if len(misses) else 0)) if len(events) else 0
+    if tail > 0:
+        per, end_s = np.append(per, tail), np.append(end_s, len(events) * tick_s)
+    return per, end_s, tail > 0
+
+
+def _mean(x) -> float:
+    return float(np.mean(x)) if len(x) else math.nan
+
+
+def rally_stats(events: np.ndarray, tick_s: float, last_s: float = LAST_S) -> dict:
+    """DishBrain's metrics from per-tick ``events`` (0 none, 1 hit, 2 miss) over the rallies of
+    :func:`rally_lengths`: ``mean_rally_length`` (hits per rally), its value over the rallies ending in
+    the first and the last ``last_s`` seconds, ``aces_fraction`` (rallies missed on the first approach:
+    no hit), ``long_rally_fraction`` (more than 3 hits), ``rallies``, ``hits``, ``misses`` and
+    ``unfinished_rally`` (the last rally counted was still going at the end)."""
+    events = np.asarray(events)
+    per, end_s, unfinished = rally_lengths(events, tick_s)
     span = len(events) * tick_s
+    return {"rallies": int(len(per)), "mean_rally_length": _mean(per),
+            "mean_rally_length_first_5min": _mean(per[end_s <= last_s]),
+            "mean_rally_length_last_5min": _mean(per[end_s > span - last_s]),
+            "aces_fraction": _mean(per == 0), "long_rally_fraction": _mean(per > 3),
+            "hits": int(np.sum(events == EVENTS["hit"])), "misses": int(np.sum(events == EVENTS["miss"])),
+            "unfinished_rally": bool(unfinished)}
 
-    def mean(x):
-        return float(np.mean(x)) if len(x) else math.nan
 
-    return {"rallies": int(len(per)), "mean_rally_length": mean(per),
-            "mean_rally_length_first_5min": mean(per[end_s <= last_s]),
-            "mean_rally_length_last_5min": mean(per[end_s > span - last_s]),
-            "aces_fraction": mean(per == 0), "long_rally_fraction": mean(per > 3)}
+def t1_t2_stats(events: np.ndarray, tick_s: float, split_s: float = LAST_S) -> dict:
+    """DishBrain's comparison of the first ``split_s`` seconds of play (``T1``: rallies ending then)
+    with the rest (``T2``: minutes 6-20 of a 20 min session): per window ``rallies``,
+    ``mean_rally_length``, ``aces_fraction``, ``long_rally_fraction`` and ``hits_per_rally`` (the
+    rallies' lengths, a list: for a test over rallies)."""
+    per, end_s, _ = rally_lengths(events, tick_s)
+    out = {}
+    for name, part in (("T1", per[end_s <= split_s]), ("T2", per[end_s > split_s])):
+        out[name] = {"rallies": int(len(part)), "mean_rally_length": _mean(part),
+                     "aces_fraction": _mean(part == 0), "long_rally_fraction": _mean(part > 3),
+                     "hits_per_rally": part.tolist()}
+    return out
 
 
 def loop_metrics(rec: LoopRecord, tick_s: float) -> dict:
