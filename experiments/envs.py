@@ -27,7 +27,7 @@ import inspect
 import numpy as np
 
 from prclab.errors import PrclabError
-from prclab.protocols.loop_codes import MotorDecoder, OnlineDecoder, RandomDecoder
+from prclab.protocols.loop_codes import MotorDecoder, OnlineDecoder, RandomDecoder, clip
 from prclab.protocols.schema import from_defaults
 from prclab.readouts.online import LMSReadout, RLSReadout
 
@@ -73,10 +73,10 @@ class Pong:
 
     def _obs(self) -> np.ndarray:
         x, y = self.ball
-        return np.array([np.clip(0.5 + (y - self.paddle) / 2, 0, 1), 1 - x], np.float32)
+        return np.array([clip(0.5 + (y - self.paddle) / 2, 0.0, 1.0), 1 - x], np.float32)
 
     def _info(self, event) -> dict:
-        teacher = float(np.clip((self.ball[1] - self.paddle) / (self.paddle_length / 2), -1, 1))
+        teacher = clip((self.ball[1] - self.paddle) / (self.paddle_length / 2), -1.0, 1.0)
         return {"event": event, "teacher": teacher, "ball": self.ball.copy(), "paddle": self.paddle}
 
     def reset(self, seed: int | None = None, options: dict | None = None):
@@ -87,9 +87,9 @@ class Pong:
         return self._obs(), self._info(None)
 
     def step(self, action):
-        a = float(np.clip(np.asarray(action, float).ravel()[0], -1, 1))
+        a = clip(float(np.asarray(action, float).ravel()[0]), -1.0, 1.0)
         half = self.paddle_length / 2
-        self.paddle = float(np.clip(self.paddle + a * self.paddle_speed * self.dt, half, 1 - half))
+        self.paddle = clip(self.paddle + a * self.paddle_speed * self.dt, half, 1 - half)
         self.ball += self.vel * self.dt
         for axis, top in ((1, 1.0), (0, 1.0)):  # the top, bottom and far walls reflect
             if self.ball[axis] > top:
@@ -132,8 +132,8 @@ class Tracking:
 
     def _out(self):
         err = self._target() - self.pos
-        obs = np.array([np.clip(0.5 + err / 2, 0, 1), 1 - min(abs(err), 1.0)], np.float32)
-        return obs, -abs(err), {"event": None, "teacher": float(np.clip(err / 0.1, -1, 1)), "error": err}
+        obs = np.array([clip(0.5 + err / 2, 0.0, 1.0), 1 - min(abs(err), 1.0)], np.float32)
+        return obs, -abs(err), {"event": None, "teacher": clip(err / 0.1, -1.0, 1.0), "error": err}
 
     def reset(self, seed: int | None = None, options: dict | None = None):
         if seed is not None:
@@ -144,8 +144,8 @@ class Tracking:
         return obs, info
 
     def step(self, action):
-        a = float(np.clip(np.asarray(action, float).ravel()[0], -1, 1))
-        self.pos = float(np.clip(self.pos + a * self.speed * self.dt, 0, 1))
+        a = clip(float(np.asarray(action, float).ravel()[0]), -1.0, 1.0)
+        self.pos = clip(self.pos + a * self.speed * self.dt, 0.0, 1.0)
         self.t += self.dt
         obs, reward, info = self._out()
         return obs, reward, False, False, info

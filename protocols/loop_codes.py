@@ -16,6 +16,8 @@ environment's action space; one that learns is told the environment's ``info`` a
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from prclab.errors import PrclabError
@@ -23,6 +25,12 @@ from prclab.errors import PrclabError
 EVENTS = {"hit": 1, "miss": 2}
 #: feedback codes recorded per tick: what began on that tick
 FEEDBACK_CODES = {"none": 0, "hit": 1, "miss": 2, "silence": 3}
+
+
+def clip(x: float, low: float, high: float) -> float:
+    """``x`` clipped to ``[low, high]`` as a float (NaN stays NaN, as with ``np.clip``): for the scalars
+    of every tick, where ``np.clip`` costs microseconds a call."""
+    return low if x < low else high if x > high else float(x)
 
 
 def activity(window: np.ndarray, keep: np.ndarray) -> np.ndarray:
@@ -45,16 +53,21 @@ class PulseTrains:
     def __init__(self, n_el: int, rate_hz: float, phase: int):
         self.n_el, self.rate_hz, self.phase = n_el, rate_hz, phase
         self.acc = np.zeros(n_el)  # each electrode's phase accumulator (pulses so far, fractional)
+        self.times = np.zeros(0)   # (n,) seconds from a tick's start to each of its samples, kept per n
         self.tail = np.zeros((2 * phase, n_el))  # the part of pulses begun last tick that spills over
 
     def block(self, n: int, rates_hz: np.ndarray, volts: np.ndarray) -> np.ndarray:
         """``(n, n_el)`` pulses about 0 V: electrode ``e`` pulses at ``rates_hz[e]`` with ``volts[e]``."""
         out = np.zeros((n + 2 * self.phase, self.n_el))
         out[:len(self.tail)] += self.tail
-        acc = self.acc[None] + rates_hz[None] * (np.arange(1, n + 1) / self.rate_hz)[:, None]
-        onset = np.diff(np.floor(np.vstack([self.acc[None], acc])), axis=0) > 0  # (n, n_el)
-        self.acc = acc[-1] % 1.0
-        t, e = np.nonzero(onset)
+        active = np.flatnonzero(rates_hz)  # a silent electrode's accumulator stays where it is
+        if len(self.times) != n:
+            self.times = np.arange(1, n + 1) / self.rate_hz
+        acc = self.acc[active] + rates_hz[active] * self.times[:, None]  # (n, active)
+        onset = np.diff(np.floor(acc), axis=0, prepend=np.floor(self.acc[active])[None]) > 0
+        self.acc[active] = acc[-1] % 1.0
+        t, j = np.nonzero(onset)
+        e = active[j]
         for k in range(self.phase):
             out[t + k, e] += volts[e]
             out[t + self.phase + k, e] -= volts[e]
@@ -104,8 +117,8 @@ class SensoryCode:
         rates = np.zeros(self.n_el)
         if not silent:
             if self.kind == "place_rate":
-                place = min(int(np.clip(x[0], 0, 1) * self.n_el), self.n_el - 1)
-                rates[place] = self.rates[int(round(np.clip(x[1], 0, 1) * (len(self.rates) - 1)))]
+                place = min(int(clip(x[0], 0.0, 1.0) * self.n_el), self.n_el - 1)
+                rates[place] = self.rates[int(round(clip(x[1], 0.0, 1.0) * (len(self.rates) - 1)))]
             else:
                 level = np.clip((x - self.low) / self.span, 0, 1)
                 rates[:] = self.rates[np.rint(level * (len(self.rates) - 1)).astype(int)]
@@ -195,22 +208,31 @@ class Blanker:
         self.blank = blank
         self.flags = np.zeros(0, bool)  # stimulus-on flags of stream samples [base, base + len)
         self.base = 0
+        self.last_on = -(2 ** 62)  # the last stimulus-on sample before base (none yet: far back)
 
     def written(self, block: np.ndarray, rest_V: float) -> None:
-        self.flags = np.concatenate([self.flags, (block != rest_V).any(axis=1)])
+        if self.blank:
+            self.flags = np.concatenate([self.flags, (block != rest_V).any(axis=1)])
 
     def keep(self, start: int, n: int) -> np.ndarray:
-        """``(n,)`` True for the samples of stream window ``[start, start + n)`` the decoder may use;
-        forgets the stimulus flags older than the window needs."""
+        """``(n,)`` True for the samples of stream window ``[start, start + n)`` the decoder may use
+        (a sample ``i`` is kept when the last stimulus-on sample at or before it lies ``blank`` or more
+        samples back); forgets the flags before the window (windows come in stream order)."""
         if self.blank == 0:
             return np.ones(n, bool)
-        lo = max(start - self.blank + 1, self.base)
-        flags = self.flags[lo - self.base:start + n - self.base]
-        hits = np.convolve(flags.astype(np.int8), np.ones(self.blank, np.int8))[:len(flags)] > 0
-        keep = ~hits[start - lo:start - lo + n]
-        cut = max(0, start + n - self.blank + 1 - self.base)
-        self.flags, self.base = self.flags[cut:], self.base + cut
-        return np.pad(keep, (0, n - len(keep)), constant_values=True)
+        a, b = max(start - self.base, 0), max(start + n - self.base, 0)
+        if self.flags[:a].any():
+            self.last_on = self.base + int(np.flatnonzero(self.flags[:a])[-1])
+        part = self.flags[a:b]
+        self.flags, self.base = self.flags[b:], self.base + b
+        if not part.any():  # no stimulus in the window: only the one before it can blank its start
+            return np.arange(start, start + n) - self.last_on >= self.blank
+        on = np.zeros(n, bool)
+        on[:len(part)] = part
+        idx = np.arange(start, start + n)
+        last = np.maximum(np.maximum.accumulate(np.where(on, idx, self.last_on)), self.last_on)
+        self.last_on = int(idx[on][-1])
+        return idx - last >= self.blank
 
 
 class MotorDecoder:
@@ -225,7 +247,7 @@ class MotorDecoder:
     def decide(self, window: np.ndarray, keep: np.ndarray) -> float:
         a = activity(window, keep)
         up, down = a[self.up].sum(), a[self.down].sum()
-        return float(np.clip(self.gain * (up - down) / (up + down), -1, 1)) if up + down > 0 else 0.0
+        return clip(self.gain * (up - down) / (up + down), -1.0, 1.0) if up + down > 0 else 0.0
 
     def learn(self, info: dict) -> None:
         """Nothing: the substrate's own plasticity is what can learn."""
@@ -265,7 +287,7 @@ class OnlineDecoder:
 
     def decide(self, window: np.ndarray, keep: np.ndarray) -> float:
         self.features = activity(window, keep)[None]
-        return float(np.clip(self.readout.predict(self.features)[0], -1, 1)) if self.fitted else 0.0
+        return clip(self.readout.predict(self.features)[0], -1.0, 1.0) if self.fitted else 0.0
 
     def learn(self, info: dict) -> None:
         if "teacher" not in info:
@@ -276,14 +298,21 @@ class OnlineDecoder:
 
 
 def action_for(u: float, space, where: str = "protocol"):
-    """The environment action for decoder output ``u`` in [-1, 1]: a one-value box ``[low, high]`` gets
-    ``low + (u + 1) / 2 (high - low)`` (an array of its shape), a discrete space of ``n`` actions the
-    ``floor((u + 1) / 2 n)``-th (the last for ``u = 1``).
+    """The environment action for decoder output ``u`` in [-1, 1] (clipped to it): a one-value box
+    ``[low, high]`` gets ``low + (u + 1) / 2 (high - low)`` (an array of its shape), a discrete space of
+    ``n`` actions the ``floor((u + 1) / 2 n)``-th (the last for ``u = 1``).
 
     Raises:
-        PrclabError: a space a one-number decoder cannot produce (a box of several values, unbounded,
-            or neither a box nor discrete).
+        PrclabError: ``u`` is not a finite number; a space a one-number decoder cannot produce (a box of
+            several values, unbounded, or neither a box nor discrete).
     """
+    try:
+        u = float(u)
+    except (TypeError, ValueError):
+        raise PrclabError(f"{where}: the [loop] decoder returned {u!r:.40}, not a number") from None
+    if not math.isfinite(u):
+        raise PrclabError(f"{where}: the [loop] decoder returned {u}, not a finite number")
+    u = min(max(u, -1.0), 1.0)
     n = getattr(space, "n", None)
     if n is not None:
         return min(int((u + 1) / 2 * int(n)), int(n) - 1)

@@ -158,12 +158,63 @@ def test_fuzzed_environments_never_put_an_out_of_limit_sample_on_the_device(tmp_
     assert np.abs(written).max() <= limit + 1e-12
 
 
+class WildDecoder(RandomDecoder):
+    """A decoder whose outputs are arbitrary: out of [-1, 1], huge, NaN, infinite or not numbers."""
+
+    def __init__(self, outputs):
+        super().__init__(0)
+        self.outputs, self.i = outputs, 0
+
+    def decide(self, window, keep):
+        self.i += 1
+        return self.outputs[self.i % len(self.outputs)]
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(outputs=st.lists(st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-10**6, 10**6),
+                                  st.just("up"), st.just(None)), min_size=1, max_size=6),
+       discrete=st.booleans(), mode=st.sampled_from(["stimulus", "silent", "none", "shuffled"]))
+def test_fuzzed_decoders_never_put_an_out_of_limit_sample_on_the_device(tmp_path_factory, outputs, discrete,
+                                                                        mode):
+    limit = 0.1
+    p = protocol(duration=0.2, feedback=f'mode = "{mode}"\nmiss_V = 0.08\nhit_V = 0.09\nmiss_s = 0.05\n'
+                 f"pause_s = 0.03", extra=f"[safety]\nhigh_V = {limit}\nlow_V = -{limit}\n")
+    from prclab.reservoir import make_substrate
+    device = SpyDevice(make_substrate("esn", 8, units=20, dt=1e-3), 1000.0, (-0.5, 0.5))
+    env = WildEnv([0.9, 0.1, 0.6])  # events at random: every feedback design plays
+    if discrete:
+        env.action_space = type("Discrete", (), {"n": 3})()
+    finite = all(isinstance(u, (int, float)) and np.isfinite(u) for u in outputs)
+    try:
+        result = run(p, tmp_path_factory.mktemp("fuzz") / "d.h5", env=env, decoder=WildDecoder(outputs),
+                     device=device)
+        assert finite and result["ticks"] == 20
+    except PrclabError as exc:  # a non-number or non-finite output stops the loop, in one line
+        assert not finite and "the [loop] decoder returned" in str(exc) and "\n" not in str(exc)
+    written = np.concatenate(device.blocks)
+    assert np.abs(written).max() <= limit + 1e-12
+    assert device.last_stop["outputs_at_rest"]
+
+
 def test_action_spaces_the_decoder_cannot_produce_are_refused(tmp_path):
     env = Pong()
     env.action_space = Box(-1, 1, (3,))
-    with pytest.raises(PrclabError, match="neither discrete nor one bounded value"):
+    with pytest.raises(PrclabError, match="neither discrete nor one bounded value") as err:
         run(protocol(), tmp_path / "x.h5", env=env)
+    assert "\n" not in str(err.value)
     assert not (tmp_path / "x.h5").exists() or read_loop(tmp_path / "x.h5").ticks == 0
+
+
+def test_a_tick_shorter_than_the_devices_block_is_refused(tmp_path):
+    class Blocky(SimDevice):
+        min_block_samples = 20  # a driver that can only play whole blocks of 20 samples
+
+    p = protocol()  # 10 ms ticks at 1 kHz: 10 samples
+    from prclab.reservoir import make_substrate
+    device = Blocky(make_substrate("esn", 8, units=20, dt=1e-3), 1000.0, (-0.5, 0.5))
+    with pytest.raises(PrclabError, match=r"tick_s = 0.01 s \(10 samples\) is shorter than .* block of 20") as err:
+        run(p, tmp_path / "b.h5", device=device)
+    assert "\n" not in str(err.value) and not (tmp_path / "b.h5").exists()
 
 
 CHILD = textwrap.dedent("""
