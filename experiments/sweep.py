@@ -227,6 +227,9 @@ def _connect(client_cls, address: str):
     except (OSError, TimeoutError, ValueError) as exc:
         raise PrclabError(f"sweep: scheduler {address} unreachable within {CONNECT_TIMEOUT_S:g} s "
                           f"({type(exc).__name__})") from None
+    except Exception as exc:  # a peer that speaks another protocol: its bytes read as Dask frames
+        raise PrclabError(f"sweep: {address} answers, but not as a Dask scheduler ({type(exc).__name__}; "
+                          f"the dashboard's port, 8787 by default, is not the scheduler's, 8786)") from None
 
 
 def _probe(address: str, timeout_s: float) -> None:
@@ -235,7 +238,8 @@ def _probe(address: str, timeout_s: float) -> None:
 
     ``distributed.comm.connect`` bounds the TCP connection by its timeout but then waits for the peer's
     handshake without one, so ``Client(address, timeout=...)`` against a port that accepts and stays
-    silent (another service, a hung scheduler) never returns.  The probe runs on its own event loop in
+    silent (another service, a hung scheduler) never returns; a peer that answers in another protocol
+    (an HTTP server such as the dashboard) has its reply read as a frame length (``MemoryError``).  The probe runs on its own event loop in
     a thread of its own (a caller may already be running a loop), under ``asyncio.wait_for``."""
     import asyncio
 

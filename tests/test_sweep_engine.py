@@ -146,6 +146,36 @@ def test_a_port_that_accepts_and_never_answers_is_one_line_within_seconds(space_
     assert err.count("\n") == 1 and f"scheduler {address} unreachable within 5 s (TimeoutError)" in err
 
 
+def test_a_port_that_answers_in_another_protocol_is_one_line(space_file, capsys):
+    """A web server's reply to Dask's handshake (as an HTTP proxy sends one), read by ``distributed``
+    as a frame length, must not surface as its MemoryError."""
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+
+    def answer():
+        while True:
+            try:
+                peer, _ = listener.accept()
+            except OSError:  # closed: the test is over
+                return
+            with peer:
+                peer.recv(4096)
+                peer.sendall(b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n")
+
+    threading.Thread(target=answer, daemon=True).start()
+    address = f"tcp://127.0.0.1:{listener.getsockname()[1]}"
+    try:
+        assert main(["sweep", str(space_file), "--trials", "2", "--scheduler", address]) == 2
+    finally:
+        listener.close()
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{address} answers, but not as a Dask scheduler (MemoryError" in err
+
+
 def test_no_test_item_reaches_the_objective(toy_npz):
     """Test labels shuffled and test sequences replaced by noise: the same trials, the same choice,
     the same cross-validated score; only the final test score differs."""
