@@ -6,7 +6,8 @@ Every setting runs ``run_loop`` (:mod:`prclab.protocols.loop`) on Pong with Dish
 code and stimulus feedback, an RLS decoder on the 64 channels' activities trained every tick (the
 heaviest shipped decoder), at ``--rate`` samples per second, the lead time half a tick.  Latency is the
 loop's own (``latency_s`` per tick: decode, learn, environment, sensory code, feedback, ramp, safety
-check).  The ``write`` columns time the device's ``write`` call that follows, per tick: on the NI
+check); ``cpu``: the CPU time the loop's thread spent in that span (``time.thread_time``), so a wall
+latency far above it is waiting for a core on a loaded machine.  The ``write`` columns time the device's ``write`` call that follows, per tick: on the NI
 emulator it is the nidaqmx client handing the block over gRPC (what "stimulus written" adds on a real
 card's software path); on the simulation it computes the substrate's response (simulation time, not
 loop latency).  ``overruns``: ticks whose computation exceeded the lead time.
@@ -77,21 +78,33 @@ def setting(where: str, tick_hz: float, ticks: int, rate: float, channels: int):
     return p, device
 
 
-def timed_writes(device) -> list:
-    """Wrap ``device.write`` to time each call; returns the list the durations (s) go to."""
-    spent, write = [], device.write
+def timed_device(device) -> dict:
+    """Wrap ``device.read`` / ``device.write`` to time, per tick, the ``write`` call (wall s) and the
+    CPU time the loop's thread spends from a read's return to the next write (the span its latency
+    measures): wall latency far above that CPU time is time spent waiting for a core, not computing."""
+    times = {"write_s": [], "cpu_s": []}
+    read, write = device.read, device.write
+    mark = [None]
 
-    def timed(block):
+    def timed_read(n):
+        out = read(n)
+        mark[0] = time.thread_time()
+        return out
+
+    def timed_write(block):
+        if mark[0] is not None:
+            times["cpu_s"].append(time.thread_time() - mark[0])
+            mark[0] = None
         t = time.perf_counter()
         write(block)
-        spent.append(time.perf_counter() - t)
-    device.write = timed
-    return spent
+        times["write_s"].append(time.perf_counter() - t)
+    device.read, device.write = timed_read, timed_write
+    return times
 
 
 def bench(where: str, tick_hz: float, ticks: int, rate: float, channels: int, profile: bool) -> dict:
     p, device = setting(where, tick_hz, ticks, rate, channels)
-    writes = timed_writes(device)
+    times = timed_device(device)
     prof = cProfile.Profile() if profile else None
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "bench.h5"
@@ -102,9 +115,11 @@ def bench(where: str, tick_hz: float, ticks: int, rate: float, channels: int, pr
             prof.disable()
         rec = read_loop(out)  # the figures from the recording read back
     lat = rec["latency_s"] * 1e3
-    w = np.asarray(writes[1:]) * 1e3  # the first write is the lead-in
+    w = np.asarray(times["write_s"][1:]) * 1e3  # the first write is the lead-in
+    cpu = np.asarray(times["cpu_s"]) * 1e3
     row = {"where": where, "tick_hz": tick_hz, "ticks": result["ticks"], "channels": len(device.channels.response),
            "p50": np.percentile(lat, 50), "p99": np.percentile(lat, 99), "max": lat.max(),
+           "cpu_p50": np.percentile(cpu, 50), "cpu_p99": np.percentile(cpu, 99),
            "write_p50": np.percentile(w, 50), "write_p99": np.percentile(w, 99),
            "overruns": result["overruns"], "speed": result["speed_vs_real_time"]}
     if prof:
@@ -126,12 +141,13 @@ def main() -> None:
     print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}, {os.cpu_count()} CPUs; "
           f"{args.ticks} ticks per setting at {args.rate:g} samples/s, RLS decoder")
     print(f"{'device':6s} {'tick':>7s} {'chans':>5s} {'ticks':>5s} | {'p50 ms':>7s} {'p99 ms':>7s} {'max ms':>7s} | "
-          f"{'write p50':>9s} {'write p99':>9s} | {'overruns':>8s} {'x real':>6s}")
+          f"{'cpu p50':>7s} {'cpu p99':>7s} | {'write p50':>9s} {'write p99':>9s} | {'overruns':>8s} {'x real':>6s}")
     for where in args.where:
         for hz in args.tick_hz:
             r = bench(where, hz, args.ticks, args.rate, args.channels, args.profile)
             print(f"{where:6s} {hz:5g}Hz {r['channels']:5d} {r['ticks']:5d} | {r['p50']:7.3f} {r['p99']:7.3f} "
-                  f"{r['max']:7.2f} | {r['write_p50']:9.3f} {r['write_p99']:9.3f} | {r['overruns']:8d} "
+                  f"{r['max']:7.2f} | {r['cpu_p50']:7.3f} {r['cpu_p99']:7.3f} | {r['write_p50']:9.3f} "
+                  f"{r['write_p99']:9.3f} | {r['overruns']:8d} "
                   f"{r['speed']:6.2f}", flush=True)
             if args.profile:
                 print(r["profile"])

@@ -53,7 +53,7 @@ from threadpoolctl import threadpool_limits
 from prclab.drivers import Device
 from prclab.errors import PrclabError
 
-from .loop_codes import EVENTS, FEEDBACK_CODES, Blanker, Feedback, RandomDecoder, SensoryCode, action_for
+from .loop_codes import EVENTS, FEEDBACK_CODES, Blanker, Feedback, RandomDecoder, SensoryCode, action_map
 from .protocol import Protocol
 from .recording import RecordingWriter, read_recording
 from .recording_storage import storage_for
@@ -175,7 +175,7 @@ def run_loop(protocol: Protocol, device: Device, out: str | Path, env, decoder,
     phase = max(1, int(round(loop["phase_s"] * rate)))
     sensory = SensoryCode(loop["encoder"], n_el, env.observation_space, rate, phase, loop["sensory_V"],
                           loop["rate_min_hz"], loop["rate_max_hz"], loop["rate_levels"], where)
-    action_for(0.0, env.action_space, where)  # refuse an action space the decoder cannot produce now
+    action_map(env.action_space, where)  # refuse an action space the decoder cannot produce now
     width = int(np.prod(getattr(env.observation_space, "shape", (1,)) or (1,)))
     if loop["flush_ticks"] * (width + 8) > MAX_SEGMENT_VALUES:
         raise PrclabError(f"{where}: [loop] flush_ticks = {loop['flush_ticks']} ticks of a {width}-value "
@@ -249,13 +249,13 @@ def _ticks(protocol, device, env, decoder, sensory, feedback, monitor, blanker, 
     blanker.written(prime, rest)
     position = len(prime)
     obs, info = env.reset(seed=seed)
-    action_space = env.action_space
+    to_action = action_map(env.action_space, where)
     for k in range(total):
         window, times = device.read(n)
         t_avail = time.perf_counter()
         keep = blanker.keep(k * n, n)
         u = decoder.decide(window, keep)
-        action = action_for(u, action_space, where)
+        action = to_action(u)
         reward, event, paused = 0.0, None, feedback.pause > 0
         if not paused:
             obs, reward, terminated, truncated, info = env.step(action)
@@ -304,13 +304,13 @@ def play_without_substrate(env, decoder, total: int, n: int, pause: int, seed: i
     random paddle), with the pause of ``pause`` samples after each miss, as in the loop."""
     events = np.zeros(total, np.int8)
     env.reset(seed=seed)
-    wait, empty = 0, np.zeros((n, 0))
+    wait, empty, to_action = 0, np.zeros((n, 0)), action_map(env.action_space, where)
     for k in range(total):
         u = decoder.decide(empty, np.ones(n, bool))
         if wait > 0:
             wait -= n
             continue
-        _, _, terminated, truncated, info = env.step(action_for(u, env.action_space, where))
+        _, _, terminated, truncated, info = env.step(to_action(u))
         events[k] = EVENTS.get(info.get("event"), 0)
         if events[k] == EVENTS["miss"]:
             wait = pause

@@ -9,7 +9,7 @@ Methods 138:27: the most effective on culture MEAs), ``phase`` samples at ``+V``
 integer, carried across ticks, so a rate is exact over many ticks at any tick length.
 
 Decoders take the tick's response window ``(n, n_resp)`` and a mask ``(n,)`` of the samples not
-blanked (:class:`Blanker`), and return one number ``u`` in [-1, 1] that :func:`action_for` maps into the
+blanked (:class:`Blanker`), and return one number ``u`` in [-1, 1] that :func:`action_map` maps into the
 environment's action space; one that learns is told the environment's ``info`` after each step
 (``learn``).  Any object with ``decide(window, keep) -> float`` and ``learn(info)`` is a decoder.
 """
@@ -297,29 +297,45 @@ class OnlineDecoder:
         self.fitted = True
 
 
-def action_for(u: float, space, where: str = "protocol"):
-    """The environment action for decoder output ``u`` in [-1, 1] (clipped to it): a one-value box
-    ``[low, high]`` gets ``low + (u + 1) / 2 (high - low)`` (an array of its shape), a discrete space of
-    ``n`` actions the ``floor((u + 1) / 2 n)``-th (the last for ``u = 1``).
+def action_map(space, where: str = "protocol"):
+    """``f(u) -> action`` for decoder outputs ``u`` in [-1, 1] (clipped to it): a one-value box
+    ``[low, high]`` gets ``low + (u + 1) / 2 (high - low)`` (a float32 array of its shape), a discrete
+    space of ``n`` actions the ``floor((u + 1) / 2 n)``-th (the last for ``u = 1``).  The space is read
+    and checked once, here (the loop maps one ``u`` a tick).
 
     Raises:
-        PrclabError: ``u`` is not a finite number; a space a one-number decoder cannot produce (a box of
-            several values, unbounded, or neither a box nor discrete).
+        PrclabError: a space a one-number decoder cannot produce (a box of several values, unbounded,
+            or neither a box nor discrete); ``f`` raises it for a ``u`` that is not a finite number.
     """
-    try:
-        u = float(u)
-    except (TypeError, ValueError):
-        raise PrclabError(f"{where}: the [loop] decoder returned {u!r:.40}, not a number") from None
-    if not math.isfinite(u):
-        raise PrclabError(f"{where}: the [loop] decoder returned {u}, not a finite number")
-    u = min(max(u, -1.0), 1.0)
     n = getattr(space, "n", None)
-    if n is not None:
-        return min(int((u + 1) / 2 * int(n)), int(n) - 1)
-    shape = tuple(getattr(space, "shape", ()) or ())
-    low, high = np.asarray(getattr(space, "low", np.nan), float), np.asarray(getattr(space, "high", np.nan), float)
-    if int(np.prod(shape or (0,))) != 1 or not (np.isfinite(low).all() and np.isfinite(high).all()):
-        raise PrclabError(f"{where}: the [loop] decoder makes one number in [-1, 1]; the environment's "
-                          f"action space ({type(space).__name__} {shape or ''}) is neither discrete nor "
-                          f"one bounded value")
-    return np.reshape(low + (u + 1) / 2 * (high - low), shape).astype(np.float32)
+    if n is None:
+        shape = tuple(getattr(space, "shape", ()) or ())
+        low = np.asarray(getattr(space, "low", np.nan), float)
+        high = np.asarray(getattr(space, "high", np.nan), float)
+        if int(np.prod(shape or (0,))) != 1 or not (np.isfinite(low).all() and np.isfinite(high).all()):
+            raise PrclabError(f"{where}: the [loop] decoder makes one number in [-1, 1]; the environment's "
+                              f"action space ({type(space).__name__} {shape or ''}) is neither discrete nor "
+                              f"one bounded value")
+        low, span = float(low.ravel()[0]), float(high.ravel()[0] - low.ravel()[0])
+
+    def to_action(u):
+        try:
+            u = float(u)
+        except (TypeError, ValueError):
+            raise PrclabError(f"{where}: the [loop] decoder returned {u!r:.40}, not a number") from None
+        if not math.isfinite(u):
+            raise PrclabError(f"{where}: the [loop] decoder returned {u}, not a finite number")
+        u = min(max(u, -1.0), 1.0)
+        if n is not None:
+            return min(int((u + 1) / 2 * int(n)), int(n) - 1)
+        return np.full(shape, low + (u + 1) / 2 * span, np.float32)
+    return to_action
+
+
+def action_for(u: float, space, where: str = "protocol"):
+    """The environment action for decoder output ``u``: :func:`action_map` of ``space`` applied once.
+
+    Raises:
+        PrclabError: as :func:`action_map` and its function.
+    """
+    return action_map(space, where)(u)
