@@ -4,7 +4,8 @@
 segment, so a killed loop's recording reports the ticks it flushed) and writes into the folder:
 
 - ``rally_length.png``: hits per rally against the time the rally ended (minutes), a per-minute mean,
-  the random paddle's mean (where the run finished and stored it) and the T1 / T2 boundary at 5 min;
+  the random paddle's mean (where the run finished and stored it), the T1 / T2 boundary at 5 min, and
+  hits and misses per minute;
 - ``t1_t2.png``: DishBrain's T1 (first 5 min) vs T2 (the rest) for this recording's condition
   (``[feedback] mode``): hits per rally, % aces, % long rallies;
 - ``latency.png``: the histogram of the loop's own latency per tick (ms, log counts) with p50, p99 and
@@ -58,24 +59,36 @@ def _figure(size):
 
 
 def plot_rally_lengths(hits: np.ndarray, end_s: np.ndarray, path, random_paddle: float | None,
-                       split_s: float = LAST_S) -> None:
-    """Hits per rally (``hits`` ``(rallies,)``) against the rally's end (``end_s`` s), per-minute means."""
-    fig = _figure((6.4, 3.8))
+                       events: np.ndarray | None = None, tick_s: float = 0.01, split_s: float = LAST_S) -> None:
+    """Hits per rally (``hits`` ``(rallies,)``) against the rally's end (``end_s`` s) with per-minute
+    means; with the per-tick ``events``, hits and misses per minute on a second axis (a player that
+    rarely misses has few rallies: its play shows there)."""
+    fig = _figure((6.8, 3.9))
     ax = fig.subplots()
     minutes = np.asarray(end_s, float) / 60
     ax.plot(minutes, hits, ".", ms=4, alpha=0.5, color="C0", label="rally")
     if len(minutes):
-        edges = np.arange(0, math.floor(minutes.max()) + 2)
-        which = np.digitize(minutes, edges) - 1
-        means = [(edges[i] + 0.5, float(np.mean(hits[which == i]))) for i in range(len(edges)) if np.any(which == i)]
-        ax.plot(*zip(*means), "-o", color="C1", ms=3, label="mean per minute")
+        which = np.floor(minutes - 1e-9).astype(int)
+        means = [(float(np.mean(minutes[which == i])), float(np.mean(hits[which == i]))) for i in np.unique(which)]
+        ax.plot(*zip(*means), "-o", color="C0", ms=3, label="mean per minute (rallies ending then)")
     if random_paddle is not None and np.isfinite(random_paddle):
         ax.axhline(random_paddle, color="grey", ls="--", lw=1, label=f"random paddle ({random_paddle:.2f})")
     ax.axvline(split_s / 60, color="k", ls=":", lw=1, label="T1 | T2")
-    ax.set_xlabel("rally end (simulated or device min)")
+    ax.set_xlabel("time (simulated or device min)")
     ax.set_ylabel("hits per rally")
+    if events is not None and len(events):
+        per_min = max(1, int(round(60 / tick_s)))
+        full = len(events) // per_min
+        if full:
+            e = np.asarray(events)[:full * per_min].reshape(full, per_min)
+            t = np.arange(full) + 0.5
+            right = ax.twinx()
+            right.plot(t, (e == 1).sum(axis=1), color="C2", lw=1, label="hits per minute")
+            right.plot(t, (e == 2).sum(axis=1), color="C3", lw=1, label="misses per minute")
+            right.set_ylabel("events per minute")
+            right.legend(fontsize=7, loc="upper right")
     ax.set_title("rally length over time")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     fig.savefig(path)
 
@@ -174,7 +187,7 @@ def write_loop_report(source, out) -> Path:
     halves = t1_t2_stats(rec["event"], tick_s)
     out.mkdir(parents=True, exist_ok=True)
     hits, end_s, _ = rally_lengths(rec["event"], tick_s)
-    plot_rally_lengths(hits, end_s, out / "rally_length.png", random_paddle)
+    plot_rally_lengths(hits, end_s, out / "rally_length.png", random_paddle, rec["event"], tick_s)
     plot_t1_t2(halves, condition, out / "t1_t2.png")
     plot_latency(rec["latency_s"], lead_s, out / "latency.png")
     with read_recording(source, verify=False) as full:
