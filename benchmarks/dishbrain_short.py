@@ -4,8 +4,8 @@ Plays ``protocols/examples/dishbrain_pong.toml`` (organoid with STDP, motor deco
 ``--minutes`` simulated minutes per run, under each ``--conditions`` ([feedback] mode) and ``--seeds``,
 and prints per run: rallies, hits per rally, % aces, % long rallies (> 3 hits), the random paddle's
 hits per rally on the same game, and the loop's figures (wall time, latency p50 / p99).  A few minutes
-show whether the toolkit runs the experiment; issue 17's test (>= 5 seeds x 20 min, T1 vs T2) is the
-same call with ``--minutes 20 --seeds 0 1 2 3 4``.
+show whether the toolkit runs the experiment; issue 17's test (>= 5 seeds x 20 min, T1 vs T2, with the
+statistics) is ``benchmarks/dishbrain_experiment.py``, which runs each run through :func:`run_one`.
 
     python benchmarks/dishbrain_short.py --minutes 2 --seeds 0 1 --conditions stimulus silent
 """
