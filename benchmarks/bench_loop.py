@@ -7,10 +7,12 @@ code and stimulus feedback, an RLS decoder on the 64 channels' activities traine
 heaviest shipped decoder), at ``--rate`` samples per second, the lead time half a tick.  Latency is the
 loop's own (``latency_s`` per tick: decode, learn, environment, sensory code, feedback, ramp, safety
 check); ``cpu``: the CPU time the loop's thread spent in that span (``time.thread_time``), so a wall
-latency far above it is waiting for a core on a loaded machine.  The ``write`` columns time the device's ``write`` call that follows, per tick: on the NI
-emulator it is the nidaqmx client handing the block over gRPC (what "stimulus written" adds on a real
-card's software path); on the simulation it computes the substrate's response (simulation time, not
-loop latency).  ``overruns``: ticks whose computation exceeded the lead time.
+latency far above it is waiting for a core on a loaded machine.  The ``write`` columns time the
+device's ``write`` call that follows, per tick: on the NI emulator it is the nidaqmx client handing the
+block over gRPC (what "stimulus written" adds on a real card's software path); on the simulation it
+computes the substrate's response (simulation time, not loop latency).  ``overruns``: ticks whose
+computation exceeded the lead time.  ``--profile`` prints the loop's own functions by cumulative time
+(the tick's stages: sensory code, decoder, learning, blanking, environment, safety check).
 
     python benchmarks/bench_loop.py                      # all four settings, 2000 ticks each
     python benchmarks/bench_loop.py --where sim --profile  # where the in-process tick spends its time
@@ -124,7 +126,8 @@ def bench(where: str, tick_hz: float, ticks: int, rate: float, channels: int, pr
            "overruns": result["overruns"], "speed": result["speed_vs_real_time"]}
     if prof:
         text = io.StringIO()
-        pstats.Stats(prof, stream=text).sort_stats("tottime").print_stats(25)
+        pstats.Stats(prof, stream=text).sort_stats("cumulative").print_stats(
+            r"loop_codes|envs|safety|online|loop\.py", 25)  # the loop's own stages
         row["profile"] = text.getvalue()
     return row
 
