@@ -109,10 +109,11 @@ def main() -> int:
                 sp = space(data, args.units, f"sqlite:///{tmp / f'w{workers}.db'}", f"w{workers}")
                 seconds, result = timed(sp, args.trials, workers)
                 rates[workers] = args.trials / seconds
-                per_trial = np.mean([t for t in _objective_seconds(sp)])
+                objective = _objective_seconds(sp)
                 print(f"{workers} worker(s)        {args.trials} trials in {seconds:.1f} s: {rates[workers]:.2f} trials/s "
-                      f"(cluster start + scatter {result['engine']['start_s']:.1f} s; objective {per_trial:.2f} s "
-                      f"per trial; best CV accuracy {result['best']['cv_score']:.3f})")
+                      f"(cluster start + scatter {result['engine']['start_s']:.1f} s; objective {np.mean(objective):.2f} s "
+                      f"mean, {np.median(objective):.2f} s median, {max(objective):.2f} s longest per trial; "
+                      f"best CV accuracy {result['best']['cv_score']:.3f})")
             print(f"scaling            {rates[2] / rates[1]:.2f}x on 2 workers (goal >= 1.7x); "
                   f"load average now {os.getloadavg()[0]:.2f}")
         stores = {"SQLite": f"sqlite:///{tmp / 'noop.db'}", "journal file": f"journal:{tmp / 'noop.log'}",
