@@ -23,6 +23,7 @@ import math
 import tomllib
 from pathlib import Path
 
+import h5py
 import numpy as np
 
 from prclab.errors import PrclabError
@@ -39,6 +40,12 @@ def is_loop_recording(path) -> bool:
     path = Path(path)
     if path.suffix.lower() != ".h5" or not path.is_file():
         return False
+    try:  # the file's own attribute: no trial is read (a recording of many trials is checked at once)
+        with h5py.File(path, "r") as f:
+            kind = f.attrs.get("kind")
+        return (kind.decode() if isinstance(kind, bytes) else kind) == "closed-loop"
+    except OSError:  # not HDF5, or damaged: the recording reader recovers what its records hold
+        pass
     try:
         return read_recording(path, verify=False).attrs.get("kind") == "closed-loop"
     except PrclabError:

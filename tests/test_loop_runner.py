@@ -258,6 +258,9 @@ def test_sigkill_keeps_every_flushed_tick_readable(tmp_path, where):
     assert np.all(rec["latency_s"] > 0)
     # a killed writer leaves HDF5's "open for write" flag: the segments come back from their records
     assert all("recovered" in p or "unreadable" in p or "000003" in p for p in rec.problems)
+    from prclab.experiments.loop_report import write_loop_report
+    summary = write_loop_report(out, tmp_path / "report").read_text()  # the report draws the flushed ticks
+    assert "| ticks | 60 |" in summary and "| random paddle, hits per rally | n/a |" in summary
 
 
 
