@@ -23,7 +23,6 @@ import math
 import tomllib
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from prclab.errors import PrclabError
@@ -36,16 +35,11 @@ RASTER_S = 10.0
 
 def is_loop_recording(path) -> bool:
     """Whether ``path`` is a prclab recording made by ``prclab loop`` (False for anything else, including
-    files that are not recordings: the caller's own checks name those)."""
+    files that are not recordings: the caller's own checks name those).  Read through the recording
+    reader, which opens a damaged or cut-short file safely (HDF5 itself may not)."""
     path = Path(path)
     if path.suffix.lower() != ".h5" or not path.is_file():
         return False
-    try:  # the file's own attribute: no trial is read (a recording of many trials is checked at once)
-        with h5py.File(path, "r") as f:
-            kind = f.attrs.get("kind")
-        return (kind.decode() if isinstance(kind, bytes) else kind) == "closed-loop"
-    except OSError:  # not HDF5, or damaged: the recording reader recovers what its records hold
-        pass
     try:
         return read_recording(path, verify=False).attrs.get("kind") == "closed-loop"
     except PrclabError:
