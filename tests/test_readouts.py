@@ -261,9 +261,11 @@ def test_fsdd_speaker_independent_split_esn_500():
     """Holding out george (seed 0), each side's features chosen on the training speakers: the ESN 0.546
     against 0.612 for the linear baseline and 0.692 for the quadratic (measured; seeds 0-2, george,
     jackson, lucas: 0.710 ± 0.097 against 0.654 ± 0.122 and 0.689 ± 0.111, standard errors).  Unseen
-    voices are hard, and a fair baseline is not beaten on them: only "well above chance" is asserted."""
+    voices are hard, and a fair baseline is not beaten on them: only "well above chance" is asserted,
+    so the baselines (half the run's time) are not fitted here; the official split's test fits them."""
     from prclab.experiments.tasks import run_task
 
-    result = run_task(load_dataset(shared_data("fsdd/recordings")), "esn", size=500, split="speaker")
+    result = run_task(load_dataset(shared_data("fsdd/recordings")), "esn", size=500, split="speaker",
+                      baselines=False)
     assert result["held_out"] == "george" and result["n_test"] == 500
     assert result["accuracy"] > result["chance"] + 0.3
