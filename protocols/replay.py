@@ -42,7 +42,11 @@ def replay_recording(path: str | Path, substrate: str, out: str | Path, params: 
     rec = read_recording(path)
     if not rec.trials:
         raise PrclabError(f"recording {path}: holds no intact trials to replay")
-    protocol = parse_protocol(str(rec.attrs.get("protocol_text", "")), Path(path))
+    if not rec.attrs.get("protocol_text"):
+        raise PrclabError(f"recording {path}: holds no protocol (made elsewhere?): replay re-drives a "
+                          "simulation with the protocol a recording ran; train, report and twin fit "
+                          "read such a file as it is")
+    protocol = parse_protocol(str(rec.attrs["protocol_text"]), Path(path))
     n_stim, n_resp = rec.trials[0].stimulus.shape[1], rec.trials[0].response.shape[1]
     if params is None:
         params = _default_params(rec.attrs.get("substrate") or {}, substrate, protocol, n_resp, path)

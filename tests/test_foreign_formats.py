@@ -223,3 +223,9 @@ def test_a_session_streamed_by_brainflows_file_streamer_imports(tmp_path):
     assert t.response.shape[1] == 16 and rec.attrs["rate_hz"] == 250.0
     np.testing.assert_allclose(t.response, data[exg, first:first + len(t.response)].T * 1e-6)
     assert 20 <= len(t.response) <= 250  # 0.2 s at 250 Hz (50 samples), as the host's sleep allowed
+
+
+def test_replaying_a_file_made_elsewhere_says_it_holds_no_protocol(tmp_path, capsys):
+    path, _, _ = brainflow_file(tmp_path / "session.csv")
+    err = one_line_error(["replay", str(path), "--substrate", "esn", "--out", str(tmp_path / "r.h5")], capsys)
+    assert "holds no protocol" in err
