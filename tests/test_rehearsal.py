@@ -1,12 +1,12 @@
 """Spoken-digit protocols rehearsed through each emulated instrument, via the real client libraries.
 
-The shipped example protocols, cut down to a few digits and items so each run takes seconds to tens of
+The shipped example protocols, cut down to 3 digits and 12 items (24 trials) so each run takes tens of
 seconds, are run with ``--emulate`` exactly as a user would.  What a rehearsal must show is that the
 instrument path carries the substrate's response: the recorded model, re-driven in-process with the
 recorded stimulus (``prclab replay``), gives the recorded response.  Whether the readout beats its
-baseline is not asserted: on 24-30 test trials reservoir and baseline are within noise of each other
-(measured: potentiostat 0.333 / 0.333, Cyton 0.567 / 0.667, NI with the linear-tissue potato 0.833 /
-0.833), and the README reports the demo's full-size figures instead.
+baseline is not asserted: on 12-30 test trials reservoir and baseline are within noise of each other
+(measured on 24-30: potentiostat 0.333 / 0.333, Cyton 0.567 / 0.667, NI with the linear-tissue potato
+0.833 / 0.833), and the README reports the demo's full-size figures instead.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from prclab.cli import main
 from prclab.protocols.replay import compare_recordings, replay_recording
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "protocols" / "examples"
-#: the demo reads time-averaged responses only; on these 3-digit cut-downs (24-30 test trials) the
+#: the demo reads time-averaged responses only; on these 3-digit cut-downs (12 test trials) the
 #: readout also takes each channel's last sample, as the rehearsals were measured with
 MEAN_LAST = {'features = "mean"': 'features = "mean+last"'}
 
@@ -56,11 +56,11 @@ CYTON = {"rest_s = 1.0": "rest_s = 0.2", "sample_rate_hz = 1000.0": "sample_rate
 
 @pytest.mark.slow
 @pytest.mark.parametrize("spec, example, n_test, replace, substrate, min_correlation", [
-    ("potentiostat:", "spoken_digits_one_electrode.toml", 24, {}, "esn", 0.999999),
-    ("nidaq:Dev1", "spoken_digits_demo.toml", 24, {"rest_s = 1.0": "rest_s = 0.3", **MEAN_LAST}, "potato",
+    ("potentiostat:", "spoken_digits_one_electrode.toml", 12, {}, "esn", 0.999999),
+    ("nidaq:Dev1", "spoken_digits_demo.toml", 12, {"rest_s = 1.0": "rest_s = 0.3", **MEAN_LAST}, "potato",
      0.999999),
     # streamed in real time on the emulator's own clock, aligned by markers: a few samples of jitter
-    ("brainflow:cyton:", "spoken_digits_demo.toml", 30, {**CYTON, **MEAN_LAST}, "esn", 0.8),
+    ("brainflow:cyton:", "spoken_digits_demo.toml", 12, {**CYTON, **MEAN_LAST}, "esn", 0.8),
 ], ids=["potentiostat", "nidaq", "brainflow-cyton"])
 def test_rehearsal_records_the_substrate_through_the_instrument(spec, example, n_test, replace, substrate,
                                                                 min_correlation, tmp_path, capsys):
