@@ -50,3 +50,14 @@ def pytest_collection_finish(session):
     stray = sorted(name for name in sys.modules if name.split(".")[0] in BARE_NAMES)
     if stray:
         raise pytest.UsageError(f"a second copy of prclab modules was imported by bare name: {stray[:5]}")
+
+
+def one_line_error(argv, capsys) -> str:
+    """Run ``prclab ARGV``: it must exit 2 with one ``prclab: error:`` line and no traceback; returns it."""
+    from prclab.cli import main
+
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("prclab: error: ") and "Traceback" not in err
+    return err

@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 
 from prclab.cli import main
+
+from conftest import one_line_error
 from prclab.errors import PrclabError
 from prclab.protocols.recording import read_recording
 
@@ -97,14 +99,6 @@ def test_trials_from_a_csv_table_with_its_split(tmp_path):
                                           r"condition, split\)"):
         read_recording(write_mapping(tmp_path, 'table = "trials.csv"\nlabel_column = "condition"\n'
                                                'split_column = "fold"'))
-
-
-def one_line_error(argv, capsys) -> str:
-    capsys.readouterr()
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and err.startswith("prclab: error: ")
-    return err
 
 
 def test_bad_mapping_files_are_one_line(tmp_path, capsys):

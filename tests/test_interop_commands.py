@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 
 from prclab.cli import main
+
+from conftest import one_line_error
 from prclab.drivers import SimDevice
 from prclab.experiments.recorded import NO_STIMULUS
 from prclab.protocols.recording import RecordingWriter, read_recording
@@ -39,14 +41,6 @@ def small_recording(path, n_trials: int = 16):
                      label="ab"[i % 2], split="test" if i % 4 == 3 else "train", repetition=0,
                      stim_start=10, stim_stop=70)
     return path
-
-
-def one_line_error(argv, capsys) -> str:
-    capsys.readouterr()
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and err.startswith("prclab: error: ") and "Traceback" not in err
-    return err
 
 
 def provenance_checksums(twin) -> dict:

@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 
 from prclab.cli import main
+
+from conftest import one_line_error
 from prclab.protocols.recording import read_recording
 
 from test_nwb_export import sim_run, toy_dataset  # noqa: F401 - the module fixture, shared
@@ -132,14 +134,6 @@ def test_an_nwb_file_made_by_pynwb_trains(tmp_path, capsys):
     assert rec.attrs["rate_hz"] == 1000.0 and len(rec.attrs["device"]["response"]) == 4
     result = train_json(path, capsys)
     assert result["n_test"] == 12 and result["accuracy"] > 0.9
-
-
-def one_line_error(argv, capsys) -> str:
-    capsys.readouterr()
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and err.startswith("prclab: error: ") and "Traceback" not in err
-    return err
 
 
 def test_truncated_tampered_and_foreign_nwb_files_are_one_line(sim_run, tmp_path, capsys):
