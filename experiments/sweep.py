@@ -12,9 +12,9 @@ no test item, no test label ever reaches a trial.  The test split is scored once
 configuration (the best trial), after the search (``final_test``), with the baselines and MiniRocket
 beside it, and the result says so.
 
-**Engine**: Optuna's ask-and-tell interface in this process (the driver): ``study.ask()`` draws a
-trial, its configuration is submitted to the executor, its result is told back
-(``study.tell``), keeping as many trials in flight as there are workers.  The executor is a Dask
+**Engine**: Optuna's ask-and-tell interface in this process (the driver): a trial is drawn (on an
+in-memory copy of the study, written through to its store: ``sweep_study.TrialLedger``), its
+configuration is submitted to the executor, its result is told back, keeping as many trials in flight as there are workers.  The executor is a Dask
 distributed client's (``Client.get_executor()``): a ``LocalCluster`` on this machine by default
 (``n_workers`` processes, one thread each), or a running scheduler (``scheduler="tcp://host:8786"``;
 for a SLURM cluster start one with dask-jobqueue, ``SLURMCluster(...).scale(jobs=N)``, and pass its
@@ -37,7 +37,6 @@ from __future__ import annotations
 import concurrent.futures as cf
 import dataclasses
 import os
-import socket
 import time
 from functools import lru_cache
 
@@ -47,13 +46,11 @@ from prclab.errors import PrclabError
 from prclab.protocols.datasets import LabelledSequences, load_dataset
 
 from .sweep_space import SweepSpace
+from .sweep_study import TrialLedger, grid_size, open_store, open_study, recover_stale
 from .tasks import run_task, train_test_index
 
-SAMPLERS = ("tpe", "random", "grid")
 #: encoder keys that change an audio item's MFCC frames
 MFCC_KEYS = ("n_mfcc", "window_s", "hop_s", "n_filters")
-#: storage prefix of an Optuna journal file (``journal:PATH``)
-JOURNAL = "journal:"
 #: seconds to wait for a scheduler given by address before giving up
 CONNECT_TIMEOUT_S = 5.0
 #: what the result says of the test split
@@ -260,133 +257,6 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
-# ------------------------------------------------------------------------------------------- study
-
-def _sampler(name: str, space: SweepSpace, parallel: bool, n_before: int = 0):
-    """The Optuna sampler ``name``, seeded from the space's seed and ``n_before``, the trials the study
-    already holds: a resumed sweep draws new configurations, not the first ones again."""
-    import optuna
-
-    seed = int(np.random.SeedSequence([space.seed, n_before]).generate_state(1)[0])
-    if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, constant_liar=parallel)
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if name == "grid":
-        class GridSampler(optuna.samplers.GridSampler):
-            """Optuna's grid sampler without its ``study.stop()`` once the grid is exhausted (allowed
-            only inside ``study.optimize``; this driver asks and tells and stops at ``grid_size``)."""
-
-            def after_trial(self, study, trial, state, values) -> None:
-                return None
-
-        return GridSampler({p.key: p.grid() for p in space.params}, seed=seed)
-    raise PrclabError(f"sweep: unknown sampler {name!r}; known: {', '.join(SAMPLERS)}")
-
-
-def grid_size(space: SweepSpace) -> int:
-    """Configurations of the grid sampler's grid (the product of each parameter's ``grid()``)."""
-    return int(np.prod([len(p.grid()) for p in space.params]))
-
-
-def open_study(space: SweepSpace, sampler: str = "tpe", parallel: bool = True, storage: str | None = None):
-    """The space's Optuna study (created, or loaded to resume), maximising the cross-validated accuracy.
-
-    ``storage`` overrides the space's.  Raises ``PrclabError`` when the storage cannot be opened or the
-    study was made from another space."""
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    url = storage or space.storage
-    if sampler not in SAMPLERS:
-        raise PrclabError(f"sweep: unknown sampler {sampler!r}; known: {', '.join(SAMPLERS)}")
-    try:
-        study = optuna.create_study(storage=_storage(url), study_name=space.study, direction="maximize",
-                                    sampler=optuna.samplers.RandomSampler(), load_if_exists=True)
-    except PrclabError:
-        raise
-    except Exception as exc:  # SQLAlchemy / Optuna raise many kinds for a bad URL or an unwritable file
-        raise PrclabError(f"sweep: storage {url}: cannot open ({type(exc).__name__}: "
-                          f"{' '.join(str(exc).split())[:160]})") from None
-    digest = study.user_attrs.get("space_digest")
-    if digest is None:
-        study.set_user_attr("space_digest", space.digest())
-        study.set_user_attr("space", space.describe())
-    elif digest != space.digest():
-        raise PrclabError(f"sweep: study {space.study!r} in {url} was made from another space; "
-                          f"give [sweep] study a new name (or another storage) to start afresh")
-    study.sampler = _sampler(sampler, space, parallel, len(study.get_trials(deepcopy=False)))
-    return study
-
-
-def _storage(url: str | None):
-    """Optuna storage of ``url``: None in memory; ``journal:PATH`` Optuna's append-only journal file
-    (``JournalFileBackend``, for shared filesystems without a database; the cheapest per trial); a
-    SQLite file in write-ahead-log mode with ``synchronous = NORMAL`` (a committed trial survives the
-    process being killed; only an operating system crash may lose the last ones), where SQLite's default
-    journal syncs the disk on every write: 276 ms against 57 ms of storage work per trial measured on 2
-    busy cores (load 10); other database URLs as given."""
-    import optuna
-
-    if url is not None and url.startswith(JOURNAL):
-        from optuna.storages.journal import JournalFileBackend
-
-        return optuna.storages.JournalStorage(JournalFileBackend(url[len(JOURNAL):]))
-    if url is None or not url.startswith("sqlite:"):
-        return url
-    from sqlalchemy import event
-
-    storage = optuna.storages.RDBStorage(url)
-
-    def pragmas(connection, _record):
-        cursor = connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.close()
-
-    event.listen(storage.engine, "connect", pragmas)
-    storage.engine.dispose()  # connections opened before the listener reconnect with it
-    return storage
-
-
-def _driver() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _alive(driver: str | None) -> bool:
-    """Whether the driver ``host:pid`` that ran a trial may still be running it: False for no driver
-    or a process gone from this host; True for another host's (it cannot be asked from here)."""
-    host, _, pid = (driver or "").rpartition(":")
-    if not pid.isdigit():
-        return False
-    if host != socket.gethostname():
-        return True
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # a live process of another user
-        return True
-    return True
-
-
-def recover_stale(study, space: SweepSpace) -> list[int]:
-    """Trials left RUNNING by a driver that is gone (killed): each marked failed and, if it had been
-    submitted (all of the space's parameters drawn), its parameters queued to run again.  Returns the
-    numbers of the trials queued again."""
-    import optuna
-
-    stale = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-             if not _alive(t.user_attrs.get("driver"))]
-    requeued = []
-    for t in stale:
-        study.tell(t.number, state=optuna.trial.TrialState.FAIL)
-        if set(t.params) == {p.key for p in space.params}:
-            study.enqueue_trial(t.params, user_attrs={"retry_of": t.number}, skip_if_exists=False)
-            requeued.append(t.number)
-    return requeued
-
-
 # ------------------------------------------------------------------------------------------- sweep
 
 @lru_cache(maxsize=4)
@@ -436,10 +306,14 @@ def run_sweep(space: SweepSpace, trials: int, scheduler: str | None = None, work
         raise PrclabError(f"sweep: --trials {trials} exceeds the grid's {grid_size(space)} configurations")
     data = data if data is not None else load_data(space.data)
     train_data, folds, _ = train_only(data, space)
-    study = open_study(space, sampler, parallel=workers != 0, storage=storage)
-    requeued = recover_stale(study, space)
+    url = storage or space.storage
+    store = open_store(url)
+    study = open_study(space, sampler, parallel=workers != 0, storage=url, store=store)
+    stale = recover_stale(study, space)
     complete = optuna.trial.TrialState.COMPLETE
     resumed = len(study.get_trials(deepcopy=False, states=(complete,)))
+    ledger = TrialLedger(study, store, space)
+    requeued = ledger.requeue(stale)
     errors: list[str] = []
     ran = 0
     engine_start = time.perf_counter()
@@ -450,9 +324,7 @@ def run_sweep(space: SweepSpace, trials: int, scheduler: str | None = None, work
         n_done = resumed
         while n_done + len(in_flight) < trials or in_flight:
             while n_done + len(in_flight) < trials and len(in_flight) < engine.capacity:
-                trial = study.ask()
-                trial.set_user_attr("driver", _driver())
-                values = {p.key: p.suggest(trial) for p in space.params}
+                trial, values = ledger.ask()
                 in_flight[engine.executor.submit(_trial, shared, folds, space, values, objective)] = trial
             finished, _ = cf.wait(list(in_flight), return_when=cf.FIRST_COMPLETED)
             for future in finished:
@@ -460,21 +332,19 @@ def run_sweep(space: SweepSpace, trials: int, scheduler: str | None = None, work
                 outcome = _outcome(future)
                 if "error" in outcome:
                     errors.append(f"trial {trial.number}: {outcome['error']}")
-                    trial.set_user_attr("error", outcome["error"])
-                    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                    ledger.fail(trial, outcome["error"])
                     continue
-                trial.set_user_attr("cv", {"fold_scores": outcome["fold_scores"], "features": outcome["features"],
-                                           "seconds": outcome["seconds"], "seed": space.seed})  # one write
-                study.tell(trial, outcome["score"])
+                ledger.tell(trial, outcome)
                 n_done += 1
                 ran += 1
                 if progress is not None:
-                    progress(n_done, trials, study.best_value)
+                    progress(n_done, trials, ledger.copy.best_value)
             if errors and ran == 0 and resumed == 0 and len(errors) >= max(3, engine.capacity):
                 raise PrclabError(f"sweep: every trial failed so far; first: {errors[0]}")
         engine_info = {**engine.describe(), "start_s": round(started, 3)}
+    study = optuna.load_study(study_name=space.study, storage=store)  # what the store holds now
     states = [t.state for t in study.get_trials(deepcopy=False)]
-    result = {"study": space.study, "storage": storage or space.storage or "in memory", "sampler": sampler,
+    result = {"study": space.study, "storage": url or "in memory", "sampler": sampler,
               "engine": engine_info, "space": space.describe(),
               "n_complete": states.count(complete), "n_failed": states.count(optuna.trial.TrialState.FAIL),
               "ran": ran, "resumed": resumed, "requeued": requeued, "errors": errors[:5]}

@@ -25,7 +25,7 @@ def _count(text: str) -> int:
 
 
 def add_arguments(parser) -> None:
-    from .sweep import SAMPLERS
+    from .sweep_study import SAMPLERS
 
     parser.add_argument("space", help="space file (TOML; see docs/sweeps.md)")
     parser.add_argument("--trials", type=_count, default=20,
@@ -44,9 +44,10 @@ def add_arguments(parser) -> None:
 
 
 def main(args) -> None:
-    from .sweep import open_study, run_sweep
+    from .sweep import run_sweep
     from .sweep_export import export_table, plot_study
     from .sweep_space import load_space
+    from .sweep_study import open_study
 
     space = load_space(args.space)
     for option, path, suffix in (("--export", args.export, ".csv"),):

@@ -17,7 +17,8 @@ import pytest
 
 from prclab.cli import main
 from prclab.errors import PrclabError
-from prclab.experiments.sweep import cv_score, fold_ids, open_study, run_sweep, train_only
+from prclab.experiments.sweep import cv_score, fold_ids, run_sweep, train_only
+from prclab.experiments.sweep_study import open_study
 from prclab.experiments.sweep_space import build_space, load_space
 from prclab.experiments.tasks import run_tasks
 from prclab.protocols.datasets import load_dataset
