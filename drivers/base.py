@@ -277,6 +277,24 @@ class Device(abc.ABC):
             raise DeviceError(f"{self.name}: cannot read {n} samples")
         return self._read(int(n))
 
+    def arm(self, n: int) -> None:
+        """Load the next ``n`` stimulus samples onto the device, so that the next ``read(n)`` starts
+        playing them at once.
+
+        A card configures its timing, fills its output buffer and arms its output task here.  A rig
+        of two devices arms its stimulator before it puts a trial's marker into the recorder's
+        stream: only starting the clock is then left between the marker and the first sample played.
+        A device with nothing to load ahead of the read does nothing (the default).  Raises
+        ``DeviceError`` on a negative ``n``.
+        """
+        self._require_open()
+        if n < 0:
+            raise DeviceError(f"{self.name}: cannot arm {n} samples")
+        self._arm(int(n))
+
+    def _arm(self, n: int) -> None:
+        """Subclasses that load a block ahead of playing it override this (see ``arm``)."""
+
     def mark(self, label: str) -> None:
         """Put event ``label`` into the response stream at the current stimulus position."""
         self._require_open()

@@ -9,7 +9,8 @@ What is checked follows the device's capabilities (:mod:`prclab.drivers.capabili
 must refuse out-of-range and misshapen blocks before anything is sent; a record-only device must refuse
 every stimulus block; every device describes its channels, opens and closes as a context manager (and
 refuses to read when closed), streams blocks with monotone timestamps at its stated rate (within 5 %),
-puts marks into the response stream where the stimulus was, and reopens cleanly after user code fails.
+puts marks into the response stream where the stimulus was, reads a block loaded ahead (``arm``) as any
+other, and reopens cleanly after user code fails.
 A failed check raises ``AssertionError`` naming the check, the device and what was wrong.
 """
 
@@ -118,6 +119,26 @@ def check_marks_land_in_the_response_stream(factory: Factory, stimulus: Stimulus
                 f"mark at response sample {index}, written after {n}")
 
 
+def check_an_armed_block_reads_as_any_block(factory: Factory, stimulus: Stimulus = mid_range) -> None:
+    with factory() as device, device as dev:
+        n = int(dev.channels.rate_hz * 0.1)
+        _, before = _play(dev, stimulus, n)
+        if STIMULATE in capabilities(dev):
+            dev.write(stimulus(dev, n))
+        dev.arm(n)
+        samples, t = dev.read(n)
+        _expect(samples.shape == (n, len(dev.channels.response)) and bool(np.all(np.isfinite(samples))),
+                "arm", dev, f"read({n}) after arm({n}) gave {samples.shape} samples, finite: "
+                f"{bool(np.all(np.isfinite(samples)))}")
+        _expect(bool(np.all(np.diff(np.concatenate([before, t])) > 0)), "arm", dev,
+                "timestamps not increasing across an armed block")
+        try:
+            dev.arm(-1)
+        except DeviceError:
+            return
+        _expect(False, "arm", dev, "arm(-1) was accepted")
+
+
 def check_bad_stimulus_is_refused(factory: Factory, stimulus: Stimulus = mid_range) -> None:
     with factory() as device, device as dev:
         n_stim = len(dev.channels.stimulus)
@@ -149,7 +170,7 @@ def check_clean_close_after_an_error(factory: Factory, stimulus: Stimulus = mid_
 
 DEVICE_CHECKS = (check_channels_are_described, check_context_manager_opens_and_closes,
                  check_blocks_stream_with_monotone_timestamps, check_marks_land_in_the_response_stream,
-                 check_bad_stimulus_is_refused, check_clean_close_after_an_error)
+                 check_an_armed_block_reads_as_any_block, check_bad_stimulus_is_refused, check_clean_close_after_an_error)
 
 
 def check_device(factory: Factory, stimulus: Stimulus = mid_range) -> None:

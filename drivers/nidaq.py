@@ -150,6 +150,7 @@ class NidaqDevice(Device):
         self._queue: collections.deque[np.ndarray] = collections.deque()
         self._n_written = self._n_read = 0
         self._block_n = 0  # samples per channel the tasks are configured for
+        self._armed: int | None = None  # samples loaded and armed (``arm``), not yet started
 
     # -- Device ------------------------------------------------------------------------------------
     def _open(self) -> None:
@@ -180,8 +181,18 @@ class NidaqDevice(Device):
         self._queue.append(block.copy())
         self._n_written += len(block)
 
+    def _arm(self, n: int) -> None:
+        if n and self._armed is None:
+            self._guarded("arming", self._load_block, self._take(n))
+        elif n and self._armed != n:
+            raise DeviceError(f"{self.name}: already armed with {self._armed} samples, asked to arm {n}")
+
     def _read(self, n: int) -> tuple[np.ndarray, np.ndarray]:
-        samples = self._guarded("reading", self._run_block, self._take(n)) if n else \
+        if self._armed not in (None, n):
+            raise DeviceError(f"{self.name}: armed with {self._armed} samples, read asked for {n}")
+        if n and self._armed is None:
+            self._guarded("reading", self._load_block, self._take(n))
+        samples = self._guarded("reading", self._play_block) if n else \
             np.zeros((0, len(self.channels.response)))
         t = (self._n_read + np.arange(n)) / self.channels.rate_hz
         self._n_read += n
@@ -219,7 +230,7 @@ class NidaqDevice(Device):
             finished = self._finish_block()
         self._queue.clear()
         self._clear_tasks()
-        self._block_n = 0
+        self._block_n, self._armed = 0, None
         step_hz = min(self.channels.rate_hz, REST_STEP_HZ)
         ramp = self._ramp(self.output_V, step_hz)
         stim = self.channels.stimulus
@@ -321,9 +332,10 @@ class NidaqDevice(Device):
             self._n_written += need
         return np.concatenate(parts)
 
-    def _run_block(self, stimulus: np.ndarray) -> np.ndarray:
-        """Play ``stimulus`` ``(n, n_stimulus)`` volts; returns the response ``(n, n_response)`` volts."""
-        n, rate = len(stimulus), self.channels.rate_hz
+    def _load_block(self, stimulus: np.ndarray) -> None:
+        """Configure for ``stimulus`` ``(n, n_stimulus)`` volts, write it and arm the AO task (it starts
+        on the AI task's start trigger, ``_play_block``)."""
+        n = len(stimulus)
         if n != self._block_n:
             self._configure(n)
         self._block_last = stimulus[-1].copy()
@@ -332,8 +344,15 @@ class NidaqDevice(Device):
             written = self._writer.write_many_sample(chunk, timeout=self.read_timeout_s)
             if written != chunk.shape[1]:
                 raise self._fail(f"wrote {written} of {chunk.shape[1]} samples")
-        self._in_flight = True
         self._ao.start()
+        self._armed = n
+
+    def _play_block(self) -> np.ndarray:
+        """Start the AI task (and so the armed AO block) and read the loaded block's response
+        ``(n, n_response)`` volts."""
+        n, rate = self._armed, self.channels.rate_hz
+        self._armed = None
+        self._in_flight = True
         self._ai.start()
         out = np.empty((len(self.channels.response), n))
         for a in range(0, n, self.read_chunk):

@@ -32,9 +32,10 @@ dropped), then reads ``n`` from the recorder; the mark of a trial is put in just
 plays the trial's first block, and only once the stimulus played before it has played out (a stimulator
 that returns before its block has played, such as an emulator, would otherwise queue the trial behind
 it), so the marker and the stimulus reach the recorder a few samples apart: the marker is inserted by
-the host, so the alignment carries the host's jitter (the gRPC calls between the marker and the
-stimulus, 4-12 ms; at 250 Hz a trial's response lagged its stimulus by 1-4 samples, rarely up to 6 on a
-loaded machine, as measured in ``tests/test_rig.py``).  A hardware trigger would remove that jitter.
+the host, so the alignment carries the host's jitter.  The stimulator is armed first (``Device.arm``:
+an NI card's timing configured, its block written and its output task armed), so only the call that
+starts its clock lies between the marker and the first sample played (``tests/test_rig.py`` measures
+the lag).  A hardware trigger would remove the jitter.
 
 Emulators (``emulate``): the rig builds each device's emulator, starts it before the device opens and
 points the driver at it (``connect_to``), and closes it after the device closes, when the open fails,
@@ -277,6 +278,7 @@ class Rig(Device):
 
     def _read(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         if self.separate:
+            self._guarded(self.stimulator.arm, n)  # loaded ahead: only its start follows the marker
             if self._pending_mark is not None:  # the marker goes in as the trial's stimulus is played,
                 label, self._pending_mark = self._pending_mark, None  # once what was played before
                 time.sleep(max(0.0, self._playing_until - time.monotonic()))  # has played out

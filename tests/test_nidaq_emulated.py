@@ -90,6 +90,27 @@ def test_response_equals_the_substrate_run_directly(emulator):
     assert emulator.calls["ClearTask"] == 3
 
 
+def test_an_armed_block_plays_as_a_plain_read_and_a_mismatched_read_is_refused(emulator):
+    """``arm(n)`` loads, configures and arms the block (the two-device rig does it before its marker);
+    the response is the one a plain read gives, to rounding, and the RPCs are the same ones."""
+    rng = np.random.default_rng(1)
+    blocks = [rng.uniform(-1.5, 1.5, (n, 2)) for n in (200, 80)]
+    with _client(emulator) as dev, dev:
+        got = []
+        for block in blocks:
+            dev.write(block)
+            dev.arm(len(block))
+            dev.arm(len(block))  # arming again for the same block changes nothing
+            assert emulator.calls["ReadAnalogF64"] == len(got)  # loaded, nothing read yet
+            got.append(dev.read(len(block))[0])
+        dev.write(blocks[0])
+        dev.arm(50)
+        with pytest.raises(DeviceError, match="armed with 50 samples, read asked for 60"):
+            dev.read(60)
+    np.testing.assert_allclose(np.concatenate(got), _reference(blocks), rtol=1e-12, atol=1e-15)
+    assert emulator.calls["CfgSampClkTiming"] == 2 * 3  # 200, 80, then 50 (never started)
+
+
 def test_reads_are_chunked_and_run_past_the_stimulus_at_0_V(emulator):
     stimulus = np.full((100, 2), 0.8)
     with _client(emulator, max_block_s=0.1) as dev, dev:
