@@ -185,3 +185,37 @@ def test_best_fits_the_families_of_the_recordings_kind(recorded, tmp_path, capsy
     assert set(out["validation_nrmse"]) == signal_families and "spiking" not in signal_families
     assert out["family"] == min(out["validation_nrmse"], key=out["validation_nrmse"].get)
     assert read_twin(tmp_path / "b.h5").provenance["family"] == out["family"]
+
+
+@pytest.mark.parametrize("n_own", [0, 1, 4])
+@pytest.mark.parametrize("alpha", [1e-6, 1e-3])
+def test_the_shared_factorisation_solves_every_channel_as_its_own_system_does(n_own, alpha):
+    """``Grams.solve`` (the feature block factored once, own lags on the Schur complement) gives every
+    channel's ridge solution as solving that channel's whole system does (``solve_each``)."""
+    from prclab.reservoir.twins.linear import Grams
+
+    rng = np.random.default_rng(3)
+    grams = Grams(40, 6, 4)
+    for _ in range(3):
+        F = rng.normal(size=(500, 40)) @ rng.normal(size=(40, 40))
+        grams.add(F, F @ rng.normal(size=(40, 6)) * 0.1 + np.cumsum(rng.normal(size=(500, 6)), 0) * 0.01)
+    cols = np.arange(0, 40, 2)
+    for fast, each in zip(grams.solve(cols, n_own, alpha), grams.solve_each(cols, n_own, alpha)):
+        assert fast.shape == each.shape
+        np.testing.assert_allclose(fast, each, rtol=1e-9, atol=1e-12 * np.abs(each).max(initial=1.0))
+
+
+@pytest.mark.parametrize("T", [3, 50])
+def test_lagged_grams_from_the_base_signals_equal_those_of_the_lagged_matrix(T):
+    """``Grams.add_lagged`` (Toeplitz blocks from the base signals) accumulates what ``add`` does on
+    ``input_lags``' matrix, for trials longer and shorter than the lags."""
+    from prclab.reservoir.twins.linear import Grams, input_lags
+
+    rng = np.random.default_rng(4)
+    direct, lagged = Grams(5 * 3, 2, 3), Grams(5 * 3, 2, 3)
+    for _ in range(2):
+        x, y = rng.normal(size=(T, 3)), rng.normal(size=(T, 2))
+        direct.add(input_lags(x[None], 5)[0], y)
+        lagged.add_lagged(x, 5, y)
+    for name in ("FF", "F1", "FY", "FL", "LL", "LY", "L1", "Y1", "n"):
+        np.testing.assert_allclose(getattr(lagged, name), getattr(direct, name), rtol=1e-12, atol=1e-12)
