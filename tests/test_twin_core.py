@@ -219,3 +219,12 @@ def test_lagged_grams_from_the_base_signals_equal_those_of_the_lagged_matrix(T):
         lagged.add_lagged(x, 5, y)
     for name in ("FF", "F1", "FY", "FL", "LL", "LY", "L1", "Y1", "n"):
         np.testing.assert_allclose(getattr(lagged, name), getattr(direct, name), rtol=1e-12, atol=1e-12)
+
+
+def test_the_lagged_product_is_the_lagged_matrix_times_the_weights():
+    from prclab.reservoir.twins.linear import input_lags, lagged_product
+
+    rng = np.random.default_rng(5)
+    u, hist, W = rng.normal(size=(2, 30, 3)), rng.normal(size=(2, 4, 3)), rng.normal(size=(15, 4))
+    np.testing.assert_allclose(lagged_product(u, W, hist), input_lags(u, 5, hist) @ W, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(lagged_product(u, W[:3], hist[:, :0]), u @ W[:3], rtol=1e-12, atol=1e-12)

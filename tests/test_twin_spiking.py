@@ -156,5 +156,7 @@ def test_an_organoid_recording_gets_a_spiking_twin_checked_against_its_floor(toy
     s = json.loads(capsys.readouterr().out)["spiking"]
     assert s["rate_hz"] > 0 and s["model_rate_hz"] > 0 and 0 <= s["rate_error"] < 1.0
     assert -1 <= s["rate_corr"] <= 1 and -1 <= s["floor_rate_corr"] <= 1
+    assert 0 <= s["floor_rate_error"] < 1.0  # two plays of the same stimuli differ by sampling alone
     assert main(["twin", "check", str(tmp_path / "t.h5"), str(tmp_path / "o.h5")]) == 0
-    assert "floor" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "rate correlation" in text and f"floor {s['floor_rate_error']:.0%})" in text

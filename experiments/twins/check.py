@@ -249,13 +249,15 @@ def _linear_baseline(family, stimuli, responses, dt: float):
 def _spiking(recorded, predicted, floor_a, floor_b, dt: float) -> dict:
     """``spiking_metrics.spiking_comparison`` of the twin against the recording on spike counts (voltages
     through the spike detector), and of the floor's pair (``floor_rate_corr``, ``floor_psth_corr``: the
-    substrate against itself, the correlation no twin can beat; None without a floor source)."""
+    substrate against itself, the correlation no twin can beat; ``floor_rate_error``,
+    ``floor_burst_rate_error``: how far two plays of the same stimuli differ in firing and burst rate,
+    the sampling error a twin's rate errors are to be read against; None without a floor source)."""
     from .spiking_metrics import spike_counts, spiking_comparison
 
     out = spiking_comparison(spike_counts(recorded, dt), spike_counts(predicted, dt), dt)
     floor = (spiking_comparison(spike_counts(floor_a, dt), spike_counts(floor_b, dt), dt)
              if floor_a is not None else {})
-    return out | {"floor_rate_corr": floor.get("rate_corr"), "floor_psth_corr": floor.get("psth_corr")}
+    return out | {f"floor_{key}": floor.get(key) for key in ("rate_corr", "psth_corr", "rate_error", "burst_rate_error")}
 
 
 def _same_trials(rec_path, twin_path, by_index: dict, provenance: dict) -> None:

@@ -42,10 +42,14 @@ def main(args: argparse.Namespace) -> None:
               f"distilled agreement {t['agreement']:.3f}")
     if result["spiking"]:
         s = result["spiking"]
-        floor = "n/a" if s["floor_rate_corr"] is None else format(s["floor_rate_corr"], ".3f")
-        print(f"spiking ({s['bin_s'] * 1e3:g} ms bins): rate correlation {s['rate_corr']:.3f} (floor {floor}), "
-              f"PSTH correlation {s['psth_corr']:.3f}, rate {s['model_rate_hz']:.3g} vs {s['rate_hz']:.3g} Hz, "
-              f"burst rate {s['model_burst_rate_hz']:.3g} vs {s['burst_rate_hz']:.3g} /s")
+        def floor(key, spec):
+            return "n/a" if s[f"floor_{key}"] is None else format(s[f"floor_{key}"], spec)
+
+        print(f"spiking ({s['bin_s'] * 1e3:g} ms bins): rate correlation {s['rate_corr']:.3f} (floor "
+              f"{floor('rate_corr', '.3f')}), PSTH correlation {s['psth_corr']:.3f}, rate {s['model_rate_hz']:.3g} "
+              f"vs {s['rate_hz']:.3g} Hz (error {s['rate_error']:.0%}; floor {floor('rate_error', '.0%')}), burst "
+              f"rate {s['model_burst_rate_hz']:.3g} vs {s['burst_rate_hz']:.3g} /s (error "
+              f"{s['burst_rate_error']:.0%}; floor {floor('burst_rate_error', '.0%')})")
     if result["drift"]:
         print(f"drift: {json.dumps(result['drift'])}")
     for path in result["plots"]:

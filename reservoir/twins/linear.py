@@ -46,6 +46,18 @@ def input_lags(u: np.ndarray, n: int, history: np.ndarray | None = None) -> np.n
     return np.concatenate([full[:, n - 1 - k: n - 1 - k + T] for k in range(n)], axis=2)
 
 
+def lagged_product(u: np.ndarray, W: np.ndarray, history: np.ndarray) -> np.ndarray:
+    """``input_lags(u, n, history) @ W`` ``(batch, T, n_out)`` without the lagged matrix: one product per
+    lag (``W`` ``(n * n_in, n_out)``, lag-major as ``input_lags``' columns)."""
+    b, T, m = u.shape
+    n = W.shape[0] // m
+    full = np.concatenate([history, u], axis=1)
+    out = full[:, n - 1:n - 1 + T] @ W[:m]
+    for k in range(1, n):
+        out += full[:, n - 1 - k:n - 1 - k + T] @ W[k * m:(k + 1) * m]
+    return out
+
+
 class Grams:
     """Sums for the per-channel ridge of ``[F, own lags, 1] -> y`` (module docstring), accumulated trial by
     trial: ``F`` ``(T, p)``, ``y`` ``(T, n_out)``, own lags up to ``n_own``."""
@@ -274,7 +286,7 @@ class LinearTwin(TwinFamily):
                 "zi": np.zeros((batch, self.n_outputs_, self.A_.shape[1]))}
 
     def _step_mean(self, state: dict, u: np.ndarray) -> tuple[np.ndarray, dict]:
-        x = input_lags(u, self.lags_in_, state["u_hist"]) @ self.W_ + self.c_
+        x = lagged_product(u, self.W_, state["u_hist"]) + self.c_
         y, zi = arx_free_run(x, self.A_, state["zi"])
         return y, {"u_hist": keep_last(np.concatenate([state["u_hist"], u], axis=1), self.lags_in_ - 1), "zi": zi}
 
