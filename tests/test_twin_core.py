@@ -205,10 +205,10 @@ def test_the_shared_factorisation_solves_every_channel_as_its_own_system_does(n_
         np.testing.assert_allclose(fast, each, rtol=1e-9, atol=1e-12 * np.abs(each).max(initial=1.0))
 
 
-@pytest.mark.parametrize("T", [3, 50])
+@pytest.mark.parametrize("T", [0, 3, 50])
 def test_lagged_grams_from_the_base_signals_equal_those_of_the_lagged_matrix(T):
     """``Grams.add_lagged`` (Toeplitz blocks from the base signals) accumulates what ``add`` does on
-    ``input_lags``' matrix, for trials longer and shorter than the lags."""
+    ``input_lags``' matrix, for trials longer and shorter than the lags, and empty ones."""
     from prclab.reservoir.twins.linear import Grams, input_lags
 
     rng = np.random.default_rng(4)
@@ -228,3 +228,5 @@ def test_the_lagged_product_is_the_lagged_matrix_times_the_weights():
     u, hist, W = rng.normal(size=(2, 30, 3)), rng.normal(size=(2, 4, 3)), rng.normal(size=(15, 4))
     np.testing.assert_allclose(lagged_product(u, W, hist), input_lags(u, 5, hist) @ W, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(lagged_product(u, W[:3], hist[:, :0]), u @ W[:3], rtol=1e-12, atol=1e-12)
+    none = np.zeros((2, 30, 0))  # a record-only recording: no stimulus channel
+    assert np.all(lagged_product(none, np.zeros((0, 4)), np.zeros((2, 4, 0))) == 0)

@@ -48,9 +48,10 @@ def input_lags(u: np.ndarray, n: int, history: np.ndarray | None = None) -> np.n
 
 def lagged_product(u: np.ndarray, W: np.ndarray, history: np.ndarray) -> np.ndarray:
     """``input_lags(u, n, history) @ W`` ``(batch, T, n_out)`` without the lagged matrix: one product per
-    lag (``W`` ``(n * n_in, n_out)``, lag-major as ``input_lags``' columns)."""
+    lag (``W`` ``(n * n_in, n_out)``, lag-major as ``input_lags``' columns; ``n`` is one more than the
+    ``history`` ``(batch, n - 1, n_in)`` samples, as no input channel may tell it)."""
     b, T, m = u.shape
-    n = W.shape[0] // m
+    n = history.shape[1] + 1
     full = np.concatenate([history, u], axis=1)
     out = full[:, n - 1:n - 1 + T] @ W[:m]
     for k in range(1, n):
@@ -75,7 +76,7 @@ class Grams:
         self.FF += F.T @ F
         self.F1 += F.sum(0)
         self.FY += F.T @ y
-        self.FL += (F.T @ L.reshape(len(L), -1)).reshape(self.FL.shape)
+        self.FL += (F.T @ L.reshape(len(L), L.shape[1] * L.shape[2])).reshape(self.FL.shape)
         self.LL += np.einsum("tjk,tjl->jkl", L, L, optimize=True)
         self.LY += np.einsum("tjk,tj->jk", L, y, optimize=True)
         self.L1 += L.sum(0)
@@ -110,7 +111,7 @@ class Grams:
                 self.FF[rows, cols] += block
                 if d:
                     self.FF[cols, rows] += block.T
-        Lf = L.reshape(T, -1)
+        Lf = L.reshape(T, L.shape[1] * L.shape[2])
         for a in range(n_lags):
             part = slice(a * m, (a + 1) * m)
             self.F1[part] += x[:max(T - a, 0)].sum(0)
@@ -150,7 +151,7 @@ class Grams:
             factor = cho_factor(Cff + np.diag(alpha * d_f))
         except np.linalg.LinAlgError:
             return self.solve_each(cols, n_own, alpha)
-        Z = cho_solve(factor, np.concatenate([Cfy, Cfl.reshape(p, -1)], axis=1))
+        Z = cho_solve(factor, np.concatenate([Cfy, Cfl.reshape(p, n_out * n_own)], axis=1))
         Zy, Zl = Z[:, :n_out], Z[:, n_out:].reshape(p, n_out, n_own)
         A = np.zeros((n_out, n_own))
         if n_own:
