@@ -170,7 +170,8 @@ def check_clean_close_after_an_error(factory: Factory, stimulus: Stimulus = mid_
 
 DEVICE_CHECKS = (check_channels_are_described, check_context_manager_opens_and_closes,
                  check_blocks_stream_with_monotone_timestamps, check_marks_land_in_the_response_stream,
-                 check_an_armed_block_reads_as_any_block, check_bad_stimulus_is_refused, check_clean_close_after_an_error)
+                 check_an_armed_block_reads_as_any_block, check_bad_stimulus_is_refused,
+                 check_clean_close_after_an_error)
 
 
 def check_device(factory: Factory, stimulus: Stimulus = mid_range) -> None:

@@ -68,14 +68,18 @@ def grid_size(space: SweepSpace) -> int:
     return int(np.prod([len(p.grid()) for p in space.params]))
 
 
+def _cannot_open(url: str | None, exc: Exception) -> PrclabError:
+    return PrclabError(f"sweep: storage {url}: cannot open ({type(exc).__name__}: "
+                       f"{' '.join(str(exc).split())[:160]})")
+
+
 def open_store(url: str | None):
     """The Optuna storage object of ``url`` (``_storage``), or ``PrclabError`` (one line) when it cannot
     be opened."""
     try:
         return _storage(url)
     except Exception as exc:  # SQLAlchemy / Optuna raise many kinds for a bad URL or an unwritable file
-        raise PrclabError(f"sweep: storage {url}: cannot open ({type(exc).__name__}: "
-                          f"{' '.join(str(exc).split())[:160]})") from None
+        raise _cannot_open(url, exc) from None
 
 
 def open_study(space: SweepSpace, sampler: str = "tpe", parallel: bool = True, storage: str | None = None,
@@ -97,8 +101,7 @@ def open_study(space: SweepSpace, sampler: str = "tpe", parallel: bool = True, s
         study = optuna.create_study(storage=store, study_name=space.study, direction="maximize",
                                     sampler=optuna.samplers.RandomSampler(), load_if_exists=True)
     except Exception as exc:  # SQLAlchemy / Optuna raise many kinds for a bad URL or an unwritable file
-        raise PrclabError(f"sweep: storage {url}: cannot open ({type(exc).__name__}: "
-                          f"{' '.join(str(exc).split())[:160]})") from None
+        raise _cannot_open(url, exc) from None
     digest = study.user_attrs.get("space_digest")
     if digest is None:
         study.set_user_attr("space_digest", space.digest())

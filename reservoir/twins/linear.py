@@ -77,6 +77,10 @@ class Grams:
         self.F1 += F.sum(0)
         self.FY += F.T @ y
         self.FL += (F.T @ L.reshape(len(L), L.shape[1] * L.shape[2])).reshape(self.FL.shape)
+        self._add_own(L, y)
+
+    def _add_own(self, L: np.ndarray, y: np.ndarray) -> None:
+        """The sums of the own lags ``L`` ``(T, n_out, n_own)`` and responses ``y`` ``(T, n_out)``."""
         self.LL += np.einsum("tjk,tjl->jkl", L, L, optimize=True)
         self.LY += np.einsum("tjk,tj->jk", L, y, optimize=True)
         self.L1 += L.sum(0)
@@ -117,10 +121,14 @@ class Grams:
             self.F1[part] += x[:max(T - a, 0)].sum(0)
             self.FY[part] += x[:max(T - a, 0)].T @ y[a:]
             self.FL[part] += (x[:max(T - a, 0)].T @ Lf[a:]).reshape(m, *self.FL.shape[1:])
-        self.LL += np.einsum("tjk,tjl->jkl", L, L, optimize=True)
-        self.LY += np.einsum("tjk,tj->jk", L, y, optimize=True)
-        self.L1 += L.sum(0)
-        self.Y1 += y.sum(0)
+        self._add_own(L, y)
+
+    def _centred(self, cols: np.ndarray) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+        """``(N, column sums, centred Gram, centred cross-products with y)`` of feature columns ``cols``."""
+        N = max(self.n, 1)
+        f1 = self.F1[cols]
+        return (N, f1, self.FF[np.ix_(cols, cols)] - np.outer(f1, f1) / N,
+                self.FY[cols] - np.outer(f1, self.Y1) / N)
 
     def solve(self, cols: np.ndarray, n_own: int, alpha: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Ridge (penalty ``alpha`` times each centred feature's sum of squares, intercept free) on feature
@@ -133,10 +141,7 @@ class Grams:
         whole system is solved on its own (``solve_each``), as the two ways agree to rounding."""
         from scipy.linalg import cho_factor, cho_solve
 
-        N = max(self.n, 1)
-        f1 = self.F1[cols]
-        Cff = self.FF[np.ix_(cols, cols)] - np.outer(f1, f1) / N
-        Cfy = self.FY[cols] - np.outer(f1, self.Y1) / N
+        N, f1, Cff, Cfy = self._centred(cols)
         l1 = self.L1[:, :n_own]                                                        # (n_out, n_own)
         Cfl = self.FL[cols, :, :n_own] - f1[:, None, None] * l1[None] / N              # (p, n_out, n_own)
         Cll = self.LL[:, :n_own, :n_own] - l1[:, :, None] * l1[:, None, :] / N         # (n_out, n_own, n_own)
@@ -164,13 +169,9 @@ class Grams:
 
     def solve_each(self, cols: np.ndarray, n_own: int, alpha: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``solve``, each channel's whole system (features and own lags) solved on its own."""
-        n_out = len(self.Y1)
-        N = max(self.n, 1)
-        f1 = self.F1[cols]
-        Cff = self.FF[np.ix_(cols, cols)] - np.outer(f1, f1) / N
-        p = len(cols)
+        n_out, p = len(self.Y1), len(cols)
+        N, f1, Cff, Cfy = self._centred(cols)
         W, A, c = np.zeros((p, n_out)), np.zeros((n_out, n_own)), np.zeros(n_out)
-        Cfy = self.FY[cols] - np.outer(f1, self.Y1) / N
         for j in range(n_out):
             l1 = self.L1[j, :n_own]
             Cfl = self.FL[cols, j, :n_own] - np.outer(f1, l1) / N
