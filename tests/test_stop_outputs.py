@@ -99,7 +99,10 @@ def _stop_run(kind, how, tmp_path, dataset):
             threading.Timer(0.05, fire, (os.kill, os.getpid(), sig)).start()
 
     error = None
-    previous = signal.getsignal(signal.SIGTERM)
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    # Python's own ^C handler, as an interactive run has it (a shell's background job inherits SIGINT
+    # ignored, and Python then installs none)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     if how == "sigterm":
         from prclab.cli import _raise_terminated
         signal.signal(signal.SIGTERM, _raise_terminated)
@@ -108,7 +111,8 @@ def _stop_run(kind, how, tmp_path, dataset):
     except BaseException as exc:  # noqa: BLE001 - the test inspects whatever came out
         error = exc
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
     took = time.monotonic() - marks.get("at", time.monotonic())
     return device, error, out, took
 

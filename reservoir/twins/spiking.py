@@ -14,8 +14,11 @@ layer cannot import: not done here).  Per electrode ``e`` and sample ``t`` (``dt
   probability ``h(t) = exp(c + sum_w S_w(t) . gamma_w + a_h[age(t)])`` (no new burst within
   ``burst_len``); ``age`` is the time since the last burst start (binned by ``age_edges_ms``: post-burst
   depression and recovery), ``P`` ``(burst_len, n_out)`` the mean events per electrode at each age after
-  a burst start above background, ``g`` a per-burst gain drawn from a Gamma law of mean 1 fitted to the
-  recorded bursts' sizes (bursts recruit more or fewer electrodes);
+  a burst start above background, ``g`` a per-burst gain: the mean size of the recorded bursts that
+  started at the same age since the burst before (``size_gain_``, one per age bin, relative to the mean
+  burst, shrunk toward 1 by ``SIZE_PRIOR_BURSTS`` bursts: a burst soon after another is smaller, its
+  synapses still depressed, as in the organoid), times a Gamma law of mean 1 fitted to the sizes
+  left over (bursts recruit more or fewer electrodes);
 - the burst starts of the training raster come from the caller (``burst_starts``, e.g.
   ``experiments.bursts.detect_bursts``) or by default from :func:`burst_onsets`, the same method at its
   defaults (the reservoir layer cannot import the experiments layer).
@@ -43,6 +46,7 @@ from prclab.errors import PrclabError
 from .base import TwinFamily, check_trials
 
 MAX_EVENTS = 4       # events drawn per electrode and sample at most
+SIZE_PRIOR_BURSTS = 2.0  # an age bin's mean burst size is shrunk toward the overall mean by this many bursts
 MAD_TO_SD = 1.4826
 
 
@@ -146,6 +150,11 @@ class SpikingTwin(TwinFamily):
         cat = self._category(age)
         n_cat = len(self.age_edges_) + 1
         A = np.eye(n_cat)[cat][:, 1:]                    # category 0 (inside a burst) is the reference
+        # the age the process had before each sample (a start resets it): the hazard and the burst size
+        # depend on it
+        never = self.age_edges_[-1]
+        prior = np.concatenate([np.concatenate([[never], np.minimum(a[:-1] + 1, never)])
+                                for a in np.split(age, np.cumsum([len(s) for s in u])[:-1])])
         # burst profile above the background, and the gain law from the bursts' sizes
         inside = age < self.burst_len_
         background = C[~inside].mean(axis=0) if (~inside).any() else C.mean(axis=0)
@@ -155,19 +164,22 @@ class SpikingTwin(TwinFamily):
                                 * (age[np.clip(onset_rows + j, 0, len(C) - 1)] == j).mean()
                                 for j in range(self.burst_len_)]) - background
             sizes = np.array([C[r:r + self.burst_len_].sum() for r in onset_rows])
-            cv2 = sizes.var() / max(sizes.mean(), 1e-12) ** 2
+            gains = sizes / max(sizes.mean(), 1e-12)
+            by_age = self._category(prior[onset_rows])
+            count = np.bincount(by_age, minlength=n_cat)
+            self.size_gain_ = (np.bincount(by_age, gains, minlength=n_cat) + SIZE_PRIOR_BURSTS) / \
+                (count + SIZE_PRIOR_BURSTS)
+            left = gains / self.size_gain_[by_age]
+            cv2 = left.var() / max(left.mean(), 1e-12) ** 2
         else:
             profile, cv2 = np.zeros((self.burst_len_, self.n_outputs_)), 0.0
+            self.size_gain_ = np.ones(n_cat)
         self.profile_ = np.maximum(profile, 0.0)
         self.gain_shape_ = float(1.0 / max(cv2, 1e-3))
         # background GLM per electrode (outside bursts) and the burst-start hazard (outside bursts)
         Z = np.concatenate([X, A], axis=1)
         keep = ~inside
         self.W_, self.b_ = self._poisson_fit(Z[keep], C[keep])
-        # the hazard of a sample depends on the age the process had before it (a start resets it)
-        never = self.age_edges_[-1]
-        prior = np.concatenate([np.concatenate([[never], np.minimum(a[:-1] + 1, never)])
-                                for a in np.split(age, np.cumsum([len(s) for s in u])[:-1])])
         free = prior >= self.burst_len_
         H = np.concatenate([X, np.eye(n_cat)[self._category(prior)][:, 1:]], axis=1)
         w_h, c_h = self._poisson_fit(H[free], (age[free] == 0).astype(float)[:, None])
@@ -244,8 +256,8 @@ class SpikingTwin(TwinFamily):
         for t in range(steps):   # the burst process is sequential in its own age; vectorised over rows
             h = np.exp(np.minimum(hazard_stim[:, t] + a_h[self._category(age)], 0.0))
             start = uni[:, t, 0] < h
-            gain = np.where(start, gammaincinv(self.gain_shape_, np.clip(uni[:, t, 1], 1e-12, 1 - 1e-12))
-                            / self.gain_shape_, gain)
+            gain = np.where(start, self.size_gain_[self._category(age)] * gammaincinv(
+                self.gain_shape_, np.clip(uni[:, t, 1], 1e-12, 1 - 1e-12)) / self.gain_shape_, gain)
             age = np.where(start, 0.0, age)
             ages[:, t], gains[:, t] = age, gain
             age = np.minimum(age + 1, cap)
@@ -268,7 +280,7 @@ class SpikingTwin(TwinFamily):
     def to_arrays(self) -> tuple[dict[str, np.ndarray], dict]:
         self._check_fitted()
         return ({"W": self.W_, "b": self.b_, "W_h": self.W_h_, "profile": self.profile_, "edges": self.edges_,
-                 "age_edges": self.age_edges_},
+                 "age_edges": self.age_edges_, "size_gain": self.size_gain_},
                 {"n_inputs": self.n_inputs_, "n_outputs": self.n_outputs_, "dt": self.dt_, "c_h": self.c_h_,
                  "gain_shape": self.gain_shape_, "burst_len": self.burst_len_,
                  "settings": {"window_edges_ms": list(self.window_edges_ms), "age_edges_ms": list(self.age_edges_ms),
@@ -284,6 +296,7 @@ class SpikingTwin(TwinFamily):
         self.profile_ = np.asarray(arrays["profile"], float)
         self.edges_ = np.asarray(arrays["edges"], int)
         self.age_edges_ = np.asarray(arrays["age_edges"], float)
+        self.size_gain_ = np.asarray(arrays["size_gain"], float)
         self.validation_nrmse_ = float("nan")
         return self
 
