@@ -12,7 +12,7 @@ from prclab.experiments.twins.spiking_metrics import spiking_comparison
 from prclab.reservoir.organoid import OrganoidModel
 from prclab.reservoir.twins import FAMILIES
 from prclab.reservoir.twins.sonata import export_sonata
-from prclab.reservoir.twins.spiking import SpikingTwin
+from prclab.reservoir.twins.spiking import SpikingTwin, burst_onsets
 
 
 @pytest.fixture(scope="module")
@@ -160,3 +160,25 @@ def test_an_organoid_recording_gets_a_spiking_twin_checked_against_its_floor(toy
     assert main(["twin", "check", str(tmp_path / "t.h5"), str(tmp_path / "o.h5")]) == 0
     text = capsys.readouterr().out
     assert "rate correlation" in text and f"floor {s['floor_rate_error']:.0%})" in text
+
+
+def test_a_burst_soon_after_another_is_smaller_as_recorded():
+    """The burst size depends on the time since the burst before (depressed synapses): a raster whose
+    second burst, 150 ms after the first, is a third of its size is fitted so, and the twin's own
+    bursts soon after another come out smaller than its first ones."""
+    rng = np.random.default_rng(0)
+    n_trials, steps, units = 40, 1000, 16
+    y = rng.poisson(0.002, (n_trials, steps, units)).astype(float)
+    y[:, 200:250] += rng.poisson(0.3, (n_trials, 50, units))
+    y[:, 350:400] += rng.poisson(0.1, (n_trials, 50, units))
+    u = np.zeros((n_trials, steps, 1))
+    twin = SpikingTwin().fit(list(u), list(y), 1e-3, burst_starts=[np.array([200, 350])] * n_trials)
+    soon, rested = twin.size_gain_[twin._category(np.array([150, 10 ** 6]))]
+    assert 0.25 < soon / rested < 0.5   # 1/3 recorded; each age bin shrunk toward the mean by 2 bursts
+    sim = twin.simulate(np.zeros((64, 3000, 1)), [np.random.default_rng(i) for i in range(64)])
+    first, after = [], []
+    for trial in sim:
+        starts = burst_onsets(trial, 1e-3)
+        for k, s in enumerate(starts):
+            (after if k and s - starts[k - 1] < 200 else first).append(trial[s:s + 50].sum())
+    assert len(after) >= 20 and np.mean(after) < 0.6 * np.mean(first)   # measured 0.42; 1.03 with one size

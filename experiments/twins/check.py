@@ -217,7 +217,7 @@ def check_twin(twin_path, rec_path, plot_dir=None) -> dict:
                        for k in ("native_accuracy", "transfer_accuracy", "transfer_gap", "agreement")})
         model = (rec.attrs.get("device") or {}).get("substrate", {}).get("model") \
             if isinstance(rec.attrs.get("device"), dict) else None
-        result["spiking"] = (_spiking(recorded, predicted, floor_a, floor_b, dt)
+        result["spiking"] = (_spiking(recorded, noisy, floor_a, floor_b, dt)
                              if family.fits == "counts" or model == "organoid" else None)
         from .drift import drift_report
 
@@ -247,8 +247,10 @@ def _linear_baseline(family, stimuli, responses, dt: float):
 
 
 def _spiking(recorded, predicted, floor_a, floor_b, dt: float) -> dict:
-    """``spiking_metrics.spiking_comparison`` of the twin against the recording on spike counts (voltages
-    through the spike detector), and of the floor's pair (``floor_rate_corr``, ``floor_psth_corr``: the
+    """``spiking_metrics.spiking_comparison`` of the twin's noisy run (``predicted``: one noise stream
+    per held-out trial, a realisation against the recorded one, as the floor's two plays are; an event
+    twin's noiseless run would give every trial the same stream) against the recording on spike counts
+    (voltages through the spike detector), and of the floor's pair (``floor_rate_corr``, ``floor_psth_corr``: the
     substrate against itself, the correlation no twin can beat; ``floor_rate_error``,
     ``floor_burst_rate_error``: how far two plays of the same stimuli differ in firing and burst rate,
     the sampling error a twin's rate errors are to be read against; None without a floor source)."""
