@@ -219,6 +219,14 @@ def test_lagged_grams_from_the_base_signals_equal_those_of_the_lagged_matrix(T):
         lagged.add_lagged(x, 5, y)
     for name in ("FF", "F1", "FY", "FL", "LL", "LY", "L1", "Y1", "n"):
         np.testing.assert_allclose(getattr(lagged, name), getattr(direct, name), rtol=1e-12, atol=1e-12)
+    x, y = rng.normal(size=(T + 7, 3)), rng.normal(size=(T + 7, 2))   # sums of Grams, lagged and dense
+    other_lagged, other_direct = Grams(5 * 3, 2, 3), Grams(5 * 3, 2, 3)
+    other_lagged.add_lagged(x, 5, y)
+    other_direct.add(input_lags(x[None], 5)[0], y)
+    for total in (lagged + other_lagged, lagged + other_direct, direct + other_lagged):
+        np.testing.assert_allclose(total.FF, (direct + other_direct).FF, rtol=1e-12, atol=1e-12)
+    lagged.add_lagged(x, 5, y)   # a trial added after the Gram was read is in it
+    np.testing.assert_allclose(lagged.FF, (direct + other_direct).FF, rtol=1e-12, atol=1e-12)
 
 
 def test_the_lagged_product_is_the_lagged_matrix_times_the_weights():

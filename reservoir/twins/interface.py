@@ -31,7 +31,7 @@ compiled with numba; the state is ``eta`` per unit, so blocks stream as one run.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from prclab.errors import PrclabError
 
@@ -41,30 +41,31 @@ from .linear import LinearTwin
 FARADAY_C_PER_MOL, GAS_J_PER_MOL_K = 96485.33212, 8.314462618
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def _interface_bank(u, eta, tau, k, a, r, f, dt):   # pragma: no cover - compiled
     """``u`` ``(B, T, E)`` volts, ``eta`` ``(B, E, K)`` -> current proxies ``(B, T, E * K)``; ``eta`` updated
-    in place (the state after the block)."""
+    in place (the state after the block).  The units are independent, so they run in parallel."""
     batch, steps, n_el = u.shape
     n_k = tau.shape[0]
     out = np.empty((batch, steps, n_el * n_k))
-    for b in range(batch):
-        for e in range(n_el):
-            for j in range(n_k):
-                h, aa, cc = dt / tau[j], a[j] * f, (1.0 - a[j]) * f
-                x = eta[b, e, j]
-                for t in range(steps):
-                    v, prev = u[b, t, e], x
-                    for _ in range(2):
-                        ea = np.exp(min(max(aa * x, -50.0), 50.0))
-                        ec = np.exp(min(max(-cc * x, -50.0), 50.0))
-                        den = 1.0 + r * ec
-                        g = (ea - ec) / den
-                        dg = ((aa * ea + cc * ec) * den + (ea - ec) * r * cc * ec) / (den * den)
-                        res = x - prev + h * (k[j] * g - (v - x))
-                        x -= res / (1.0 + h * (k[j] * dg + 1.0))
-                    out[b, t, e * n_k + j] = v - x
-                eta[b, e, j] = x
+    for unit in prange(batch * n_el * n_k):
+        b = unit // (n_el * n_k)
+        e = (unit - b * n_el * n_k) // n_k
+        j = unit - (b * n_el + e) * n_k
+        h, aa, cc = dt / tau[j], a[j] * f, (1.0 - a[j]) * f
+        x = eta[b, e, j]
+        for t in range(steps):
+            v, prev = u[b, t, e], x
+            for _ in range(2):
+                ea = np.exp(min(max(aa * x, -50.0), 50.0))
+                ec = np.exp(min(max(-cc * x, -50.0), 50.0))
+                den = 1.0 + r * ec
+                g = (ea - ec) / den
+                dg = ((aa * ea + cc * ec) * den + (ea - ec) * r * cc * ec) / (den * den)
+                res = x - prev + h * (k[j] * g - (v - x))
+                x -= res / (1.0 + h * (k[j] * dg + 1.0))
+            out[b, t, e * n_k + j] = v - x
+        eta[b, e, j] = x
     return out
 
 

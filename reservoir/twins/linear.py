@@ -61,19 +61,33 @@ def lagged_product(u: np.ndarray, W: np.ndarray, history: np.ndarray) -> np.ndar
 
 class Grams:
     """Sums for the per-channel ridge of ``[F, own lags, 1] -> y`` (module docstring), accumulated trial by
-    trial: ``F`` ``(T, p)``, ``y`` ``(T, n_out)``, own lags up to ``n_own``."""
+    trial: ``F`` ``(T, p)``, ``y`` ``(T, n_out)``, own lags up to ``n_own``.
+
+    The features' Gram ``FF`` is the sum of the dense trials' (``add``) and, for lagged trials
+    (``add_lagged``), the Toeplitz pieces it is assembled from when first read: the cross-products
+    ``R_d`` of the base signals and each trial's last samples (``_lagged``)."""
 
     def __init__(self, p: int, n_out: int, n_own: int):
         self.n = 0
-        self.FF, self.F1, self.FY = np.zeros((p, p)), np.zeros(p), np.zeros((p, n_out))
+        self._dense, self.F1, self.FY = np.zeros((p, p)), np.zeros(p), np.zeros((p, n_out))
         self.FL = np.zeros((p, n_out, n_own))
         self.LL, self.LY, self.L1 = np.zeros((n_out, n_own, n_own)), np.zeros((n_out, n_own)), np.zeros((n_out, n_own))
         self.Y1 = np.zeros(n_out)
+        self._lagged: tuple[np.ndarray, list[np.ndarray]] | None = None   # (R (n_lags, m, m), tails)
+        self._FF: np.ndarray | None = None
+
+    @property
+    def FF(self) -> np.ndarray:
+        """``sum F^T F`` ``(p, p)`` over every trial added."""
+        if self._FF is None:
+            self._FF = self._dense + (self._assembled() if self._lagged is not None else 0.0)
+        return self._FF
 
     def add(self, F: np.ndarray, y: np.ndarray) -> None:
         L = own_lags(y, self.L1.shape[1])
         self.n += len(F)
-        self.FF += F.T @ F
+        self._dense += F.T @ F
+        self._FF = None
         self.F1 += F.sum(0)
         self.FY += F.T @ y
         self.FL += (F.T @ L.reshape(len(L), L.shape[1] * L.shape[2])).reshape(self.FL.shape)
@@ -88,40 +102,68 @@ class Grams:
 
     def __add__(self, other: "Grams") -> "Grams":
         """The sums of both (the Grams of their trials together)."""
-        out = Grams(self.FF.shape[0], len(self.Y1), self.L1.shape[1])
-        for name in ("n", "FF", "F1", "FY", "FL", "LL", "LY", "L1", "Y1"):
+        out = Grams(self._dense.shape[0], len(self.Y1), self.L1.shape[1])
+        for name in ("n", "_dense", "F1", "FY", "FL", "LL", "LY", "L1", "Y1"):
             setattr(out, name, getattr(self, name) + getattr(other, name))
+        parts = [g._lagged for g in (self, other) if g._lagged is not None]
+        if len(parts) == 2 and parts[0][0].shape != parts[1][0].shape:
+            raise ValueError(f"Grams of {parts[0][0].shape[0]} and {parts[1][0].shape[0]} lags cannot be added")
+        if parts:
+            out._lagged = (sum(p[0] for p in parts), [t for p in parts for t in p[1]])
         return out
 
     def add_lagged(self, x: np.ndarray, n_lags: int, y: np.ndarray) -> None:
         """``add(input_lags(x[None], n_lags)[0], y)``, computed from the base signals ``x`` ``(T, m)``.
 
         Block ``(a, a + d)`` of the lagged features' Gram is ``sum_s x[s + d] x[s]^T`` over the samples
-        both lags reach: the cross-product ``R_d`` at lag difference ``d`` less its last ``a`` terms.
-        So ``n_lags`` products of ``(m, T) @ (T, m)`` replace one of ``(n_lags m, T) @ (T, n_lags m)``:
-        ``n_lags`` times fewer operations."""
+        both lags reach: the cross-product ``R_d`` at lag difference ``d`` less its last ``a`` terms,
+        which involve only the trial's last ``n_lags`` samples.  So ``n_lags`` products of
+        ``(m, T) @ (T, m)`` replace one of ``(n_lags m, T) @ (T, n_lags m)``, and the Gram is written
+        once, when read (``FF``), not per trial."""
         T, m = x.shape
-        if self.FF.shape[0] != n_lags * m:
-            raise ValueError(f"Grams of {self.FF.shape[0]} features, given {n_lags} lags of {m}")
+        if self._dense.shape[0] != n_lags * m:
+            raise ValueError(f"Grams of {self._dense.shape[0]} features, given {n_lags} lags of {m}")
+        if self._lagged is None:
+            self._lagged = (np.zeros((n_lags, m, m)), [])
+        R, tails = self._lagged
         L = own_lags(y, self.L1.shape[1])
         self.n += T
-        for d in range(n_lags):
-            block = x[d:].T @ x[:T - d] if d < T else np.zeros((m, m))
-            for a in range(n_lags - d):
-                last = T - d - a  # the term R_d has and block (a, a + d) lacks
-                if a and last >= 0:
-                    block = block - np.outer(x[last + d], x[last])
-                rows, cols = slice(a * m, (a + 1) * m), slice((a + d) * m, (a + d + 1) * m)
-                self.FF[rows, cols] += block
-                if d:
-                    self.FF[cols, rows] += block.T
-        Lf = L.reshape(T, L.shape[1] * L.shape[2])
+        self._FF = None
+        for d in range(min(n_lags, T)):
+            R[d] += x[d:].T @ x[:T - d]
+        tails.append(np.concatenate([np.zeros((max(n_lags - T, 0), m)), x[max(T - n_lags, 0):]]))
+        # lag a of x against y (FY) and against y's own lag k (FL) is the cross-product of x and y at
+        # shift e = a - k, less its last min(a, k) terms: n_lags + n_own products of (m, T) @ (T, n_out)
+        n_own = self.L1.shape[1]
+        cross = {e: _shifted_product(x, y, e) for e in range(-n_own, n_lags)}
         for a in range(n_lags):
             part = slice(a * m, (a + 1) * m)
             self.F1[part] += x[:max(T - a, 0)].sum(0)
-            self.FY[part] += x[:max(T - a, 0)].T @ y[a:]
-            self.FL[part] += (x[:max(T - a, 0)].T @ Lf[a:]).reshape(m, *self.FL.shape[1:])
+            self.FY[part] += cross[a]
+            for k in range(1, n_own + 1):
+                e, first = a - k, max(T - a, 0, k - a)       # s >= T - a: lag a lacks them; s + e >= 0
+                last = min(T, T - e)                           # s < T and s + e < T
+                tail = x[first:last].T @ y[first + e:last + e] if last > first else 0.0
+                self.FL[part, :, k - 1] += cross[e] - tail
         self._add_own(L, y)
+
+    def _assembled(self) -> np.ndarray:
+        """The lagged trials' Gram from ``R_d`` and the trials' last samples (``add_lagged``): block
+        ``(a, a + d)`` is ``R_d`` less ``sum_{i=1..a} x[T - i] x[T - d - i]^T`` summed over trials."""
+        R, tails = self._lagged
+        n, m = R.shape[0], R.shape[1]
+        tail = np.stack(tails)                                        # (trials, n, m): x[T - n .. T - 1]
+        out = np.zeros((n * m, n * m))
+        for d in range(n):
+            block = R[d].copy()
+            for a in range(n - d):
+                if a:
+                    block -= tail[:, n - a].T @ tail[:, n - d - a]
+                rows, cols = slice(a * m, (a + 1) * m), slice((a + d) * m, (a + d + 1) * m)
+                out[rows, cols] = block
+                if d:
+                    out[cols, rows] = block.T
+        return out
 
     def _centred(self, cols: np.ndarray) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
         """``(N, column sums, centred Gram, centred cross-products with y)`` of feature columns ``cols``."""
@@ -187,6 +229,15 @@ class Grams:
             W[:, j], A[j] = theta[:p], theta[p:]
             c[j] = (self.Y1[j] - f1 @ W[:, j] - l1 @ A[j]) / N
         return W, A, c
+
+
+def _shifted_product(x: np.ndarray, y: np.ndarray, e: int) -> np.ndarray:
+    """``sum_s x[s] y[s + e]^T`` over the samples where both exist: ``(m, n_out)`` from ``x`` ``(T, m)``
+    and ``y`` ``(T, n_out)``."""
+    T = len(x)
+    if abs(e) >= T:
+        return np.zeros((x.shape[1], y.shape[1]))
+    return x[:T - e].T @ y[e:] if e >= 0 else x[-e:].T @ y[:T + e]
 
 
 def keep_last(a: np.ndarray, n: int) -> np.ndarray:
