@@ -68,3 +68,28 @@ def test_bad_bank_settings_are_one_line():
     for bad in ({"taus_s": (0.0,)}, {"transfer_coefficients": (1.0,)}, {"exchange_V": ()}):
         with pytest.raises(PrclabError, match="interface"):
             InterfaceTwin(**bad).fit(u, y, 1e-3)
+
+
+def test_the_bank_is_the_same_in_parallel_on_the_main_thread_and_serial_on_another():
+    """The main thread runs the bank's parallel kernel, any other thread (an emulator's) the serial one:
+    the same currents and state to the last bit."""
+    import threading
+
+    from prclab.reservoir.twins import interface
+
+    rng = np.random.default_rng(3)
+    twin = InterfaceTwin()
+    twin.n_inputs_, twin.dt_ = 3, 1e-3
+    twin._make_bank()
+    u = rng.uniform(-0.5, 0.5, (2, 400, 3))
+    eta_main, eta_thread = twin._rest(2), twin._rest(2)
+    main_out = twin._bank(u, eta_main)
+    out = {}
+    worker = threading.Thread(target=lambda: out.setdefault("y", twin._bank(u, eta_thread)))
+    worker.start()
+    worker.join()
+    np.testing.assert_array_equal(out["y"], main_out)
+    np.testing.assert_array_equal(eta_thread, eta_main)
+    serial = interface._interface_bank_serial(np.ascontiguousarray(u), twin._rest(2), twin.tau_, twin.k_, twin.a_,
+                                              float(twin.limit_ratio), twin.f_, twin.dt_)
+    np.testing.assert_array_equal(np.concatenate([u, serial], axis=2), main_out)

@@ -30,6 +30,8 @@ compiled with numba; the state is ``eta`` per unit, so blocks stream as one run.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 from numba import njit, prange
 
@@ -41,10 +43,10 @@ from .linear import LinearTwin
 FARADAY_C_PER_MOL, GAS_J_PER_MOL_K = 96485.33212, 8.314462618
 
 
-@njit(cache=True, parallel=True)
-def _interface_bank(u, eta, tau, k, a, r, f, dt):   # pragma: no cover - compiled
+def _interface_bank_py(u, eta, tau, k, a, r, f, dt):   # pragma: no cover - compiled
     """``u`` ``(B, T, E)`` volts, ``eta`` ``(B, E, K)`` -> current proxies ``(B, T, E * K)``; ``eta`` updated
-    in place (the state after the block).  The units are independent, so they run in parallel."""
+    in place (the state after the block).  The units are independent: compiled twice, serial and
+    parallel (``prange`` runs as ``range`` in the serial one)."""
     batch, steps, n_el = u.shape
     n_k = tau.shape[0]
     out = np.empty((batch, steps, n_el * n_k))
@@ -67,6 +69,19 @@ def _interface_bank(u, eta, tau, k, a, r, f, dt):   # pragma: no cover - compile
             out[b, t, e * n_k + j] = v - x
         eta[b, e, j] = x
     return out
+
+
+_interface_bank_serial = njit(cache=True)(_interface_bank_py)
+_interface_bank_parallel = njit(cache=True, parallel=True)(_interface_bank_py)
+
+
+def _interface_bank(*args):
+    """The bank on the main thread in parallel, on any other serially: a parallel kernel launched from
+    two threads at once aborts the process under numba's workqueue threading layer (where neither
+    OpenMP nor TBB is installed), and a twin may run behind an emulator's thread."""
+    if threading.current_thread() is threading.main_thread():
+        return _interface_bank_parallel(*args)
+    return _interface_bank_serial(*args)
 
 
 class InterfaceTwin(TwinFamily):
