@@ -60,6 +60,7 @@ from prclab.reservoir import Substrate
 from .methodscript_lang import ERROR_CODES, ScriptError
 from .methodscript_run import (ABS_POTENTIAL_V, MAX_POINTS, MAX_SCRIPT_S, Cancelled, Cell, Reply,
                                encode_value, execute, format_package, parse_script)
+from .line_input import GuardedHandlers, LineInput
 from .pty_port import PtyEmulator
 
 __all__ = ["ERROR_CODES", "MAX_LINE_CHARS", "MAX_POINTS", "MAX_REPLY_BACKLOG", "MAX_SCRIPT_BYTES",
@@ -89,7 +90,7 @@ interpret = parse_script
 :class:`ScriptError` (the reply ``e!XXXX: Line L, Col C``), never anything else."""
 
 
-class MethodScriptEmulator(PtyEmulator):
+class MethodScriptEmulator(GuardedHandlers, PtyEmulator):
     """Serve MethodSCRIPT on a pty, answering with ``substrate``'s current.  Context manager.
 
     Args:
@@ -113,6 +114,7 @@ class MethodScriptEmulator(PtyEmulator):
         self.internal_errors: list[str] = []          # unforeseen exceptions answered !0001 (last 20)
         self.replies_dropped = 0                      # error replies dropped for an unread backlog
         self.max_buffered_bytes = 0                   # most input bytes held at once (line + script)
+        self._input = LineInput(MAX_LINE_CHARS, strip_cr=True)
         self._reset_input()
         # replies in time order: (monotonic time, bytes or an unrendered package, closers after it or
         # None for a reply that is not script output)
@@ -170,8 +172,7 @@ class MethodScriptEmulator(PtyEmulator):
         return super().start()
 
     def _reset_input(self) -> None:
-        self._line = bytearray()                      # the line being received (bounded)
-        self._discard_line = False                    # skipping the rest of an overlong line
+        self._input.clear()                           # the line being received (bounded)
         self._script: list[str] | None = None         # lines of the script being received
         self._script_bytes = 0
         self._skip_script = False                     # skipping a refused script to its empty line
@@ -241,33 +242,16 @@ class MethodScriptEmulator(PtyEmulator):
 
     def _feed(self, data: bytes) -> None:
         """Split received bytes into lines, holding at most :data:`MAX_LINE_CHARS` + 2 bytes of one."""
-        while data:
-            nl = data.find(b"\n")
-            piece, data = (data, b"") if nl < 0 else (data[:nl], data[nl + 1:])
-            if self._discard_line:
-                self._discard_line = nl < 0
-                continue
-            room = MAX_LINE_CHARS + 2 - len(self._line)  # the line, a CR, one byte to see overflow
-            self._line += piece[:room]
-            self.max_buffered_bytes = max(self.max_buffered_bytes,
-                                          len(self._line) + self._script_bytes)
-            if len(piece) > room or len(self._line.rstrip(b"\r")) > MAX_LINE_CHARS:
-                self._line.clear()
-                self._discard_line = nl < 0
-                self._guarded(self._line_too_long)
-            elif nl >= 0:
-                line = bytes(self._line).rstrip(b"\r")
-                self._line.clear()
-                self._guarded(self._on_line, line)
+        self._input.feed(data, lambda line: self._guarded(self._on_line, line),
+                         lambda: self._guarded(self._line_too_long), self._note_held)
 
-    def _guarded(self, action, *args) -> None:
-        """Run one input's handler; an unforeseen exception becomes ``!0001`` and never ends the thread."""
-        try:
-            action(*args)
-        except Exception as exc:  # noqa: BLE001 - the serving thread must outlive any input
-            self.internal_errors = (self.internal_errors + [f"{type(exc).__name__}: {exc}"])[-20:]
-            self._reset_input()
-            self._reply("!0001\n", error=True)
+    def _note_held(self, line_bytes: int) -> None:
+        self.max_buffered_bytes = max(self.max_buffered_bytes, line_bytes + self._script_bytes)
+
+    def _recover(self) -> None:
+        """After an unforeseen exception: input reset, ``!0001``."""
+        self._reset_input()
+        self._reply("!0001\n", error=True)
 
     def _reply(self, text: str, at: float | None = None, error: bool = False,
                closers: tuple[str, ...] | None = None, backlog: int = MAX_REPLY_BACKLOG) -> None:
@@ -382,7 +366,7 @@ class MethodScriptEmulator(PtyEmulator):
         self._job = None
         if not result or isinstance(result[0], Exception):  # unforeseen: !0001, the script ends
             what = f"{type(result[0]).__name__}: {result[0]}" if result else "script result lost"
-            self.internal_errors = (self.internal_errors + [what])[-20:]
+            self._record_internal_error(what)
             self._schedule(time.monotonic(), b"!0001\n\n", ())
             return
         reply: Reply = result[0]

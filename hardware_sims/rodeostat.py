@@ -75,6 +75,7 @@ from scipy.signal import lfilter
 
 from prclab.reservoir import Substrate
 
+from .line_input import GuardedHandlers, LineInput
 from .pty_port import PtyEmulator
 
 FIRMWARE_VERSION = "FW0.1.0"
@@ -499,7 +500,7 @@ class _Run:
         self.sent = 0
 
 
-class RodeostatEmulator(PtyEmulator):
+class RodeostatEmulator(GuardedHandlers, PtyEmulator):
     """Serve the Rodeostat's JSON protocol on a pty, answering with ``substrate``'s current.
 
     Args:
@@ -532,8 +533,7 @@ class RodeostatEmulator(PtyEmulator):
         self._dac = int(self._dac_code(0.0))         # DAC code held now (0 V at power-on)
         self.connected = {"ref": False, "ctr": False, "wrk": False}
         self.auto_connect = True
-        self._line = bytearray()
-        self._discard = False
+        self._input = LineInput(MAX_LINE_BYTES)
         self._out = bytearray()
         self._due: list[tuple[float, bytes]] = []   # sample lines in time order
         self._due_head = 0
@@ -621,30 +621,13 @@ class RodeostatEmulator(PtyEmulator):
 
     def _feed(self, data: bytes) -> None:
         """Split received bytes into lines of at most :data:`MAX_LINE_BYTES`."""
-        while data:
-            nl = data.find(b"\n")
-            piece, data = (data, b"") if nl < 0 else (data[:nl], data[nl + 1:])
-            if self._discard:
-                self._discard = nl < 0
-                continue
-            self._line += piece[:MAX_LINE_BYTES + 1 - len(self._line)]
-            if len(self._line) > MAX_LINE_BYTES:
-                self._line.clear()
-                self._discard = nl < 0
-                self._reply(Status(False, "unable to parse json"), {})
-            elif nl >= 0:
-                line = bytes(self._line)
-                self._line.clear()
-                self._guarded(self._on_line, line)
+        self._input.feed(data, lambda line: self._guarded(self._on_line, line),
+                         lambda: self._reply(Status(False, "unable to parse json"), {}))
 
-    def _guarded(self, action, *args) -> None:
-        """Run a handler; an unforeseen exception is answered and recorded, never ends the thread."""
-        try:
-            action(*args)
-        except Exception as exc:  # noqa: BLE001 - the serving thread must outlive any input
-            self.internal_errors = (self.internal_errors + [f"{type(exc).__name__}: {exc}"])[-20:]
-            self._run = None
-            self._reply(Status(False, "emulator internal error"), {})
+    def _recover(self) -> None:
+        """After an unforeseen exception: the run ends, ``emulator internal error``."""
+        self._run = None
+        self._reply(Status(False, "emulator internal error"), {})
 
     def _reply(self, status: Status, dat: dict) -> None:
         if not status.success and len(self._out) > MAX_BACKLOG_BYTES:
