@@ -26,6 +26,17 @@ Stepped by backward Euler with two Newton iterations per sample (the analytic de
 compiled with numba; the state is ``eta`` per unit, so blocks stream as one run.  Defaults: ``tau``
 20-80 ms (20 uF through 1-4 kOhm), ``k`` 2-8 mV (i0 of 1-4 uA through 2 kOhm), ``a`` 0.3-0.7, ``r``
 0.05 (the ranges the potato's docstring table cites for copper nails in tuber tissue).
+
+Limit, measured on the demo recording (``protocols/examples/spoken_digits_demo.toml``: 13 electrodes, 64
+sites, 300 training and 120 held-out trials; 2026-12-04): held-out free-run NRMSE 0.00484 against the
+floor's 0.00309, the error all while the utterance plays (0.006-0.008 from 0.1 to 0.7 s, 0.0022-0.0028
+at rest after it, floor / sqrt(2) being a perfect model's).  The ARX map is not what limits it: on the
+potato's own interface currents (a re-drive with another noise seed) it reaches 0.00222.  Nor are the
+bank's parameters: the 13 electrodes' true ``(tau, k, a)`` and their own ``r`` give 0.00482, more
+lags, ridge values or interface ranges 0.00478-0.00521, and removing the tissue's dispersion
+(``r_inf = 0.999``) leaves 1.57x the floor.  What the bank lacks is most likely the coupling of the
+electrodes through the tissue and the shared return (each electrode here is driven by its own voltage
+alone; the potato's transfer resistances couple each pair by 3-4 % of an electrode's own).
 """
 
 from __future__ import annotations
