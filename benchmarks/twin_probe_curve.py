@@ -45,7 +45,7 @@ alpha 1e-6 on 100 random task trials): floor 0.0030; random task 0.0081 / 0.0062
 0.0081 (25, the random start) / 0.0083 / 0.0068 / 0.0062 / 0.0059 / 0.0057 / 0.0056 / 0.0055 at 50 ...
 200 (124 utterances and 51 excitation trials chosen).  Active again does not reach the random 400-trial
 error by 200 trials; the committee's spread falls to 1.7e-6 against a squared NRMSE of 3.0e-5, so 94 %
-of the error is the family's bias (the interface docstring has what it is most likely made of).
+of the error is the family's bias (the interface docstring has what was ruled out).
 """
 
 from __future__ import annotations
