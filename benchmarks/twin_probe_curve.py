@@ -103,10 +103,10 @@ def fixed_settings(twin) -> dict:
     """The structure ``twin`` chose on its own validation split, as settings that fit only it (the
     lags and ridge of the linear family, or of the interface family's ARX map behind its fixed bank;
     a full structure search per fit is 20 s for 50 trials)."""
-    arx = {"linear": lambda t: t, "interface": lambda t: t.arx_}.get(twin.name)
-    if arx is None:
+    if twin.name not in ("linear", "interface"):
         raise SystemExit(f"fixed structure is written for the linear and interface families, not {twin.name!r}")
-    return {"lags_in": (arx(twin).lags_in_,), "lags_out": (arx(twin).lags_out_,), "alphas": (arx(twin).alpha_,)}
+    arx = twin.arx_ if twin.name == "interface" else twin
+    return {"lags_in": (arx.lags_in_,), "lags_out": (arx.lags_out_,), "alphas": (arx.alpha_,)}
 
 
 def score(family: str, stimuli, responses, dt, test_u, test_y, skip, settings: dict) -> float:
