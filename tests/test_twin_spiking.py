@@ -60,6 +60,26 @@ def test_streams_and_round_trips_bit_for_bit(organoid_trials, twin):
     np.testing.assert_array_equal(again.simulate(u, [np.random.default_rng(5), np.random.default_rng(6)]), whole)
 
 
+def test_a_session_run_carries_the_state_from_trial_to_trial(organoid_trials, twin):
+    """simulate_session plays the trials in index order, each from where the one before left the twin:
+    each run the same events as one run over the trials end to end on its stream, and not those of
+    each trial from rest."""
+    from types import SimpleNamespace
+
+    from prclab.experiments.twins.check import simulate_session
+
+    u = organoid_trials[0]
+    trials = [SimpleNamespace(index=i, stimulus=u[i]) for i in (7, 5, 6)]    # any order: played by index
+    got, again = simulate_session(twin, trials, [7, 6], seeds=(3, 4))
+    whole, _ = twin.step_block(twin.initial_state(1), np.concatenate([u[5], u[6], u[7]])[None],
+                               [np.random.default_rng(3)])
+    np.testing.assert_array_equal(got[0], whole[0, 2000:])
+    np.testing.assert_array_equal(got[1], whole[0, 1000:2000])
+    alone, _ = twin.step_block(twin.initial_state(1), u[7][None], [np.random.default_rng(3)])
+    assert not np.array_equal(got[0], alone[0])
+    assert not np.array_equal(got[0], again[0])    # the second run, on its own stream
+
+
 def test_refuses_voltages(organoid_trials):
     u, y, dt = organoid_trials
     with pytest.raises(PrclabError, match="not spike counts"):
@@ -156,6 +176,7 @@ def test_an_organoid_recording_gets_a_spiking_twin_checked_against_its_floor(toy
     s = json.loads(capsys.readouterr().out)["spiking"]
     assert s["rate_hz"] > 0 and s["model_rate_hz"] > 0 and 0 <= s["rate_error"] < 1.0
     assert -1 <= s["rate_corr"] <= 1 and -1 <= s["floor_rate_corr"] <= 1
+    assert s["runs"] == 4 and s["rate_corr_sem"] >= 0   # the mean of the twin's session runs, with its error
     assert 0 <= s["floor_rate_error"] < 1.0  # two plays of the same stimuli differ by sampling alone
     assert main(["twin", "check", str(tmp_path / "t.h5"), str(tmp_path / "o.h5")]) == 0
     text = capsys.readouterr().out
@@ -182,3 +203,22 @@ def test_a_burst_soon_after_another_is_smaller_as_recorded():
         for k, s in enumerate(starts):
             (after if k and s - starts[k - 1] < 200 else first).append(trial[s:s + 50].sum())
     assert len(after) >= 20 and np.mean(after) < 0.6 * np.mean(first)   # measured 0.42; 1.03 with one size
+
+
+def test_the_shipped_organoid_twin_protocol_floors_on_repeated_stimuli(tmp_path):
+    """protocols/examples/organoid_twin.toml (cut to 4 items) records every item twice, so twin check's
+    floor is the culture answering the same stimulus again, one pair per held-out item."""
+    from conftest import ROOT
+
+    from prclab.cli import main
+    from prclab.experiments.twins.check import floor_responses
+    from prclab.protocols.recording import read_recording
+
+    text = (ROOT / "protocols" / "examples" / "organoid_twin.toml").read_text()
+    (tmp_path / "o.toml").write_text(text.replace("max_items = 120", "max_items = 4"))
+    assert main(["run", str(tmp_path / "o.toml"), "--out", str(tmp_path / "o.h5")]) == 0
+    with read_recording(tmp_path / "o.h5") as rec:
+        held = [t for t in rec.trials if t.split == "test"]
+        first, again, source = floor_responses(rec, [t.index for t in held])
+    assert source == "repeated stimuli" and len(held) == 2 * len(first) == 2 * len(again) > 0
+    assert all(y.shape[1] == 16 and np.all(y == np.round(y)) for y in first + again)   # spike counts

@@ -45,7 +45,9 @@ def main(args: argparse.Namespace) -> None:
         def floor(key, spec):
             return "n/a" if s[f"floor_{key}"] is None else format(s[f"floor_{key}"], spec)
 
-        print(f"spiking ({s['bin_s'] * 1e3:g} ms bins): rate correlation {s['rate_corr']:.3f} (floor "
+        sem = "" if s["rate_corr_sem"] is None else f" ± {s['rate_corr_sem']:.3f}"
+        print(f"spiking ({s['bin_s'] * 1e3:g} ms bins; the twin's mean over {s['runs']} session runs): rate "
+              f"correlation {s['rate_corr']:.3f}{sem} (floor "
               f"{floor('rate_corr', '.3f')}), PSTH correlation {s['psth_corr']:.3f}, rate {s['model_rate_hz']:.3g} "
               f"vs {s['rate_hz']:.3g} Hz (error {s['rate_error']:.0%}; floor {floor('rate_error', '.0%')}), burst "
               f"rate {s['model_burst_rate_hz']:.3g} vs {s['burst_rate_hz']:.3g} /s (error "
