@@ -36,8 +36,9 @@ The references, on the same held-out trials and samples:
   the organoid model itself, the same network with its own parameters, answering each held-out trial
   after 2 s or 10 s of spontaneous activity, correlates 0.283 and 0.280 with the recording, 0.62 of
   that floor, as far as its spiking twin (0.281 ± 0.021); the same protocol with ``repetitions = 2``
-  gives the lab's floor, the culture answering the stimulus again later in the session: 0.330, and the
-  twin reaches 0.294 ± 0.013 of it (0.89).  Record an organoid with ``repetitions = 2`` for its floor.
+  gives the lab's floor, the culture answering the stimulus again later in the session: 0.335, and the
+  twin reaches 0.294 ± 0.013 (0.88 of it; ``protocols/examples/organoid_twin.toml``).  Record a culture
+  with ``repetitions = 2`` for its floor.
 - **linear**: the ``linear`` twin family fitted on the same training trials (its defaults, as ``twin
   fit`` fits it; a linear twin is its own baseline); None, with ``linear_error`` saying why, where no
   linear structure fits (spike counts often have none with a stable free run).
