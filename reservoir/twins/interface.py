@@ -34,10 +34,15 @@ at rest after it, floor / sqrt(2) being a perfect model's).  The ARX map is not 
 potato's own interface currents (a re-drive with another noise seed) it reaches 0.00222.  Nor are the
 bank's parameters: the 13 electrodes' true ``(tau, k, a)`` and their own ``r`` give 0.00482, more
 lags, ridge values or interface ranges 0.00478-0.00521, and removing the tissue's dispersion
-(``r_inf = 0.999``) leaves 1.57x the floor.  What the bank lacks may be the coupling of the
-electrodes through the tissue and the shared return (each electrode here is driven by its own voltage
-alone; the potato's transfer resistances are -0.9 % to 4.1 % of an electrode's own, 2.1-3.5 % summed
-over each electrode's twelve neighbours).
+(``r_inf = 0.999``) leaves 1.57x the floor.  What the bank lacks is the coupling of the electrodes
+through the tissue and the shared return: each electrode here is driven by its own voltage alone, while
+the potato's transfer resistances are -0.9 % to 4.1 % of an electrode's own (2.1-3.5 % summed over each
+electrode's twelve neighbours), enough behind an exponential interface.  Measured (2026-12-04): the
+same potato, stimuli and seeds with its transfer-resistance matrix cut to its diagonal give this
+family 0.00234 against a floor of 0.00306 (0.76x, near a perfect model's floor / sqrt(2)), where the
+coupled original gives 0.00484 against 0.00315 (1.54x) by the same script.  A bank whose units are
+driven by their electrode's voltage less the other electrodes' current through the coupling is the
+next step; its coupling is not known for a specimen and would have to be fitted.
 """
 
 from __future__ import annotations
