@@ -55,36 +55,50 @@ from numba import njit, prange
 from prclab.errors import PrclabError
 
 from .base import TwinFamily, check_trials
+from .coupling import electrode_coupling, proxies
 from .linear import LinearTwin
 
 FARADAY_C_PER_MOL, GAS_J_PER_MOL_K = 96485.33212, 8.314462618
+#: trials whose bank features are computed together (one parallel batch) in a fit
+CHUNK = 16
 
 
-def _interface_bank_py(u, eta, tau, k, a, r, f, dt):   # pragma: no cover - compiled
-    """``u`` ``(B, T, E)`` volts, ``eta`` ``(B, E, K)`` -> current proxies ``(B, T, E * K)``; ``eta`` updated
-    in place (the state after the block).  The units are independent: compiled twice, serial and
-    parallel (``prange`` runs as ``range`` in the serial one)."""
+def _interface_bank_py(u, eta, p, tau, k, a, r, f, dt, weights, coupling):   # pragma: no cover - compiled
+    """``u`` ``(B, T, E)`` volts, ``eta`` ``(B, E, K)``, ``p`` ``(B, E)`` the electrodes' current proxies
+    at the sample before -> the units' current proxies ``(B, T, E * K)``; ``eta`` and ``p`` updated in place
+    (the state after the block).  Electrode ``e``'s units are driven by ``u_e - sum_m coupling[e, m]
+    p_m`` (the proxies one sample back: explicit in the coupling, a few per cent of the drive), and its
+    proxy is ``sum_j weights[e, j]`` times its units'.  Batch rows are independent: compiled twice,
+    serial and parallel (``prange`` runs as ``range`` in the serial one)."""
     batch, steps, n_el = u.shape
     n_k = tau.shape[0]
     out = np.empty((batch, steps, n_el * n_k))
-    for unit in prange(batch * n_el * n_k):
-        b = unit // (n_el * n_k)
-        e = (unit - b * n_el * n_k) // n_k
-        j = unit - (b * n_el + e) * n_k
-        h, aa, cc = dt / tau[j], a[j] * f, (1.0 - a[j]) * f
-        x = eta[b, e, j]
+    for b in prange(batch):
+        drive = np.empty(n_el)
         for t in range(steps):
-            v, prev = u[b, t, e], x
-            for _ in range(2):
-                ea = np.exp(min(max(aa * x, -50.0), 50.0))
-                ec = np.exp(min(max(-cc * x, -50.0), 50.0))
-                den = 1.0 + r * ec
-                g = (ea - ec) / den
-                dg = ((aa * ea + cc * ec) * den + (ea - ec) * r * cc * ec) / (den * den)
-                res = x - prev + h * (k[j] * g - (v - x))
-                x -= res / (1.0 + h * (k[j] * dg + 1.0))
-            out[b, t, e * n_k + j] = v - x
-        eta[b, e, j] = x
+            for e in range(n_el):
+                v = u[b, t, e]
+                for m in range(n_el):
+                    v -= coupling[e, m] * p[b, m]
+                drive[e] = v
+            for e in range(n_el):
+                v, proxy = drive[e], 0.0
+                for j in range(n_k):
+                    h, aa, cc = dt / tau[j], a[j] * f, (1.0 - a[j]) * f
+                    x = eta[b, e, j]
+                    prev = x
+                    for _ in range(2):
+                        ea = np.exp(min(max(aa * x, -50.0), 50.0))
+                        ec = np.exp(min(max(-cc * x, -50.0), 50.0))
+                        den = 1.0 + r * ec
+                        g = (ea - ec) / den
+                        dg = ((aa * ea + cc * ec) * den + (ea - ec) * r * cc * ec) / (den * den)
+                        res = x - prev + h * (k[j] * g - (v - x))
+                        x -= res / (1.0 + h * (k[j] * dg + 1.0))
+                    eta[b, e, j] = x
+                    out[b, t, e * n_k + j] = v - x
+                    proxy += weights[e, j] * (v - x)
+                p[b, e] = proxy
     return out
 
 
@@ -110,24 +124,29 @@ class InterfaceTwin(TwinFamily):
         transfer_coefficients: candidate Butler-Volmer ``a`` in (0, 1).
         limit_ratio: ``i0 / i_lim`` (>= 0; 0: no mass-transport limit).
         temperature_C: sets ``f = F / (R T)``.
+        coupling: identify the electrodes' coupling through the medium (:mod:`.coupling`) and drive each
+            electrode's units with it (False: every electrode driven by its own voltage alone).
         lags_in, lags_out, alphas, validation: the ARX map's candidates (:class:`.linear.LinearTwin`).
     The bank holds every combination of ``taus_s`` x ``exchange_V`` x ``transfer_coefficients`` per electrode.
+    Fitted: ``coupling_`` ``(n_in, n_in)`` (``M_ek / M_kk``; zeros where none was found or asked for) and
+    ``proxy_weights_`` ``(n_in, K)`` (each electrode's current proxy as a combination of its units').
     """
 
     name = "interface"
 
     def __init__(self, taus_s=(0.02, 0.04, 0.08), exchange_V=(0.002, 0.004, 0.008),
                  transfer_coefficients=(0.3, 0.5, 0.7), limit_ratio: float = 0.05, temperature_C: float = 20.0,
-                 lags_in=(2, 5, 10), lags_out=(1, 2, 4), alphas=(1e-6, 1e-3), validation: float = 0.25):
+                 coupling: bool = True, lags_in=(2, 5, 10), lags_out=(1, 2, 4), alphas=(1e-6, 1e-3),
+                 validation: float = 0.25):
         self.taus_s, self.exchange_V, self.transfer_coefficients = taus_s, exchange_V, transfer_coefficients
-        self.limit_ratio, self.temperature_C = limit_ratio, temperature_C
+        self.limit_ratio, self.temperature_C, self.coupling = limit_ratio, temperature_C, coupling
         self.lags_in, self.lags_out, self.alphas, self.validation = lags_in, lags_out, alphas, validation
 
     def _settings(self) -> dict:
         return {"taus_s": [float(v) for v in self.taus_s], "exchange_V": [float(v) for v in self.exchange_V],
                 "transfer_coefficients": [float(v) for v in self.transfer_coefficients],
                 "limit_ratio": float(self.limit_ratio), "temperature_C": float(self.temperature_C),
-                "lags_in": [int(v) for v in self.lags_in], "lags_out": [int(v) for v in self.lags_out],
+                "coupling": bool(self.coupling), "lags_in": [int(v) for v in self.lags_in], "lags_out": [int(v) for v in self.lags_out],
                 "alphas": [float(v) for v in self.alphas], "validation": float(self.validation)}
 
     def _make_bank(self) -> None:
@@ -140,39 +159,83 @@ class InterfaceTwin(TwinFamily):
         self.tau_, self.k_, self.a_ = (np.ascontiguousarray(grid[:, i]) for i in range(3))
         self.f_ = FARADAY_C_PER_MOL / (GAS_J_PER_MOL_K * (s["temperature_C"] + 273.15))
 
-    def _bank(self, u: np.ndarray, eta: np.ndarray) -> np.ndarray:
-        """``[u, interface currents]`` ``(B, T, n_in * (1 + K))`` from ``u`` ``(B, T, n_in)``; ``eta`` updated."""
-        cur = _interface_bank(np.ascontiguousarray(u, dtype=np.float64), eta, self.tau_, self.k_, self.a_,
-                              float(self.limit_ratio), self.f_, self.dt_)
+    def _bank(self, u: np.ndarray, eta: np.ndarray, p: np.ndarray, coupling: np.ndarray | None = None) -> np.ndarray:
+        """``[u, interface currents]`` ``(B, T, n_in * (1 + K))`` from ``u`` ``(B, T, n_in)``; ``eta`` and ``p``
+        (:meth:`_rest`) updated.  ``coupling``: default the fitted one."""
+        c = self.coupling_ if coupling is None else coupling
+        cur = _interface_bank(np.ascontiguousarray(u, dtype=np.float64), eta, p, self.tau_, self.k_, self.a_,
+                              float(self.limit_ratio), self.f_, self.dt_, self.proxy_weights_, np.ascontiguousarray(c))
         return np.concatenate([u, cur], axis=2)
+
+    def _trial_features(self, stimuli: list[np.ndarray], coupling: np.ndarray | None = None) -> list[np.ndarray]:
+        """:meth:`_bank` of each trial from rest, ``CHUNK`` trials at a time as one batch (padded with each
+        one's last row; the bank is causal, so the padding never reaches the kept samples)."""
+        out = []
+        for start in range(0, len(stimuli), CHUNK):
+            chunk = stimuli[start:start + CHUNK]
+            steps = max(len(s) for s in chunk)
+            u = np.stack([np.vstack([s, np.repeat(s[-1:], steps - len(s), axis=0)]) for s in chunk])
+            eta, p = self._rest(len(chunk))
+            y = self._bank(u, eta, p, coupling)
+            out.extend(y[i, :len(s)] for i, s in enumerate(chunk))
+        return out
+
+    def _fit_coupling(self, u: list[np.ndarray], y: list[np.ndarray]) -> None:
+        """``coupling_`` (:func:`.coupling.electrode_coupling`) and ``proxy_weights_``: per electrode, the
+        ridge of the current proxies the recording implies (:func:`.coupling.proxies`) on its units', the
+        units driven as the recording says they were (their own voltage less the coupling through the
+        recorded proxies)."""
+        n_in, n_k = self.n_inputs_, len(self.tau_)
+        self.coupling_, self.proxy_weights_ = np.zeros((n_in, n_in)), np.full((n_in, n_k), 1.0 / n_k)
+        found = electrode_coupling(u, y, self.transfer_coefficients, self.f_, float(self.limit_ratio)) \
+            if self.coupling else None
+        if found is None:
+            return
+        c, h_pinv, y_rest = found
+        recorded = [proxies(ui, yi, h_pinv, y_rest, c) for ui, yi in zip(u, y)]
+        units = self._trial_features([ui - pi @ c.T for ui, pi in zip(u, recorded)], np.zeros_like(c))
+        gram, rhs = np.zeros((n_in, n_k + 1, n_k + 1)), np.zeros((n_in, n_k + 1))
+        for f, pi in zip(units, recorded):
+            for e in range(n_in):
+                x = np.column_stack([f[:, n_in + e * n_k:n_in + (e + 1) * n_k], np.ones(len(f))])
+                gram[e] += x.T @ x
+                rhs[e] += x.T @ pi[:, e]
+        for e in range(n_in):
+            ridge = 1e-8 * np.trace(gram[e]) / (n_k + 1) * np.eye(n_k + 1)
+            self.proxy_weights_[e] = np.linalg.solve(gram[e] + ridge, rhs[e])[:n_k]
+        self.coupling_ = c
 
     def fit(self, stimuli, responses, dt) -> InterfaceTwin:
         u, y, dt = check_trials(stimuli, responses, dt, f"twin {self.name!r}")
         self.n_inputs_, self.n_outputs_, self.dt_ = u[0].shape[1], y[0].shape[1], dt
         self._make_bank()
-        features = [self._bank(ui[None], self._rest(1))[0] for ui in u]
-        self.arx_ = LinearTwin(self.lags_in, self.lags_out, self.alphas, self.validation).fit(features, y, dt)
+        self._fit_coupling(u, y)
+        self.arx_ = LinearTwin(self.lags_in, self.lags_out, self.alphas, self.validation).fit(
+            self._trial_features(u), y, dt)
         self.validation_nrmse_, self.noise_ = self.arx_.validation_nrmse_, self.arx_.noise_
         return self
 
-    def _rest(self, batch: int) -> np.ndarray:
-        return np.zeros((batch, self.n_inputs_, len(self.tau_)))
+    def _rest(self, batch: int) -> tuple[np.ndarray, np.ndarray]:
+        """``eta`` ``(batch, n_in, K)`` and the proxies ``p`` ``(batch, n_in)`` at rest (zeros)."""
+        return np.zeros((batch, self.n_inputs_, len(self.tau_))), np.zeros((batch, self.n_inputs_))
 
     def _initial_mean_state(self, batch: int) -> dict[str, np.ndarray]:
         arx = {f"arx_{k}": v for k, v in self.arx_._initial_mean_state(batch).items()}
-        return {"eta": self._rest(batch), **arx}
+        eta, p = self._rest(batch)
+        return {"eta": eta, "p": p, **arx}
 
     def _step_mean(self, state: dict, u: np.ndarray) -> tuple[np.ndarray, dict]:
-        eta = state["eta"].copy()
-        features = self._bank(u, eta)
+        eta, p = state["eta"].copy(), state["p"].copy()
+        features = self._bank(u, eta, p)
         arx = {k[4:]: v for k, v in state.items() if k.startswith("arx_")}
         y, arx = self.arx_._step_mean(arx, features)
-        return y, {"eta": eta, **{f"arx_{k}": v for k, v in arx.items()}}
+        return y, {"eta": eta, "p": p, **{f"arx_{k}": v for k, v in arx.items()}}
 
     def to_arrays(self) -> tuple[dict[str, np.ndarray], dict]:
         self._check_fitted()
         arrays, attrs = self.arx_.to_arrays()
-        return ({f"arx_{k}": v for k, v in arrays.items()},
+        return ({f"arx_{k}": v for k, v in arrays.items()} | {"coupling": self.coupling_,
+                                                             "proxy_weights": self.proxy_weights_},
                 {"n_inputs": self.n_inputs_, "n_outputs": self.n_outputs_, "dt": self.dt_,
                  "validation_nrmse": self.validation_nrmse_, "arx": attrs, "settings": self._settings()})
 
@@ -182,6 +245,13 @@ class InterfaceTwin(TwinFamily):
         self = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in s.items()})
         self.n_inputs_, self.n_outputs_, self.dt_ = int(attrs["n_inputs"]), int(attrs["n_outputs"]), float(attrs["dt"])
         self._make_bank()
+        n_in, n_k = self.n_inputs_, len(self.tau_)     # a file from before the coupling: none
+        self.coupling_ = np.asarray(arrays.get("coupling", np.zeros((n_in, n_in))), float)
+        self.proxy_weights_ = np.asarray(arrays.get("proxy_weights", np.full((n_in, n_k), 1.0 / n_k)), float)
+        if self.coupling_.shape != (n_in, n_in) or self.proxy_weights_.shape != (n_in, n_k) \
+                or not (np.all(np.isfinite(self.coupling_)) and np.all(np.isfinite(self.proxy_weights_))):
+            raise PrclabError(f"twin {cls.name!r}: coupling {self.coupling_.shape} and proxy weights "
+                              f"{self.proxy_weights_.shape} must be finite, ({n_in}, {n_in}) and ({n_in}, {n_k})")
         self.arx_ = LinearTwin.from_arrays({k[4:]: v for k, v in arrays.items() if k.startswith("arx_")}, attrs["arx"])
         self.validation_nrmse_, self.noise_ = float(attrs["validation_nrmse"]), self.arx_.noise_
         return self
@@ -190,38 +260,55 @@ class InterfaceTwin(TwinFamily):
     def units(self) -> dict[str, np.ndarray]:
         """Interface units ``0 .. n_in K - 1`` (electrode-major: unit ``e K + j`` is interface ``j`` of
         stimulus channel ``e``; kind ``"bv_interface"`` with ``tau_s``, ``exchange_V``,
-        ``transfer_coefficient``), then one ``"arx"`` unit per response channel (``bias``, noise)."""
+        ``transfer_coefficient``), then one ``"electrode_current"`` unit per stimulus channel (its current
+        proxy, which couples it to the others: :meth:`edges`), then one ``"arx"`` unit per response
+        channel (``bias``, noise)."""
         self._check_fitted()
         n_k, n_in, n = len(self.tau_), self.n_inputs_, self.n_outputs_
         m = n_in * n_k
-        pad = np.full(n, np.nan)
-        return {"id": np.arange(m + n, dtype=np.int64),
-                "kind": np.array(["bv_interface"] * m + ["arx"] * n),
-                "electrode": np.concatenate([np.repeat(np.arange(n_in), n_k), np.full(n, -1)]).astype(np.int64),
+        pad = np.full(n_in + n, np.nan)
+        return {"id": np.arange(m + n_in + n, dtype=np.int64),
+                "kind": np.array(["bv_interface"] * m + ["electrode_current"] * n_in + ["arx"] * n),
+                "electrode": np.concatenate([np.repeat(np.arange(n_in), n_k), np.arange(n_in),
+                                             np.full(n, -1)]).astype(np.int64),
                 "tau_s": np.concatenate([np.tile(self.tau_, n_in), pad]),
                 "exchange_V": np.concatenate([np.tile(self.k_, n_in), pad]),
                 "transfer_coefficient": np.concatenate([np.tile(self.a_, n_in), pad]),
-                "bias": np.concatenate([np.full(m, np.nan), self.arx_.c_]),
-                "noise_std": np.concatenate([np.full(m, np.nan), self.noise_.std]),
-                "noise_rho": np.concatenate([np.full(m, np.nan), self.noise_.rho])}
+                "bias": np.concatenate([np.full(m + n_in, np.nan), self.arx_.c_]),
+                "noise_std": np.concatenate([np.full(m + n_in, np.nan), self.noise_.std]),
+                "noise_rho": np.concatenate([np.full(m + n_in, np.nan), self.noise_.rho])}
 
     def _fir(self) -> np.ndarray:
         """The ARX map's FIR weights ``(lags, n_in (1 + K), n_out)``."""
         return self.arx_.W_.reshape(self.arx_.lags_in_, -1, self.n_outputs_)
 
     def edges(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Interface unit -> response unit, weight the sum of its FIR weights over lags (DC gain)."""
-        self._check_fitted()
-        m = self.n_inputs_ * len(self.tau_)
-        gain = self._fir()[:, self.n_inputs_:].sum(axis=0)          # (m, n_out)
-        pre, post = np.meshgrid(np.arange(m), np.arange(m, m + self.n_outputs_), indexing="ij")
-        return pre.ravel().astype(np.int64), post.ravel().astype(np.int64), gain.ravel()
-
-    def electrode_map(self) -> dict:
-        """``input_units`` ``(n_in, K)``: each stimulus channel drives its own K interfaces (weight 1);
-        ``output_units`` ``(n_out, 1)``: response channel j is ARX unit ``n_in K + j``."""
+        """Interface unit ``(e, j)`` -> electrode unit ``e`` (weight ``proxy_weights_[e, j]``); electrode unit
+        ``m`` -> every interface unit of electrode ``e != m`` (weight ``-coupling_[e, m]``, where non-zero;
+        one sample's delay); interface unit -> response unit (the sum of its FIR weights over lags: DC gain)."""
         self._check_fitted()
         n_k, n_in, n = len(self.tau_), self.n_inputs_, self.n_outputs_
         m = n_in * n_k
-        return {"input_units": np.arange(m, dtype=np.int64).reshape(n_in, n_k), "input_weights": np.ones((n_in, n_k)),
+        iface = np.arange(m).reshape(n_in, n_k)
+        pre, post, weight = [iface.ravel()], [np.repeat(m + np.arange(n_in), n_k)], [self.proxy_weights_.ravel()]
+        e, src = np.nonzero(self.coupling_)
+        pre.append(np.repeat(m + src, n_k))
+        post.append(iface[e].ravel())
+        weight.append(np.repeat(-self.coupling_[e, src], n_k))
+        gain = self._fir()[:, n_in:].sum(axis=0)          # (m, n_out)
+        a, b = np.meshgrid(np.arange(m), np.arange(m + n_in, m + n_in + n), indexing="ij")
+        pre.append(a.ravel())
+        post.append(b.ravel())
+        weight.append(gain.ravel())
+        return (np.concatenate(pre).astype(np.int64), np.concatenate(post).astype(np.int64),
+                np.concatenate(weight).astype(float))
+
+    def electrode_map(self) -> dict:
+        """``input_units`` ``(n_in, K)``: each stimulus channel drives its own K interfaces (weight 1);
+        ``output_units`` ``(n_out, 1)``: response channel j is ARX unit ``n_in (K + 1) + j``."""
+        self._check_fitted()
+        n_k, n_in, n = len(self.tau_), self.n_inputs_, self.n_outputs_
+        m = n_in * n_k + n_in
+        return {"input_units": np.arange(n_in * n_k, dtype=np.int64).reshape(n_in, n_k),
+                "input_weights": np.ones((n_in, n_k)),
                 "output_units": np.arange(m, m + n, dtype=np.int64)[:, None], "output_weights": np.ones((n, 1))}
