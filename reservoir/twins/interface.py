@@ -1,5 +1,6 @@
 """The ``interface`` twin family: a bank of electrode interfaces (Butler-Volmer kinetics behind a double
-layer) driven by each stimulating electrode's voltage, and a linear ARX map (:mod:`.linear`) from the
+layer) driven by each stimulating electrode's voltage and, through the medium, by the other electrodes'
+currents, and a linear ARX map (:mod:`.linear`) from the
 stimulus and the interfaces' currents to every recorded channel.
 
 Why this structure.  In a substrate driven through metal electrodes - a tuber, a gel, tissue in saline -
@@ -27,22 +28,23 @@ compiled with numba; the state is ``eta`` per unit, so blocks stream as one run.
 20-80 ms (20 uF through 1-4 kOhm), ``k`` 2-8 mV (i0 of 1-4 uA through 2 kOhm), ``a`` 0.3-0.7, ``r``
 0.05 (the ranges the potato's docstring table cites for copper nails in tuber tissue).
 
-Limit, measured on the demo recording (``protocols/examples/spoken_digits_demo.toml``: 13 electrodes, 64
-sites, 300 training and 120 held-out trials; 2026-12-04): held-out free-run NRMSE 0.00484 against the
-floor's 0.00309, the error all while the utterance plays (0.006-0.008 from 0.1 to 0.7 s, 0.0022-0.0028
-at rest after it, floor / sqrt(2) being a perfect model's).  The ARX map is not what limits it: on the
-potato's own interface currents (a re-drive with another noise seed) it reaches 0.00222.  Nor are the
-bank's parameters: the 13 electrodes' true ``(tau, k, a)`` and their own ``r`` give 0.00482, more
-lags, ridge values or interface ranges 0.00478-0.00521, and removing the tissue's dispersion
-(``r_inf = 0.999``) leaves 1.57x the floor.  What the bank lacks is the coupling of the electrodes
-through the tissue and the shared return: each electrode here is driven by its own voltage alone, while
-the potato's transfer resistances are -0.9 % to 4.1 % of an electrode's own (2.1-3.5 % summed over each
-electrode's twelve neighbours), enough behind an exponential interface.  Measured (2026-12-04): the
-same potato, stimuli and seeds with its transfer-resistance matrix cut to its diagonal give this
-family 0.00234 against a floor of 0.00306 (0.76x, near a perfect model's floor / sqrt(2)), where the
-coupled original gives 0.00484 against 0.00315 (1.54x) by the same script.  A bank whose units are
-driven by their electrode's voltage less the other electrodes' current through the coupling is the
-next step; its coupling is not known for a specimen and would have to be fitted.
+Coupling.  The electrodes are not independent: the medium's transfer resistances ``M_ek`` make electrode
+``e``'s tissue voltage ``V_e - eta_e = sum_k M_ek i_k``, so in proxy units (``p_k = M_kk i_k``) electrode
+``e``'s interface is driven by ``V_e - sum_(k != e) C_ek p_k`` with ``C_ek = M_ek / M_kk``.  ``C`` is not
+known for a specimen; it is identified from the recording alone (:mod:`.coupling`: the instantaneous gain
+at the stimulus steps gives the overpotentials the recording implies, and a ridge of each electrode's
+interface equation on the others' tissue voltages gives ``C``), each electrode's proxy is a combination of
+its own units fitted to the proxies the recording implies, and in the twin each unit is driven by its
+electrode's voltage less ``C`` times the other electrodes' proxies one sample back.
+
+Measured on the demo recording (``protocols/examples/spoken_digits_demo.toml``: 13 electrodes, 64
+sites, 300 training and 120 held-out trials; 2026-12-04): held-out free-run NRMSE 0.00246 against the
+floor's 0.00309 (0.80x; a perfect model's is the floor / sqrt(2), 0.0022), where the same bank with every
+electrode driven by its own voltage alone gave 0.00484 (1.57x).  The coupling found correlates 0.990
+with the potato's own ``M_ek / M_kk`` (values -0.009 to 0.041).  In a script of the same fit, the potato's
+true coupling in place of the found one (the proxies' combinations taken from a first, uncoupled fit)
+gave 0.00250, and each electrode's true ``(tau, k, a, r)`` as its only unit 0.00224 with the true coupling
+and 0.00517 without: what was missing was the coupling, not the interfaces' parameters.
 """
 
 from __future__ import annotations
