@@ -222,3 +222,23 @@ def test_the_shipped_organoid_twin_protocol_floors_on_repeated_stimuli(tmp_path)
         first, again, source = floor_responses(rec, [t.index for t in held])
     assert source == "repeated stimuli" and len(held) == 2 * len(first) == 2 * len(again) > 0
     assert all(y.shape[1] == 16 and np.all(y == np.round(y)) for y in first + again)   # spike counts
+
+
+def test_the_floors_bootstrap_error_matches_the_spread_of_independent_sessions():
+    """The bootstrap standard error of a pooled rate correlation over trial pairs is what independent sets
+    of trials show: here within a factor of 2 of the std over 30 simulated sets (bursty rates: a few
+    trials with a large shared event carry the correlation)."""
+    from prclab.experiments.twins.spiking_metrics import rate_corr_bootstrap_sem, spike_counts, spiking_comparison
+
+    rng = np.random.default_rng(1)
+
+    def session(n=40):
+        rates = 0.002 + 0.05 * (rng.random((n, 1, 1)) < 0.2) * np.exp(-np.arange(400) / 40.0)[None, :, None]
+        lam = np.broadcast_to(rates, (n, 400, 3))
+        return list(rng.poisson(lam).astype(float)), list(rng.poisson(lam).astype(float))
+
+    corrs = [spiking_comparison(*session(), 1e-3)["rate_corr"] for _ in range(30)]
+    a, b = session()
+    sem = rate_corr_bootstrap_sem(spike_counts(a, 1e-3), spike_counts(b, 1e-3), 1e-3)
+    assert 0.5 < sem / np.std(corrs, ddof=1) < 2.0, (sem, np.std(corrs, ddof=1))
+    assert rate_corr_bootstrap_sem(a, a, 1e-3) == 0.0 and rate_corr_bootstrap_sem(a[:1], b[:1], 1e-3) is None

@@ -310,10 +310,11 @@ def _spiking(recorded, runs, floor_a, floor_b, dt: float) -> dict:
     on spike counts (voltages through the spike detector): each figure the mean over the runs, with
     ``rate_corr_sem`` (the standard error of that mean, sample std / sqrt(runs)) and ``runs``; and of
     the floor's pair (``floor_rate_corr``, ``floor_psth_corr``: the substrate against itself, the
-    correlation no twin can beat; ``floor_rate_error``, ``floor_burst_rate_error``: how far two plays of
+    correlation no twin can beat, and ``floor_rate_corr_sem``, its bootstrap standard error over the
+    pairs, ``spiking_metrics.rate_corr_bootstrap_sem``); ``floor_rate_error``, ``floor_burst_rate_error``: how far two plays of
     the same stimuli differ in firing and burst rate, the sampling error a twin's rate errors are to be
     read against; None without a floor source)."""
-    from .spiking_metrics import spike_counts, spiking_comparison
+    from .spiking_metrics import rate_corr_bootstrap_sem, spike_counts, spiking_comparison
 
     truth = spike_counts(recorded, dt)
     each = [spiking_comparison(truth, spike_counts(r, dt), dt) for r in runs]
@@ -323,7 +324,10 @@ def _spiking(recorded, runs, floor_a, floor_b, dt: float) -> dict:
             else None}
     floor = (spiking_comparison(spike_counts(floor_a, dt), spike_counts(floor_b, dt), dt)
              if floor_a is not None else {})
-    return out | {f"floor_{key}": floor.get(key) for key in ("rate_corr", "psth_corr", "rate_error", "burst_rate_error")}
+    floor_sem = (rate_corr_bootstrap_sem(spike_counts(floor_a, dt), spike_counts(floor_b, dt), dt)
+                 if floor_a is not None else None)
+    return out | {f"floor_{key}": floor.get(key) for key in ("rate_corr", "psth_corr", "rate_error", "burst_rate_error")} \
+        | {"floor_rate_corr_sem": floor_sem}
 
 
 def _same_trials(rec_path, twin_path, by_index: dict, provenance: dict) -> None:

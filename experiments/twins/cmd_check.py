@@ -46,9 +46,11 @@ def main(args: argparse.Namespace) -> None:
             return "n/a" if s[f"floor_{key}"] is None else format(s[f"floor_{key}"], spec)
 
         sem = "" if s["rate_corr_sem"] is None else f" ± {s['rate_corr_sem']:.3f}"
+        floor_sem = "" if s.get("floor_rate_corr_sem") is None else \
+            f" ± {s['floor_rate_corr_sem']:.3f} over its trial pairs"
         print(f"spiking ({s['bin_s'] * 1e3:g} ms bins; the twin's mean over {s['runs']} session runs): rate "
               f"correlation {s['rate_corr']:.3f}{sem} (floor "
-              f"{floor('rate_corr', '.3f')}), PSTH correlation {s['psth_corr']:.3f}, rate {s['model_rate_hz']:.3g} "
+              f"{floor('rate_corr', '.3f')}{floor_sem}), PSTH correlation {s['psth_corr']:.3f}, rate {s['model_rate_hz']:.3g} "
               f"vs {s['rate_hz']:.3g} Hz (error {s['rate_error']:.0%}; floor {floor('rate_error', '.0%')}), burst "
               f"rate {s['model_burst_rate_hz']:.3g} vs {s['burst_rate_hz']:.3g} /s (error "
               f"{s['burst_rate_error']:.0%}; floor {floor('burst_rate_error', '.0%')})")

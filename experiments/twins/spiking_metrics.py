@@ -76,3 +76,23 @@ def spiking_comparison(recorded: list[np.ndarray], model: list[np.ndarray], dt: 
             "rate_hz": float(rate), "model_rate_hz": float(model_rate), "rate_error": _relative(model_rate, rate),
             "burst_rate_hz": float(bursts), "model_burst_rate_hz": float(model_bursts),
             "burst_rate_error": _relative(model_bursts, bursts), "bin_s": per_bin * dt}
+
+
+def rate_corr_bootstrap_sem(a: list[np.ndarray], b: list[np.ndarray], dt: float, bin_s: float = 0.05,
+                            resamples: int = 200, seed: int = 0) -> float | None:
+    """Standard error of :func:`spiking_comparison`'s ``rate_corr`` of ``a`` against ``b`` (matched trials of
+    counts per sample), by resampling the trial pairs with replacement (``resamples`` times, generator of
+    ``seed``; the std of the resampled correlations); None for fewer than 2 pairs.  The pooled correlation
+    is carried by a few large bursts, so it varies from one set of trials to the next more than its
+    sample count suggests."""
+    if len(a) < 2:
+        return None
+    per_bin = max(1, int(round(bin_s / dt)))
+    ba, bb = [_binned([x], per_bin) for x in a], [_binned([y], per_bin) for y in b]
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(resamples):
+        pick = rng.integers(0, len(a), len(a))
+        draws.append(_corr(np.concatenate([ba[i] for i in pick]), np.concatenate([bb[i] for i in pick])))
+    draws = np.asarray(draws)
+    return float(np.nanstd(draws, ddof=1))
