@@ -77,7 +77,8 @@ def electrode_coupling(stimuli: list[np.ndarray], responses: list[np.ndarray], t
                        f: float, limit_ratio: float) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """The coupling ``C`` ``(n_in, n_in)`` (zero diagonal; module docstring, step 3), with ``H^+``
     ``(n_in, n_out)`` and ``y_rest`` ``(n_out,)`` for :func:`proxies`; None where ``H`` cannot be found or
-    an electrode's equation has no positive ``1 / tau`` (nothing coupling-like in the recording)."""
+    an electrode's equation has no positive ``1 / tau`` or a row of ``|C|`` sums to 1 or more (nothing like
+    electrodes in a conductor in the recording)."""
     h = step_gain(stimuli, responses)
     n_in = stimuli[0].shape[1]
     if h is None or n_in < 2 or responses[0].shape[1] < n_in:
@@ -108,7 +109,10 @@ def electrode_coupling(stimuli: list[np.ndarray], responses: list[np.ndarray], t
         n[e, np.arange(n_in) != e] = coef[1 + len(alphas):1 + len(alphas) + n_in - 1] / coef[0]
     c = np.linalg.inv(n) - np.eye(n_in)
     np.fill_diagonal(c, 0.0)
-    return (c, h_pinv, y_rest) if np.all(np.isfinite(c)) else None
+    # a medium's transfer resistances are below an electrode's own (every row of |C| sums below 1, which
+    # also keeps the twin's explicit coupling a contraction); anything else is not this physics
+    ok = np.all(np.isfinite(c)) and np.abs(c).sum(axis=1).max() < 1.0
+    return (c, h_pinv, y_rest) if ok else None
 
 
 def proxies(u: np.ndarray, y: np.ndarray, h_pinv: np.ndarray, y_rest: np.ndarray, c: np.ndarray) -> np.ndarray:
