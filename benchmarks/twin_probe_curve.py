@@ -39,13 +39,18 @@ the task (out-of-distribution excitation), which costs the task error early on; 
 is worse than task stimuli for the same reason (the potato is nonlinear, a linear twin fitted on
 other amplitudes and spectra linearises it elsewhere).
 
-``--family interface`` on 2026-12-04 (idle 2-core machine, 658 s; structure lags_in 5, lags_out 1,
-alpha 1e-6 on 100 random task trials): floor 0.0030; random task 0.0081 / 0.0062 / 0.0053 / 0.0050 /
-0.0049 at 25 / 50 / 100 / 200 / 400 trials; designed 0.0816 / 0.0832 / 0.0814 / 0.0811 / 0.0808; active
-0.0081 (25, the random start) / 0.0083 / 0.0068 / 0.0062 / 0.0059 / 0.0057 / 0.0056 / 0.0055 at 50 ...
-200 (124 utterances and 51 excitation trials chosen).  Active again does not reach the random 400-trial
-error by 200 trials; the committee's spread falls to 1.7e-6 against a squared NRMSE of 3.0e-5, so 94 %
-of the error is the family's bias (the interface docstring has what was ruled out).
+``--family interface`` on 2026-12-04 before the electrodes' coupling (idle 2-core machine, 658 s): random
+task 0.0049 at 400 trials, active 0.0055 at 200; 94 % of the error was the family's bias.  With the
+coupling (``reservoir/twins/coupling.py``; 1278 s, the first 10 minutes beside short twin runs; structure
+lags_in 10, lags_out 4, alpha 1e-6 on 100 random task trials; ``docs/twin_probe_curve.png``): floor
+0.0030; random task 0.0036 / 0.0027 / 0.0025 / 0.0024 / 0.0024 at 25 / 50 / 100 / 200 / 400 trials;
+designed 0.0558 / 0.0530 / 0.0509 / 0.0513 / 0.0510; active 0.0036 (25, the random start) / 0.0030 /
+0.0026 / 0.0025 / 0.0025 / 0.0025 / 0.0025 / 0.00244 at 50 ... 200 (119 utterances and 56 excitation trials
+chosen).  The twin is at the noise now (a perfect model's error is the floor / sqrt(2), 0.0021), random
+task trials reach their 400-trial error by 200, and active choice, just above it at 200 (in the fifth
+decimal), does not reach it sooner: the committee's spread falls to 9.8e-8 against a squared NRMSE of
+6.0e-6, so nearly all that is left is the measurement noise and the family's small bias, which no choice
+of trials removes.  Values are printed to 4 significant digits.
 """
 
 from __future__ import annotations
@@ -168,7 +173,7 @@ def main() -> None:
                                                settings)))
         curves["designed"].append((n, score(args.family, des_u[:n], des_y[:n], dt, test_u, test_y, skip,
                                             settings)))
-        print(f"n={n:4d}  random {curves['random task'][-1][1]:.4f}  designed {curves['designed'][-1][1]:.4f}"
+        print(f"n={n:4d}  random {curves['random task'][-1][1]:.4g}  designed {curves['designed'][-1][1]:.4g}"
               f"  ({time.time() - t0:.0f} s)", flush=True)
 
     # active: a pool of the utterances not yet played and excitation candidates
@@ -204,7 +209,7 @@ def main() -> None:
         # the squared error; a spread far below the error means the error is the family's bias,
         # which no choice of trials reduces
         spread = np.mean([choose(committee, u[None], 1, scale)[1][0] for u in test_u[::4]])
-        print(f"n={len(chosen_u):4d}  active {curves['active'][-1][1]:.4f}  committee spread on held-out "
+        print(f"n={len(chosen_u):4d}  active {curves['active'][-1][1]:.4g}  committee spread on held-out "
               f"stimuli {spread:.2e} vs NRMSE^2 {curves['active'][-1][1] ** 2:.2e}  (chosen so far: "
               f"{picks}; {time.time() - t0:.0f} s)", flush=True)
 
@@ -214,8 +219,8 @@ def main() -> None:
     print(f"{'trials':>6} " + " ".join(f"{k:>12}" for k in curves))
     for n in sorted({n for c in curves.values() for n, _ in c}):
         row = [dict(c).get(n) for c in curves.values()]
-        print(f"{n:6d} " + " ".join(f"{'':>12}" if v is None else f"{v:12.4f}" for v in row))
-    print(f"random task at {target[0]} trials: {target[1]:.4f}; active reaches it at "
+        print(f"{n:6d} " + " ".join(f"{'':>12}" if v is None else f"{v:12.4g}" for v in row))
+    print(f"random task at {target[0]} trials: {target[1]:.4g}; active reaches it at "
           f"{reach if reach is not None else 'no point up to ' + str(args.active_max)} trials; "
           f"total {time.time() - t0:.0f} s")
     if args.png:
