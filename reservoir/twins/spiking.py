@@ -43,11 +43,10 @@ from scipy.special import gammaincinv
 
 from prclab.errors import PrclabError
 
-from .base import TwinFamily, check_trials
+from .base import MAD_TO_SD, TwinFamily, check_trials
 
 MAX_EVENTS = 4       # events drawn per electrode and sample at most
 SIZE_PRIOR_BURSTS = 2.0  # an age bin's mean burst size is shrunk toward the overall mean by this many bursts
-MAD_TO_SD = 1.4826
 
 
 def drive(u: np.ndarray, u_last: np.ndarray) -> np.ndarray:
