@@ -33,8 +33,10 @@ def main(args: argparse.Namespace) -> None:
                       ("noisy_nrmse", f"twin ({result['family']}) with its fitted noise"), ("floor_nrmse",
                       f"repeatability floor ({result['floor_source']})"), ("linear_nrmse", "linear baseline"),
                       ("replay_nrmse", "untuned replay")):
-        value = result[key]
-        print(f"  {name:<55} {'n/a' if value is None else format(value, '.4g')}")
+        value, floor_value = result[key], result["floor_nrmse"]
+        ratio = f"  ({value / floor_value:.2f}x the floor)" if key in ("nrmse", "noisy_nrmse") and not point \
+            and value is not None and floor_value else ""
+        print(f"  {name:<55} {'n/a' if value is None else format(value, '.4g')}{ratio}")
     if result["transfer"]:
         t = result["transfer"]
         print(f"readout ({t['features']}): native {t['native_accuracy']:.3f}, transferred (twin -> substrate) "
