@@ -149,8 +149,8 @@ held depressed) the ablated network scores higher (0.608 vs 0.650), and at 100 m
 within noise (0.700 +- 0.043 vs 0.667 +- 0.008).  With every free electrode recorded (``--param
 n_outputs=58``: BasicMotions's 6 inputs take 6 of the 64; 2026-12-04, the same command) the intact
 network beats both baselines: 0.796 +- 0.015 (0.750, 0.825, 0.825, 0.825, 0.800, 0.750) against 0.725, and
-``recurrent=False`` scores 0.758 +- 0.034 (paired +0.038 +- 0.045, within noise); 58 electrodes average more of the network's own noise (its
-spontaneous bursts) away than 32 do.
+``recurrent=False`` scores 0.758 +- 0.034 (paired +0.038 +- 0.045, within noise); 58 electrodes average
+more of the network's own noise (its spontaneous bursts) away than 32 do.
 
 "(approx.)": ranges recalled from the sources, not re-read for this model; check before quoting.  The
 burst-rate row was checked against the abstract of Wagenaar et al. 2006 ("inter-burst intervals between

@@ -127,5 +127,6 @@ def test_the_coupling_found_from_a_recording_alone_is_the_potatos_transfer_resis
     assert np.all(np.diag(found) == 0)
     assert np.abs(found - true)[off].max() < 0.4 * np.abs(true[off]).max(), (found, true)
     assert np.corrcoef(found[off], true[off])[0, 1] > 0.9
-    uncoupled = InterfaceTwin(coupling=False, taus_s=(0.04,), exchange_V=(0.004,)).fit(stimuli[:10], responses[:10], 1e-3)
+    uncoupled = InterfaceTwin(coupling=False, taus_s=(0.04,), exchange_V=(0.004,))
+    uncoupled.fit(stimuli[:10], responses[:10], 1e-3)
     assert not np.any(uncoupled.coupling_)

@@ -148,7 +148,8 @@ class InterfaceTwin(TwinFamily):
         return {"taus_s": [float(v) for v in self.taus_s], "exchange_V": [float(v) for v in self.exchange_V],
                 "transfer_coefficients": [float(v) for v in self.transfer_coefficients],
                 "limit_ratio": float(self.limit_ratio), "temperature_C": float(self.temperature_C),
-                "coupling": bool(self.coupling), "lags_in": [int(v) for v in self.lags_in], "lags_out": [int(v) for v in self.lags_out],
+                "coupling": bool(self.coupling), "lags_in": [int(v) for v in self.lags_in],
+                "lags_out": [int(v) for v in self.lags_out],
                 "alphas": [float(v) for v in self.alphas], "validation": float(self.validation)}
 
     def _make_bank(self) -> None:
