@@ -62,6 +62,7 @@ import numpy as np
 
 from prclab.errors import PrclabError
 from prclab.protocols.recording import read_recording
+from prclab.reservoir.twins.base import padded
 
 #: trials simulated together (one batch) when the twin answers a list of trials
 BATCH = 64
@@ -103,9 +104,7 @@ def simulate_trials(family, stimuli: list[np.ndarray], rngs=None) -> list[np.nda
     out = []
     for start in range(0, len(stimuli), BATCH):
         chunk = [np.asarray(s, float) for s in stimuli[start:start + BATCH]]
-        steps = max(len(s) for s in chunk)
-        u = np.stack([np.vstack([s, np.repeat(s[-1:], steps - len(s), axis=0)]) for s in chunk])
-        y = family.simulate(u, noise_rng=None if rngs is None else rngs[start:start + BATCH])
+        y = family.simulate(padded(chunk), noise_rng=None if rngs is None else rngs[start:start + BATCH])
         out.extend(y[i, :len(s)] for i, s in enumerate(chunk))
     return out
 
@@ -323,10 +322,10 @@ def _spiking(recorded, runs, floor_a, floor_b, dt: float) -> dict:
     corr = [e["rate_corr"] for e in each]
     out |= {"runs": len(each), "rate_corr_sem": float(np.std(corr, ddof=1) / np.sqrt(len(corr))) if len(corr) > 1
             else None}
-    floor = (spiking_comparison(spike_counts(floor_a, dt), spike_counts(floor_b, dt), dt)
-             if floor_a is not None else {})
-    floor_sem = (rate_corr_bootstrap_sem(spike_counts(floor_a, dt), spike_counts(floor_b, dt), dt)
-                 if floor_a is not None else None)
+    floor, floor_sem = {}, None
+    if floor_a is not None:
+        a, b = spike_counts(floor_a, dt), spike_counts(floor_b, dt)
+        floor, floor_sem = spiking_comparison(a, b, dt), rate_corr_bootstrap_sem(a, b, dt)
     return out | {f"floor_{key}": floor.get(key) for key in ("rate_corr", "psth_corr", "rate_error", "burst_rate_error")} \
         | {"floor_rate_corr_sem": floor_sem}
 

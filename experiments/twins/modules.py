@@ -23,6 +23,7 @@ import numpy as np
 
 from prclab.errors import PrclabError
 from prclab.reservoir.twins import FAMILIES
+from prclab.reservoir.twins.base import padded
 from prclab.reservoir.twins.linear import free_run_nrmse
 
 from .data import FitData, load_fit_data
@@ -89,13 +90,6 @@ class ModuleReport:
                 "module_teacher_forced_nrmse": self.alone, "whole_twin": self.whole}
 
 
-def _padded(arrays: list[np.ndarray]) -> np.ndarray:
-    """Trials ``(T_i, k)`` as one batch ``(n, max T, k)``, each padded with its last sample (the runs are
-    causal: padding only follows the samples kept)."""
-    steps = max(len(a) for a in arrays)
-    return np.stack([np.concatenate([a, np.repeat(a[-1:], steps - len(a), 0)]) for a in arrays])
-
-
 def run_replaced(models: list, groups: list[list[int]], u: np.ndarray, y_rec: np.ndarray,
                  replaced: list[int]) -> np.ndarray:
     """Emitted outputs ``(batch, T, n_out)`` with modules ``replaced`` running their models on stimulus ``u``
@@ -127,7 +121,7 @@ def module_by_module(data: FitData, groups: list[list[int]], family: str = "line
                for u, y in zip(data.train_stimuli, data.train_responses)]
         models.append(FAMILIES[family]().fit(aug, [y[:, g] for y in data.train_responses], data.dt))
     lengths = [len(u) for u in data.heldout_stimuli]
-    u, y_rec = _padded(data.heldout_stimuli), _padded(data.heldout_responses)
+    u, y_rec = padded(data.heldout_stimuli), padded(data.heldout_responses)
     rec = data.heldout_responses
 
     def trials(batch: np.ndarray) -> list[np.ndarray]:

@@ -43,6 +43,13 @@ from scipy.signal import lfilter
 from prclab.errors import PrclabError
 
 
+def padded(trials: list[np.ndarray]) -> np.ndarray:
+    """Trials ``(T_i, k)`` as one batch ``(n, max T, k)``, each padded with its last sample: a causal run
+    of the batch answers every trial's own samples as it would alone, and is cut back to them."""
+    steps = max(len(t) for t in trials)
+    return np.stack([np.concatenate([t, np.repeat(t[-1:], steps - len(t), axis=0)]) for t in trials])
+
+
 def check_trials(stimuli, responses, dt, where: str) -> tuple[list[np.ndarray], list[np.ndarray], float]:
     """Validated training trials: lists of float64 ``(T_i, n_in)`` / ``(T_i, n_out)``, equal lengths per
     trial and equal channel counts over trials, finite; ``dt`` > 0.  ``PrclabError`` naming ``where``."""

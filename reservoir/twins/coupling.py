@@ -11,7 +11,7 @@ have no time to charge and ``eta`` does not move.  Three linear steps follow:
 
 1. ``H`` by least squares of the recorded jumps ``y[t] - y[t-1]`` on the stimulus jumps at every sample
    where the stimulus steps (:func:`step_gain`);
-2. the overpotentials the recording implies, ``eta = V - H^+ (y - y_rest)`` (:func:`overpotentials`;
+2. the overpotentials the recording implies, ``eta = V - H^+ (y - y_rest)`` (:func:`tissue_voltages`;
    ``y_rest`` the response at rest: before a trial's stimulus leaves 0 V);
 3. per electrode, its interface equation in the proxies ``p = M_diag i`` (volts), with ``p = N (V - eta)``,
    ``N = (I + C)^-1`` and ``C_ek = M_ek / M_kk`` the coupling (dimensionless)::
@@ -60,10 +60,10 @@ def rest_response(stimuli: list[np.ndarray], responses: list[np.ndarray]) -> np.
     return rest.mean(axis=0) if len(rest) else np.zeros(responses[0].shape[1])
 
 
-def overpotentials(u: np.ndarray, y: np.ndarray, h_pinv: np.ndarray, y_rest: np.ndarray) -> np.ndarray:
-    """``eta`` ``(T, n_in)`` volts implied by the recording ``y`` ``(T, n_out)`` of stimulus ``u`` ``(T, n_in)``
-    (step 2; ``h_pinv`` the pseudo-inverse of :func:`step_gain`'s ``H``)."""
-    return u - (y - y_rest) @ h_pinv.T
+def tissue_voltages(y: np.ndarray, h_pinv: np.ndarray, y_rest: np.ndarray) -> np.ndarray:
+    """``V - eta`` ``(T, n_in)`` volts the recording ``y`` ``(T, n_out)`` implies (step 2; ``h_pinv`` the
+    pseudo-inverse of :func:`step_gain`'s ``H``): the overpotentials are the stimulus less these."""
+    return (y - y_rest) @ h_pinv.T
 
 
 def butler_volmer(eta: np.ndarray, a: float, f: float, r: float) -> np.ndarray:
@@ -90,8 +90,8 @@ def electrode_coupling(stimuli: list[np.ndarray], responses: list[np.ndarray], t
     for u, y in zip(stimuli, responses):
         if len(u) <= WINDOW:
             continue
-        eta = overpotentials(u, y, h_pinv, y_rest)
-        tissue = u - eta
+        tissue = tissue_voltages(y, h_pinv, y_rest)
+        eta = u - tissue
         for e in range(n_in):
             z = np.column_stack([tissue[:, e]] + [butler_volmer(eta[:, e], a, f, limit_ratio) for a in alphas]
                                 + [tissue[:, k] for k in range(n_in) if k != e] + [np.ones(len(u))])
@@ -115,6 +115,8 @@ def electrode_coupling(stimuli: list[np.ndarray], responses: list[np.ndarray], t
     return (c, h_pinv, y_rest) if ok else None
 
 
-def proxies(u: np.ndarray, y: np.ndarray, h_pinv: np.ndarray, y_rest: np.ndarray, c: np.ndarray) -> np.ndarray:
-    """The electrodes' current proxies ``p = (I + C)^-1 (V - eta)`` ``(T, n_in)`` volts the recording implies."""
-    return (u - overpotentials(u, y, h_pinv, y_rest)) @ np.linalg.inv(np.eye(len(c)) + c).T
+def proxies(responses: list[np.ndarray], h_pinv: np.ndarray, y_rest: np.ndarray, c: np.ndarray) -> list[np.ndarray]:
+    """The electrodes' current proxies ``p = (I + C)^-1 (V - eta)`` ``(T_i, n_in)`` volts each trial's
+    recording implies (:func:`tissue_voltages`)."""
+    to_proxy = np.linalg.inv(np.eye(len(c)) + c).T
+    return [tissue_voltages(y, h_pinv, y_rest) @ to_proxy for y in responses]

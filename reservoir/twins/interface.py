@@ -56,7 +56,7 @@ from numba import njit, prange
 
 from prclab.errors import PrclabError
 
-from .base import TwinFamily, check_trials
+from .base import TwinFamily, check_trials, padded
 from .coupling import electrode_coupling, proxies
 from .linear import LinearTwin
 
@@ -176,10 +176,8 @@ class InterfaceTwin(TwinFamily):
         out = []
         for start in range(0, len(stimuli), CHUNK):
             chunk = stimuli[start:start + CHUNK]
-            steps = max(len(s) for s in chunk)
-            u = np.stack([np.vstack([s, np.repeat(s[-1:], steps - len(s), axis=0)]) for s in chunk])
             eta, p = self._rest(len(chunk))
-            y = self._bank(u, eta, p, coupling)
+            y = self._bank(padded(chunk), eta, p, coupling)
             out.extend(y[i, :len(s)] for i, s in enumerate(chunk))
         return out
 
@@ -195,17 +193,15 @@ class InterfaceTwin(TwinFamily):
         if found is None:
             return
         c, h_pinv, y_rest = found
-        recorded = [proxies(ui, yi, h_pinv, y_rest, c) for ui, yi in zip(u, y)]
+        recorded = proxies(y, h_pinv, y_rest, c)
         units = self._trial_features([ui - pi @ c.T for ui, pi in zip(u, recorded)], np.zeros_like(c))
         gram, rhs = np.zeros((n_in, n_k + 1, n_k + 1)), np.zeros((n_in, n_k + 1))
         for f, pi in zip(units, recorded):
-            for e in range(n_in):
-                x = np.column_stack([f[:, n_in + e * n_k:n_in + (e + 1) * n_k], np.ones(len(f))])
-                gram[e] += x.T @ x
-                rhs[e] += x.T @ pi[:, e]
-        for e in range(n_in):
-            ridge = 1e-8 * np.trace(gram[e]) / (n_k + 1) * np.eye(n_k + 1)
-            self.proxy_weights_[e] = np.linalg.solve(gram[e] + ridge, rhs[e])[:n_k]
+            x = np.concatenate([f[:, n_in:].reshape(len(f), n_in, n_k), np.ones((len(f), n_in, 1))], axis=2)
+            gram += np.einsum("tej,tek->ejk", x, x)
+            rhs += np.einsum("tej,te->ej", x, pi)
+        ridge = 1e-8 * np.trace(gram, axis1=1, axis2=2)[:, None, None] / (n_k + 1) * np.eye(n_k + 1)
+        self.proxy_weights_ = np.linalg.solve(gram + ridge, rhs[..., None])[:, :n_k, 0]
         self.coupling_ = c
 
     def fit(self, stimuli, responses, dt) -> InterfaceTwin:
