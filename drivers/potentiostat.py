@@ -488,9 +488,10 @@ class PotentiostatDevice(Device):
         if self._in_flight or not self._queue:
             return
         chunk = self._queue.popleft()
+        # counted before it is sent: a Ctrl-C / SIGTERM raises as the send returns, and a script the
+        # device runs uncounted would answer the rest ramp's first script in its place
+        self._in_flight, self._script_last = len(chunk), float(chunk[-1])
         self._link.send(self.protocol.script(chunk, self.channels.rate_hz))
-        self._in_flight = len(chunk)
-        self._script_last = float(chunk[-1])
 
     def _fill(self, n: int) -> None:
         while len(self._pending) < n:

@@ -170,3 +170,25 @@ def test_injected_fault_becomes_one_line_device_error_within_2_s(emulator, fault
     assert emulator.port in text and "\n" not in text
     assert not dev.is_open
     dev.close()  # a no-op after the fault, and never hangs
+
+
+def test_a_stop_that_lands_as_a_script_is_sent_still_rests_the_cell(emulator):
+    """Ctrl-C / SIGTERM raise in the main thread as the blocking send returns: the script is then running
+    on the device, and the stop must collect it before the ramp (an uncounted script answered the
+    ramp's first script in its place: 'more than N data lines')."""
+    with PotentiostatDevice(emulator.port, RATE_HZ, samples_per_script=40) as dev:
+        dev.write(np.full((40, 1), 0.3))
+        dev.read(40)
+        send = dev._link.send
+
+        def send_then_interrupt(text):
+            send(text)
+            raise KeyboardInterrupt
+
+        dev._link.send = send_then_interrupt
+        with pytest.raises(KeyboardInterrupt):
+            dev.write(np.full((40, 1), 0.4))
+        dev._link.send = send
+        report = dev.rest("interrupted")
+    assert report["outputs_at_rest"] is True, report
+    assert "let the running script finish" in report["detail"], report
