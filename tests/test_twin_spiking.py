@@ -222,6 +222,14 @@ def test_the_shipped_organoid_twin_protocol_floors_on_repeated_stimuli(tmp_path)
         first, again, source = floor_responses(rec, [t.index for t in held])
     assert source == "repeated stimuli" and len(held) == 2 * len(first) == 2 * len(again) > 0
     assert all(y.shape[1] == 16 and np.all(y == np.round(y)) for y in first + again)   # spike counts
+    # the fit learns which training trials ran on from the one before (the culture is not reset between)
+    from prclab.experiments.twins.data import load_fit_data
+
+    data = load_fit_data(tmp_path / "o.h5")
+    tr = data.train_indices
+    assert data.train_history == ["rest" if i == 0 else "follows" if k and i == tr[k - 1] + 1 else "unknown"
+                                  for k, i in enumerate(tr)]
+    assert {"follows", "unknown"} <= set(data.train_history)
 
 
 def test_the_floors_bootstrap_error_matches_the_spread_of_independent_sessions():
@@ -242,3 +250,66 @@ def test_the_floors_bootstrap_error_matches_the_spread_of_independent_sessions()
     sem = rate_corr_bootstrap_sem(spike_counts(a, 1e-3), spike_counts(b, 1e-3), 1e-3)
     assert 0.5 < sem / np.std(corrs, ddof=1) < 2.0, (sem, np.std(corrs, ddof=1))
     assert rate_corr_bootstrap_sem(a, a, 1e-3) == 0.0 and rate_corr_bootstrap_sem(a[:1], b[:1], 1e-3) is None
+
+
+def _alternating_session(n_trials=40, steps=600, units=16, seed=0):
+    """Contiguous trials of 600 ms, one pulse at 100 ms each; the culture bursts 5 ms after the pulse only
+    if its last burst is over 1 s old, so it bursts in every other trial (1.2 s apart)."""
+    rng = np.random.default_rng(seed)
+    u = np.zeros((n_trials, steps, 1))
+    u[:, 100] = 0.45
+    y = rng.poisson(0.002, (n_trials, steps, units)).astype(float)
+    starts = []
+    for k in range(n_trials):
+        burst = k % 2 == 0
+        if burst:
+            y[k, 105:155] += rng.poisson(0.3, (50, units))
+        starts.append(np.array([105] if burst else [], int))
+    return list(u), list(y), starts
+
+
+def _bursts_per_trial(twin, u, rows=32):
+    """A session of the trials in order, state carried: per row and trial, whether a burst started in it."""
+    state, out = twin.initial_state(rows), []
+    rngs = [np.random.default_rng(100 + r) for r in range(rows)]
+    for trial in u:
+        _, state = twin.step_block(state, np.broadcast_to(trial, (rows,) + trial.shape), rngs)
+        out.append(state["age"] < len(trial))   # a burst started within this trial
+    return np.array(out).T
+
+
+def test_a_trial_played_right_after_another_carries_its_burst_age():
+    """With its ``history`` the fit knows each trial's first pulse met a network that burst 600 ms or
+    1.2 s before, and its twin alternates as the culture does; fitted as if every trial began from rest,
+    every pulse looks like one after a long rest and the twin bursts at random."""
+    u, y, starts = _alternating_session()
+    history = ["rest"] + ["follows"] * (len(u) - 1)
+    carried = SpikingTwin().fit(u, y, 1e-3, burst_starts=starts, history=history)
+    rested = SpikingTwin().fit(u, y, 1e-3, burst_starts=starts)
+
+    def alternation(twin):
+        b = _bursts_per_trial(twin, u)
+        return float(np.mean(b[:, 1:] != b[:, :-1]))
+
+    assert alternation(carried) > 0.9 and alternation(rested) < 0.75
+
+
+def test_history_needs_one_known_word_per_trial_the_first_not_follows():
+    u, y, starts = _alternating_session(n_trials=4)
+    for bad in (["rest", "follows"], ["follows"] * 4, ["rest", "after", "follows", "follows"]):
+        with pytest.raises(PrclabError, match="history"):
+            SpikingTwin().fit(u, y, 1e-3, burst_starts=starts, history=bad)
+
+
+def test_a_twin_written_before_the_hazards_age_terms_loads_without_them(organoid_trials, twin):
+    """A file without ``W_hx`` (written before the hazard's age x drive terms) runs as it ran then: a
+    stimulus multiplies the hazard by one factor at every age."""
+    arrays, attrs = twin.to_arrays()
+    old = {k: v for k, v in arrays.items() if k != "W_hx"}
+    settings = {k: v for k, v in attrs["settings"].items() if k != "hazard_interactions"}
+    again = SpikingTwin.from_arrays(old, attrs | {"settings": settings})
+    assert not again.hazard_interactions and not again.W_hx_.any()
+    u = np.stack(organoid_trials[0][6:])
+    without = SpikingTwin.from_arrays(arrays | {"W_hx": np.zeros_like(arrays["W_hx"])}, attrs)
+    np.testing.assert_array_equal(again.simulate(u, [np.random.default_rng(5), np.random.default_rng(6)]),
+                                  without.simulate(u, [np.random.default_rng(5), np.random.default_rng(6)]))

@@ -30,6 +30,10 @@ class FitData:
         split_source: ``"recorded"`` or ``"by index (fraction F)"``.
         path: the recording.
         problems: the recording's damaged trials, named and left out (``Recording.problems``).
+        train_history: per training trial, what the substrate did before it: ``"rest"`` (the
+            recording's first trial), ``"follows"`` (the training trial before it in the list was played
+            right before it: the next index, the same recording session, so the substrate's state ran on
+            from one into the other) or ``"unknown"`` (after a held-out or missing trial, or a resume).
     """
 
     train_stimuli: list[np.ndarray]
@@ -44,6 +48,7 @@ class FitData:
     split_source: str
     path: str
     problems: list[str] = field(default_factory=list)
+    train_history: list[str] = field(default_factory=list)
 
 
 def load_fit_data(rec_path: str | Path, heldout: float = 0.3) -> FitData:
@@ -85,9 +90,11 @@ def load_fit_data(rec_path: str | Path, heldout: float = 0.3) -> FitData:
         if bad:
             raise PrclabError(f"recording {rec_path}: trial(s) {bad[:5]} hold NaN/inf responses")
         tr, he = [t.index for t in train], [t.index for t in held]
+        history = ["rest" if t.index == 0 else "follows" if k and t.index == train[k - 1].index + 1
+                   and t.session == train[k - 1].session else "unknown" for k, t in enumerate(train)]
         return FitData([arrays[i][0] for i in tr], [arrays[i][1] for i in tr], [arrays[i][0] for i in he],
                        [arrays[i][1] for i in he], tr, he, checksums, 1.0 / rate,
-                       str(rec.attrs.get("protocol_text", "")), source, str(rec_path), list(rec.problems))
+                       str(rec.attrs.get("protocol_text", "")), source, str(rec_path), list(rec.problems), history)
 
 
 def _rate(rec, trial) -> float:

@@ -46,7 +46,8 @@ def fit_twin(rec_path: str | Path, out: str | Path, model: str = "linear", heldo
     for name in names:
         t = time.perf_counter()
         try:
-            fitted[name] = FAMILIES[name]().fit(data.train_stimuli, data.train_responses, data.dt)
+            history = {"history": data.train_history} if FAMILIES[name].session_history else {}
+            fitted[name] = FAMILIES[name]().fit(data.train_stimuli, data.train_responses, data.dt, **history)
         except PrclabError as exc:
             if model != "best":
                 raise

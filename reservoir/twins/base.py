@@ -133,10 +133,13 @@ class TwinFamily:
     ``edges`` and ``electrode_map``; they store ``n_inputs_``, ``n_outputs_``, ``dt_`` and ``noise_``
     (:class:`ResidualNoise`) when fitted.  ``fits`` says what responses the family models: ``"signals"``
     (voltages or currents, judged by free-run NRMSE) or ``"counts"`` (spike counts per sample, judged by
-    the spiking metrics)."""
+    the spiking metrics).  ``session_history``: the family's state outlasts a trial (a culture's bursts and
+    their depression), so its ``fit`` takes ``history`` (per training trial, whether it began from rest,
+    right after the one before it, or after trials the fit does not see) and ``twin check`` runs it over the session in playing order."""
 
     name: str = ""
     fits: str = "signals"
+    session_history: bool = False
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "noise_"):
