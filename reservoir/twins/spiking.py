@@ -38,12 +38,15 @@ the background fit.  A culture in a session is not reset between trials, so the 
 one trial into the next: ``fit(..., history=...)`` (``twin fit`` passes it from the recording's trial
 indices) says which training trials were played right after the one before, and a trial after one the
 fit does not see (a held-out trial) is left out until its age is known.  Measured on
-``protocols/examples/organoid_twin.toml`` (2026-12-04): the probability that the culture bursts within
-150 ms of a trial's first stimulus rises with the time since its last burst, 0.14, 0.22, 0.53, 0.67 and
-1.00 at 0.5-0.75, 0.75-1, 1.25-1.5, 1.5-2 and 2-3 s; a twin fitted as if every trial began from rest
-bursts there with 0.38-0.56 at every age (each training trial's first stimulus met a "rested"
-network), the twin fitted with its ``history`` with 0.23-0.28, 0.27-0.32, 0.41-0.57, 0.55-0.63 and 0.92-0.97
-(two session runs each).  ``units()``: one unit per recording electrode plus the burst unit (id ``n_out``);
+``protocols/examples/organoid_twin.toml`` (2026-12-04, ``benchmarks/spiking_twin_ceiling.py``, every
+trial of the session): the probability that the culture bursts within 150 ms of a trial's first
+stimulus rises with the time since its last burst, 0.14, 0.22, 0.31, 0.53, 0.67 and 1.00 at 0.5-0.75,
+0.75-1, 1-1.25, 1.25-1.5, 1.5-2 and 2-3 s; a twin fitted as if every trial began from rest (each
+training trial's first stimulus met a "rested" network) bursts there with 0.21-0.57 at every age, the
+twin fitted with its ``history`` (and the age x drive terms) with 0.19-0.27, 0.23-0.33, 0.43-0.67,
+0.43-0.65, 0.55-0.65 and 0.92-0.99 (four session runs each).
+
+``units()``: one unit per recording electrode plus the burst unit (id ``n_out``);
 ``edges()``: burst unit -> electrode, weight the mean events a burst adds.
 """
 
