@@ -67,38 +67,43 @@ CHUNK = 16
 
 def _interface_bank_py(u, eta, p, tau, k, a, r, f, dt, weights, coupling):   # pragma: no cover - compiled
     """``u`` ``(B, T, E)`` volts, ``eta`` ``(B, E, K)``, ``p`` ``(B, E)`` the electrodes' current proxies
-    at the sample before -> the units' current proxies ``(B, T, E * K)``; ``eta`` and ``p`` updated in place
-    (the state after the block).  Electrode ``e``'s units are driven by ``u_e - sum_m coupling[e, m]
-    p_m`` (the proxies one sample back: explicit in the coupling, a few per cent of the drive), and its
-    proxy is ``sum_j weights[e, j]`` times its units'.  Batch rows are independent: compiled twice,
-    serial and parallel (``prange`` runs as ``range`` in the serial one)."""
+    at the sample before -> ``[u, the units' current proxies]`` ``(B, T, E * (1 + K))`` (the ARX map's
+    features, written in one array); ``eta`` and ``p`` updated in place (the state after the block).
+    Electrode ``e``'s units are driven by ``u_e - sum_m coupling[e, m] p_m`` (the proxies one sample
+    back: explicit in the coupling, a few per cent of the drive), and its proxy is ``sum_j weights[e,
+    j]`` times its units'.  Batch rows are independent: compiled twice, serial and parallel (``prange``
+    runs as ``range`` in the serial one)."""
     batch, steps, n_el = u.shape
     n_k = tau.shape[0]
-    out = np.empty((batch, steps, n_el * n_k))
+    out = np.empty((batch, steps, n_el * (1 + n_k)))
+    h, aa, cc = np.empty(n_k), np.empty(n_k), np.empty(n_k)
+    for j in range(n_k):
+        h[j], aa[j], cc[j] = dt / tau[j], a[j] * f, (1.0 - a[j]) * f
     for b in prange(batch):
         drive = np.empty(n_el)
         for t in range(steps):
             for e in range(n_el):
                 v = u[b, t, e]
+                out[b, t, e] = v
                 for m in range(n_el):
                     v -= coupling[e, m] * p[b, m]
                 drive[e] = v
             for e in range(n_el):
                 v, proxy = drive[e], 0.0
+                base = n_el + e * n_k
                 for j in range(n_k):
-                    h, aa, cc = dt / tau[j], a[j] * f, (1.0 - a[j]) * f
                     x = eta[b, e, j]
                     prev = x
                     for _ in range(2):
-                        ea = np.exp(min(max(aa * x, -50.0), 50.0))
-                        ec = np.exp(min(max(-cc * x, -50.0), 50.0))
+                        ea = np.exp(min(max(aa[j] * x, -50.0), 50.0))
+                        ec = np.exp(min(max(-cc[j] * x, -50.0), 50.0))
                         den = 1.0 + r * ec
                         g = (ea - ec) / den
-                        dg = ((aa * ea + cc * ec) * den + (ea - ec) * r * cc * ec) / (den * den)
-                        res = x - prev + h * (k[j] * g - (v - x))
-                        x -= res / (1.0 + h * (k[j] * dg + 1.0))
+                        dg = ((aa[j] * ea + cc[j] * ec) * den + (ea - ec) * r * cc[j] * ec) / (den * den)
+                        res = x - prev + h[j] * (k[j] * g - (v - x))
+                        x -= res / (1.0 + h[j] * (k[j] * dg + 1.0))
                     eta[b, e, j] = x
-                    out[b, t, e * n_k + j] = v - x
+                    out[b, t, base + j] = v - x
                     proxy += weights[e, j] * (v - x)
                 p[b, e] = proxy
     return out
@@ -166,9 +171,8 @@ class InterfaceTwin(TwinFamily):
         """``[u, interface currents]`` ``(B, T, n_in * (1 + K))`` from ``u`` ``(B, T, n_in)``; ``eta`` and ``p``
         (:meth:`_rest`) updated.  ``coupling``: default the fitted one."""
         c = self.coupling_ if coupling is None else coupling
-        cur = _interface_bank(np.ascontiguousarray(u, dtype=np.float64), eta, p, self.tau_, self.k_, self.a_,
-                              float(self.limit_ratio), self.f_, self.dt_, self.proxy_weights_, np.ascontiguousarray(c))
-        return np.concatenate([u, cur], axis=2)
+        return _interface_bank(np.ascontiguousarray(u, dtype=np.float64), eta, p, self.tau_, self.k_, self.a_,
+                               float(self.limit_ratio), self.f_, self.dt_, self.proxy_weights_, np.ascontiguousarray(c))
 
     def _trial_features(self, stimuli: list[np.ndarray], coupling: np.ndarray | None = None) -> list[np.ndarray]:
         """:meth:`_bank` of each trial from rest, ``CHUNK`` trials at a time as one batch (padded with each
