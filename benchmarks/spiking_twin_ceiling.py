@@ -38,39 +38,15 @@ import numpy as np
 
 from prclab.experiments.twins.check import _repeats, simulate_session
 from prclab.experiments.twins.data import load_fit_data
-from prclab.experiments.twins.spiking_metrics import spike_counts, spiking_comparison
+from prclab.experiments.twins.spiking_metrics import (ONSET_AGE_BINS_S, ONSET_WINDOW_S, onset_bursts, spike_counts,
+                                                       spiking_comparison)
 from prclab.protocols.recording import read_recording
 from prclab.reservoir import substrate_from_description
 from prclab.reservoir.twins.file import read_twin
-from prclab.reservoir.twins.spiking import burst_onsets
 
-#: time since the last burst start at a trial's first stimulus (s): the bins of the onset table
-AGE_BINS_S = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0)
-ONSET_WINDOW_S = 0.15   # a burst "at the onset": within this long after the trial's first stimulus change
-
-
-def onset_table(stimuli: list[np.ndarray], responses: list[np.ndarray], dt: float) -> list[tuple[float, int]]:
-    """Per bin of ``AGE_BINS_S``: the fraction of trials with a burst start within ``ONSET_WINDOW_S`` of the
-    trial's first stimulus change, among the trials whose last burst started that long before, and
-    their number; trials ``(T_i, n_in)`` / ``(T_i, n_out)`` counts in playing order, end to end."""
-    starts = np.cumsum([0] + [len(y) for y in responses])
-    onsets = burst_onsets(np.concatenate(responses), dt)
-    ages, hits = [], []
-    for s, u in zip(starts[:-1], stimuli):
-        changes = np.flatnonzero(np.abs(np.diff(u, axis=0)).sum(axis=1) > 0)
-        if not len(changes):
-            continue
-        t0 = s + changes[0] + 1
-        before = onsets[onsets < t0]
-        ages.append((t0 - before[-1]) * dt if len(before) else np.inf)
-        hits.append(np.any((onsets >= t0) & (onsets < t0 + ONSET_WINDOW_S / dt)))
-    ages, hits = np.asarray(ages), np.asarray(hits)
-    return [(float(hits[sel].mean()) if sel.any() else float("nan"), int(sel.sum()))
-            for sel in ((ages >= lo) & (ages < hi) for lo, hi in zip(AGE_BINS_S[:-1], AGE_BINS_S[1:]))]
-
-
-def show_table(name: str, table) -> None:
-    cells = " ".join(f"{p:5.2f} ({n:3d})" for p, n in table)
+def show_table(name: str, table: dict) -> None:
+    cells = " ".join("  -   " if p is None else f"{p:5.2f} ({n:3d})"
+                     for p, n in zip(table["probability"], table["trials"]))
     print(f"{name:>22s}: {cells}")
 
 
@@ -124,10 +100,11 @@ def main() -> None:
     network = f"network mean {np.mean(scores):.3f}; " if scores else ""
     print(f"{network}twin {twin:.3f} (mean of {args.runs} session runs)")
     print(f"burst within {ONSET_WINDOW_S * 1e3:.0f} ms of a trial's first stimulus, by the time since the last "
-          f"burst (s, bins from {', '.join(map(str, AGE_BINS_S))}; trials in brackets), every trial of the session:")
-    show_table("recording", onset_table(u_all, spike_counts(y_all, dt), dt))
+          f"burst (s, bins from {', '.join(map(str, ONSET_AGE_BINS_S))}; trials in brackets), every trial of the "
+          "session (spiking_metrics.onset_bursts):")
+    show_table("recording", onset_bursts(u_all, spike_counts(y_all, dt), dt))
     for k, run in enumerate(whole):
-        show_table(f"twin, session run {k}", onset_table(u_all, run, dt))
+        show_table(f"twin, session run {k}", onset_bursts(u_all, run, dt))
 
 
 if __name__ == "__main__":

@@ -178,9 +178,15 @@ def test_an_organoid_recording_gets_a_spiking_twin_checked_against_its_floor(toy
     assert -1 <= s["rate_corr"] <= 1 and -1 <= s["floor_rate_corr"] <= 1
     assert s["runs"] == 4 and s["rate_corr_sem"] >= 0   # the mean of the twin's session runs, with its error
     assert 0 <= s["floor_rate_error"] < 1.0  # two plays of the same stimuli differ by sampling alone
+    onset = s["onset"]   # the burst recovery, recorded and twin, over the whole session
+    n_bins = len(onset["age_bins_s"]) - 1
+    assert len(onset["recorded"]) == len(onset["twin"]) == len(onset["recorded_trials"]) == n_bins
+    assert len(onset["twin_runs"]) == s["runs"]
+    assert all(p is None or 0 <= p <= 1 for p in onset["recorded"] + onset["twin"])
     assert main(["twin", "check", str(tmp_path / "t.h5"), str(tmp_path / "o.h5")]) == 0
     text = capsys.readouterr().out
     assert "rate correlation" in text and f"floor {s['floor_rate_error']:.0%})" in text
+    assert "of a trial's first stimulus" in text
 
 
 def test_a_burst_soon_after_another_is_smaller_as_recorded():
@@ -313,3 +319,15 @@ def test_a_twin_written_before_the_hazards_age_terms_loads_without_them(organoid
     without = SpikingTwin.from_arrays(arrays | {"W_hx": np.zeros_like(arrays["W_hx"])}, attrs)
     np.testing.assert_array_equal(again.simulate(u, [np.random.default_rng(5), np.random.default_rng(6)]),
                                   without.simulate(u, [np.random.default_rng(5), np.random.default_rng(6)]))
+
+
+def test_onset_bursts_counts_the_bursts_at_each_trials_first_stimulus_by_the_time_since_the_last():
+    """Contiguous trials of 600 ms with a pulse at 100 ms, bursting in every other trial: each burst trial's
+    pulse comes 1.2 s after the last burst (it bursts), each other trial's 0.6 s after it (it does not)."""
+    from prclab.experiments.twins.spiking_metrics import onset_bursts
+
+    u, y, _ = _alternating_session(n_trials=20)
+    table = onset_bursts(u, y, 1e-3, age_bins_s=(0.5, 1.0, 1.5))
+    assert table["probability"] == [0.0, 1.0] and table["trials"] == [10, 9]   # the first burst has no age
+    with pytest.raises(PrclabError, match="onset_bursts"):
+        onset_bursts(u, y[:-1], 1e-3)

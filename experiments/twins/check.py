@@ -36,7 +36,8 @@ The references, on the same held-out trials and samples:
   channels, every item twice; its afterhyperpolarisation decays in 3 s, its synapses recover in 0.8 s, the
   rest between trials is 0.3 s; 2026-12-04, numpy 2.3.5, numba 0.63.1): the two plays correlate 0.457
   (50 ms rate bins; 0.054 its bootstrap error over the pairs) and the spiking twin 0.296 +- 0.006 (4
-  session runs; 0.306 +- 0.008 fitted as if every trial began from rest).  The organoid model itself, the same network with another noise seed, re-driven in the
+  session runs; 0.306 +- 0.008 fitted as if every trial began from rest).  The organoid model itself, the
+  same network with another noise seed, re-driven in the
   session's own order (this floor for a one-play recording) correlates 0.548 +- 0.041; re-driven by the
   session's trials in four other random orders, 0.386, 0.381, 0.322 and 0.379, and those sessions' own
   repeat floors are 0.332-0.375 (``benchmarks/spiking_twin_ceiling.py``: a few large bursts carry these
@@ -230,7 +231,7 @@ def check_twin(twin_path, rec_path, plot_dir=None) -> dict:
         ``*_per_channel``, ``floor_source``, ``metric`` (the definition), ``excluded_samples`` (per
         trial), ``n_heldout``, ``n_train``, ``family``, ``fits`` (what the family models), the transfer
         fields (:func:`~.transfer.transfer_scores`; None for a recording without labels of two or more
-        classes), ``spiking`` (:func:`_spiking`, spiking substrates only), ``drift``
+        classes), ``spiking`` (:func:`_spiking_session`, spiking substrates only), ``drift``
         (``drift.drift_report``, recordings with reference plays only) and ``plots`` (paths written).
     """
     from prclab.protocols.protocol import parse_protocol
@@ -272,8 +273,7 @@ def check_twin(twin_path, rec_path, plot_dir=None) -> dict:
                        for k in ("native_accuracy", "transfer_accuracy", "transfer_gap", "agreement")})
         model = (rec.attrs.get("device") or {}).get("substrate", {}).get("model") \
             if isinstance(rec.attrs.get("device"), dict) else None
-        result["spiking"] = (_spiking(recorded, simulate_session(family, rec.trials, heldout, SESSION_SEEDS),
-                                      floor_a, floor_b, dt)
+        result["spiking"] = (_spiking_session(rec, family, heldout, recorded, floor_a, floor_b, dt)
                              if family.fits == "counts" or model == "organoid" else None)
         from .drift import drift_report
 
@@ -300,6 +300,29 @@ def _linear_baseline(family, stimuli, responses, dt: float):
         return FAMILIES["linear"]().fit(stimuli, responses, dt), None
     except PrclabError as exc:
         return None, str(exc)
+
+
+def _spiking_session(rec, family, heldout: list[int], recorded, floor_a, floor_b, dt: float) -> dict:
+    """:func:`_spiking` of the twin's session runs (every trial in playing order, :func:`simulate_session`,
+    one run per ``SESSION_SEEDS``), with ``onset``: ``spiking_metrics.onset_bursts`` of the recorded
+    session (``recorded``) and of each twin run (``twin_runs``; ``twin`` their mean per bin), ``age_bins_s``
+    and ``window_s``: whether the twin's bursts recover from the last one as the substrate's do."""
+    from .spiking_metrics import ONSET_AGE_BINS_S, ONSET_WINDOW_S, onset_bursts, spike_counts
+
+    played = sorted(rec.trials, key=lambda t: t.index)
+    runs = simulate_session(family, played, [t.index for t in played], SESSION_SEEDS)
+    place = {t.index: k for k, t in enumerate(played)}
+    out = _spiking(recorded, [[run[place[i]] for i in heldout] for run in runs], floor_a, floor_b, dt)
+    kept = [k for k, t in enumerate(played) if t.response is not None]   # a lost response: its trial left out
+    stimuli = [np.asarray(played[k].stimulus, float) for k in kept]
+    counted = onset_bursts(stimuli, spike_counts([np.asarray(played[k].response) for k in kept], dt), dt)
+    each = [onset_bursts(stimuli, spike_counts([run[k] for k in kept], dt), dt)["probability"] for run in runs]
+    mean = [None if any(p[k] is None for p in each) else float(np.mean([p[k] for p in each]))
+            for k in range(len(ONSET_AGE_BINS_S) - 1)]
+    out["onset"] = {"age_bins_s": list(ONSET_AGE_BINS_S), "window_s": ONSET_WINDOW_S,
+                    "recorded": counted["probability"], "recorded_trials": counted["trials"], "twin": mean,
+                    "twin_runs": each}
+    return out
 
 
 def _spiking(recorded, runs, floor_a, floor_b, dt: float) -> dict:

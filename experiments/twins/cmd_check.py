@@ -56,6 +56,17 @@ def main(args: argparse.Namespace) -> None:
               f"vs {s['rate_hz']:.3g} Hz (error {s['rate_error']:.0%}; floor {floor('rate_error', '.0%')}), burst "
               f"rate {s['model_burst_rate_hz']:.3g} vs {s['burst_rate_hz']:.3g} /s (error "
               f"{s['burst_rate_error']:.0%}; floor {floor('burst_rate_error', '.0%')})")
+        onset = s.get("onset")
+        if onset:
+            edges = onset["age_bins_s"]
+
+            def cell(p):
+                return "-" if p is None else f"{p:.2f}"
+
+            print(f"burst within {onset['window_s'] * 1e3:g} ms of a trial's first stimulus, by the time since "
+                  "the last burst (recorded / twin): " + ", ".join(
+                      f"{lo:g}-{hi:g} s {cell(r)} / {cell(t)}" for lo, hi, r, t in
+                      zip(edges[:-1], edges[1:], onset["recorded"], onset["twin"])))
     if result["drift"]:
         print(f"drift: {json.dumps(result['drift'])}")
     for path in result["plots"]:

@@ -10,7 +10,9 @@ substrate re-driven with another noise seed: the repeatability floor) on the sam
 - ``rate_hz`` / ``model_rate_hz`` and ``rate_error``: mean firing rate per electrode (Hz) and the
   model's relative error ``|model - recorded| / recorded``;
 - ``burst_rate_hz`` / ``model_burst_rate_hz`` and ``burst_rate_error``: network bursts per second by
-  ``experiments.bursts.detect_bursts`` (its defaults) on the trials' rasters concatenated, and its error.
+  ``experiments.bursts.detect_bursts`` (its defaults) on the trials' rasters concatenated, and its error;
+- :func:`onset_bursts`: how often a burst starts at a trial's first stimulus against the time since the
+  last burst (how far the network had recovered), over a whole session in playing order.
 """
 
 from __future__ import annotations
@@ -19,6 +21,12 @@ import numpy as np
 
 from prclab.errors import PrclabError
 from prclab.experiments.bursts import detect_bursts
+from prclab.reservoir.twins.spiking import burst_onsets
+
+#: bins of the time since the last burst start at a trial's first stimulus (s), for :func:`onset_bursts`
+ONSET_AGE_BINS_S = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0)
+#: a burst "at the onset" starts within this long after the trial's first stimulus change (s)
+ONSET_WINDOW_S = 0.15
 
 
 def is_counts(trials: list[np.ndarray]) -> bool:
@@ -96,3 +104,36 @@ def rate_corr_bootstrap_sem(a: list[np.ndarray], b: list[np.ndarray], dt: float,
         draws.append(_corr(np.concatenate([ba[i] for i in pick]), np.concatenate([bb[i] for i in pick])))
     draws = np.asarray(draws)
     return float(np.nanstd(draws, ddof=1))
+
+
+def onset_bursts(stimuli: list[np.ndarray], responses: list[np.ndarray], dt: float,
+                 age_bins_s=ONSET_AGE_BINS_S, window_s: float = ONSET_WINDOW_S) -> dict:
+    """Per bin of ``age_bins_s``, among the trials whose first stimulus change came that long (seconds)
+    after the last burst start: the fraction with a burst start within ``window_s`` of that change.
+
+    Args:
+        stimuli, responses: a session's trials in playing order, end to end (``(T_i, n_in)`` volts and
+            ``(T_i, n_out)`` counts per sample); bursts by ``reservoir.twins.spiking.burst_onsets`` on the
+            whole raster, so a burst in one trial ages into the next.
+        dt: sample period (s).
+    Returns:
+        ``{"probability": [...], "trials": [...]}``, one per bin (``None`` where no trial fell in it);
+        trials without a stimulus change, or before the session's first burst, are not counted.
+    """
+    if len(stimuli) != len(responses) or not all(len(u) == len(y) for u, y in zip(stimuli, responses)):
+        raise PrclabError("spiking metrics: onset_bursts needs matching stimulus and response trials")
+    starts = np.cumsum([0] + [len(y) for y in responses])
+    onsets = burst_onsets(np.concatenate(responses), dt) if len(responses) else np.zeros(0, np.int64)
+    ages, hits = [], []
+    for s, u in zip(starts[:-1], stimuli):
+        changes = np.flatnonzero(np.abs(np.diff(np.asarray(u, float), axis=0)).sum(axis=1) > 0)
+        before = onsets[onsets < s + (changes[0] + 1 if len(changes) else 0)]
+        if not len(changes) or not len(before):
+            continue
+        t0 = s + changes[0] + 1
+        ages.append((t0 - before[-1]) * dt)
+        hits.append(bool(np.any((onsets >= t0) & (onsets < t0 + window_s / dt))))
+    ages, hits = np.asarray(ages), np.asarray(hits, bool)
+    cells = [(ages >= lo) & (ages < hi) for lo, hi in zip(age_bins_s[:-1], age_bins_s[1:])]
+    return {"probability": [float(hits[c].mean()) if c.any() else None for c in cells],
+            "trials": [int(c.sum()) for c in cells]}
