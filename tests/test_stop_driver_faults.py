@@ -45,7 +45,10 @@ def test_cyton_fault_before_the_first_read_is_caught(fault):
     with device:
         device.emulator.inject(fault)
         time.sleep(0.1)
-        with pytest.raises(DeviceError, match="first sample counter is [1-9]") as err:
+        # the stream starts as open returns, so now and then packet 0 leaves before the fault lands: then
+        # the gap follows sample 0 (seen once in CI: "sample counter jumped 0 -> 6 before sample 1")
+        with pytest.raises(DeviceError, match="first sample counter is [1-9]|sample counter jumped 0 -> [1-9]"
+                                              "[0-9]* before sample 1:") as err:
             device.read(50)
     assert "\n" not in str(err.value) and "brainflow cyton" in str(err.value)
     assert _emulator_gone("brainflow", device.emulator)
