@@ -127,10 +127,12 @@ def onset_bursts(stimuli: list[np.ndarray], responses: list[np.ndarray], dt: flo
     ages, hits = [], []
     for s, u in zip(starts[:-1], stimuli):
         changes = np.flatnonzero(np.abs(np.diff(np.asarray(u, float), axis=0)).sum(axis=1) > 0)
-        before = onsets[onsets < s + (changes[0] + 1 if len(changes) else 0)]
-        if not len(changes) or not len(before):
+        if not len(changes):
             continue
         t0 = s + changes[0] + 1
+        before = onsets[onsets < t0]
+        if not len(before):
+            continue
         ages.append((t0 - before[-1]) * dt)
         hits.append(bool(np.any((onsets >= t0) & (onsets < t0 + window_s / dt))))
     ages, hits = np.asarray(ages), np.asarray(hits, bool)

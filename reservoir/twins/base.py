@@ -135,7 +135,8 @@ class TwinFamily:
     (voltages or currents, judged by free-run NRMSE) or ``"counts"`` (spike counts per sample, judged by
     the spiking metrics).  ``session_history``: the family's state outlasts a trial (a culture's bursts and
     their depression), so its ``fit`` takes ``history`` (per training trial, whether it began from rest,
-    right after the one before it, or after trials the fit does not see) and ``twin check`` runs it over the session in playing order."""
+    right after the one before it, or after trials the fit does not see; ``twin fit`` passes
+    ``FitData.train_history``)."""
 
     name: str = ""
     fits: str = "signals"
